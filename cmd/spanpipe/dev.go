@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spanpipe/spanpipe/internal/app"
+	"github.com/spanpipe/spanpipe/internal/demo"
+	"github.com/spanpipe/spanpipe/pipeline"
+	"github.com/spanpipe/spanpipe/producer"
+	"github.com/spanpipe/spanpipe/sinks/duckdb"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// devSummary is the last stdout line of `spanpipe dev --exit-when-done`.
+type devSummary struct {
+	Traces       int    `json:"traces"`
+	SpansEmitted int    `json:"spans_emitted"`
+	SpansStored  int64  `json:"spans_stored"`
+	Dropped      int64  `json:"dropped"`
+	ElapsedMS    int64  `json:"elapsed_ms"`
+	DB           string `json:"db"`
+	Strategy     string `json:"strategy"`
+	Broker       string `json:"broker"`
+	Metrics      string `json:"metrics"`
+}
+
+func runDev(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	demoN := fs.Int("demo", 0, "publish N demo agent traces through the producer")
+	exitWhenDone := fs.Bool("exit-when-done", false, "exit once every emitted span is stored; the last stdout line is a JSON summary")
+	dbPath := fs.String("db", "spanpipe.duckdb", "DuckDB file")
+	port := fs.Int("port", 9092, "broker port on 127.0.0.1 (a free port is used if it is taken)")
+	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9464", "address for /metrics and /healthz (a free port is used if it is taken)")
+	strategy := fs.String("strategy", "auto", "realtime, batch-with-updates, insert-only or auto")
+	partitions := fs.Int("partitions", 4, "partitions of the spans topic")
+	timeout := fs.Duration("timeout", 5*time.Minute, "with --exit-when-done: give up after this long")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return exitError{2, err}
+	}
+	start := time.Now()
+	cfg := app.DefaultConfig()
+	cfg.Log.Level = *logLevel
+	cfg.Sink.DuckDB.Path = *dbPath
+	cfg.Pipeline.Strategy = pipeline.Strategy(*strategy)
+	// Dev is interactive: show data within a second rather than after Mastra's 5s.
+	cfg.Pipeline.MaxBatchWait = time.Second
+	cfg.Kafka.ClientID = "spanpipe-dev"
+
+	broker, err := kfake.NewCluster(kfake.Ports(*port), kfake.SeedTopics(int32(*partitions), cfg.Kafka.Topics...),
+		kfake.SeedTopics(1, cfg.Drops.Topic), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		broker, err = kfake.NewCluster(kfake.SeedTopics(int32(*partitions), cfg.Kafka.Topics...),
+			kfake.SeedTopics(1, cfg.Drops.Topic), kfake.AllowAutoTopicCreation())
+	}
+	if err != nil {
+		return fmt.Errorf("dev: start in-process broker: %w", err)
+	}
+	defer broker.Close()
+	cfg.Kafka.Brokers = broker.ListenAddrs()
+	if err := cfg.Validate(); err != nil {
+		return exitError{2, err}
+	}
+	log := app.NewLogger(cfg.Log)
+	reg := app.NewRegistry()
+
+	sink, err := duckdb.Open(ctx, cfg.Sink.DuckDB, duckdb.WithLogger(log), duckdb.WithRegisterer(reg))
+	if err != nil {
+		return err
+	}
+	defer sink.Close()
+	c, err := app.NewConsumer(cfg, sink, log, reg, nil)
+	if err != nil {
+		return err
+	}
+	ms, err := app.ServeMetrics(*metricsAddr, true, reg, func() error { return nil })
+	if err != nil {
+		c.Member.Close()
+		return err
+	}
+	defer ms.Close(context.Background())
+	log.Info("spanpipe dev running", "broker", cfg.Kafka.Brokers[0], "db", *dbPath, "metrics", "http://"+ms.Addr+"/metrics", "strategy", c.Pipeline.Strategy())
+	fmt.Fprintf(os.Stderr, "\n  broker   %s\n  duckdb   %s\n  metrics  http://%s/metrics\n\n", cfg.Kafka.Brokers[0], *dbPath, ms.Addr)
+
+	consumeCtx, stopConsume := context.WithCancel(ctx)
+	defer stopConsume()
+	var wg sync.WaitGroup
+	var runErr error
+	wg.Go(func() { runErr = c.Run(consumeCtx) })
+
+	pcfg := producer.DefaultConfig()
+	pcfg.Brokers = cfg.Kafka.Brokers
+	pcfg.ServiceName = "spanpipe-demo"
+	pcfg.Environment = "dev"
+	// The demo must not drop what it means to count: block for room instead.
+	pcfg.OnBufferFull = producer.OnFullBlock
+	pcfg.BlockTimeout = time.Minute
+	prod, err := producer.New(pcfg, producer.WithLogger(log), producer.WithRegisterer(reg), producer.WithKgoOpts(app.KafkaOpts(reg, log, "producer")...))
+	if err != nil {
+		stopConsume()
+		wg.Wait()
+		return err
+	}
+	emitted := 0
+	if *demoN > 0 {
+		g := demo.New(prod, demo.Options{Seed: uint64(time.Now().UnixNano())})
+		for i := 0; i < *demoN; i++ {
+			emitted += g.Trace()
+		}
+		fctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := prod.Flush(fctx)
+		cancel()
+		if err != nil {
+			log.Error("flushing demo traces", "err", err)
+		}
+		log.Info("demo traces published", "traces", *demoN, "spans", emitted)
+	}
+
+	if !*exitWhenDone {
+		<-ctx.Done()
+		log.Info("shutting down")
+	} else {
+		wctx, cancel := context.WithTimeout(ctx, *timeout)
+		err := waitStored(wctx, cfg, sink, int64(emitted))
+		cancel()
+		if err != nil {
+			log.Error("not every span was stored", "err", err)
+		}
+	}
+	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := prod.Close(closeCtx); err != nil {
+		log.Error("closing producer", "err", err)
+	}
+	stopConsume()
+	wg.Wait()
+	if runErr != nil {
+		return runErr
+	}
+	if !*exitWhenDone {
+		return nil
+	}
+	stored, err := sink.CountSpans(context.Background())
+	if err != nil {
+		return err
+	}
+	sum := devSummary{
+		Traces: *demoN, SpansEmitted: emitted, SpansStored: stored, Dropped: int64(droppedTotal(reg)),
+		ElapsedMS: time.Since(start).Milliseconds(), DB: *dbPath, Strategy: string(c.Pipeline.Strategy()),
+		Broker: cfg.Kafka.Brokers[0], Metrics: ms.Addr,
+	}
+	line, _ := json.Marshal(sum)
+	fmt.Fprintln(stdout, string(line))
+	if stored != int64(emitted) || sum.Dropped != 0 {
+		return exitError{1, fmt.Errorf("dev: stored %d of %d spans, %d dropped", stored, emitted, sum.Dropped)}
+	}
+	return nil
+}
+
+// waitStored waits until the group has committed everything in the spans topic and
+// the database holds want spans. Committed offsets come after durable writes, so this
+// also means every final snapshot is stored, not just a running one.
+func waitStored(ctx context.Context, cfg app.Config, sink *duckdb.Writer, want int64) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		lags, err := adm.Lag(ctx, cfg.Kafka.Group)
+		if err == nil {
+			if gl, ok := lags[cfg.Kafka.Group]; ok && gl.Error() == nil && gl.Lag.Total() == 0 && len(gl.Lag) > 0 {
+				n, err := sink.CountSpans(ctx)
+				if err == nil && n >= want {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d spans: %w", want, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// droppedTotal sums spanpipe_dropped_records_total over all labels.
+func droppedTotal(g prometheus.Gatherer) float64 {
+	mfs, err := g.Gather()
+	if err != nil {
+		return -1
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != "spanpipe_dropped_records_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}

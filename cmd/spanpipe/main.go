@@ -1,0 +1,79 @@
+// Command spanpipe is spanpipe's single binary: dev (everything in one process),
+// consume (a consumer-group member), produce (a load generator).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage: spanpipe <command> [flags]
+
+commands:
+  dev       run broker (in-process), consumer and DuckDB in one process; --demo N publishes N traces
+  consume   run a consumer-group member against real brokers (--config FILE)
+  produce   publish generated agent traces to real brokers (load generator)
+
+Run 'spanpipe <command> -h' for the flags of a command.
+`
+
+// stdout is where commands print results; tests replace it.
+var stdout io.Writer = os.Stdout
+
+// exitError carries a process exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	// The first signal starts a graceful drain; a second one exits at once.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		fmt.Fprintln(os.Stderr, "spanpipe: second signal, exiting now")
+		os.Exit(130)
+	}()
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "dev":
+		err = runDev(ctx, args)
+	case "consume":
+		err = runConsume(ctx, args)
+	case "produce":
+		err = runProduce(ctx, args)
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "spanpipe: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "spanpipe:", err)
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,467 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spanpipe/spanpipe/internal/promx"
+	"github.com/spanpipe/spanpipe/pipeline"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Config configures a group member.
+type Config struct {
+	// Brokers are the seed brokers, host:port.
+	Brokers []string `yaml:"brokers"`
+	// Topics to consume. Default ["spanpipe.spans"].
+	Topics []string `yaml:"topics"`
+	// Group is the consumer group. Default "spanpipe". Every `spanpipe consume` process
+	// of one group shares the partitions.
+	Group string `yaml:"group"`
+	// ClientID names this member in broker logs. Default "spanpipe".
+	ClientID string `yaml:"client_id"`
+	// MaxPollRecords bounds the records taken from the client per poll. Default 5000.
+	MaxPollRecords int `yaml:"max_poll_records"`
+	// FetchMaxBytes bounds one fetch response. Default 32 MiB.
+	FetchMaxBytes int32 `yaml:"fetch_max_bytes"`
+	// SessionTimeout: a member silent this long is removed from the group. Default 45s.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// RebalanceTimeout bounds how long a revoke may take to flush and commit. Default 60s.
+	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
+	// ShutdownTimeout bounds the drain at shutdown; what is not written by then stays
+	// uncommitted and is redelivered. Default 30s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// StartFromEnd makes a group without committed offsets start at the end of the
+	// topics instead of the beginning. Default false (nothing already in Kafka is skipped).
+	StartFromEnd bool `yaml:"start_from_end"`
+}
+
+// DefaultConfig returns the defaults (no brokers).
+func DefaultConfig() Config {
+	return Config{
+		Topics:           []string{"spanpipe.spans"},
+		Group:            "spanpipe",
+		ClientID:         "spanpipe",
+		MaxPollRecords:   5000,
+		FetchMaxBytes:    32 << 20,
+		SessionTimeout:   45 * time.Second,
+		RebalanceTimeout: 60 * time.Second,
+		ShutdownTimeout:  30 * time.Second,
+	}
+}
+
+// Validate reports every problem, each naming its key.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if len(c.Brokers) == 0 {
+		bad("kafka.brokers must list at least one broker")
+	}
+	if len(c.Topics) == 0 {
+		bad("kafka.topics must list at least one topic")
+	}
+	if c.Group == "" {
+		bad("kafka.group must not be empty")
+	}
+	if c.MaxPollRecords <= 0 {
+		bad("kafka.max_poll_records must be > 0, got %d", c.MaxPollRecords)
+	}
+	if c.FetchMaxBytes <= 0 {
+		bad("kafka.fetch_max_bytes must be > 0, got %d", c.FetchMaxBytes)
+	}
+	if c.SessionTimeout <= 0 {
+		bad("kafka.session_timeout must be > 0, got %s", c.SessionTimeout)
+	}
+	if c.RebalanceTimeout <= 0 {
+		bad("kafka.rebalance_timeout must be > 0, got %s", c.RebalanceTimeout)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("kafka.shutdown_timeout must be > 0, got %s", c.ShutdownTimeout)
+	}
+	return errors.Join(errs...)
+}
+
+// Option configures a Consumer.
+type Option func(*options)
+
+type options struct {
+	log   *slog.Logger
+	reg   prometheus.Registerer
+	kopts []kgo.Opt
+}
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithRegisterer registers the consumer's metrics (default: none).
+func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { o.reg = r } }
+
+// WithKgoOpts appends franz-go options after the consumer's own (hooks, TLS, SASL...).
+func WithKgoOpts(opts ...kgo.Opt) Option {
+	return func(o *options) { o.kopts = append(o.kopts, opts...) }
+}
+
+// Consumer is one member of the consumer group.
+type Consumer struct {
+	cfg Config
+	pl  *pipeline.Pipeline
+	cl  *kgo.Client
+	log *slog.Logger
+	m   *metrics
+
+	// pipeMu serialises the buffering side of the pipeline between the poll loop and
+	// the rebalance callbacks.
+	pipeMu   sync.Mutex
+	jobs     chan job
+	progress chan struct{}
+	closing  atomic.Bool
+	paused   atomic.Bool
+
+	assignedMu sync.Mutex
+	assigned   map[string]map[int32]struct{}
+}
+
+type job struct {
+	u    *pipeline.Unit
+	done chan struct{} // a barrier when u is nil
+}
+
+// New creates the member and its Kafka client. The client starts background
+// goroutines at once: call [Consumer.Run] (which closes it) or [Consumer.Close].
+func New(cfg Config, pl *pipeline.Pipeline, opts ...Option) (*Consumer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("consumer: invalid config: %w", err)
+	}
+	o := options{log: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c := &Consumer{
+		cfg:      cfg,
+		pl:       pl,
+		log:      o.log.With("component", "consumer", "group", cfg.Group),
+		m:        newMetrics(o.reg),
+		progress: make(chan struct{}, 1),
+		assigned: make(map[string]map[int32]struct{}),
+	}
+	reset := kgo.NewOffset().AtStart()
+	if cfg.StartFromEnd {
+		reset = kgo.NewOffset().AtEnd()
+	}
+	kopts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ClientID(cfg.ClientID),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topics...),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(reset),
+		kgo.FetchMaxBytes(cfg.FetchMaxBytes),
+		kgo.SessionTimeout(cfg.SessionTimeout),
+		kgo.RebalanceTimeout(cfg.RebalanceTimeout),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.OnPartitionsAssigned(c.onAssigned),
+		kgo.OnPartitionsRevoked(c.onRevoked),
+		kgo.OnPartitionsLost(c.onLost),
+	}
+	cl, err := kgo.NewClient(append(kopts, o.kopts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("consumer: new kafka client: %w", err)
+	}
+	c.cl = cl
+	return c, nil
+}
+
+// Client is the underlying franz-go client (for admin calls and lag checks).
+func (c *Consumer) Client() *kgo.Client { return c.cl }
+
+// Close closes the client without draining; use it only when Run was never called.
+func (c *Consumer) Close() {
+	c.closing.Store(true)
+	c.cl.Close()
+}
+
+// Run consumes until ctx is cancelled, then drains and leaves the group. It returns
+// nil after a clean shutdown.
+func (c *Consumer) Run(ctx context.Context) error {
+	// The writer outlives ctx: after cancellation it still has to drain, bounded by
+	// ShutdownTimeout, which cancels writerCtx.
+	writerCtx, cancelWriter := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWriter()
+	queue := c.pl.Config().MaxBufferSize/c.pl.Config().MaxBatchSize + 2
+	c.jobs = make(chan job, queue)
+	var wg sync.WaitGroup
+	wg.Go(func() { c.writer(writerCtx) })
+
+	c.log.Info("consuming", "topics", c.cfg.Topics, "strategy", c.pl.Strategy())
+	for ctx.Err() == nil {
+		if !c.pollOnce(ctx) {
+			break
+		}
+	}
+
+	// Shutdown: stop taking input, drain what we hold, commit, leave.
+	start := time.Now()
+	c.pipeMu.Lock()
+	c.enqueue(c.pl.Seal(pipeline.TriggerShutdown))
+	c.pipeMu.Unlock()
+	drainCtx, cancelDrain := context.WithTimeout(writerCtx, c.cfg.ShutdownTimeout)
+	err := c.barrier(drainCtx)
+	cancelDrain()
+	if err != nil {
+		c.log.Error("shutdown drain deadline passed; unwritten records stay uncommitted and will be redelivered",
+			"timeout", c.cfg.ShutdownTimeout, "buffered", c.pl.Buffered())
+		cancelWriter()
+	}
+	close(c.jobs)
+	wg.Wait()
+	c.log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
+	c.closing.Store(true)
+	c.cl.Close() // leaves the group
+	c.log.Info("left group")
+	return nil
+}
+
+// pollOnce runs one poll cycle; false means the client is closed.
+func (c *Consumer) pollOnce(ctx context.Context) bool {
+	pollCtx := ctx
+	c.pipeMu.Lock()
+	if due, at := c.pl.Due(); due {
+		c.enqueue(c.pl.Seal(pipeline.TriggerInterval))
+	} else if !at.IsZero() {
+		var cancel context.CancelFunc
+		pollCtx, cancel = context.WithDeadline(ctx, at)
+		defer cancel()
+	}
+	c.pipeMu.Unlock()
+
+	fetches := c.cl.PollRecords(pollCtx, c.cfg.MaxPollRecords)
+	if fetches.IsClientClosed() {
+		return false
+	}
+	c.pipeMu.Lock()
+	defer c.cl.AllowRebalance()
+	defer c.pipeMu.Unlock()
+	fetches.EachError(func(topic string, p int32, err error) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return
+		}
+		c.m.fetchErrors.Inc()
+		c.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
+	})
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) == 0 {
+			return
+		}
+		for _, rec := range p.Records {
+			if u := c.pl.Add(rec); u != nil {
+				c.enqueue(u)
+			}
+			if c.pl.Full() {
+				c.waitForRoom(ctx)
+			}
+		}
+		last := p.Records[len(p.Records)-1].Offset
+		c.m.lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(max(0, p.HighWatermark-last-1)))
+	})
+	return true
+}
+
+// waitForRoom pauses fetching while the pipeline is full. Kafka keeps the records;
+// memory stays bounded by MaxBufferSize.
+func (c *Consumer) waitForRoom(ctx context.Context) {
+	if !c.paused.Swap(true) {
+		c.cl.PauseFetchTopics(c.cfg.Topics...)
+		c.m.paused.Set(float64(c.assignedCount()))
+		c.log.Info("buffer full, fetching paused", "buffered", c.pl.Buffered())
+	}
+	for c.pl.Full() {
+		select {
+		case <-c.progress:
+		case <-ctx.Done():
+			// Shutdown while full: keep what we hold, the drain writes it.
+			return
+		}
+	}
+	c.cl.ResumeFetchTopics(c.cfg.Topics...)
+	c.paused.Store(false)
+	c.m.paused.Set(0)
+	c.log.Info("fetching resumed", "buffered", c.pl.Buffered())
+}
+
+func (c *Consumer) enqueue(u *pipeline.Unit) {
+	if u != nil {
+		c.jobs <- job{u: u}
+	}
+}
+
+// barrier waits until every unit enqueued before it is written and committed.
+func (c *Consumer) barrier(ctx context.Context) error {
+	done := make(chan struct{})
+	select {
+	case c.jobs <- job{done: done}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *Consumer) writer(ctx context.Context) {
+	for j := range c.jobs {
+		if j.u != nil {
+			if err := c.pl.Write(ctx, j.u); err != nil {
+				c.pl.Abandon(j.u)
+			} else {
+				c.commit(ctx, j.u.Offsets())
+			}
+			select {
+			case c.progress <- struct{}{}:
+			default:
+			}
+		}
+		if j.done != nil {
+			close(j.done)
+		}
+	}
+}
+
+func (c *Consumer) commit(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) {
+	if len(offsets) == 0 {
+		return
+	}
+	var cerr error
+	c.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			cerr = err
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if err := kerrFor(p.ErrorCode); err != nil && cerr == nil {
+					cerr = fmt.Errorf("%s[%d]: %w", t.Topic, p.Partition, err)
+				}
+			}
+		}
+	})
+	if cerr != nil {
+		// Not fatal: the records are stored; a later commit, or redelivery into an
+		// idempotent sink, covers it.
+		c.m.commits.WithLabelValues("error").Inc()
+		c.log.Warn("commit failed; records may be redelivered (harmless, writes are idempotent)", "err", cerr)
+		return
+	}
+	c.m.commits.WithLabelValues("ok").Inc()
+}
+
+func (c *Consumer) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	c.m.rebalances.WithLabelValues("assigned").Inc()
+	c.assignedMu.Lock()
+	for t, ps := range assigned {
+		if c.assigned[t] == nil {
+			c.assigned[t] = make(map[int32]struct{})
+		}
+		for _, p := range ps {
+			c.assigned[t][p] = struct{}{}
+		}
+	}
+	c.assignedMu.Unlock()
+	c.log.Info("partitions assigned", "partitions", assigned)
+}
+
+func (c *Consumer) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	c.m.rebalances.WithLabelValues("revoked").Inc()
+	c.release(ctx, revoked, "revoked")
+}
+
+func (c *Consumer) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+	c.m.rebalances.WithLabelValues("lost").Inc()
+	c.release(ctx, lost, "lost")
+}
+
+// release flushes and commits everything before partitions go to another member, so
+// that nothing they get is also in our buffer unacknowledged (Redpanda Connect #4010).
+func (c *Consumer) release(ctx context.Context, parts map[string][]int32, how string) {
+	if !c.closing.Load() && c.jobs != nil {
+		start := time.Now()
+		c.pipeMu.Lock()
+		c.enqueue(c.pl.Seal(pipeline.TriggerRevoke))
+		c.pipeMu.Unlock()
+		bctx, cancel := context.WithTimeout(ctx, c.cfg.RebalanceTimeout)
+		if err := c.barrier(bctx); err != nil {
+			c.log.Error("could not flush before giving up partitions; their records will be redelivered", "how", how, "err", err)
+		}
+		cancel()
+		c.log.Info("partitions "+how+" after flush and commit", "partitions", parts, "took", time.Since(start).Round(time.Millisecond))
+	}
+	c.assignedMu.Lock()
+	for t, ps := range parts {
+		for _, p := range ps {
+			delete(c.assigned[t], p)
+			c.m.lag.DeleteLabelValues(t, strconv.Itoa(int(p)))
+		}
+	}
+	c.assignedMu.Unlock()
+}
+
+func (c *Consumer) assignedCount() int {
+	c.assignedMu.Lock()
+	defer c.assignedMu.Unlock()
+	n := 0
+	for _, ps := range c.assigned {
+		n += len(ps)
+	}
+	return n
+}
+
+type metrics struct {
+	lag         *prometheus.GaugeVec
+	paused      prometheus.Gauge
+	rebalances  *prometheus.CounterVec
+	commits     *prometheus.CounterVec
+	fetchErrors prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		lag: promx.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "spanpipe_consumer_lag_records",
+			Help: "Records in the partition after the last one consumed (high watermark - next offset).",
+		}, []string{"topic", "partition"})),
+		paused: promx.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spanpipe_consumer_paused_partitions",
+			Help: "Partitions whose fetching is paused because the pipeline buffer is full.",
+		})),
+		rebalances: promx.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spanpipe_consumer_rebalances_total",
+			Help: "Partition assignment changes seen by this member, by event.",
+		}, []string{"event"})),
+		commits: promx.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spanpipe_consumer_commits_total",
+			Help: "Offset commits, by outcome.",
+		}, []string{"outcome"})),
+		fetchErrors: promx.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spanpipe_consumer_fetch_errors_total",
+			Help: "Errors returned by fetches.",
+		})),
+	}
+	for _, e := range []string{"assigned", "revoked", "lost"} {
+		m.rebalances.WithLabelValues(e)
+	}
+	m.commits.WithLabelValues("ok")
+	m.commits.WithLabelValues("error")
+	return m
+}

@@ -1,0 +1,221 @@
+// Package app wires spanpipe's components into the processes the spanpipe binary
+// runs, and loads their configuration (YAML, then SPANPIPE_* environment variables,
+// then flags).
+package app
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spanpipe/spanpipe/consumer"
+	"github.com/spanpipe/spanpipe/dropalerts"
+	"github.com/spanpipe/spanpipe/pipeline"
+	"github.com/spanpipe/spanpipe/sinks/duckdb"
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration of `spanpipe consume`.
+type Config struct {
+	Kafka    consumer.Config   `yaml:"kafka"`
+	Pipeline pipeline.Config   `yaml:"pipeline"`
+	Sink     SinkConfig        `yaml:"sink"`
+	Drops    dropalerts.Config `yaml:"drops"`
+	Metrics  MetricsConfig     `yaml:"metrics"`
+	Log      LogConfig         `yaml:"log"`
+}
+
+// SinkConfig selects and configures the sink.
+type SinkConfig struct {
+	// Type is "duckdb". Default "duckdb".
+	Type   string        `yaml:"type"`
+	DuckDB duckdb.Config `yaml:"duckdb"`
+}
+
+// MetricsConfig configures the HTTP server for /metrics and /healthz.
+type MetricsConfig struct {
+	// Listen is the address to serve on; empty disables the server.
+	// Default "127.0.0.1:9464".
+	Listen string `yaml:"listen"`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is text or json. Default text.
+	Format string `yaml:"format"`
+}
+
+// DefaultConfig returns the defaults of every component.
+func DefaultConfig() Config {
+	return Config{
+		Kafka:    consumer.DefaultConfig(),
+		Pipeline: pipeline.DefaultConfig(),
+		Sink:     SinkConfig{Type: "duckdb", DuckDB: duckdb.DefaultConfig()},
+		Drops:    dropalerts.DefaultConfig(),
+		Metrics:  MetricsConfig{Listen: "127.0.0.1:9464"},
+		Log:      LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// Validate reports every problem of every component.
+func (c Config) Validate() error {
+	errs := []error{c.Kafka.Validate(), c.Pipeline.Validate(), c.Drops.Validate()}
+	switch c.Sink.Type {
+	case "duckdb":
+		if err := c.Sink.DuckDB.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("sink.duckdb: %w", err))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("sink.type must be duckdb, got %q", c.Sink.Type))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level must be debug, info, warn or error, got %q", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format must be text or json, got %q", c.Log.Format))
+	}
+	return errors.Join(errs...)
+}
+
+// Load reads the YAML file at path (none when empty) over the defaults, then applies
+// SPANPIPE_* variables from environ. Unknown YAML keys are errors: a typo in a config
+// file should fail loudly, not silently keep a default.
+func Load(path string, environ []string) (Config, error) {
+	cfg := DefaultConfig()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := ApplyEnv(&cfg, environ); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// ApplyEnv sets fields from SPANPIPE_<SECTION>_<KEY> variables, named after the YAML
+// keys in upper case: SPANPIPE_KAFKA_BROKERS=a:9092,b:9092,
+// SPANPIPE_PIPELINE_MAX_BATCH_SIZE=5000, SPANPIPE_SINK_DUCKDB_PATH=/data/x.duckdb.
+// Lists are comma-separated, durations use Go syntax (5s, 250ms).
+func ApplyEnv(cfg *Config, environ []string) error {
+	vars := make(map[string]string)
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok && strings.HasPrefix(k, "SPANPIPE_") {
+			vars[k] = v
+		}
+	}
+	if len(vars) == 0 {
+		return nil
+	}
+	var errs []error
+	known := make(map[string]bool)
+	walkYAML(reflect.ValueOf(cfg).Elem(), "SPANPIPE", func(name string, f reflect.Value) {
+		known[name] = true
+		v, ok := vars[name]
+		if !ok {
+			return
+		}
+		if err := setField(f, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	})
+	for k := range vars {
+		if !known[k] && !ignoredEnv[k] {
+			errs = append(errs, fmt.Errorf("%s: unknown setting", k))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ignoredEnv are SPANPIPE_ variables read elsewhere, not config keys.
+var ignoredEnv = map[string]bool{"SPANPIPE_CONFIG": true}
+
+func walkYAML(v reflect.Value, prefix string, fn func(string, reflect.Value)) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		tag, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+		if tag == "" || tag == "-" || !sf.IsExported() {
+			continue
+		}
+		name := prefix + "_" + strings.ToUpper(tag)
+		f := v.Field(i)
+		if f.Kind() == reflect.Struct && f.Type() != reflect.TypeOf(time.Time{}) {
+			walkYAML(f, name, fn)
+			continue
+		}
+		fn(name, f)
+	}
+}
+
+func setField(f reflect.Value, s string) error {
+	if f.Type() == reflect.TypeOf(time.Duration(0)) {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		f.SetInt(int64(d))
+		return nil
+	}
+	switch f.Kind() {
+	case reflect.String:
+		f.SetString(s)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		f.SetBool(b)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, f.Type().Bits())
+		if err != nil {
+			return err
+		}
+		f.SetInt(n)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		n, err := strconv.ParseUint(s, 10, f.Type().Bits())
+		if err != nil {
+			return err
+		}
+		f.SetUint(n)
+	case reflect.Float32, reflect.Float64:
+		n, err := strconv.ParseFloat(s, f.Type().Bits())
+		if err != nil {
+			return err
+		}
+		f.SetFloat(n)
+	case reflect.Slice:
+		if f.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("unsupported list type %s", f.Type())
+		}
+		var parts []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		f.Set(reflect.ValueOf(parts).Convert(f.Type()))
+	default:
+		return fmt.Errorf("unsupported type %s", f.Type())
+	}
+	return nil
+}

@@ -1,0 +1,146 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spanpipe/spanpipe/consumer"
+	"github.com/spanpipe/spanpipe/dropalerts"
+	"github.com/spanpipe/spanpipe/pipeline"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
+	"github.com/twmb/franz-go/plugin/kslog"
+)
+
+// NewLogger builds the process logger.
+func NewLogger(c LogConfig) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	ho := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, ho))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, ho))
+}
+
+// NewRegistry returns a registry with the Go, process and build-info collectors.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	version := "devel"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		version = bi.Main.Version
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "spanpipe_build_info",
+		Help:        "Build information; always 1.",
+		ConstLabels: prometheus.Labels{"version": version},
+	}, func() float64 { return 1 }))
+	return reg
+}
+
+// KafkaOpts returns franz-go options that export the client's metrics (kprom, with a
+// "client" label naming its role, since every client needs its own kprom instance) and
+// bridge its logs into slog.
+func KafkaOpts(reg prometheus.Registerer, log *slog.Logger, role string) []kgo.Opt {
+	kp := kprom.NewMetrics("spanpipe", kprom.Registerer(reg), kprom.Subsystem("kafka"),
+		kprom.WithStaticLabel(prometheus.Labels{"client": role}))
+	return []kgo.Opt{kgo.WithHooks(kp), kgo.WithLogger(kslog.New(log.With("component", "kafka", "client", role)))}
+}
+
+// MetricsServer serves /metrics and /healthz.
+type MetricsServer struct {
+	Addr string // the address actually bound, useful with port 0
+	srv  *http.Server
+	wg   sync.WaitGroup
+}
+
+// ServeMetrics starts the HTTP server on addr; healthy reports /healthz (nil = ok).
+// If addr is taken and fallback is true, a free port is used instead.
+func ServeMetrics(addr string, fallback bool, reg *prometheus.Registry, healthy func() error) (*MetricsServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil && fallback {
+		host, _, _ := net.SplitHostPort(addr)
+		ln, err = net.Listen("tcp", net.JoinHostPort(host, "0"))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("metrics: listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := healthy(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	s := &MetricsServer{Addr: ln.Addr().String(), srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
+	s.wg.Go(func() { _ = s.srv.Serve(ln) })
+	return s, nil
+}
+
+// Close stops the server and waits for it.
+func (s *MetricsServer) Close(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	s.wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Consumer is a ready-to-run consume process: pipeline, drop publisher and group
+// member around a sink.
+type Consumer struct {
+	Pipeline *pipeline.Pipeline
+	Member   *consumer.Consumer
+	drops    *dropalerts.Publisher
+	log      *slog.Logger
+}
+
+// NewConsumer wires the consume path around sink. kopts are extra client options
+// (TLS, SASL) for both of its Kafka clients.
+func NewConsumer(cfg Config, sink pipeline.Sink, log *slog.Logger, reg prometheus.Registerer, kopts []kgo.Opt) (*Consumer, error) {
+	host, _ := os.Hostname()
+	instance := cfg.Kafka.Group + "/" + host + "/" + fmt.Sprint(os.Getpid())
+	drops, err := dropalerts.New(cfg.Drops, append([]kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.ClientID(cfg.Kafka.ClientID + "-drops")}, append(KafkaOpts(reg, log, "drops"), kopts...)...),
+		dropalerts.WithLogger(log), dropalerts.WithRegisterer(reg))
+	if err != nil {
+		return nil, err
+	}
+	pl, err := pipeline.New(cfg.Pipeline, sink, drops, pipeline.WithLogger(log), pipeline.WithRegisterer(reg), pipeline.WithInstance(instance))
+	if err != nil {
+		_ = drops.Close(context.Background())
+		return nil, err
+	}
+	member, err := consumer.New(cfg.Kafka, pl, consumer.WithLogger(log), consumer.WithRegisterer(reg), consumer.WithKgoOpts(append(KafkaOpts(reg, log, "consumer"), kopts...)...))
+	if err != nil {
+		_ = drops.Close(context.Background())
+		return nil, err
+	}
+	return &Consumer{Pipeline: pl, Member: member, drops: drops, log: log}, nil
+}
+
+// Run consumes until ctx ends, drains, commits and leaves the group, then flushes
+// the drop publisher.
+func (c *Consumer) Run(ctx context.Context) error {
+	err := c.Member.Run(ctx)
+	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if cerr := c.drops.Close(fctx); cerr != nil {
+		c.log.Error("closing drop publisher", "err", cerr)
+	}
+	return err
+}

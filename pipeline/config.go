@@ -1,0 +1,110 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Retry-exhaustion policies.
+const (
+	// OnExhaustedDeadLetter sends the batch to the drop topic after MaxRetries retries
+	// and moves on (the default).
+	OnExhaustedDeadLetter = "dead-letter"
+	// OnExhaustedBlock retries forever with capped backoff: lag instead of dead letters.
+	OnExhaustedBlock = "block"
+)
+
+// Config tunes batching, retries and limits. Zero values are not defaults: start from
+// [DefaultConfig].
+type Config struct {
+	// Strategy is realtime, batch-with-updates, insert-only or auto. Default auto.
+	Strategy Strategy `yaml:"strategy"`
+	// MaxBatchSize flushes once this many records are buffered. Default 1000.
+	MaxBatchSize int `yaml:"max_batch_size"`
+	// MaxBatchBytes flushes once the buffered record values reach this many bytes,
+	// because LLM spans can be 100 KB and more. Default 16 MiB.
+	MaxBatchBytes int64 `yaml:"max_batch_bytes"`
+	// MaxBatchWait flushes this long after the first record entered an empty buffer.
+	// Default 5s.
+	MaxBatchWait time.Duration `yaml:"max_batch_wait"`
+	// MaxBufferSize bounds the records held in memory, in the open buffer and in
+	// batches waiting for the sink together. At the limit the consumer flushes and
+	// pauses fetching: Kafka holds the rest. Default 10000.
+	MaxBufferSize int `yaml:"max_buffer_size"`
+	// MaxRecordBytes is the largest record value accepted; larger ones are dropped
+	// with reason too-large (their payload goes to the drop topic). Default 4 MiB.
+	MaxRecordBytes int `yaml:"max_record_bytes"`
+	// MaxRetries is how many times a failed write is retried. Default 4.
+	MaxRetries int `yaml:"max_retries"`
+	// RetryDelay is the first backoff; each retry doubles it (500ms, 1s, 2s, 4s).
+	RetryDelay time.Duration `yaml:"retry_delay"`
+	// MaxRetryDelay caps the backoff under the block policy. Default 30s.
+	MaxRetryDelay time.Duration `yaml:"max_retry_delay"`
+	// OnRetryExhausted is dead-letter (default) or block.
+	OnRetryExhausted string `yaml:"on_retry_exhausted"`
+}
+
+// DefaultConfig returns Mastra's defaults plus the byte limits Kafka needs.
+func DefaultConfig() Config {
+	return Config{
+		Strategy:         Auto,
+		MaxBatchSize:     1000,
+		MaxBatchBytes:    16 << 20,
+		MaxBatchWait:     5 * time.Second,
+		MaxBufferSize:    10000,
+		MaxRecordBytes:   4 << 20,
+		MaxRetries:       4,
+		RetryDelay:       500 * time.Millisecond,
+		MaxRetryDelay:    30 * time.Second,
+		OnRetryExhausted: OnExhaustedDeadLetter,
+	}
+}
+
+// Validate reports every problem, each naming its key.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if _, err := ParseStrategy(string(c.Strategy)); err != nil {
+		bad("pipeline.strategy: %w", err)
+	}
+	if c.MaxBatchSize <= 0 {
+		bad("pipeline.max_batch_size must be > 0, got %d", c.MaxBatchSize)
+	}
+	if c.MaxBatchBytes <= 0 {
+		bad("pipeline.max_batch_bytes must be > 0, got %d", c.MaxBatchBytes)
+	}
+	if c.MaxBatchWait <= 0 {
+		bad("pipeline.max_batch_wait must be > 0, got %s", c.MaxBatchWait)
+	}
+	if c.MaxBufferSize < c.MaxBatchSize {
+		bad("pipeline.max_buffer_size (%d) must be >= pipeline.max_batch_size (%d)", c.MaxBufferSize, c.MaxBatchSize)
+	}
+	if c.MaxRecordBytes <= 0 {
+		bad("pipeline.max_record_bytes must be > 0, got %d", c.MaxRecordBytes)
+	}
+	if c.MaxRetries < 0 {
+		bad("pipeline.max_retries must be >= 0, got %d", c.MaxRetries)
+	}
+	if c.RetryDelay <= 0 {
+		bad("pipeline.retry_delay must be > 0, got %s", c.RetryDelay)
+	}
+	if c.MaxRetryDelay < c.RetryDelay {
+		bad("pipeline.max_retry_delay (%s) must be >= pipeline.retry_delay (%s)", c.MaxRetryDelay, c.RetryDelay)
+	}
+	switch c.OnRetryExhausted {
+	case OnExhaustedDeadLetter, OnExhaustedBlock:
+	default:
+		bad("pipeline.on_retry_exhausted must be %q or %q, got %q", OnExhaustedDeadLetter, OnExhaustedBlock, c.OnRetryExhausted)
+	}
+	return errors.Join(errs...)
+}
+
+// backoff returns the wait before retry number n (1-based).
+func (c Config) backoff(n int) time.Duration {
+	d := c.RetryDelay
+	for i := 1; i < n && d < c.MaxRetryDelay; i++ {
+		d *= 2
+	}
+	return min(d, c.MaxRetryDelay)
+}

@@ -1,0 +1,420 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/spanpipe/spanpipe/dropalerts"
+	"github.com/spanpipe/spanpipe/pipeline"
+	"github.com/spanpipe/spanpipe/schema"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// fakeSink records batches and fails the first `fail` writes.
+type fakeSink struct {
+	mu      sync.Mutex
+	caps    pipeline.Capabilities
+	fail    int
+	err     error
+	calls   []time.Time
+	batches []*pipeline.Batch
+}
+
+func (s *fakeSink) Name() string                        { return "fake" }
+func (s *fakeSink) Capabilities() pipeline.Capabilities { return s.caps }
+func (s *fakeSink) Write(_ context.Context, b *pipeline.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, time.Now())
+	if s.fail != 0 {
+		if s.fail > 0 {
+			s.fail--
+		}
+		if s.err != nil {
+			return s.err
+		}
+		return errors.New("sink down")
+	}
+	s.batches = append(s.batches, b)
+	return nil
+}
+
+type published struct {
+	ev      dropalerts.Event
+	letters []dropalerts.DeadLetter
+}
+
+type fakeDrops struct {
+	mu   sync.Mutex
+	fail int
+	got  []published
+}
+
+func (d *fakeDrops) Publish(_ context.Context, ev dropalerts.Event, letters []dropalerts.DeadLetter) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fail > 0 {
+		d.fail--
+		return errors.New("drop topic down")
+	}
+	d.got = append(d.got, published{ev, letters})
+	return nil
+}
+
+func allCaps() pipeline.Capabilities {
+	return pipeline.Capabilities{
+		Preferred: pipeline.BatchWithUpdates,
+		Supported: []pipeline.Strategy{pipeline.Realtime, pipeline.BatchWithUpdates, pipeline.InsertOnly},
+		Signals:   schema.AllSignals,
+	}
+}
+
+var t0 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+
+func spanRecord(t testing.TB, offset int64, typ schema.EventType, trace, span string, version uint64) *kgo.Record {
+	t.Helper()
+	s := &schema.Span{TraceID: trace, SpanID: span, Name: "step", Type: schema.ToolCall, StartTime: t0, Version: version}
+	if typ == schema.SpanEnded {
+		s.EndTime = t0.Add(time.Second)
+	}
+	b, err := schema.Encode(nil, &schema.Event{Type: typ, Span: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &kgo.Record{Topic: "spans", Partition: 0, Offset: offset, Key: []byte(trace), Value: b}
+}
+
+func rawRecord(offset int64, v []byte) *kgo.Record {
+	return &kgo.Record{Topic: "spans", Partition: 0, Offset: offset, Value: v}
+}
+
+func newPipeline(t *testing.T, cfg pipeline.Config, sink *fakeSink, drops *fakeDrops) *pipeline.Pipeline {
+	t.Helper()
+	p, err := pipeline.New(cfg, sink, drops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const trace = "0123456789abcdef0123456789abcdef"
+
+func TestStrategyRouting(t *testing.T) {
+	tests := []struct {
+		name      string
+		strategy  pipeline.Strategy
+		wantSpans map[string]uint64 // span id -> stored version
+	}{
+		{"batch-with-updates keeps newest of every span, running ones too", pipeline.BatchWithUpdates,
+			map[string]uint64{"00000000000000a1": 3, "00000000000000a2": 2}},
+		{"insert-only keeps only ended spans", pipeline.InsertOnly,
+			map[string]uint64{"00000000000000a1": 3}},
+		{"auto is the sink's preferred", pipeline.Auto,
+			map[string]uint64{"00000000000000a1": 3, "00000000000000a2": 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := &fakeSink{caps: allCaps()}
+			cfg := pipeline.DefaultConfig()
+			cfg.Strategy = tt.strategy
+			p := newPipeline(t, cfg, sink, &fakeDrops{})
+			recs := []*kgo.Record{
+				spanRecord(t, 0, schema.SpanStarted, trace, "00000000000000a1", 1),
+				spanRecord(t, 1, schema.SpanUpdated, trace, "00000000000000a1", 2),
+				spanRecord(t, 2, schema.SpanStarted, trace, "00000000000000a2", 1),
+				spanRecord(t, 3, schema.SpanEnded, trace, "00000000000000a1", 3),
+				spanRecord(t, 4, schema.SpanUpdated, trace, "00000000000000a2", 2),
+				spanRecord(t, 5, schema.SpanUpdated, trace, "00000000000000a1", 2), // late, older
+			}
+			for _, r := range recs {
+				if u := p.Add(r); u != nil {
+					t.Fatalf("sealed early at offset %d", r.Offset)
+				}
+			}
+			u := p.Seal(pipeline.TriggerShutdown)
+			if err := p.Write(t.Context(), u); err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]uint64{}
+			for _, s := range sink.batches[0].Spans {
+				got[s.SpanID] = s.Version
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.wantSpans) {
+				t.Errorf("stored %v, want %v", got, tt.wantSpans)
+			}
+			if off := u.Offsets()["spans"][0].Offset; off != 6 {
+				t.Errorf("commit offset %d, want 6 (every record handled, skipped ones included)", off)
+			}
+			if p.Buffered() != 0 {
+				t.Errorf("buffered %d after write, want 0", p.Buffered())
+			}
+		})
+	}
+}
+
+func TestResolveFallsBackToPreferred(t *testing.T) {
+	caps := pipeline.Capabilities{Preferred: pipeline.InsertOnly, Supported: []pipeline.Strategy{pipeline.InsertOnly}}
+	tests := []struct {
+		req      pipeline.Strategy
+		want     pipeline.Strategy
+		fallback bool
+	}{
+		{pipeline.Auto, pipeline.InsertOnly, false},
+		{pipeline.InsertOnly, pipeline.InsertOnly, false},
+		{pipeline.BatchWithUpdates, pipeline.InsertOnly, true},
+		{pipeline.Realtime, pipeline.InsertOnly, true},
+	}
+	for _, tt := range tests {
+		got, fb := pipeline.Resolve(tt.req, caps)
+		if got != tt.want || fb != tt.fallback {
+			t.Errorf("Resolve(%s) = %s, %v; want %s, %v", tt.req, got, fb, tt.want, tt.fallback)
+		}
+	}
+}
+
+func TestFlushTriggers(t *testing.T) {
+	t.Run("size", func(t *testing.T) {
+		cfg := pipeline.DefaultConfig()
+		cfg.MaxBatchSize = 3
+		p := newPipeline(t, cfg, &fakeSink{caps: allCaps()}, &fakeDrops{})
+		var sealed []int64
+		for i := range int64(7) {
+			if u := p.Add(spanRecord(t, i, schema.SpanEnded, trace, fmt.Sprintf("%016x", i+1), 1)); u != nil {
+				sealed = append(sealed, i)
+			}
+		}
+		if fmt.Sprint(sealed) != "[2 5]" {
+			t.Errorf("sealed after offsets %v, want [2 5]", sealed)
+		}
+	})
+	t.Run("bytes", func(t *testing.T) {
+		cfg := pipeline.DefaultConfig()
+		rec := spanRecord(t, 0, schema.SpanEnded, trace, "0000000000000001", 1)
+		cfg.MaxBatchBytes = int64(len(rec.Value)) * 2
+		p := newPipeline(t, cfg, &fakeSink{caps: allCaps()}, &fakeDrops{})
+		if p.Add(rec) != nil {
+			t.Fatal("sealed after one record")
+		}
+		if u := p.Add(spanRecord(t, 1, schema.SpanEnded, trace, "0000000000000002", 1)); u == nil {
+			t.Fatal("not sealed at the byte limit")
+		}
+	})
+	t.Run("realtime", func(t *testing.T) {
+		cfg := pipeline.DefaultConfig()
+		cfg.Strategy = pipeline.Realtime
+		p := newPipeline(t, cfg, &fakeSink{caps: allCaps()}, &fakeDrops{})
+		if u := p.Add(spanRecord(t, 0, schema.SpanStarted, trace, "0000000000000001", 1)); u == nil || u.Records() != 1 {
+			t.Fatal("realtime did not seal a batch of one")
+		}
+	})
+	t.Run("interval", func(t *testing.T) {
+		now := t0
+		cfg := pipeline.DefaultConfig()
+		p, err := pipeline.New(cfg, &fakeSink{caps: allCaps()}, &fakeDrops{}, pipeline.WithClock(func() time.Time { return now }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if due, _ := p.Due(); due {
+			t.Fatal("empty buffer due")
+		}
+		p.Add(spanRecord(t, 0, schema.SpanEnded, trace, "0000000000000001", 1))
+		now = now.Add(cfg.MaxBatchWait - time.Millisecond)
+		if due, at := p.Due(); due || !at.Equal(t0.Add(cfg.MaxBatchWait)) {
+			t.Fatalf("due=%v at=%v before the wait elapsed", due, at)
+		}
+		now = now.Add(time.Millisecond)
+		if due, _ := p.Due(); !due {
+			t.Fatal("not due after MaxBatchWait")
+		}
+	})
+	t.Run("pressure", func(t *testing.T) {
+		cfg := pipeline.DefaultConfig()
+		cfg.MaxBatchSize, cfg.MaxBufferSize = 2, 3
+		p := newPipeline(t, cfg, &fakeSink{caps: allCaps()}, &fakeDrops{})
+		p.Add(spanRecord(t, 0, schema.SpanEnded, trace, "0000000000000001", 1))
+		if u := p.Add(spanRecord(t, 1, schema.SpanEnded, trace, "0000000000000002", 1)); u == nil {
+			t.Fatal("size trigger did not fire")
+		}
+		// The sealed batch is not written yet: it still counts against the buffer.
+		if u := p.Add(spanRecord(t, 2, schema.SpanEnded, trace, "0000000000000003", 1)); u == nil {
+			t.Fatal("pressure trigger did not fire at MaxBufferSize")
+		}
+		if !p.Full() {
+			t.Fatal("Full() false with MaxBufferSize records held")
+		}
+	})
+}
+
+func TestBadRecordsBecomeDrops(t *testing.T) {
+	valid := spanRecord(t, 0, schema.SpanEnded, trace, "0000000000000001", 1)
+	tests := []struct {
+		name   string
+		value  []byte
+		reason dropalerts.Reason
+	}{
+		{"garbage bytes", []byte{0xff, 0x00, 0x13, 0x37}, dropalerts.ReasonDecodeError},
+		{"truncated json", valid.Value[:len(valid.Value)/2], dropalerts.ReasonDecodeError},
+		{"unknown schema version", []byte(`{"schemaVersion":99,"type":"span_ended","exportedSpan":{}}`), dropalerts.ReasonDecodeError},
+		{"missing ids", []byte(`{"type":"span_ended","exportedSpan":{"name":"x","type":"tool_call","startTime":"2026-01-01T00:00:00Z"}}`), dropalerts.ReasonDecodeError},
+		{"5 MB payload", make([]byte, 5<<20), dropalerts.ReasonTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink, drops := &fakeSink{caps: allCaps()}, &fakeDrops{}
+			p := newPipeline(t, pipeline.DefaultConfig(), sink, drops)
+			p.Add(rawRecord(10, tt.value))
+			p.Add(spanRecord(t, 11, schema.SpanEnded, trace, "0000000000000002", 1))
+			u := p.Seal(pipeline.TriggerShutdown)
+			if err := p.Write(t.Context(), u); err != nil {
+				t.Fatal(err)
+			}
+			if len(sink.batches) != 1 || len(sink.batches[0].Spans) != 1 {
+				t.Fatalf("the good record was not written: %d batches", len(sink.batches))
+			}
+			if len(drops.got) != 1 {
+				t.Fatalf("%d drop events, want 1", len(drops.got))
+			}
+			d := drops.got[0]
+			if d.ev.Reason != tt.reason || d.ev.Count != 1 || d.ev.Source.FirstOffset != 10 || d.ev.Error == "" {
+				t.Errorf("drop event %+v, want reason %s, count 1, offset 10, an error", d.ev, tt.reason)
+			}
+			if len(d.letters) != 1 || string(d.letters[0].Record.Value) != string(tt.value) {
+				t.Errorf("dead letter does not carry the original payload")
+			}
+			if off := u.Offsets()["spans"][0].Offset; off != 12 {
+				t.Errorf("commit offset %d, want 12: the partition must move past poison", off)
+			}
+		})
+	}
+}
+
+func TestUnsupportedSignal(t *testing.T) {
+	caps := allCaps()
+	caps.Signals = []schema.Signal{schema.SignalTracing}
+	sink, drops := &fakeSink{caps: caps}, &fakeDrops{}
+	p := newPipeline(t, pipeline.DefaultConfig(), sink, drops)
+	b, _ := schema.Encode(nil, &schema.Event{Type: schema.LogEvent, Log: &schema.Log{LogID: "l1", Timestamp: t0, Level: "info", Message: "m"}})
+	p.Add(rawRecord(0, b))
+	if err := p.Write(t.Context(), p.Seal(pipeline.TriggerShutdown)); err != nil {
+		t.Fatal(err)
+	}
+	if len(drops.got) != 1 || drops.got[0].ev.Reason != dropalerts.ReasonUnsupportedStorage || drops.got[0].ev.Signal != schema.SignalLog {
+		t.Fatalf("got %+v, want one unsupported-storage drop for log", drops.got)
+	}
+}
+
+func TestRetrySchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sink := &fakeSink{caps: allCaps(), fail: 3}
+		p := newPipeline(t, pipeline.DefaultConfig(), sink, &fakeDrops{})
+		p.Add(spanRecord(t, 0, schema.SpanEnded, trace, "0000000000000001", 1))
+		if err := p.Write(t.Context(), p.Seal(pipeline.TriggerShutdown)); err != nil {
+			t.Fatal(err)
+		}
+		var gaps []time.Duration
+		for i := 1; i < len(sink.calls); i++ {
+			gaps = append(gaps, sink.calls[i].Sub(sink.calls[i-1]))
+		}
+		if fmt.Sprint(gaps) != "[500ms 1s 2s]" || len(sink.batches) != 1 {
+			t.Errorf("retry gaps %v, %d writes; want [500ms 1s 2s] then success", gaps, len(sink.batches))
+		}
+	})
+}
+
+func TestRetryExhaustedDeadLetters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sink, drops := &fakeSink{caps: allCaps(), fail: -1}, &fakeDrops{fail: 2}
+		p := newPipeline(t, pipeline.DefaultConfig(), sink, drops)
+		for i := range int64(3) {
+			p.Add(spanRecord(t, i, schema.SpanEnded, trace, fmt.Sprintf("%016x", i+1), 1))
+		}
+		start := time.Now()
+		if err := p.Write(t.Context(), p.Seal(pipeline.TriggerShutdown)); err != nil {
+			t.Fatal(err)
+		}
+		if len(sink.calls) != 5 {
+			t.Errorf("%d attempts, want 5 (1 + maxRetries 4)", len(sink.calls))
+		}
+		// 0.5+1+2+4 s of retries, then the drop topic failed twice (0.5s, 1s).
+		if el := time.Since(start); el != 9*time.Second {
+			t.Errorf("took %s, want 9s", el)
+		}
+		if len(drops.got) != 1 {
+			t.Fatalf("%d drop events, want 1", len(drops.got))
+		}
+		d := drops.got[0]
+		if d.ev.Reason != dropalerts.ReasonRetryExhausted || d.ev.Count != 3 || len(d.letters) != 3 || d.letters[0].Attempts != 5 {
+			t.Errorf("drop %+v with %d letters, want retry-exhausted x3 with 5 attempts", d.ev, len(d.letters))
+		}
+	})
+}
+
+func TestPermanentErrorSkipsRetries(t *testing.T) {
+	sink := &fakeSink{caps: allCaps(), fail: -1, err: pipeline.Permanent(errors.New("column type mismatch"))}
+	drops := &fakeDrops{}
+	p := newPipeline(t, pipeline.DefaultConfig(), sink, drops)
+	p.Add(spanRecord(t, 0, schema.SpanEnded, trace, "0000000000000001", 1))
+	if err := p.Write(t.Context(), p.Seal(pipeline.TriggerShutdown)); err != nil {
+		t.Fatal(err)
+	}
+	if len(sink.calls) != 1 || len(drops.got) != 1 || drops.got[0].ev.Reason != dropalerts.ReasonSinkRejected {
+		t.Fatalf("%d attempts, drops %+v; want 1 attempt and a sink-rejected drop", len(sink.calls), drops.got)
+	}
+}
+
+func TestBlockPolicyNeverDeadLetters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sink, drops := &fakeSink{caps: allCaps(), fail: 20}, &fakeDrops{}
+		cfg := pipeline.DefaultConfig()
+		cfg.OnRetryExhausted = pipeline.OnExhaustedBlock
+		p := newPipeline(t, cfg, sink, drops)
+		p.Add(spanRecord(t, 0, schema.SpanEnded, trace, "0000000000000001", 1))
+		if err := p.Write(t.Context(), p.Seal(pipeline.TriggerShutdown)); err != nil {
+			t.Fatal(err)
+		}
+		if len(drops.got) != 0 || len(sink.batches) != 1 {
+			t.Fatalf("drops %d, writes %d; want 0 drops and the batch stored after 20 failures", len(drops.got), len(sink.batches))
+		}
+	})
+}
+
+func TestWriteStopsOnCancel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sink, drops := &fakeSink{caps: allCaps(), fail: -1}, &fakeDrops{}
+		p := newPipeline(t, pipeline.DefaultConfig(), sink, drops)
+		p.Add(spanRecord(t, 0, schema.SpanEnded, trace, "0000000000000001", 1))
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		if err := p.Write(ctx, p.Seal(pipeline.TriggerShutdown)); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Write = %v, want the context error (and no commit)", err)
+		}
+		if len(drops.got) != 0 {
+			t.Fatalf("dead-lettered on shutdown: %+v", drops.got)
+		}
+	})
+}
+
+func TestConfigValidateListsEveryProblem(t *testing.T) {
+	cfg := pipeline.Config{Strategy: "fast", MaxBatchSize: 10, MaxBufferSize: 5, OnRetryExhausted: "maybe"}
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	for _, key := range []string{"pipeline.strategy", "pipeline.max_batch_bytes", "pipeline.max_batch_wait", "pipeline.max_buffer_size",
+		"pipeline.max_record_bytes", "pipeline.retry_delay", "pipeline.on_retry_exhausted"} {
+		if !contains(err.Error(), key) {
+			t.Errorf("error does not name %s:\n%v", key, err)
+		}
+	}
+	if err := pipeline.DefaultConfig().Validate(); err != nil {
+		t.Errorf("defaults invalid: %v", err)
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -1,0 +1,19 @@
+// Package schema is spanpipe's event model and its wire form.
+//
+// Every signal travels in one versioned envelope, [Event]: span lifecycle events
+// (span_started, span_updated, span_ended, each a full snapshot of the span), logs,
+// metrics, scores and feedback. Field names follow Mastra's exported types so that a
+// producer written in another language can publish the same JSON.
+//
+// Span snapshots carry a per-span monotonic [Span.Version]; stores keep the highest
+// version of a span, which makes redelivery and out-of-order arrival harmless.
+//
+// The codec of a Kafka record is named by its [HeaderCodec] header (JSON when absent),
+// so other codecs can be added without breaking existing topics. [Decode] validates
+// what it decodes and returns a *[ValidationError] (which matches [ErrInvalidEvent])
+// naming the field at fault, [ErrUnsupportedVersion] for an envelope newer than this
+// build, or [ErrUnknownCodec].
+//
+// All functions are safe for concurrent use. The package starts no goroutines and emits
+// no metrics.
+package schema

@@ -1,0 +1,70 @@
+package duckdb
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Config is the operator-tunable configuration of a [Writer].
+type Config struct {
+	// Path is the database file. It is created, with its tables, when it does not
+	// exist. ":memory:" keeps the database in memory: it is lost on [Writer.Close].
+	// The path must not contain '?', which would start DuckDB's DSN options.
+	// Default "spanpipe.duckdb".
+	Path string `yaml:"path"`
+
+	// MemoryLimit caps the memory DuckDB uses for this database, as a size with a
+	// unit (for example "512MB", "1GB" or "2GiB"). Empty leaves DuckDB's own default
+	// (80% of the machine's RAM). Default "".
+	MemoryLimit string `yaml:"memory_limit"`
+
+	// Threads is the number of threads DuckDB runs queries with. 0 leaves DuckDB's
+	// default, one per CPU core. Default 0.
+	Threads int `yaml:"threads"`
+}
+
+// DefaultConfig returns the configuration used when nothing is set.
+func DefaultConfig() Config {
+	return Config{Path: "spanpipe.duckdb"}
+}
+
+// memoryLimitRE matches the sizes DuckDB's memory_limit setting accepts.
+var memoryLimitRE = regexp.MustCompile(`(?i)^[0-9]+(\.[0-9]+)?\s*(b|bytes|kb|kib|mb|mib|gb|gib|tb|tib)$`)
+
+// Validate reports every problem of the configuration, joined with [errors.Join].
+func (c Config) Validate() error {
+	var errs []error
+	switch {
+	case strings.TrimSpace(c.Path) == "":
+		errs = append(errs, errors.New("duckdb: path must not be empty"))
+	case strings.Contains(c.Path, "?"):
+		errs = append(errs, fmt.Errorf("duckdb: path %q must not contain '?'", c.Path))
+	}
+	if c.MemoryLimit != "" && !memoryLimitRE.MatchString(strings.TrimSpace(c.MemoryLimit)) {
+		errs = append(errs, fmt.Errorf("duckdb: memory_limit %q must be a size with a unit, such as 512MB or 2GB", c.MemoryLimit))
+	}
+	if c.Threads < 0 {
+		errs = append(errs, fmt.Errorf("duckdb: threads must be >= 0 (0 = DuckDB's default), got %d", c.Threads))
+	}
+	return errors.Join(errs...)
+}
+
+// dsn renders the configuration as a duckdb-go DSN: the path, then the settings as
+// URL query parameters.
+func (c Config) dsn() string {
+	q := url.Values{}
+	if c.MemoryLimit != "" {
+		q.Set("memory_limit", strings.TrimSpace(c.MemoryLimit))
+	}
+	if c.Threads > 0 {
+		q.Set("threads", strconv.Itoa(c.Threads))
+	}
+	if len(q) == 0 {
+		return c.Path
+	}
+	return c.Path + "?" + q.Encode()
+}

@@ -1,0 +1,125 @@
+package duckdb
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// migrationFS holds the DDL, one file per migration, named NNNN_name.sql and applied
+// in version order. A released migration is never edited: change the schema with a
+// new file.
+//
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+type migration struct {
+	version int
+	name    string // file name without .sql, e.g. "0001_init"
+	sql     string
+}
+
+// migrations returns the embedded migrations sorted by version.
+func migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("duckdb: read migrations: %w", err)
+	}
+	var out []migration
+	seen := map[int]string{}
+	for _, e := range entries { // ReadDir sorts by file name
+		name := strings.TrimSuffix(e.Name(), ".sql")
+		prefix, _, ok := strings.Cut(name, "_")
+		v, err := strconv.Atoi(prefix)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("duckdb: migration file %s: name must be NNNN_name.sql", e.Name())
+		}
+		if other, dup := seen[v]; dup {
+			return nil, fmt.Errorf("duckdb: migrations %s and %s share version %d", other, name, v)
+		}
+		seen[v] = name
+		b, err := migrationFS.ReadFile(path.Join("migrations", e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("duckdb: read migration %s: %w", name, err)
+		}
+		out = append(out, migration{version: v, name: name, sql: string(b)})
+	}
+	return out, nil
+}
+
+// migrate applies the migrations not yet recorded in spanpipe_migrations, each in
+// its own transaction together with its record, and returns how many it applied.
+func migrate(ctx context.Context, db *sql.DB) (int, error) {
+	all, err := migrations()
+	if err != nil {
+		return 0, err
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("duckdb: migrate: connect: %w", err)
+	}
+	defer conn.Close()
+
+	const createTable = `CREATE TABLE IF NOT EXISTS spanpipe_migrations (
+		version    INTEGER PRIMARY KEY,
+		name       VARCHAR NOT NULL,
+		applied_at TIMESTAMP NOT NULL
+	)`
+	if _, err := conn.ExecContext(ctx, createTable); err != nil {
+		return 0, fmt.Errorf("duckdb: migrate: create spanpipe_migrations: %w", err)
+	}
+	done := map[int]bool{}
+	rows, err := conn.QueryContext(ctx, "SELECT version FROM spanpipe_migrations")
+	if err != nil {
+		return 0, fmt.Errorf("duckdb: migrate: read spanpipe_migrations: %w", err)
+	}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("duckdb: migrate: read spanpipe_migrations: %w", err)
+		}
+		done[v] = true
+	}
+	if err := rows.Close(); err != nil {
+		return 0, fmt.Errorf("duckdb: migrate: read spanpipe_migrations: %w", err)
+	}
+
+	applied := 0
+	for _, m := range all {
+		if done[m.version] {
+			continue
+		}
+		if err := apply(ctx, conn, m); err != nil {
+			return applied, fmt.Errorf("duckdb: migration %s: %w", m.name, err)
+		}
+		applied++
+	}
+	return applied, nil
+}
+
+func apply(ctx context.Context, conn *sql.Conn, m migration) (err error) {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO spanpipe_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+		m.version, m.name, time.Now().UTC()); err != nil {
+		return fmt.Errorf("record: %w", err)
+	}
+	return tx.Commit()
+}
