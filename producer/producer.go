@@ -183,16 +183,15 @@ func (p *Producer) Emit(ev *schema.Event) error {
 	if p.cfg.OnBufferFull == OnFullBlock {
 		return p.produceBlocking(rec, promise)
 	}
-	var perr error
-	p.cl.TryProduce(context.Background(), rec, func(r *kgo.Record, err error) {
-		if errors.Is(err, kgo.ErrMaxBuffered) {
-			perr = err
-		}
-		promise(r, err)
-	})
-	if perr != nil {
-		return fmt.Errorf("%w: %w", ErrDropped, perr)
+	// TryProduce reports a full buffer through the promise, asynchronously; checking
+	// first lets Emit tell the caller at once. The rare race past this check still ends
+	// in the promise as a counted drop.
+	if p.cl.BufferedProduceRecords() >= int64(p.cfg.MaxBufferedRecords) {
+		err := fmt.Errorf("%d events buffered: %w", p.cfg.MaxBufferedRecords, kgo.ErrMaxBuffered)
+		p.dropped(dropalerts.ReasonProducerBufferFull, sig, trace, err)
+		return fmt.Errorf("%w: %w", ErrDropped, err)
 	}
+	p.cl.TryProduce(context.Background(), rec, promise)
 	return nil
 }
 
