@@ -27,7 +27,7 @@ func (p *Producer) Score(s *schema.Score) error {
 // Feedback emits feedback; FeedbackID and Timestamp are filled when empty.
 func (p *Producer) Feedback(f *schema.Feedback) error {
 	p.identify(&f.FeedbackID, &f.Timestamp)
-	return p.Emit(&schema.Event{Type: schema.FeedbackEvnt, Feedback: f})
+	return p.Emit(&schema.Event{Type: schema.FeedbackEvent, Feedback: f})
 }
 
 // identify fills an empty id (the sinks' idempotency key, so it is fixed before the

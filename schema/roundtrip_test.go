@@ -317,7 +317,7 @@ func (g *gen) event(i int) (in, want *schema.Event) {
 			in.Score.ScoreTraceID = g.hex(32)
 		}
 	case 6:
-		in.Type = schema.FeedbackEvnt
+		in.Type = schema.FeedbackEvent
 		in.Feedback = &schema.Feedback{
 			FeedbackID: g.nonEmpty(36), Timestamp: g.time(), FeedbackSource: g.maybe(10),
 			FeedbackType: g.nonEmpty(10), Comment: g.maybe(200), SourceID: g.maybe(10),

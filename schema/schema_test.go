@@ -207,7 +207,7 @@ var validSamples = []struct {
 			`"feedbackUserId":"u9","correlationContext":{"threadId":"th"},"metadata":{"app":"web"}}}`,
 		want: &schema.Event{
 			SchemaVersion: 1,
-			Type:          schema.FeedbackEvnt,
+			Type:          schema.FeedbackEvent,
 			Feedback: &schema.Feedback{
 				FeedbackID: "f-1", Timestamp: ts("2025-03-01T12:00:00Z"), TraceID: tid,
 				FeedbackSource: "user", FeedbackType: "rating", Value: jsontext.Value(`4`),
@@ -222,7 +222,7 @@ var validSamples = []struct {
 		json: `{"type":"feedback","feedback":{"feedbackId":"f-2","timestamp":"2025-03-01T12:00:00Z","feedbackType":"thumbs","value":"up"}}`,
 		want: &schema.Event{
 			SchemaVersion: 1,
-			Type:          schema.FeedbackEvnt,
+			Type:          schema.FeedbackEvent,
 			Feedback: &schema.Feedback{
 				FeedbackID: "f-2", Timestamp: ts("2025-03-01T12:00:00Z"), FeedbackType: "thumbs",
 				Value: jsontext.Value(`"up"`),
@@ -1006,7 +1006,7 @@ func TestEventAccessors(t *testing.T) {
 		{"log without trace", schema.Event{Type: schema.LogEvent, Log: &schema.Log{}}, schema.SignalLog, ""},
 		{"metric", schema.Event{Type: schema.MetricEvent, Metric: &schema.Metric{TraceID: "e"}}, schema.SignalMetric, "e"},
 		{"score", schema.Event{Type: schema.ScoreEvent, Score: &schema.Score{TraceID: "f"}}, schema.SignalScore, "f"},
-		{"feedback", schema.Event{Type: schema.FeedbackEvnt, Feedback: &schema.Feedback{TraceID: "0"}}, schema.SignalFeedback, "0"},
+		{"feedback", schema.Event{Type: schema.FeedbackEvent, Feedback: &schema.Feedback{TraceID: "0"}}, schema.SignalFeedback, "0"},
 		{"unknown", schema.Event{Type: "drop"}, "", ""},
 	}
 	for _, tc := range tests {

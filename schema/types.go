@@ -14,13 +14,13 @@ type EventType string
 
 // Event types.
 const (
-	SpanStarted  EventType = "span_started"
-	SpanUpdated  EventType = "span_updated"
-	SpanEnded    EventType = "span_ended"
-	LogEvent     EventType = "log"
-	MetricEvent  EventType = "metric"
-	ScoreEvent   EventType = "score"
-	FeedbackEvnt EventType = "feedback"
+	SpanStarted   EventType = "span_started"
+	SpanUpdated   EventType = "span_updated"
+	SpanEnded     EventType = "span_ended"
+	LogEvent      EventType = "log"
+	MetricEvent   EventType = "metric"
+	ScoreEvent    EventType = "score"
+	FeedbackEvent EventType = "feedback"
 )
 
 // Signal is the kind of data an event carries; sinks declare which signals they store.
@@ -66,7 +66,7 @@ func (e *Event) Signal() Signal {
 		return SignalMetric
 	case ScoreEvent:
 		return SignalScore
-	case FeedbackEvnt:
+	case FeedbackEvent:
 		return SignalFeedback
 	}
 	return ""

@@ -67,7 +67,7 @@ func (e *Event) Validate() error {
 			return invalid("score.score", "not a finite number")
 		}
 		return optionalIDs("score", s.TraceID, s.SpanID)
-	case FeedbackEvnt:
+	case FeedbackEvent:
 		if e.Feedback == nil {
 			return invalid("feedback", "missing")
 		}
