@@ -19,6 +19,7 @@ commands:
   dev       run broker (in-process), consumer and DuckDB in one process; --demo N publishes N traces
   consume   run a consumer-group member against real brokers (--config FILE)
   produce   publish generated agent traces to real brokers (load generator)
+  bench     end-to-end throughput, latency and memory against a real broker
 
 Run 'spanpipe <command> -h' for the flags of a command.
 `
@@ -58,6 +59,8 @@ func main() {
 		err = runConsume(ctx, args)
 	case "produce":
 		err = runProduce(ctx, args)
+	case "bench":
+		err = runBench(ctx, args)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spanpipe/spanpipe/internal/bench"
+	"github.com/spanpipe/spanpipe/pipeline"
+)
+
+func runBench(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	brokers := fs.String("brokers", os.Getenv("KAFKA_BROKERS"), "seed brokers; empty starts a local Apache Kafka with deploy/local/kafka.sh")
+	spans := fs.Int("spans", 200000, "spans in the drain workload")
+	payload := fs.Int("payload", 1024, "average payload bytes per span (input + output)")
+	lifecycle := fs.String("lifecycle", "insert-only", "insert-only (one ended snapshot per span) or updates (started, updated, ended)")
+	consumers := fs.Int("consumers", 1, "consumers (in-process group members)")
+	sink := fs.String("sink", "duckdb", "duckdb or null (decode and batch, write nothing)")
+	strategy := fs.String("strategy", "insert-only", "pipeline strategy")
+	partitions := fs.Int("partitions", 12, "partitions of the benchmark topic")
+	latency := fs.Int("latency-seconds", 10, "length of the steady-rate latency phase (0 skips it)")
+	out := fs.String("out", "bench.json", "write the result as JSON here (empty: don't)")
+	dbDir := fs.String("db-dir", os.TempDir(), "directory for the DuckDB files")
+	if err := fs.Parse(args); err != nil {
+		return exitError{2, err}
+	}
+	if *lifecycle != "insert-only" && *lifecycle != "updates" {
+		return exitError{2, fmt.Errorf("--lifecycle must be insert-only or updates, got %q", *lifecycle)}
+	}
+	if *sink != "duckdb" && *sink != "null" {
+		return exitError{2, fmt.Errorf("--sink must be duckdb or null, got %q", *sink)}
+	}
+	st, err := pipeline.ParseStrategy(*strategy)
+	if err != nil {
+		return exitError{2, err}
+	}
+	if *brokers == "" {
+		addr, stop, err := startLocalKafka(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		*brokers = addr
+	}
+	res, err := bench.Run(ctx, bench.Options{
+		Brokers: strings.Split(*brokers, ","), Spans: *spans, PayloadAvg: *payload, Lifecycle: *lifecycle,
+		Consumers: *consumers, Sink: *sink, Strategy: st, Partitions: *partitions, DBDir: *dbDir,
+		LatencySeconds: *latency, Progress: os.Stderr,
+	})
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "sink\t%s (%s, %s, %d consumer(s), %d partitions)\n", res.Sink, res.Strategy, res.Lifecycle, res.Consumers, res.Partitions)
+	fmt.Fprintf(tw, "workload\t%d spans, %d records, %d B average payload\n", res.Spans, res.Records, res.PayloadAvgBytes)
+	fmt.Fprintf(tw, "produce\t%.0f spans/s, %.1f MB/s\n", res.ProduceSpansPerSec, res.ProduceMBPerSec)
+	fmt.Fprintf(tw, "raw baseline\t%.0f records/s\n", res.RawRecordsPerSec)
+	fmt.Fprintf(tw, "end-to-end drain\t%.0f spans/s (%.0f records/s, %.0f%% of raw)\n", res.DrainSpansPerSec, res.DrainRecordsPerSec, 100*res.RatioToRaw)
+	fmt.Fprintf(tw, "consumer CPU\t%.3f s per 1k spans\n", res.CPUSecondsPer1k)
+	fmt.Fprintf(tw, "peak RSS\t%.0f MB\n", res.PeakRSSMB)
+	fmt.Fprintf(tw, "rows written per span\t%.2f (stored %d)\n", res.RowsPerSpan, res.Stored)
+	if res.LatencyRate > 0 {
+		fmt.Fprintf(tw, "latency @ %.0f spans/s\tp50 %.0f ms, p95 %.0f ms, p99 %.0f ms\n", res.LatencyRate, res.LatencyP50ms, res.LatencyP95ms, res.LatencyP99ms)
+	}
+	tw.Flush()
+	if *out != "" {
+		b, _ := json.MarshalIndent(res, "", "  ")
+		if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startLocalKafka runs deploy/local/kafka.sh from the enclosing checkout on a free port
+// with a throw-away data dir.
+func startLocalKafka(ctx context.Context) (addr string, stop func(), err error) {
+	script, err := findUp("deploy/local/kafka.sh")
+	if err != nil {
+		return "", nil, fmt.Errorf("bench: no --brokers and %w; run from a spanpipe checkout or pass --brokers", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	data, err := os.MkdirTemp("", "spanpipe-bench-kafka-")
+	if err != nil {
+		return "", nil, err
+	}
+	fmt.Fprintf(os.Stderr, "bench: starting a local Apache Kafka on 127.0.0.1:%d (%s)\n", port, script)
+	cmd := exec.CommandContext(ctx, "bash", script, "start", "--port", fmt.Sprint(port), "--data-dir", data)
+	cmd.Stderr = os.Stderr
+	outb, err := cmd.Output()
+	if err != nil {
+		os.RemoveAll(data)
+		return "", nil, fmt.Errorf("bench: start local kafka: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(outb)), "\n")
+	stop = func() {
+		c := exec.Command("bash", script, "stop", "--data-dir", data)
+		c.Stderr = os.Stderr
+		_ = c.Run()
+		os.RemoveAll(data)
+	}
+	return lines[len(lines)-1], stop, nil
+}
+
+func findUp(rel string) (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		p := filepath.Join(dir, rel)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("%s not found above the working directory", rel)
+		}
+		dir = parent
+	}
+}
