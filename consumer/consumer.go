@@ -323,18 +323,45 @@ func (c *Consumer) barrier(ctx context.Context) error {
 func (c *Consumer) writer(ctx context.Context) {
 	for j := range c.jobs {
 		if j.u != nil {
-			if err := c.pl.Write(ctx, j.u); err != nil {
-				c.pl.Abandon(j.u)
+			units, barrier := c.queuedBehind(j.u)
+			u := c.pl.Merge(units)
+			if err := c.pl.Write(ctx, u); err != nil {
+				c.pl.Abandon(u)
 			} else {
-				c.commit(ctx, j.u.Offsets())
+				c.commit(ctx, u.Offsets())
 			}
 			select {
 			case c.progress <- struct{}{}:
 			default:
 			}
+			if barrier != nil {
+				close(barrier)
+			}
 		}
 		if j.done != nil {
 			close(j.done)
+		}
+	}
+}
+
+// queuedBehind collects the units already waiting after first, up to the next barrier,
+// so that one write (and one commit) covers them all.
+func (c *Consumer) queuedBehind(first *pipeline.Unit) (units []*pipeline.Unit, barrier chan struct{}) {
+	units = []*pipeline.Unit{first}
+	for {
+		select {
+		case j, ok := <-c.jobs:
+			if !ok {
+				return units, nil
+			}
+			if j.u != nil {
+				units = append(units, j.u)
+			}
+			if j.done != nil {
+				return units, j.done
+			}
+		default:
+			return units, nil
 		}
 	}
 }

@@ -469,3 +469,51 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // Config returns the pipeline's configuration.
 func (p *Pipeline) Config() Config { return p.cfg }
+
+// Merge combines sealed units into one, in order, coalescing span snapshots across
+// them. The consumer merges what queued up behind a slow write, so a store that
+// favours large transactions (DuckDB, ClickHouse) gets them exactly when it is behind,
+// while a quiet pipeline keeps small batches and low latency.
+func (p *Pipeline) Merge(units []*Unit) *Unit {
+	if len(units) == 1 {
+		return units[0]
+	}
+	m := p.newUnit()
+	m.trigger = "merged"
+	for _, u := range units {
+		m.records += u.records
+		m.bytes += u.bytes
+		for _, s := range u.batch.Spans {
+			k := spanKey{s.TraceID, s.SpanID}
+			if i, ok := m.spanIdx[k]; ok {
+				if s.Version >= m.batch.Spans[i].Version {
+					m.batch.Spans[i] = s
+				}
+				continue
+			}
+			m.spanIdx[k] = len(m.batch.Spans)
+			m.batch.Spans = append(m.batch.Spans, s)
+		}
+		m.batch.Logs = append(m.batch.Logs, u.batch.Logs...)
+		m.batch.Metrics = append(m.batch.Metrics, u.batch.Metrics...)
+		m.batch.Scores = append(m.batch.Scores, u.batch.Scores...)
+		m.batch.Feedback = append(m.batch.Feedback, u.batch.Feedback...)
+		m.stored = append(m.stored, u.stored...)
+		m.drops = append(m.drops, u.drops...)
+		for tp, r := range u.offsets {
+			if cur := m.offsets[tp]; cur == nil {
+				c := *r
+				m.offsets[tp] = &c
+			} else {
+				cur.first = min(cur.first, r.first)
+				if r.last > cur.last {
+					cur.last, cur.epoch = r.last, r.epoch
+				}
+			}
+		}
+	}
+	for tp, r := range m.offsets {
+		m.batch.Sources = append(m.batch.Sources, SourceRange{Topic: tp.topic, Partition: tp.partition, First: r.first, Last: r.last})
+	}
+	return m
+}

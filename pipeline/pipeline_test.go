@@ -418,3 +418,40 @@ func TestConfigValidateListsEveryProblem(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func TestMergeCoalescesAcrossUnits(t *testing.T) {
+	sink := &fakeSink{caps: allCaps()}
+	cfg := pipeline.DefaultConfig()
+	cfg.MaxBatchSize = 2
+	p := newPipeline(t, cfg, sink, &fakeDrops{})
+	var units []*pipeline.Unit
+	for i, r := range []*kgo.Record{
+		spanRecord(t, 0, schema.SpanStarted, trace, "00000000000000a1", 1),
+		spanRecord(t, 1, schema.SpanStarted, trace, "00000000000000a2", 1),
+		spanRecord(t, 2, schema.SpanEnded, trace, "00000000000000a1", 3),
+		rawRecord(3, []byte("poison")),
+	} {
+		if u := p.Add(r); u != nil {
+			units = append(units, u)
+		} else if i == 3 {
+			t.Fatal("no seal at size 2")
+		}
+	}
+	m := p.Merge(units)
+	if m.Records() != 4 || p.Buffered() != 4 {
+		t.Fatalf("merged %d records, %d buffered; want 4 and 4", m.Records(), p.Buffered())
+	}
+	if err := p.Write(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, s := range sink.batches[0].Spans {
+		got[s.SpanID] = s.Version
+	}
+	if fmt.Sprint(got) != "map[00000000000000a1:3 00000000000000a2:1]" || len(sink.batches) != 1 {
+		t.Errorf("one write with %v, want a1 at v3 and a2 at v1", got)
+	}
+	if off := m.Offsets()["spans"][0].Offset; off != 4 || p.Buffered() != 0 {
+		t.Errorf("commit offset %d, buffered %d; want 4 and 0", off, p.Buffered())
+	}
+}
