@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 
@@ -29,6 +30,7 @@ func runBench(ctx context.Context, args []string) error {
 	latency := fs.Int("latency-seconds", 10, "length of the steady-rate latency phase (0 skips it)")
 	out := fs.String("out", "bench.json", "write the result as JSON here (empty: don't)")
 	dbDir := fs.String("db-dir", os.TempDir(), "directory for the DuckDB files")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run here (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
 	}
@@ -41,6 +43,16 @@ func runBench(ctx context.Context, args []string) error {
 	st, err := pipeline.ParseStrategy(*strategy)
 	if err != nil {
 		return exitError{2, err}
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *brokers == "" {
 		addr, stop, err := startLocalKafka(ctx)
