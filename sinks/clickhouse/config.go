@@ -1,0 +1,336 @@
+package clickhouse
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+)
+
+// PasswordEnv is the environment variable [Open] and [Migrate] read the password
+// from when [Config.Password] is empty, so that it need not be written in a file.
+const PasswordEnv = "SPANPIPE_CLICKHOUSE_PASSWORD"
+
+// Config is the operator-tunable configuration of a [Writer] and of [Migrate].
+// Start from [DefaultConfig]: zero values are not defaults.
+//
+// The password never appears in logs: Config implements [slog.LogValuer] and
+// [fmt.Stringer] and prints "[redacted]" in its place.
+type Config struct {
+	// Addr lists the servers' native-protocol endpoints (host:port, port 9000, or
+	// 9440 with TLS). The client connects to one of them and fails over to the next.
+	// Default ["127.0.0.1:9000"].
+	Addr []string `yaml:"addr"`
+
+	// Database holds every table; [Migrate] creates it. It must be a plain
+	// identifier ([A-Za-z_][A-Za-z0-9_]*). Default "spanpipe".
+	Database string `yaml:"database"`
+
+	// Username is the ClickHouse user. Default "default".
+	Username string `yaml:"username"`
+
+	// Password is the user's password. When empty, the value of the environment
+	// variable SPANPIPE_CLICKHOUSE_PASSWORD is used (see [PasswordEnv]). Default "".
+	Password string `yaml:"password"`
+
+	// TLS configures an encrypted connection. Default: disabled.
+	TLS TLSConfig `yaml:"tls"`
+
+	// Compression compresses the native protocol's blocks: "lz4", "zstd" or "none".
+	// Default "lz4".
+	Compression string `yaml:"compression"`
+
+	// DialTimeout bounds establishing a connection. Default 10s.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+
+	// ReadTimeout bounds each wait for the server's next packet, including the reply
+	// to an INSERT (which with async_insert comes after the server's buffer flush)
+	// and to ON CLUSTER DDL. Default 60s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+
+	// Cluster is the name of the cluster (from the server's remote_servers) to create
+	// the tables on. Empty means a single node. When set, DDL runs ON CLUSTER, the
+	// data lives in <table>_local on every shard, and <table> is a Distributed table
+	// over them (spans sharded by trace id) that the writer inserts into
+	// synchronously (insert_distributed_sync=1). Default "".
+	Cluster string `yaml:"cluster"`
+
+	// Replicated selects the Replicated* MergeTree engines, which need ClickHouse
+	// Keeper (or ZooKeeper) and the {shard} and {replica} macros used by the default
+	// ReplicaPath and ReplicaName. It is independent of Cluster. Default false.
+	Replicated bool `yaml:"replicated"`
+
+	// ReplicaPath is the Keeper path of each replicated table. {shard}, {replica},
+	// {database} and {table} are server macros, expanded by ClickHouse. Used only when
+	// Replicated is set. Default "/clickhouse/tables/{shard}/{database}/{table}".
+	ReplicaPath string `yaml:"replica_path"`
+
+	// ReplicaName is the replica's name in ReplicaPath. Used only when Replicated is
+	// set. Default "{replica}".
+	ReplicaName string `yaml:"replica_name"`
+
+	// TTL is the retention in days of each signal; 0 keeps data forever. Parts are
+	// dropped whole (ttl_only_drop_parts=1) once the whole day is older than the TTL.
+	// [Migrate] applies changes to existing tables. Default: 0 for every signal.
+	TTL TTLConfig `yaml:"ttl"`
+
+	// AsyncInsert makes the server buffer inserts and write them with the inserts of
+	// other clients (async_insert=1), and still acknowledge an insert only once it
+	// is written (wait_for_async_insert=1). Useful when many small batches arrive
+	// (the realtime strategy, which the sink supports only with this set). The
+	// deduplication token then works on Replicated tables only. When false, the
+	// writer sends async_insert=0 explicitly, because newer servers enable it by
+	// default. Default false.
+	AsyncInsert bool `yaml:"async_insert"`
+
+	// MaxRowsPerInsert caps the rows of one INSERT; a larger batch is split.
+	// Default 100000.
+	MaxRowsPerInsert int `yaml:"max_rows_per_insert"`
+
+	// MaxBytesPerInsert caps the estimated uncompressed size of one INSERT, in bytes;
+	// a larger batch is split. A single row larger than this is sent alone.
+	// Default 64 MiB.
+	MaxBytesPerInsert int64 `yaml:"max_bytes_per_insert"`
+
+	// MaxPartitionsPerInsert caps the partitions (days) one INSERT touches; a batch
+	// that spans more days, late or backfilled data for example, is split. It is also
+	// sent as the insert's max_partitions_per_insert_block, whose server default is
+	// 100. Default 100.
+	MaxPartitionsPerInsert int `yaml:"max_partitions_per_insert"`
+
+	// AutoMigrate makes [Open] apply pending migrations. When false, Open fails if a
+	// migration is pending, and `spanpipe migrate` ([Migrate]) must run first.
+	// Default true.
+	AutoMigrate bool `yaml:"auto_migrate"`
+}
+
+// TLSConfig configures TLS to the server.
+type TLSConfig struct {
+	// Enable turns TLS on. Default false.
+	Enable bool `yaml:"enable"`
+	// CAFile is a PEM file of the CAs that sign the server certificate. Empty uses the
+	// system roots. Default "".
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a PEM client certificate and key, for servers that
+	// require one; set both or neither. Default "".
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName overrides the name checked against the server certificate. Empty
+	// uses the host of the address. Default "".
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify disables verification of the server certificate. For tests
+	// only. Default false.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// TTLConfig is the retention of each signal in days; 0 keeps data forever.
+type TTLConfig struct {
+	// Spans applies to spans and trace_roots, counted from the span's start.
+	Spans int `yaml:"spans"`
+	// Logs, Metrics, Scores and Feedback are counted from the event's timestamp.
+	Logs     int `yaml:"logs"`
+	Metrics  int `yaml:"metrics"`
+	Scores   int `yaml:"scores"`
+	Feedback int `yaml:"feedback"`
+}
+
+// DefaultConfig returns the configuration used when nothing is set.
+func DefaultConfig() Config {
+	return Config{
+		Addr:                   []string{"127.0.0.1:9000"},
+		Database:               "spanpipe",
+		Username:               "default",
+		Compression:            "lz4",
+		DialTimeout:            10 * time.Second,
+		ReadTimeout:            60 * time.Second,
+		ReplicaPath:            "/clickhouse/tables/{shard}/{database}/{table}",
+		ReplicaName:            "{replica}",
+		MaxRowsPerInsert:       100_000,
+		MaxBytesPerInsert:      64 << 20,
+		MaxPartitionsPerInsert: 100,
+		AutoMigrate:            true,
+	}
+}
+
+var (
+	identRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	clusterRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
+)
+
+// Validate reports every problem of the configuration, joined with [errors.Join].
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("clickhouse: "+format, a...)) }
+	if len(c.Addr) == 0 {
+		bad("addr must list at least one host:port")
+	}
+	for _, a := range c.Addr {
+		if i := strings.LastIndexByte(a, ':'); i <= 0 || i == len(a)-1 {
+			bad("addr %q must be host:port", a)
+		}
+	}
+	if !identRE.MatchString(c.Database) {
+		bad("database %q must be an identifier ([A-Za-z_][A-Za-z0-9_]*)", c.Database)
+	}
+	if c.Username == "" {
+		bad("username must not be empty")
+	}
+	if _, ok := compressionMethods[c.Compression]; !ok {
+		bad("compression must be lz4, zstd or none, got %q", c.Compression)
+	}
+	if c.DialTimeout <= 0 {
+		bad("dial_timeout must be > 0, got %s", c.DialTimeout)
+	}
+	if c.ReadTimeout <= 0 {
+		bad("read_timeout must be > 0, got %s", c.ReadTimeout)
+	}
+	if c.Cluster != "" && !clusterRE.MatchString(c.Cluster) {
+		bad("cluster %q must match [A-Za-z0-9_][A-Za-z0-9_.-]*", c.Cluster)
+	}
+	if c.Replicated {
+		if c.ReplicaPath == "" || strings.ContainsAny(c.ReplicaPath, `'\`) {
+			bad("replica_path %q must be non-empty and contain no quote or backslash", c.ReplicaPath)
+		}
+		if c.ReplicaName == "" || strings.ContainsAny(c.ReplicaName, `'\`) {
+			bad("replica_name %q must be non-empty and contain no quote or backslash", c.ReplicaName)
+		}
+	}
+	for _, t := range []struct {
+		key  string
+		days int
+	}{{"spans", c.TTL.Spans}, {"logs", c.TTL.Logs}, {"metrics", c.TTL.Metrics}, {"scores", c.TTL.Scores}, {"feedback", c.TTL.Feedback}} {
+		if t.days < 0 {
+			bad("ttl.%s must be >= 0 days (0 = keep forever), got %d", t.key, t.days)
+		}
+	}
+	if c.MaxRowsPerInsert <= 0 {
+		bad("max_rows_per_insert must be > 0, got %d", c.MaxRowsPerInsert)
+	}
+	if c.MaxBytesPerInsert <= 0 {
+		bad("max_bytes_per_insert must be > 0, got %d", c.MaxBytesPerInsert)
+	}
+	if c.MaxPartitionsPerInsert <= 0 {
+		bad("max_partitions_per_insert must be > 0, got %d", c.MaxPartitionsPerInsert)
+	}
+	t := c.TLS
+	if !t.Enable && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.InsecureSkipVerify) {
+		bad("tls.ca_file, tls.cert_file, tls.key_file and tls.insecure_skip_verify need tls.enable: true")
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		bad("tls.cert_file and tls.key_file must be set together")
+	}
+	return errors.Join(errs...)
+}
+
+var compressionMethods = map[string]ch.CompressionMethod{
+	"lz4":  ch.CompressionLZ4,
+	"zstd": ch.CompressionZSTD,
+	"none": ch.CompressionNone,
+}
+
+// password returns the configured password, or the one in the environment.
+func (c Config) password() string {
+	if c.Password != "" {
+		return c.Password
+	}
+	return os.Getenv(PasswordEnv)
+}
+
+// tlsConfig builds the TLS configuration, reading the files it names; nil when TLS
+// is disabled.
+func (c Config) tlsConfig() (*tls.Config, error) {
+	t := c.TLS
+	if !t.Enable {
+		return nil, nil
+	}
+	cfg := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         t.ServerName,
+		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // opt-in, documented as tests only
+	}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse: tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("clickhouse: tls.ca_file %s: no PEM certificate found", t.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse: tls client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// options builds the clickhouse-go options of the configuration.
+func (c Config) options() (*ch.Options, error) {
+	tlsCfg, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	o := &ch.Options{
+		Protocol: ch.Native,
+		Addr:     c.Addr,
+		Auth: ch.Auth{
+			Database: c.Database,
+			Username: c.Username,
+			Password: c.password(),
+		},
+		TLS:         tlsCfg,
+		Compression: &ch.Compression{Method: compressionMethods[c.Compression]},
+		DialTimeout: c.DialTimeout,
+		ReadTimeout: c.ReadTimeout,
+		// Fail over in the listed order; a dead first host costs one dial timeout.
+		ConnOpenStrategy: ch.ConnOpenInOrder,
+	}
+	o.ClientInfo.Products = append(o.ClientInfo.Products, struct{ Name, Version string }{Name: "spanpipe", Version: "1"})
+	return o, nil
+}
+
+const redacted = "[redacted]"
+
+// LogValue implements [slog.LogValuer]: every setting, with the password redacted.
+func (c Config) LogValue() slog.Value {
+	pw := ""
+	if c.Password != "" {
+		pw = redacted
+	}
+	return slog.GroupValue(
+		slog.Any("addr", c.Addr),
+		slog.String("database", c.Database),
+		slog.String("username", c.Username),
+		slog.String("password", pw),
+		slog.Bool("tls", c.TLS.Enable),
+		slog.String("cluster", c.Cluster),
+		slog.Bool("replicated", c.Replicated),
+		slog.Bool("async_insert", c.AsyncInsert),
+		slog.Any("ttl_days", c.TTL),
+	)
+}
+
+// String implements [fmt.Stringer] with the password redacted, so that printing the
+// configuration with %v or %+v does not leak it.
+func (c Config) String() string {
+	if c.Password != "" {
+		c.Password = redacted
+	}
+	type plain Config // no methods: formats field by field
+	return fmt.Sprintf("%+v", plain(c))
+}
+
+// GoString implements [fmt.GoStringer] with the password redacted (for %#v).
+func (c Config) GoString() string { return "clickhouse.Config" + c.String() }

@@ -1,0 +1,184 @@
+package clickhouse
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func renderAll(t *testing.T, cfg Config) map[string]string {
+	t.Helper()
+	p := paramsOf(cfg)
+	boot, err := p.bootstrap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	migs, err := p.migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, s := range boot {
+		out[s.name] = s.sql
+	}
+	for _, m := range migs {
+		for _, s := range m.statements {
+			if _, dup := out[s.name]; dup {
+				t.Fatalf("statement name %s used twice", s.name)
+			}
+			out[s.name] = s.sql
+		}
+	}
+	return out
+}
+
+func mustContain(t *testing.T, name, sql string, parts ...string) {
+	t.Helper()
+	for _, p := range parts {
+		if !strings.Contains(sql, p) {
+			t.Errorf("%s: missing %q in:\n%s", name, p, sql)
+		}
+	}
+}
+
+func mustNotContain(t *testing.T, name, sql string, parts ...string) {
+	t.Helper()
+	for _, p := range parts {
+		if strings.Contains(sql, p) {
+			t.Errorf("%s: unexpected %q in:\n%s", name, p, sql)
+		}
+	}
+}
+
+func TestDDLSingleNode(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.TTL.Spans = 30
+	stmts := renderAll(t, cfg)
+	wantNames := []string{"create_database", "create_migrations_table", "create_spans", "create_trace_roots",
+		"create_trace_roots_mv", "create_logs", "create_metrics", "create_scores", "create_feedback"}
+	if len(stmts) != len(wantNames) {
+		t.Errorf("got %d statements, want %d", len(stmts), len(wantNames))
+	}
+	for _, n := range wantNames {
+		if _, ok := stmts[n]; !ok {
+			t.Errorf("missing statement %s", n)
+		}
+	}
+	for name, sql := range stmts {
+		mustNotContain(t, name, sql, "ON CLUSTER", "Replicated", "_local", "{{", "--", ";")
+	}
+	mustContain(t, "create_database", stmts["create_database"], "CREATE DATABASE IF NOT EXISTS spanpipe")
+	mustContain(t, "create_spans", stmts["create_spans"],
+		"CREATE TABLE IF NOT EXISTS spanpipe.spans\n",
+		"ENGINE = ReplacingMergeTree(version)\nPARTITION BY toDate(started_at)\nORDER BY (trace_id, span_id)\n",
+		"TTL toDate(started_at) + toIntervalDay(30)\n",
+		"SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000",
+		"started_at               DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1))",
+		"input                    String CODEC(ZSTD(3))",
+		"metadata_search          Map(LowCardinality(String), String)",
+	)
+	mustContain(t, "create_trace_roots", stmts["create_trace_roots"],
+		"ORDER BY (started_at, trace_id, span_id)", "TTL toDate(started_at) + toIntervalDay(30)",
+		"INDEX idx_trace_id   trace_id   TYPE bloom_filter(0.001)")
+	mustContain(t, "create_trace_roots_mv", stmts["create_trace_roots_mv"],
+		"CREATE MATERIALIZED VIEW IF NOT EXISTS spanpipe.trace_roots_mv\nTO spanpipe.trace_roots",
+		"FROM spanpipe.spans\nWHERE parent_span_id = ''")
+	for _, n := range []string{"create_logs", "create_metrics", "create_scores", "create_feedback"} {
+		mustContain(t, n, stmts[n], "ENGINE = ReplacingMergeTree()", "PARTITION BY toDate(timestamp)")
+		mustNotContain(t, n, stmts[n], "TTL ")
+	}
+	mustContain(t, "create_migrations_table", stmts["create_migrations_table"], "ENGINE = ReplacingMergeTree(applied_at)")
+}
+
+func TestDDLCluster(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Cluster, cfg.Replicated = "main", true
+	cfg.TTL.Logs = 7
+	stmts := renderAll(t, cfg)
+	for name, sql := range stmts {
+		mustContain(t, name, sql, " ON CLUSTER `main`")
+		mustNotContain(t, name, sql, "non_replicated_deduplication_window", "ENGINE = ReplacingMergeTree")
+	}
+	mustContain(t, "create_spans", stmts["create_spans"],
+		"CREATE TABLE IF NOT EXISTS spanpipe.spans_local ON CLUSTER `main`",
+		"ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', version)")
+	mustContain(t, "create_logs", stmts["create_logs"],
+		"ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')",
+		"TTL toDate(timestamp) + toIntervalDay(7)")
+	mustContain(t, "create_trace_roots_mv", stmts["create_trace_roots_mv"],
+		"TO spanpipe.trace_roots_local", "FROM spanpipe.spans_local")
+	for tab, key := range map[string]string{"spans": "trace_id", "trace_roots": "trace_id", "logs": "log_id",
+		"metrics": "metric_id", "scores": "score_id", "feedback": "feedback_id"} {
+		n := "create_" + tab + "_distributed"
+		mustContain(t, n, stmts[n], "CREATE TABLE IF NOT EXISTS spanpipe."+tab+" ON CLUSTER `main` AS spanpipe."+tab+"_local",
+			"ENGINE = Distributed('main', 'spanpipe', '"+tab+"_local', cityHash64("+key+"))")
+	}
+
+	// A cluster without replication: plain engines on every shard.
+	cfg.Replicated = false
+	stmts = renderAll(t, cfg)
+	mustContain(t, "create_spans", stmts["create_spans"], "ENGINE = ReplacingMergeTree(version)", "non_replicated_deduplication_window")
+	// Replication without a cluster: no Distributed tables.
+	cfg.Cluster, cfg.Replicated = "", true
+	stmts = renderAll(t, cfg)
+	if _, ok := stmts["create_spans_distributed"]; ok {
+		t.Error("no Distributed tables without a cluster")
+	}
+	mustContain(t, "create_spans", stmts["create_spans"], "ReplicatedReplacingMergeTree(", "spanpipe.spans\n")
+}
+
+// Every column the writer inserts is declared in the CREATE TABLE with the same type.
+func TestDDLMatchesWriterColumns(t *testing.T) {
+	stmts := renderAll(t, DefaultConfig())
+	for _, tab := range allTables {
+		sql := stmts["create_"+tab.name]
+		for _, c := range tab.cols {
+			re := regexp.MustCompile(`(?m)^\s+` + regexp.QuoteMeta(c.name) + `\s+` + regexp.QuoteMeta(c.typ) + `( CODEC\(.*\))?,$`)
+			if !re.MatchString(sql) {
+				t.Errorf("create_%s: no column %q of type %q", tab.name, c.name, c.typ)
+			}
+		}
+	}
+}
+
+func TestSplitStatements(t *testing.T) {
+	got, err := splitStatements("-- intro\n\n-- name: a\nSELECT 1\n  -- inside\nFROM x;\n-- name: b\nSELECT 2;\n", "f.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != (statement{"a", "SELECT 1\nFROM x"}) || got[1] != (statement{"b", "SELECT 2"}) {
+		t.Errorf("got %+v", got)
+	}
+	for _, bad := range []string{"SELECT 1;", "-- name: a\nSELECT 1", "-- name: a\nSELECT 1\n-- name: b\nSELECT 2;"} {
+		if _, err := splitStatements(bad, "f.sql"); err == nil {
+			t.Errorf("splitStatements(%q): no error", bad)
+		}
+	}
+}
+
+func TestTTLChanges(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.TTL = TTLConfig{Spans: 7, Metrics: 90}
+	p := paramsOf(cfg)
+	full := map[string]string{
+		"spans":       "ReplacingMergeTree(version) PARTITION BY toDate(started_at) ORDER BY (trace_id, span_id) TTL toDate(started_at) + toIntervalDay(30) SETTINGS index_granularity = 8192",
+		"trace_roots": "ReplacingMergeTree(version) PARTITION BY toDate(started_at) ORDER BY (started_at, trace_id, span_id) TTL toDate(started_at) + toIntervalDay(7) SETTINGS index_granularity = 8192",
+		"logs":        "ReplacingMergeTree PARTITION BY toDate(timestamp) ORDER BY (timestamp, log_id) TTL toDate(timestamp) + toIntervalDay(14) SETTINGS index_granularity = 8192",
+		"metrics":     "ReplacingMergeTree PARTITION BY toDate(timestamp) ORDER BY (name, timestamp, metric_id) TTL toDate(timestamp) + toIntervalDay(900) SETTINGS index_granularity = 8192",
+		"scores":      "ReplacingMergeTree PARTITION BY toDate(timestamp) ORDER BY (trace_id, timestamp, score_id) SETTINGS index_granularity = 8192",
+	}
+	got := p.ttlChanges(full)
+	want := []statement{
+		{"ttl_spans", "ALTER TABLE spanpipe.spans MODIFY TTL toDate(started_at) + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0"},
+		{"ttl_logs", "ALTER TABLE spanpipe.logs REMOVE TTL"},
+		{"ttl_metrics", "ALTER TABLE spanpipe.metrics MODIFY TTL toDate(timestamp) + toIntervalDay(90) SETTINGS materialize_ttl_after_modify = 0"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d changes %+v, want %+v", len(got), got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("change %d: got %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}

@@ -1,0 +1,69 @@
+// Package clickhouse is the ClickHouse sink: a [pipeline.Sink] that stores spans, logs,
+// metrics, scores and feedback in ClickHouse over the native protocol, with
+// github.com/ClickHouse/clickhouse-go/v2.
+//
+// # Schema
+//
+// The DDL is embedded (sql/bootstrap.sql, sql/migrations/NNNN_name.sql), rendered with
+// text/template for the database, the cluster (ON CLUSTER), the engine (MergeTree or
+// Replicated*) and the TTL of each signal, and applied by [Migrate] (or by [Open] with
+// [Config.AutoMigrate]); applied migrations are recorded in spanpipe_migrations.
+//
+//   - spans: ReplacingMergeTree(version), ORDER BY (trace_id, span_id), PARTITION BY
+//     toDate(started_at). The newest snapshot of a span wins whatever the arrival order;
+//     the sort key is also the index of a trace lookup. Reads use FINAL.
+//   - trace_roots: the root span of each trace without its payloads, ordered by start
+//     for "list recent traces", filled by the materialized view trace_roots_mv.
+//   - logs, metrics, scores, feedback: ReplacingMergeTree keyed on their id (and on
+//     values that never change for an id), so a redelivered event is stored once.
+//
+// With [Config.Cluster] set, the data lives in <table>_local on every shard and
+// <table> is a Distributed table (spans and trace_roots sharded by trace id, so that
+// a span's snapshots meet on one shard); inserts into it are synchronous.
+//
+// # Writes and idempotency
+//
+// [Writer.Write] sends each signal of a batch as columnar blocks (PrepareBatch +
+// Column(i).Append), split so that no insert exceeds [Config.MaxRowsPerInsert],
+// [Config.MaxBytesPerInsert] or [Config.MaxPartitionsPerInsert] days. Every insert
+// carries insert_deduplication_token = hash of the batch's Kafka source ranges + table
+// + position in the batch + hash of its rows' keys, so a batch the pipeline retries
+// after a partial failure is not inserted twice: the server skips the blocks it has
+// already stored (Replicated tables keep replicated_deduplication_window tokens; the
+// non-replicated tables set non_replicated_deduplication_window = 1000, without which
+// the token does nothing). A redelivery in a differently cut batch is inserted again
+// and collapses with the stored rows in the ReplacingMergeTree.
+//
+// # Concurrency
+//
+// A [Writer] is safe for concurrent use; writes are serialised by a mutex. The read
+// helpers ([Writer.Trace], [Writer.CountSpans], [Writer.CountRows],
+// [Writer.RecentTraces]) use the driver's connection pool and may run during a write.
+//
+// # Goroutines
+//
+// The package starts none itself. The clickhouse-go connection pool, opened by [Open]
+// and [Migrate], runs a goroutine that closes idle connections until [Writer.Close]
+// (Migrate closes its pool before returning).
+//
+// # Errors
+//
+// Errors are prefixed with "clickhouse:" and name the operation and table, e.g.
+// "clickhouse: insert 1000 rows into spans: code: 252, message: Too many parts".
+// Write wraps with [pipeline.Permanent] what a retry cannot fix: a row the column
+// cannot hold (a time outside DateTime64(9)), a driver conversion error, a schema
+// mismatch, and server exceptions such as UNKNOWN_TABLE (60), NO_SUCH_COLUMN_IN_TABLE
+// (16), TYPE_MISMATCH (53), CANNOT_PARSE_* and ILLEGAL_TYPE_OF_ARGUMENT (43). Network
+// errors, timeouts, TOO_MANY_PARTS (252), UNKNOWN_STATUS_OF_INSERT (319),
+// MEMORY_LIMIT_EXCEEDED (241), Keeper errors (999), access errors and unknown codes are
+// returned as they are, for the pipeline to retry. Sentinel: [ErrClosed].
+//
+// # Metrics
+//
+// Registered on the registerer of [WithRegisterer], all with sink="clickhouse":
+//   - spanpipe_sink_inserts_total{sink,table,outcome} (outcome ok or error)
+//   - spanpipe_sink_insert_duration_seconds{sink,table} (histogram)
+//   - spanpipe_sink_insert_rows{sink,table} (histogram of rows per insert)
+//
+// Rows, batches, retries and errors per sink are counted by the pipeline.
+package clickhouse

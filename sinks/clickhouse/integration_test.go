@@ -1,0 +1,274 @@
+package clickhouse_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/testcontainers/testcontainers-go"
+	tcch "github.com/testcontainers/testcontainers-go/modules/clickhouse"
+
+	"github.com/spanpipe/spanpipe/pipeline"
+	"github.com/spanpipe/spanpipe/schema"
+	"github.com/spanpipe/spanpipe/sinks/clickhouse"
+)
+
+// The tests in this file run against a real ClickHouse server: the one named by
+// CLICKHOUSE_DSN (clickhouse://user:password@host:9000), or else a testcontainers
+// container (image CLICKHOUSE_IMAGE, default clickhouse/clickhouse-server:25.8),
+// shared by the package and removed in TestMain. They skip, saying why, when neither
+// is available. Each test uses a database of its own.
+
+const defaultImage = "clickhouse/clickhouse-server:25.8"
+
+var server struct {
+	once sync.Once
+	cfg  clickhouse.Config
+	skip string
+	err  error
+	ctr  *tcch.ClickHouseContainer
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if server.ctr != nil {
+		if err := testcontainers.TerminateContainer(server.ctr); err != nil {
+			fmt.Fprintln(os.Stderr, "terminate clickhouse container:", err)
+		}
+	}
+	os.Exit(code)
+}
+
+// dockerUnavailable returns why no Docker engine answers, or "" when one does.
+func dockerUnavailable(ctx context.Context) (reason string) {
+	defer func() {
+		if r := recover(); r != nil { // testcontainers panics on some setups without Docker
+			reason = fmt.Sprint(r)
+		}
+	}()
+	p, err := testcontainers.ProviderDocker.GetProvider()
+	if err != nil {
+		return err.Error()
+	}
+	defer p.Close()
+	if err := p.Health(ctx); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+func startServer() {
+	cfg := clickhouse.DefaultConfig()
+	if dsn := os.Getenv("CLICKHOUSE_DSN"); dsn != "" {
+		opts, err := ch.ParseDSN(dsn)
+		if err != nil {
+			server.err = fmt.Errorf("CLICKHOUSE_DSN: %w", err)
+			return
+		}
+		cfg.Addr = opts.Addr
+		cfg.Username, cfg.Password = opts.Auth.Username, opts.Auth.Password
+		if opts.TLS != nil {
+			cfg.TLS.Enable, cfg.TLS.InsecureSkipVerify = true, opts.TLS.InsecureSkipVerify
+		}
+		server.cfg = cfg
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if reason := dockerUnavailable(ctx); reason != "" {
+		server.skip = "no ClickHouse server: CLICKHOUSE_DSN is not set and no Docker engine answers (" +
+			reason + "); the SQL is still checked on chdb by testdata/chdb_check.sh"
+		return
+	}
+	img := os.Getenv("CLICKHOUSE_IMAGE")
+	if img == "" {
+		img = defaultImage
+	}
+	ctr, err := tcch.Run(ctx, img, tcch.WithUsername("spanpipe"), tcch.WithPassword("spanpipe"))
+	server.ctr = ctr
+	if err != nil {
+		server.err = fmt.Errorf("start %s: %w", img, err)
+		return
+	}
+	host, err := ctr.ConnectionHost(ctx)
+	if err != nil {
+		server.err = err
+		return
+	}
+	cfg.Addr, cfg.Username, cfg.Password = []string{host}, ctr.User, ctr.Password
+	server.cfg = cfg
+}
+
+// serverConfig returns the configuration of the test server with a database of the
+// test's own, dropped when the test ends.
+func serverConfig(t *testing.T) clickhouse.Config {
+	t.Helper()
+	server.once.Do(startServer)
+	if server.skip != "" {
+		t.Skip(server.skip)
+	}
+	if server.err != nil {
+		t.Fatal(server.err)
+	}
+	cfg := server.cfg
+	cfg.Database = fmt.Sprintf("spanpipe_test_%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		conn, err := ch.Open(&ch.Options{Addr: cfg.Addr, Auth: ch.Auth{Username: cfg.Username, Password: cfg.Password}})
+		if err == nil {
+			_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+cfg.Database+" SYNC")
+			_ = conn.Close()
+		}
+	})
+	return cfg
+}
+
+// rawConn is a plain driver connection, for what the writer does not expose.
+func rawConn(t *testing.T, cfg clickhouse.Config) ch.Conn {
+	t.Helper()
+	opts := &ch.Options{Addr: cfg.Addr, Auth: ch.Auth{Username: cfg.Username, Password: cfg.Password}}
+	conn, err := ch.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+func rawCount(t *testing.T, conn ch.Conn, db, table string) uint64 {
+	t.Helper()
+	var n uint64
+	if err := conn.QueryRow(t.Context(), "SELECT count() FROM "+db+"."+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+var tStart = time.Now().UTC().Truncate(time.Millisecond)
+
+func itSpan(traceID, spanID, parent string, v uint64) *schema.Span {
+	s := &schema.Span{
+		TraceID: traceID, SpanID: spanID, ParentSpanID: parent, Name: fmt.Sprintf("%s v%d", spanID, v),
+		Type:        schema.ToolCall,
+		Correlation: schema.Correlation{ServiceName: "svc", Environment: "test", Tags: []string{"a"}},
+		StartTime:   tStart,
+		Metadata:    jsontext.Value(`{"customer":"acme"}`),
+		Input:       jsontext.Value(`{"q":1}`),
+		IsRootSpan:  parent == "",
+		Version:     v,
+	}
+	if v >= 3 {
+		s.EndTime = tStart.Add(time.Second)
+		s.Output = jsontext.Value(`{"a":2}`)
+	}
+	return s
+}
+
+func TestWriterAgainstServer(t *testing.T) {
+	cfg := serverConfig(t)
+	ctx := t.Context()
+	w, err := clickhouse.Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	raw := rawConn(t, cfg)
+
+	const trace = "11111111111111111111111111111111"
+	b1 := &pipeline.Batch{
+		Spans: []*schema.Span{itSpan(trace, "0000000000000001", "", 1), itSpan(trace, "0000000000000002", "0000000000000001", 3)},
+		Logs:  []*schema.Log{{LogID: "l1", Timestamp: tStart, TraceID: trace, Level: "info", Message: "m"}},
+		Metrics: []*schema.Metric{{MetricID: "m1", Timestamp: tStart, Name: "tokens", Value: 3,
+			Labels: map[string]string{"k": "v"}}},
+		Scores:   []*schema.Score{{ScoreID: "s1", Timestamp: tStart, TraceID: trace, ScorerID: "x", Score: 1}},
+		Feedback: []*schema.Feedback{{FeedbackID: "f1", Timestamp: tStart, TraceID: trace, FeedbackType: "t", Value: jsontext.Value(`5`)}},
+		Sources:  []pipeline.SourceRange{{Topic: "spanpipe.spans", Partition: 0, First: 0, Last: 4}},
+	}
+	for range 2 { // the second Write is the pipeline's retry: deduplicated by token
+		if err := w.Write(ctx, b1); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+	}
+	if got := rawCount(t, raw, cfg.Database, "spans"); got != 2 {
+		t.Errorf("raw span rows after a retried batch: got %d, want 2 (insert_deduplication_token)", got)
+	}
+	b2 := &pipeline.Batch{
+		Spans:   []*schema.Span{itSpan(trace, "0000000000000001", "", 3), itSpan(trace, "0000000000000002", "0000000000000001", 2)},
+		Sources: []pipeline.SourceRange{{Topic: "spanpipe.spans", Partition: 0, First: 5, Last: 6}},
+	}
+	if err := w.Write(ctx, b2); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+
+	spans, err := w.Trace(ctx, trace)
+	if err != nil {
+		t.Fatalf("Trace: %v", err)
+	}
+	if len(spans) != 2 {
+		t.Fatalf("Trace: got %d spans, want 2", len(spans))
+	}
+	for _, s := range spans {
+		want := itSpan(trace, s.SpanID, s.ParentSpanID, 3)
+		if s.Version != 3 || !s.EndTime.Equal(want.EndTime) || string(s.Output) != string(want.Output) ||
+			s.ServiceName != "svc" || !s.StartTime.Equal(tStart) || len(s.Tags) != 1 {
+			t.Errorf("span %s: got %+v, want version 3 ended", s.SpanID, s)
+		}
+	}
+	if n, err := w.CountSpans(ctx); err != nil || n != 2 {
+		t.Errorf("CountSpans: got %d, %v; want 2", n, err)
+	}
+	for table, want := range map[string]int64{"trace_roots": 1, "logs": 1, "metrics": 1, "scores": 1, "feedback": 1} {
+		if n, err := w.CountRows(ctx, table); err != nil || n != want {
+			t.Errorf("CountRows(%s): got %d, %v; want %d", table, n, err, want)
+		}
+	}
+	recent, err := w.RecentTraces(ctx, 10)
+	if err != nil || len(recent) != 1 || recent[0].TraceID != trace || recent[0].Version != 3 || recent[0].EndTime.IsZero() {
+		t.Errorf("RecentTraces: got %+v, %v", recent, err)
+	}
+
+	// A missing table is a permanent error: the batch is dead-lettered, not retried.
+	if err := raw.Exec(ctx, "DROP TABLE "+cfg.Database+".scores SYNC"); err != nil {
+		t.Fatal(err)
+	}
+	err = w.Write(ctx, &pipeline.Batch{Scores: b1.Scores})
+	if !errors.Is(err, pipeline.ErrPermanent) || !strings.Contains(err.Error(), "scores") {
+		t.Errorf("Write into a dropped table: got %v, want a permanent error", err)
+	}
+}
+
+func TestMigrateAgainstServer(t *testing.T) {
+	cfg := serverConfig(t)
+	cfg.AutoMigrate = false
+	if _, err := clickhouse.Open(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "spanpipe migrate") {
+		t.Fatalf("Open before migrating: got %v, want an error asking for spanpipe migrate", err)
+	}
+	cfg.TTL.Spans = 30
+	n, err := clickhouse.Migrate(t.Context(), cfg)
+	if err != nil || n != 1 {
+		t.Fatalf("Migrate: got %d, %v; want 1 migration applied", n, err)
+	}
+	cfg.TTL.Spans = 7
+	if n, err := clickhouse.Migrate(t.Context(), cfg); err != nil || n != 0 {
+		t.Fatalf("second Migrate: got %d, %v; want nothing to apply", n, err)
+	}
+	var full string
+	if err := rawConn(t, cfg).QueryRow(t.Context(), "SELECT engine_full FROM system.tables WHERE database = ? AND name = 'spans'",
+		cfg.Database).Scan(&full); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(full, "TTL toDate(started_at) + toIntervalDay(7)") {
+		t.Errorf("TTL not updated: %s", full)
+	}
+	w, err := clickhouse.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("Open after migrating: %v", err)
+	}
+	_ = w.Close()
+}
