@@ -19,6 +19,9 @@ commands:
   dev       run broker (in-process), consumer and DuckDB in one process; --demo N publishes N traces
   consume   run a consumer-group member against real brokers (--config FILE)
   produce   publish generated agent traces to real brokers (load generator)
+  alert     alert on drop events: Alertmanager API v2 and/or a webhook (--alertmanager URL)
+  drops     drops tail: print drop events (and --dead-letters) as they arrive
+  replay    re-publish dead letters to their source topics (--dry-run counts them)
   bench     end-to-end throughput, latency and memory against a real broker
 
 Run 'spanpipe <command> -h' for the flags of a command.
@@ -59,6 +62,12 @@ func main() {
 		err = runConsume(ctx, args)
 	case "produce":
 		err = runProduce(ctx, args)
+	case "alert":
+		err = runAlert(ctx, args)
+	case "drops":
+		err = runDrops(ctx, args)
+	case "replay":
+		err = runReplay(ctx, args)
 	case "bench":
 		err = runBench(ctx, args)
 	case "-h", "--help", "help":
