@@ -55,7 +55,7 @@ func runConsume(ctx context.Context, args []string) error {
 	log := app.NewLogger(cfg.Log)
 	reg := app.NewRegistry()
 
-	sink, err := duckdb.Open(ctx, cfg.Sink.DuckDB, duckdb.WithLogger(log), duckdb.WithRegisterer(reg))
+	sink, err := duckdb.Open(ctx, cfg.Sink.DuckDB, duckdb.WithLogger(log), duckdb.WithRegisterer(reg), duckdb.WithFaultInjector(app.FaultInjector(os.Environ(), log)))
 	if err != nil {
 		return err
 	}
