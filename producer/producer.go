@@ -69,12 +69,33 @@ type Producer struct {
 	now    func() time.Time
 	m      *metrics
 
-	mu     sync.Mutex
+	// Emit only hands events to the encoder goroutine: encoding and the sensitive-data
+	// filter cost several microseconds per span, which an application's request path
+	// should not pay. slots bounds every event held (queued, encoding or in the Kafka
+	// client) to MaxBufferedRecords; queue has as much room, so a send never blocks.
+	slots chan struct{}
+	queue chan queued
+	// emitMu makes Close wait for Emits that passed the closed check: an event sent
+	// after the encoder stopped would be lost without a trace.
+	emitMu sync.RWMutex
 	closed bool
-	drops  map[dropKey]*dropAgg
+	// encCtx is the life of records handed to the Kafka client; Close cancels it so
+	// that what cannot be delivered fails (and is counted) instead of blocking Close.
+	encCtx    context.Context
+	encCancel context.CancelFunc
+
+	mu    sync.Mutex
+	drops map[dropKey]*dropAgg
 
 	stop chan struct{}
 	wg   sync.WaitGroup
+}
+
+// queued is an event for the encoder, or a Flush marker (ev nil) closed once every
+// event queued before it is in the Kafka client.
+type queued struct {
+	ev      *schema.Event
+	flushed chan struct{}
 }
 
 type dropKey struct {
@@ -110,7 +131,7 @@ func New(cfg Config, opts ...Option) (*Producer, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotence is on by default with acks=all
 		kgo.ProducerLinger(cfg.Linger),
 		kgo.ProducerBatchCompression(codec),
-		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
+		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords+1), // slots in Emit are the bound
 		kgo.MaxBufferedBytes(cfg.MaxBufferedBytes),
 		kgo.ProducerBatchMaxBytes(int32(cfg.MaxRecordBytes) + 64<<10),
 		kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout),
@@ -130,46 +151,112 @@ func New(cfg Config, opts ...Option) (*Producer, error) {
 		m:      newMetrics(o.reg, cl),
 		drops:  make(map[dropKey]*dropAgg),
 		stop:   make(chan struct{}),
+		slots:  make(chan struct{}, cfg.MaxBufferedRecords),
+		queue:  make(chan queued, cfg.MaxBufferedRecords+1),
 	}
+	p.encCtx, p.encCancel = context.WithCancel(context.Background())
 	p.wg.Go(p.reportLoop)
+	p.wg.Go(p.encodeLoop)
 	return p, nil
 }
 
 // Emit publishes one event without blocking the caller (under the default policy).
-// It fills in the service name and environment where the event has none, applies the
-// sensitive-data filter, and encodes the event. It returns nil once the event is
-// buffered; delivery failures later are reported through OnDrop, the metrics and a drop
-// event. It returns ErrDropped when the event was dropped at once, ErrClosed after Close.
+// It only queues the event; a goroutine of the producer fills in the service name and
+// environment where the event has none, applies the sensitive-data filter, encodes
+// it and hands it to Kafka. Emit returns nil once the event is queued; failures after
+// that (not encodable, too large, not delivered) are reported through OnDrop, the
+// metrics and a drop event. It returns ErrDropped when the event was dropped at once
+// because MaxBufferedRecords events are held (after BlockTimeout under the block
+// policy), and ErrClosed after Close.
 //
 // Emit takes ownership of ev: do not modify it afterwards.
 func (p *Producer) Emit(ev *schema.Event) error {
-	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if closed {
+	p.emitMu.RLock()
+	defer p.emitMu.RUnlock()
+	if p.closed {
 		return ErrClosed
 	}
+	select {
+	case p.slots <- struct{}{}:
+	default:
+		if err := p.waitForRoom(); err != nil {
+			p.dropped(dropalerts.ReasonProducerBufferFull, ev.Signal(), ev.TraceID(), err)
+			return fmt.Errorf("%w: %w", ErrDropped, err)
+		}
+	}
+	p.queue <- queued{ev: ev}
+	return nil
+}
+
+// waitForRoom takes a slot under the block policy, waiting up to BlockTimeout.
+func (p *Producer) waitForRoom() error {
+	full := fmt.Errorf("%d events buffered: %w", p.cfg.MaxBufferedRecords, kgo.ErrMaxBuffered)
+	if p.cfg.OnBufferFull != OnFullBlock {
+		return full
+	}
+	t := time.NewTimer(p.cfg.BlockTimeout)
+	defer t.Stop()
+	select {
+	case p.slots <- struct{}{}:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("no room within %s: %w", p.cfg.BlockTimeout, full)
+	}
+}
+
+// encodeLoop turns queued events into Kafka records, in Emit order. When the producer
+// closes, events still queued are counted as drops.
+func (p *Producer) encodeLoop() {
+	for {
+		select {
+		case q := <-p.queue:
+			p.encode(q)
+		case <-p.stop:
+			for {
+				select {
+				case q := <-p.queue:
+					if q.ev == nil {
+						close(q.flushed)
+						continue
+					}
+					p.dropped(dropalerts.ReasonProducerSendFailed, q.ev.Signal(), q.ev.TraceID(), ErrClosed)
+					<-p.slots
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (p *Producer) encode(q queued) {
+	if q.ev == nil {
+		close(q.flushed)
+		return
+	}
+	ev := q.ev
 	p.enrich(ev)
-	val, err := schema.Encode(nil, ev)
-	if err != nil {
-		p.dropped(dropalerts.ReasonProducerEncodeError, ev.Signal(), ev.TraceID(), err)
-		return fmt.Errorf("%w: %w", ErrDropped, err)
-	}
-	if len(val) > p.cfg.MaxRecordBytes {
-		err := fmt.Errorf("event of %d bytes exceeds producer.max_record_bytes %d", len(val), p.cfg.MaxRecordBytes)
-		p.dropped(dropalerts.ReasonTooLarge, ev.Signal(), ev.TraceID(), err)
-		return fmt.Errorf("%w: %w", ErrDropped, err)
-	}
 	sig, trace := ev.Signal(), ev.TraceID()
-	rec := &kgo.Record{
-		Key:     []byte(trace),
-		Value:   val,
-		Headers: codecHeader,
+	val, err := schema.Encode(nil, ev)
+	if err == nil && len(val) > p.cfg.MaxRecordBytes {
+		err = fmt.Errorf("event of %d bytes exceeds producer.max_record_bytes %d", len(val), p.cfg.MaxRecordBytes)
+		p.dropped(dropalerts.ReasonTooLarge, sig, trace, err)
+		<-p.slots
+		return
 	}
-	if trace == "" {
-		rec.Key = nil // spread trace-less signals over partitions
+	if err != nil {
+		p.dropped(dropalerts.ReasonProducerEncodeError, sig, trace, err)
+		<-p.slots
+		return
 	}
-	promise := func(_ *kgo.Record, err error) {
+	rec := &kgo.Record{Value: val, Headers: codecHeader}
+	if trace != "" {
+		rec.Key = []byte(trace) // trace-less signals spread over partitions
+	}
+	// Produce blocks only while the client is over MaxBufferedBytes; slots already
+	// bound the records. encCtx ends at Close, failing what was never delivered.
+	p.cl.Produce(p.encCtx, rec, func(_ *kgo.Record, err error) {
+		<-p.slots
 		if err != nil {
 			reason := dropalerts.ReasonProducerSendFailed
 			if errors.Is(err, kgo.ErrMaxBuffered) {
@@ -179,40 +266,7 @@ func (p *Producer) Emit(ev *schema.Event) error {
 			return
 		}
 		p.m.sent.WithLabelValues(string(sig)).Inc()
-	}
-	if p.cfg.OnBufferFull == OnFullBlock {
-		return p.produceBlocking(rec, promise)
-	}
-	// TryProduce reports a full buffer through the promise, asynchronously; checking
-	// first lets Emit tell the caller at once. The rare race past this check still ends
-	// in the promise as a counted drop.
-	if p.cl.BufferedProduceRecords() >= int64(p.cfg.MaxBufferedRecords) {
-		err := fmt.Errorf("%d events buffered: %w", p.cfg.MaxBufferedRecords, kgo.ErrMaxBuffered)
-		p.dropped(dropalerts.ReasonProducerBufferFull, sig, trace, err)
-		return fmt.Errorf("%w: %w", ErrDropped, err)
-	}
-	p.cl.TryProduce(context.Background(), rec, promise)
-	return nil
-}
-
-// produceBlocking waits up to BlockTimeout for room. kgo ties a record's whole life to
-// the context given to Produce, so the context is cancelled only if the wait for room
-// times out, never after the record is buffered.
-func (p *Producer) produceBlocking(rec *kgo.Record, promise func(*kgo.Record, error)) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	timer := time.AfterFunc(p.cfg.BlockTimeout, cancel)
-	p.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
-		if errors.Is(err, context.Canceled) {
-			err = fmt.Errorf("no room in the buffer within %s: %w", p.cfg.BlockTimeout, kgo.ErrMaxBuffered)
-		}
-		promise(r, err)
 	})
-	if !timer.Stop() {
-		// The deadline passed: the wait timed out, or the record made it just in time
-		// and now fails as cancelled. Either way the promise reports the drop.
-		return fmt.Errorf("%w: no room in the buffer within %s", ErrDropped, p.cfg.BlockTimeout)
-	}
-	return nil
 }
 
 var codecHeader = []kgo.RecordHeader{{Key: schema.HeaderCodec, Value: []byte(schema.CodecJSON)}}
@@ -355,6 +409,27 @@ func (p *Producer) reportDrops(ctx context.Context) error {
 // Flush waits until every buffered event is acknowledged by Kafka (or failed, in
 // which case it was reported as a drop), then publishes pending drop events.
 func (p *Producer) Flush(ctx context.Context) error {
+	p.emitMu.RLock()
+	closed := p.closed
+	p.emitMu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	return p.flush(ctx)
+}
+
+func (p *Producer) flush(ctx context.Context) error {
+	done := make(chan struct{})
+	select {
+	case p.queue <- queued{flushed: done}:
+	case <-ctx.Done():
+		return fmt.Errorf("producer: flush: %w", ctx.Err())
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("producer: flush: events still being encoded: %w", ctx.Err())
+	}
 	if err := p.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("producer: flush: %w", err)
 	}
@@ -368,21 +443,39 @@ func (p *Producer) Flush(ctx context.Context) error {
 // still buffered when ctx ends are reported as drops (producer-send-failed) in the
 // metrics and OnDrop; Emit returns ErrClosed afterwards.
 func (p *Producer) Close(ctx context.Context) error {
-	p.mu.Lock()
+	p.emitMu.Lock()
 	if p.closed {
-		p.mu.Unlock()
+		p.emitMu.Unlock()
 		return nil
 	}
 	p.closed = true
-	p.mu.Unlock()
-	err := p.Flush(ctx)
+	p.emitMu.Unlock()
+	err := p.flush(ctx)
+	p.encCancel()
 	close(p.stop)
 	p.wg.Wait()
 	p.cl.Close() // fails what is still buffered through the promises: counted as drops
+	p.awaitPromises(5 * time.Second)
 	if err != nil {
 		return fmt.Errorf("producer: close: %w", err)
 	}
 	return nil
+}
+
+// awaitPromises waits until every slot is back, that is until every event Emit took
+// has been delivered or counted as a drop: the client calls the promises of records
+// it failed while closing after Close has returned. grace bounds the wait.
+func (p *Producer) awaitPromises(grace time.Duration) {
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	for range cap(p.slots) {
+		select {
+		case p.slots <- struct{}{}:
+		case <-t.C:
+			p.log.Error("events not accounted for at close", "count", cap(p.slots)-len(p.slots))
+			return
+		}
+	}
 }
 
 func compression(name string) (kgo.CompressionCodec, error) {

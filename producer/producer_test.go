@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -180,12 +181,22 @@ func TestDropsWhileKafkaIsDown(t *testing.T) {
 
 func TestTooLargeIsDroppedWithReason(t *testing.T) {
 	c := kafkatest.Cluster(t, 1, "spanpipe.spans")
+	var mu sync.Mutex
 	var reasons []dropalerts.Reason
 	p := newProducer(t, c.ListenAddrs(), func(c *producer.Config) { c.MaxRecordBytes = 1024 },
-		producer.WithOnDrop(func(d producer.Drop) { reasons = append(reasons, d.Reason) }))
-	err := p.Log(&schema.Log{Level: "info", Message: strings.Repeat("x", 4096)})
-	if !errors.Is(err, producer.ErrDropped) || len(reasons) != 1 || reasons[0] != dropalerts.ReasonTooLarge {
-		t.Fatalf("err %v, reasons %v; want ErrDropped and one too-large drop", err, reasons)
+		producer.WithOnDrop(func(d producer.Drop) { mu.Lock(); reasons = append(reasons, d.Reason); mu.Unlock() }))
+	// Encoding happens off the caller's goroutine: Emit accepts the event, and the
+	// drop is reported by the time Flush returns.
+	if err := p.Log(&schema.Log{Level: "info", Message: strings.Repeat("x", 4096)}); err != nil {
+		t.Fatalf("Log = %v, want nil (the size is known only once encoded)", err)
+	}
+	if err := p.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reasons) != 1 || reasons[0] != dropalerts.ReasonTooLarge {
+		t.Fatalf("reasons %v; want one too-large drop", reasons)
 	}
 }
 
@@ -211,5 +222,40 @@ func TestEmitAfterClose(t *testing.T) {
 	}
 	if err := p.Log(&schema.Log{Level: "info", Message: "late"}); !errors.Is(err, producer.ErrClosed) {
 		t.Fatalf("Emit after Close = %v, want ErrClosed", err)
+	}
+}
+
+// Close with the broker down must neither hang nor lose events silently: what was not
+// delivered within Close's context is counted as dropped.
+func TestCloseWithBrokerDownCountsUndelivered(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := producer.DefaultConfig()
+	cfg.Brokers = []string{addr}
+	cfg.ServiceName = "checkout"
+	var drops atomic.Int64
+	p, err := producer.New(cfg, producer.WithOnDrop(func(producer.Drop) { drops.Add(1) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 7 {
+		if err := p.Log(&schema.Log{Level: "info", Message: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if err := p.Close(ctx); err == nil {
+		t.Fatal("Close with the broker down = nil, want the flush error")
+	}
+	if n := drops.Load(); n != 7 {
+		t.Fatalf("OnDrop saw %d drops, want all 7 undelivered events", n)
+	}
+	if err := p.Flush(t.Context()); !errors.Is(err, producer.ErrClosed) {
+		t.Fatalf("Flush after Close = %v, want ErrClosed", err)
 	}
 }
