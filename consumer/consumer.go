@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -28,9 +29,11 @@ type Config struct {
 	Group string `yaml:"group"`
 	// ClientID names this member in broker logs. Default "spanpipe".
 	ClientID string `yaml:"client_id"`
-	// MaxPollRecords bounds the records taken from the client per poll. Default 5000.
+	// MaxPollRecords bounds the records taken from the client per poll. Taking a whole
+	// fetch at once lets the client fetch the next one while this one is decoded.
+	// Default 10000.
 	MaxPollRecords int `yaml:"max_poll_records"`
-	// FetchMaxBytes bounds one fetch response. Default 32 MiB.
+	// FetchMaxBytes bounds one fetch response (compressed). Default 16 MiB.
 	FetchMaxBytes int32 `yaml:"fetch_max_bytes"`
 	// SessionTimeout: a member silent this long is removed from the group. Default 45s.
 	SessionTimeout time.Duration `yaml:"session_timeout"`
@@ -50,8 +53,8 @@ func DefaultConfig() Config {
 		Topics:           []string{"spanpipe.spans"},
 		Group:            "spanpipe",
 		ClientID:         "spanpipe",
-		MaxPollRecords:   5000,
-		FetchMaxBytes:    32 << 20,
+		MaxPollRecords:   10000,
+		FetchMaxBytes:    16 << 20,
 		SessionTimeout:   45 * time.Second,
 		RebalanceTimeout: 60 * time.Second,
 		ShutdownTimeout:  30 * time.Second,
@@ -127,6 +130,10 @@ type Consumer struct {
 
 	assignedMu sync.Mutex
 	assigned   map[string]map[int32]struct{}
+
+	// recs and decoded are the poll loop's scratch space, reused across polls.
+	recs    []*kgo.Record
+	decoded []pipeline.Decoded
 }
 
 type job struct {
@@ -258,23 +265,60 @@ func (c *Consumer) pollOnce(ctx context.Context) bool {
 		c.m.fetchErrors.Inc()
 		c.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
 	})
+	c.recs = c.recs[:0]
+	fetches.EachRecord(func(r *kgo.Record) { c.recs = append(c.recs, r) })
+	c.decodeAll(c.recs)
+	for i, rec := range c.recs {
+		if u := c.pl.AddDecoded(rec, c.decoded[i]); u != nil {
+			c.enqueue(u)
+		}
+		if c.pl.Full() {
+			c.waitForRoom(ctx)
+		}
+	}
+	clear(c.recs)
+	clear(c.decoded)
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		if len(p.Records) == 0 {
 			return
-		}
-		for _, rec := range p.Records {
-			if u := c.pl.Add(rec); u != nil {
-				c.enqueue(u)
-			}
-			if c.pl.Full() {
-				c.waitForRoom(ctx)
-			}
 		}
 		last := p.Records[len(p.Records)-1].Offset
 		c.m.lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(max(0, p.HighWatermark-last-1)))
 	})
 	return true
 }
+
+// decodeAll decodes recs into c.decoded, spread over every core when there are
+// enough of them: decoding is most of the CPU a record costs, and the rest of the
+// poll loop (adding in order, batching) is sequential.
+func (c *Consumer) decodeAll(recs []*kgo.Record) {
+	if cap(c.decoded) < len(recs) {
+		c.decoded = make([]pipeline.Decoded, len(recs))
+	}
+	c.decoded = c.decoded[:len(recs)]
+	workers := min(runtime.GOMAXPROCS(0), len(recs)/minRecordsPerDecoder)
+	if workers <= 1 {
+		for i, rec := range recs {
+			c.decoded[i] = c.pl.Decode(rec)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	per := (len(recs) + workers - 1) / workers
+	for lo := 0; lo < len(recs); lo += per {
+		hi := min(lo+per, len(recs))
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				c.decoded[i] = c.pl.Decode(recs[i])
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// minRecordsPerDecoder keeps small polls on one goroutine, where starting more would
+// cost more than it saves.
+const minRecordsPerDecoder = 64
 
 // waitForRoom pauses fetching while the pipeline is full. Kafka keeps the records;
 // memory stays bounded by MaxBufferSize.
@@ -394,8 +438,9 @@ func (c *Consumer) commit(ctx context.Context, offsets map[string]map[int32]kgo.
 	c.m.commits.WithLabelValues("ok").Inc()
 }
 
-func (c *Consumer) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (c *Consumer) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	c.m.rebalances.WithLabelValues("assigned").Inc()
+	c.reportExpired(ctx, assigned)
 	c.assignedMu.Lock()
 	for t, ps := range assigned {
 		if c.assigned[t] == nil {

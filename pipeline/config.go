@@ -32,6 +32,9 @@ type Config struct {
 	// batches waiting for the sink together. At the limit the consumer flushes and
 	// pauses fetching: Kafka holds the rest. Default 10000.
 	MaxBufferSize int `yaml:"max_buffer_size"`
+	// MaxBufferBytes bounds the record bytes held the same way: with 100 KB LLM spans,
+	// MaxBufferSize alone would allow a gigabyte. Default 64 MiB.
+	MaxBufferBytes int64 `yaml:"max_buffer_bytes"`
 	// MaxRecordBytes is the largest record value accepted; larger ones are dropped
 	// with reason too-large (their payload goes to the drop topic). Default 4 MiB.
 	MaxRecordBytes int `yaml:"max_record_bytes"`
@@ -53,6 +56,7 @@ func DefaultConfig() Config {
 		MaxBatchBytes:    16 << 20,
 		MaxBatchWait:     5 * time.Second,
 		MaxBufferSize:    10000,
+		MaxBufferBytes:   64 << 20,
 		MaxRecordBytes:   4 << 20,
 		MaxRetries:       4,
 		RetryDelay:       500 * time.Millisecond,
@@ -79,6 +83,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBufferSize < c.MaxBatchSize {
 		bad("pipeline.max_buffer_size (%d) must be >= pipeline.max_batch_size (%d)", c.MaxBufferSize, c.MaxBatchSize)
+	}
+	if c.MaxBufferBytes < c.MaxBatchBytes {
+		bad("pipeline.max_buffer_bytes (%d) must be >= pipeline.max_batch_bytes (%d)", c.MaxBufferBytes, c.MaxBatchBytes)
 	}
 	if c.MaxRecordBytes <= 0 {
 		bad("pipeline.max_record_bytes must be > 0, got %d", c.MaxRecordBytes)

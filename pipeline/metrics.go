@@ -93,6 +93,7 @@ func newMetrics(reg prometheus.Registerer, sink string) *metrics {
 		}
 	}
 	m.dropped.WithLabelValues("unknown", string(dropalerts.ReasonDecodeError), "consumer")
+	m.dropped.WithLabelValues("unknown", string(dropalerts.ReasonRetentionExpired), "consumer")
 	for _, t := range []string{TriggerSize, TriggerBytes, TriggerInterval, TriggerPressure, TriggerRealtime, TriggerRevoke, TriggerShutdown} {
 		m.flushes.WithLabelValues(t)
 	}

@@ -42,7 +42,8 @@ type Pipeline struct {
 	open *Unit
 	// held counts records from Add until their unit is written or abandoned. It is the
 	// one number both goroutines read, hence atomic.
-	held atomic.Int64
+	held      atomic.Int64
+	heldBytes atomic.Int64
 }
 
 // Option configures a Pipeline.
@@ -119,7 +120,9 @@ func (p *Pipeline) Strategy() Strategy { return p.strategy }
 func (p *Pipeline) Buffered() int { return int(p.held.Load()) }
 
 // Full reports whether the consumer should stop fetching until a batch completes.
-func (p *Pipeline) Full() bool { return p.Buffered() >= p.cfg.MaxBufferSize }
+func (p *Pipeline) Full() bool {
+	return p.Buffered() >= p.cfg.MaxBufferSize || p.heldBytes.Load() >= p.cfg.MaxBufferBytes
+}
 
 // Unit is a sealed batch: rows for the sink, records to dead-letter, and the offsets
 // that become committable once it is written.
@@ -189,6 +192,34 @@ func (p *Pipeline) newUnit() *Unit {
 // count or bytes (or always, under realtime); the caller hands it to [Pipeline.Write].
 // Add never fails: what cannot be stored is kept in the unit as a drop.
 func (p *Pipeline) Add(rec *kgo.Record) *Unit {
+	return p.AddDecoded(rec, p.Decode(rec))
+}
+
+// Decoded is a record's value decoded by [Pipeline.Decode], ready for AddDecoded.
+type Decoded struct {
+	ev  *schema.Event
+	err error
+	// reason is why the record cannot be stored, when err is set.
+	reason dropalerts.Reason
+}
+
+// Decode decodes a record without touching the pipeline's state, so the consumer can
+// decode the records of a fetch on every core before adding them in order: decoding
+// is most of the CPU a record costs.
+func (p *Pipeline) Decode(rec *kgo.Record) Decoded {
+	if len(rec.Value) > p.cfg.MaxRecordBytes {
+		return Decoded{reason: dropalerts.ReasonTooLarge,
+			err: fmt.Errorf("record of %d bytes exceeds pipeline.max_record_bytes %d", len(rec.Value), p.cfg.MaxRecordBytes)}
+	}
+	ev, err := schema.Decode(header(rec, schema.HeaderCodec), rec.Value)
+	if err != nil {
+		return Decoded{reason: dropalerts.ReasonDecodeError, err: err}
+	}
+	return Decoded{ev: ev}
+}
+
+// AddDecoded is [Pipeline.Add] for a record already decoded by [Pipeline.Decode].
+func (p *Pipeline) AddDecoded(rec *kgo.Record, d Decoded) *Unit {
 	if p.open == nil {
 		p.open = p.newUnit()
 	}
@@ -196,13 +227,14 @@ func (p *Pipeline) Add(rec *kgo.Record) *Unit {
 	u.records++
 	u.bytes += int64(len(rec.Value))
 	p.held.Add(1)
+	p.heldBytes.Add(int64(len(rec.Value)))
 	tp := topicPartition{rec.Topic, rec.Partition}
 	if r := u.offsets[tp]; r == nil {
 		u.offsets[tp] = &offsetRange{first: rec.Offset, last: rec.Offset, epoch: rec.LeaderEpoch}
 	} else if rec.Offset > r.last {
 		r.last, r.epoch = rec.Offset, rec.LeaderEpoch
 	}
-	p.route(u, rec)
+	p.route(u, rec, d)
 	p.m.buffered.Set(float64(p.Buffered()))
 
 	switch {
@@ -218,19 +250,13 @@ func (p *Pipeline) Add(rec *kgo.Record) *Unit {
 	return nil
 }
 
-func (p *Pipeline) route(u *Unit, rec *kgo.Record) {
-	if len(rec.Value) > p.cfg.MaxRecordBytes {
-		err := fmt.Errorf("record of %d bytes exceeds pipeline.max_record_bytes %d", len(rec.Value), p.cfg.MaxRecordBytes)
+func (p *Pipeline) route(u *Unit, rec *kgo.Record, d Decoded) {
+	if d.err != nil {
 		p.m.consumed.WithLabelValues("unknown").Inc()
-		u.drops = append(u.drops, drop{rec: rec, signal: "unknown", reason: dropalerts.ReasonTooLarge, err: err, trace: string(rec.Key)})
+		u.drops = append(u.drops, drop{rec: rec, signal: "unknown", reason: d.reason, err: d.err, trace: string(rec.Key)})
 		return
 	}
-	ev, err := schema.Decode(header(rec, schema.HeaderCodec), rec.Value)
-	if err != nil {
-		p.m.consumed.WithLabelValues("unknown").Inc()
-		u.drops = append(u.drops, drop{rec: rec, signal: "unknown", reason: dropalerts.ReasonDecodeError, err: err, trace: string(rec.Key)})
-		return
-	}
+	ev := d.ev
 	sig := ev.Signal()
 	p.m.consumed.WithLabelValues(string(sig)).Inc()
 	if !p.caps.Stores(sig) {
@@ -311,6 +337,7 @@ func (p *Pipeline) Write(ctx context.Context, u *Unit) error {
 	err := p.write(ctx, u)
 	if err == nil {
 		p.held.Add(-int64(u.records))
+		p.heldBytes.Add(-u.bytes)
 		p.m.buffered.Set(float64(p.Buffered()))
 	}
 	return err
@@ -320,6 +347,7 @@ func (p *Pipeline) Write(ctx context.Context, u *Unit) error {
 // offsets must not be committed; Kafka redelivers its records.
 func (p *Pipeline) Abandon(u *Unit) {
 	p.held.Add(-int64(u.records))
+	p.heldBytes.Add(-u.bytes)
 	p.m.buffered.Set(float64(p.Buffered()))
 }
 

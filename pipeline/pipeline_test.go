@@ -249,6 +249,30 @@ func TestFlushTriggers(t *testing.T) {
 			t.Fatal("Full() false with MaxBufferSize records held")
 		}
 	})
+	t.Run("pressure by bytes", func(t *testing.T) {
+		first := spanRecord(t, 0, schema.SpanEnded, trace, "0000000000000001", 1)
+		cfg := pipeline.DefaultConfig()
+		// Two records reach the byte bound long before the record bound.
+		cfg.MaxBatchBytes = int64(len(first.Value))
+		cfg.MaxBufferBytes = int64(2 * len(first.Value))
+		p := newPipeline(t, cfg, &fakeSink{caps: allCaps()}, &fakeDrops{})
+		if u := p.Add(first); u == nil {
+			t.Fatal("byte trigger did not seal the batch")
+		}
+		if p.Full() {
+			t.Fatal("Full() with half of MaxBufferBytes held")
+		}
+		u := p.Add(spanRecord(t, 1, schema.SpanEnded, trace, "0000000000000002", 1))
+		if !p.Full() {
+			t.Fatalf("Full() false with MaxBufferBytes held (%d records)", p.Buffered())
+		}
+		if err := p.Write(t.Context(), u); err != nil {
+			t.Fatal(err)
+		}
+		if p.Full() {
+			t.Fatal("still Full() after a batch was written: its bytes were not released")
+		}
+	})
 }
 
 func TestBadRecordsBecomeDrops(t *testing.T) {

@@ -18,6 +18,9 @@ const CodecJSON = "json"
 // JSON). On success the event is normalised: a missing schema version reads as
 // [Version], a missing span version is derived from the event type, and context ids
 // found as string values in a span's metadata are promoted to their fields.
+//
+// The payload fields of the event (input, output, attributes, metadata...) are
+// subslices of data, not copies: do not modify data while the event is in use.
 func Decode(codec string, data []byte) (*Event, error) {
 	switch codec {
 	case "", CodecJSON:
@@ -56,9 +59,25 @@ var (
 	decodeOpts = json.JoinOptions(
 		json.MatchCaseInsensitiveNames(false),
 		jsontext.AllowDuplicateNames(false),
+		json.WithUnmarshalers(json.UnmarshalFromFunc(aliasRawValue)),
 	)
 	encodeOpts = json.JoinOptions(json.Deterministic(true))
 )
+
+// aliasRawValue keeps a payload (input, output, attributes...) as a subslice of the
+// record instead of a copy: payloads are most of a span's bytes, and copying them was
+// the largest cost of decoding. Unmarshal from a byte slice reads values straight out
+// of that slice, which stays unchanged for the whole call, so the value returned by
+// ReadValue is part of data (TestDecodeAliasesInput guards that). The decoded event
+// therefore refers to the record's bytes, which the pipeline never reuses.
+func aliasRawValue(dec *jsontext.Decoder, v *jsontext.Value) error {
+	raw, err := dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	*v = raw[:len(raw):len(raw)]
+	return nil
+}
 
 func (ev *Event) normalize() {
 	if ev.SchemaVersion == 0 {

@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 
@@ -30,7 +30,7 @@ func runBench(ctx context.Context, args []string) error {
 	latency := fs.Int("latency-seconds", 10, "length of the steady-rate latency phase (0 skips it)")
 	out := fs.String("out", "bench.json", "write the result as JSON here (empty: don't)")
 	dbDir := fs.String("db-dir", os.TempDir(), "directory for the DuckDB files")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run here (go tool pprof)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the drain phase here (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
 	}
@@ -44,15 +44,14 @@ func runBench(ctx context.Context, args []string) error {
 	if err != nil {
 		return exitError{2, err}
 	}
+	var profile io.Writer
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
 			return err
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+		defer f.Close()
+		profile = f
 	}
 	if *brokers == "" {
 		addr, stop, err := startLocalKafka(ctx)
@@ -65,7 +64,7 @@ func runBench(ctx context.Context, args []string) error {
 	res, err := bench.Run(ctx, bench.Options{
 		Brokers: strings.Split(*brokers, ","), Spans: *spans, PayloadAvg: *payload, Lifecycle: *lifecycle,
 		Consumers: *consumers, Sink: *sink, Strategy: st, Partitions: *partitions, DBDir: *dbDir,
-		LatencySeconds: *latency, Progress: os.Stderr,
+		LatencySeconds: *latency, Progress: os.Stderr, CPUProfile: profile,
 	})
 	if err != nil {
 		return err

@@ -12,6 +12,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,6 +47,8 @@ type Options struct {
 	// LatencySeconds is how long the steady-rate latency phase runs (0 skips it).
 	LatencySeconds int
 	Progress       io.Writer
+	// CPUProfile, when set, receives a CPU profile of the drain phase alone.
+	CPUProfile io.Writer
 }
 
 // Result is what a run measured.
@@ -110,7 +115,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.RawRecordsPerSec = float64(records) / rawDur.Seconds()
 	fmt.Fprintf(o.Progress, "bench: raw baseline read %d records in %s: %.0f records/s\n", records, rawDur.Round(time.Millisecond), res.RawRecordsPerSec)
 
-	// Phase 3: drain with spanpipe consumers.
+	// Phase 3: drain with spanpipe consumers. What the producer and the raw consumer
+	// allocated goes back to the OS first, so that peak RSS is the consumers'.
+	runtime.GC()
+	debug.FreeOSMemory()
+	rss0 := readRSS()
+	if o.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(o.CPUProfile); err != nil {
+			return nil, fmt.Errorf("bench: start CPU profile: %w", err)
+		}
+	}
 	cs, err := startConsumers(ctx, o, topic, drops, run)
 	if err != nil {
 		return nil, err
@@ -128,6 +142,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	drain := time.Since(start)
 	cpu := cpuSeconds() - cpu0
+	if o.CPUProfile != nil {
+		pprof.StopCPUProfile()
+	}
 	stopSampling()
 	sw.Wait()
 	res.DrainSpansPerSec = float64(o.Spans) / drain.Seconds()
@@ -138,8 +155,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.RowsPerSpan = cs.rows() / float64(o.Spans)
 	res.Strategy = string(cs.strategy)
 	res.Stored = cs.stored(ctx)
-	fmt.Fprintf(o.Progress, "bench: drained in %s: %.0f spans/s, %.3f CPU s per 1k spans, peak RSS %.0f MB\n",
-		drain.Round(time.Millisecond), res.DrainSpansPerSec, res.CPUSecondsPer1k, res.PeakRSSMB)
+	fmt.Fprintf(o.Progress, "bench: drained in %s: %.0f spans/s, %.3f CPU s per 1k spans, peak RSS %.0f MB (%.0f MB before the consumers started)\n",
+		drain.Round(time.Millisecond), res.DrainSpansPerSec, res.CPUSecondsPer1k, res.PeakRSSMB, float64(rss0)/(1<<20))
 
 	// Phase 4: latency at half the measured drain rate.
 	if o.LatencySeconds > 0 {
@@ -160,6 +177,39 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return res, nil
 }
 
+// textGen writes prose-like payloads that compress about as well as LLM text (zstd
+// 3-4x): words drawn from a vocabulary of 4096 random ones. A repeated phrase would
+// compress 20x and understate what a consumer decompresses and holds per fetch.
+type textGen struct {
+	rnd   *rand.Rand
+	words []string
+	b     strings.Builder
+}
+
+func newTextGen(rnd *rand.Rand) *textGen {
+	g := &textGen{rnd: rnd}
+	const letters = "etaoinshrdlcumwfgypbvkjxqz"
+	for range 4096 {
+		w := make([]byte, 2+rnd.IntN(9))
+		for i := range w {
+			// Skewed towards frequent letters, as in English.
+			w[i] = letters[min(rnd.IntN(len(letters)), rnd.IntN(len(letters)))]
+		}
+		g.words = append(g.words, string(w))
+	}
+	return g
+}
+
+func (g *textGen) next(n int) string {
+	g.b.Reset()
+	g.b.Grow(n + 16)
+	for g.b.Len() < n {
+		g.b.WriteString(g.words[g.rnd.IntN(len(g.words))])
+		g.b.WriteByte(' ')
+	}
+	return g.b.String()[:n]
+}
+
 // produce emits n spans (each with its lifecycle) at rate spans/s (0 = unlimited).
 func produce(ctx context.Context, o Options, topic string, n int, rate float64, lat *latencies) (records int, bytes int64, dur time.Duration, err error) {
 	cfg := producer.DefaultConfig()
@@ -173,7 +223,7 @@ func produce(ctx context.Context, o Options, topic string, n int, rate float64, 
 		return 0, 0, 0, err
 	}
 	rnd := rand.New(rand.NewPCG(1, 2))
-	payload := strings.Repeat("lorem ipsum dolor sit amet ", 1+4*o.PayloadAvg/27)
+	text := newTextGen(rnd)
 	start := time.Now()
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		if rate > 0 {
@@ -189,13 +239,13 @@ func produce(ctx context.Context, o Options, topic string, n int, rate float64, 
 			TraceID: fmt.Sprintf("%016x%016x", rnd.Uint64(), uint64(i)/5), SpanID: fmt.Sprintf("%016x", rnd.Uint64()),
 			Name: "llm", Type: schema.ModelGeneration, StartTime: now,
 			Attributes: producer.JSON(map[string]any{"model": "gpt-4o-mini", "usage": map[string]int{"inputTokens": size}}),
-			Input:      producer.JSON(payload[:in]),
+			Input:      producer.JSON(text.next(in)),
 		}
 		emit := func(t schema.EventType, v uint64) {
 			c := s
 			c.Version = v
 			if t == schema.SpanEnded {
-				c.EndTime, c.Output = time.Now(), producer.JSON(payload[:out])
+				c.EndTime, c.Output = time.Now(), producer.JSON(text.next(out))
 			}
 			if err := p.Emit(&schema.Event{Type: t, Span: &c}); err == nil {
 				records++
