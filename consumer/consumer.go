@@ -130,6 +130,9 @@ type Consumer struct {
 
 	assignedMu sync.Mutex
 	assigned   map[string]map[int32]struct{}
+	// expired holds the partitions assigned since the poll loop last checked them for
+	// records lost to retention (see reportExpired).
+	expired expiredCheck
 
 	// recs and decoded are the poll loop's scratch space, reused across polls.
 	recs    []*kgo.Record
@@ -255,6 +258,7 @@ func (c *Consumer) pollOnce(ctx context.Context) bool {
 	if fetches.IsClientClosed() {
 		return false
 	}
+	c.checkExpired(ctx)
 	c.pipeMu.Lock()
 	defer c.cl.AllowRebalance()
 	defer c.pipeMu.Unlock()
@@ -438,9 +442,9 @@ func (c *Consumer) commit(ctx context.Context, offsets map[string]map[int32]kgo.
 	c.m.commits.WithLabelValues("ok").Inc()
 }
 
-func (c *Consumer) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (c *Consumer) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	c.m.rebalances.WithLabelValues("assigned").Inc()
-	c.reportExpired(ctx, assigned)
+	c.expired.note(assigned)
 	c.assignedMu.Lock()
 	for t, ps := range assigned {
 		if c.assigned[t] == nil {

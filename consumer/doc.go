@@ -11,6 +11,11 @@
 // a slow sink means lag, never unbounded memory. On shutdown it seals, drains within
 // Config.ShutdownTimeout, commits, and leaves the group.
 //
+// On every assignment it compares the group's committed offsets with the partitions'
+// log start offsets: records Kafka deleted (retention) before the group read them are
+// reported as a drop event with reason retention-expired and counted in
+// spanpipe_dropped_records_total, since franz-go resumes at the log start silently.
+//
 // Metrics:
 //   - spanpipe_consumer_lag_records{topic,partition}: high watermark minus next offset.
 //   - spanpipe_consumer_paused_partitions: partitions paused for backpressure.

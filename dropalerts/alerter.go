@@ -70,6 +70,10 @@ type alerterMetrics struct {
 	sent     *prometheus.CounterVec
 	open     prometheus.Gauge
 	consumed *prometheus.CounterVec
+	// dropped is the shared spanpipe_dropped_records_total: the alerter counts the
+	// drop events it cannot read (component "alert", reason decode-error), each a
+	// loss nobody would otherwise be told about. The records stay on the drop topic.
+	dropped *prometheus.CounterVec
 }
 
 func newAlerterMetrics(reg prometheus.Registerer, receivers []string) *alerterMetrics {
@@ -86,7 +90,9 @@ func newAlerterMetrics(reg prometheus.Registerer, receivers []string) *alerterMe
 			Name: "spanpipe_dropalerts_events_consumed_total",
 			Help: "Drop events read by the alerter, by reason (invalid: unreadable; other: an unknown reason).",
 		}, []string{"reason"})),
+		dropped: promx.DroppedRecords(reg),
 	}
+	m.dropped.WithLabelValues("unknown", string(ReasonDecodeError), ComponentAlert)
 	for _, r := range receivers {
 		for _, o := range []string{outcomeOK, outcomeError, outcomeRejected} {
 			m.sent.WithLabelValues(r, o)
@@ -210,6 +216,7 @@ func (a *Alerter) handle(now time.Time, r *kgo.Record) {
 	ev, err := ParseEvent(r.Value)
 	if err != nil {
 		a.m.consumed.WithLabelValues("invalid").Inc()
+		a.m.dropped.WithLabelValues("unknown", string(ReasonDecodeError), ComponentAlert).Inc()
 		a.invalid++
 		a.log.Debug("unreadable drop event skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
 		a.agg.observe(tp, r.Offset)

@@ -14,7 +14,8 @@ import (
 // name is an error instead of a threshold that never applies.
 var AllReasons = []Reason{
 	ReasonDecodeError, ReasonTooLarge, ReasonUnsupportedStorage, ReasonRetryExhausted,
-	ReasonSinkRejected, ReasonProducerBufferFull, ReasonProducerSendFailed, ReasonProducerEncodeError,
+	ReasonSinkRejected, ReasonRetentionExpired, ReasonProducerBufferFull, ReasonProducerSendFailed,
+	ReasonProducerEncodeError,
 }
 
 // AlerterConfig configures an [Alerter]. Start from [DefaultAlerterConfig]; the Kafka

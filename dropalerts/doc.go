@@ -13,4 +13,9 @@
 //   - spanpipe_dropalerts_dead_letters_total{reason,component}: original records published.
 //   - spanpipe_dropalerts_publish_failures_total{component}: attempts to publish that
 //     failed. Critical: the source partition does not advance while this grows.
+//   - spanpipe_dropped_records_total{signal,reason,component="alert"}: drop events
+//     the alerter could not read (reason decode-error), so could not alert on.
+//   - spanpipe_dropalerts_alerts_sent_total{receiver,outcome},
+//     spanpipe_dropalerts_open_alerts, spanpipe_dropalerts_events_consumed_total{reason}:
+//     the alerter's deliveries, open alerts and drop events read.
 package dropalerts

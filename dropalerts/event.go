@@ -33,6 +33,19 @@ const (
 	ReasonProducerSendFailed Reason = "producer-send-failed"
 	// ReasonProducerEncodeError: the application emitted an event that could not be encoded.
 	ReasonProducerEncodeError Reason = "producer-encode-error"
+	// ReasonRetentionExpired: Kafka deleted records (retention.ms or retention.bytes,
+	// or DeleteRecords) before the consumer group read them; the group resumes at the
+	// log start. No payload is left, so there are no dead letters.
+	ReasonRetentionExpired Reason = "retention-expired"
+)
+
+// Values of [Event.Component] and of the component label of
+// spanpipe_dropped_records_total.
+const (
+	ComponentConsumer = "consumer"
+	ComponentProducer = "producer"
+	// ComponentAlert is `spanpipe alert`, which counts drop events it cannot read.
+	ComponentAlert = "alert"
 )
 
 // Headers written on dead letters and drop events.

@@ -131,7 +131,7 @@ func New(cfg Config, opts ...Option) (*Producer, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotence is on by default with acks=all
 		kgo.ProducerLinger(cfg.Linger),
 		kgo.ProducerBatchCompression(codec),
-		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords+1), // slots in Emit are the bound
+		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords + 1), // slots in Emit are the bound
 		kgo.MaxBufferedBytes(cfg.MaxBufferedBytes),
 		kgo.ProducerBatchMaxBytes(int32(cfg.MaxRecordBytes) + 64<<10),
 		kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout),
@@ -174,6 +174,9 @@ func (p *Producer) Emit(ev *schema.Event) error {
 	p.emitMu.RLock()
 	defer p.emitMu.RUnlock()
 	if p.closed {
+		// Lost all the same: counted and passed to OnDrop (no drop event, the client
+		// is gone), because callers of a fire-and-forget API rarely check the error.
+		p.dropped(dropalerts.ReasonProducerSendFailed, ev.Signal(), ev.TraceID(), ErrClosed)
 		return ErrClosed
 	}
 	select {
@@ -456,10 +459,25 @@ func (p *Producer) Close(ctx context.Context) error {
 	p.wg.Wait()
 	p.cl.Close() // fails what is still buffered through the promises: counted as drops
 	p.awaitPromises(5 * time.Second)
+	p.logUnreported()
 	if err != nil {
 		return fmt.Errorf("producer: close: %w", err)
 	}
 	return nil
+}
+
+// logUnreported logs, at Close, the drops counted after the last drop event could be
+// published (Kafka unreachable, or events failed by closing the client): they are in
+// spanpipe_dropped_records_total and were passed to OnDrop, but no drop event will
+// say so, so the log must.
+func (p *Producer) logUnreported() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, a := range p.drops {
+		p.log.Error("drops not published as drop events: the producer closed first",
+			"reason", k.reason, "signal", k.signal, "count", a.count, "first", a.first, "last", a.last, "err", a.err)
+	}
+	p.drops = make(map[dropKey]*dropAgg)
 }
 
 // awaitPromises waits until every slot is back, that is until every event Emit took

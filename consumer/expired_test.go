@@ -1,0 +1,79 @@
+package consumer_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/spanpipe/spanpipe/dropalerts"
+	"github.com/spanpipe/spanpipe/internal/kafkatest"
+	"github.com/spanpipe/spanpipe/schema"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TestRecordsDeletedBeforeConsumedAreReported: the group committed offset 3 of a
+// partition, then Kafka deleted the records up to offset 8 (retention, here
+// DeleteRecords). franz-go resumes at the log start without an error; the consumer
+// must report offsets 3..7 as a retention-expired drop event (no dead letters: the
+// payload is gone) and count them, and store the records that still exist.
+func TestRecordsDeletedBeforeConsumedAreReported(t *testing.T) {
+	e := newEnv(t)
+	raw := kafkatest.Client(t, e.brokers, kgo.DefaultProduceTopic(spansTopic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	const part = 2
+	var recs []*kgo.Record
+	for i := range 10 {
+		b, err := schema.Encode(nil, &schema.Event{Type: schema.SpanEnded, Span: &schema.Span{
+			TraceID: "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd", SpanID: fmt.Sprintf("%016x", i), Name: "x", Type: "tool_call",
+			StartTime: time.Now(), EndTime: time.Now(), Version: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, &kgo.Record{Partition: part, Key: []byte("k"), Value: b})
+	}
+	if err := raw.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(raw)
+	var offs kadm.Offsets
+	offs.Add(kadm.Offset{Topic: spansTopic, Partition: part, At: 3, LeaderEpoch: -1})
+	if resp, err := adm.CommitOffsets(t.Context(), e.cfg.Kafka.Group, offs); err != nil || resp.Error() != nil {
+		t.Fatalf("commit: %v %v", err, resp.Error())
+	}
+	var del kadm.Offsets
+	del.Add(kadm.Offset{Topic: spansTopic, Partition: part, At: 8})
+	if resp, err := adm.DeleteRecords(t.Context(), del); err != nil || resp.Error() != nil {
+		t.Fatalf("delete records: %v %v", err, resp.Error())
+	}
+
+	c, stop := e.run()
+	e.waitCommitted(c)
+	stop()
+	if got := e.spans(); got != 2 {
+		t.Errorf("stored %d spans, want the 2 that still exist (offsets 8 and 9)", got)
+	}
+	got := kafkatest.ReadAll(t, e.brokers, dropsTopic, 1, 10*time.Second)
+	if len(got) != 1 {
+		t.Fatalf("%d records on the drop topic, want 1 drop event", len(got))
+	}
+	ev, err := dropalerts.ParseEvent(got[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Reason != dropalerts.ReasonRetentionExpired || ev.Count != 5 || ev.DeadLetters != 0 || ev.Component != "consumer" ||
+		ev.Source == nil || ev.Source.Topic != spansTopic || ev.Source.Partition != part || ev.Source.FirstOffset != 3 || ev.Source.LastOffset != 7 {
+		t.Errorf("drop event %s: want retention-expired, count 5, %s[%d] offsets 3-7, no dead letters", got[0].Value, spansTopic, part)
+	}
+	if v := testutil.ToFloat64(dropped(e.reg, "unknown", "retention-expired")); v != 5 {
+		t.Errorf("spanpipe_dropped_records_total{reason=retention-expired} = %v, want 5", v)
+	}
+
+	// A restart with the offsets now committed past the gap reports nothing new.
+	c, stop = e.run()
+	e.waitCommitted(c)
+	stop()
+	if got := kafkatest.ReadAll(t, e.brokers, dropsTopic, 2, 2*time.Second); len(got) != 1 {
+		t.Errorf("%d records on the drop topic after a restart, want still 1", len(got))
+	}
+}
