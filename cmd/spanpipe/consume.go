@@ -5,12 +5,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/spanpipe/spanpipe/internal/app"
 	"github.com/spanpipe/spanpipe/pipeline"
+	"github.com/spanpipe/spanpipe/sinks/clickhouse"
 	"github.com/spanpipe/spanpipe/sinks/duckdb"
 )
 
@@ -19,10 +23,11 @@ func runConsume(ctx context.Context, args []string) error {
 	path := fs.String("config", os.Getenv("SPANPIPE_CONFIG"), "YAML config file (env SPANPIPE_CONFIG)")
 	brokers := fs.String("brokers", "", "seed brokers, comma-separated (overrides kafka.brokers)")
 	group := fs.String("group", "", "consumer group (overrides kafka.group)")
-	db := fs.String("db", "", "DuckDB file (overrides sink.duckdb.path)")
+	db := fs.String("db", "", "DuckDB file (sets sink.type duckdb and sink.duckdb.path)")
+	dsn := fs.String("dsn", "", "ClickHouse DSN clickhouse://user:pass@host:9000/db (sets sink.type clickhouse and sink.clickhouse.dsn)")
 	strategy := fs.String("strategy", "", "realtime, batch-with-updates, insert-only or auto (overrides pipeline.strategy)")
 	metricsAddr := fs.String("metrics-addr", "", "address for /metrics and /healthz (overrides metrics.listen)")
-	check := fs.Bool("check", false, "validate the config and exit")
+	check := fs.Bool("check", false, "validate the config, sink included, and exit without connecting")
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
 	}
@@ -36,8 +41,8 @@ func runConsume(ctx context.Context, args []string) error {
 	if *group != "" {
 		cfg.Kafka.Group = *group
 	}
-	if *db != "" {
-		cfg.Sink.DuckDB.Path = *db
+	if err := applySinkFlags(&cfg, *db, *dsn); err != nil {
+		return exitError{2, err}
 	}
 	if *strategy != "" {
 		cfg.Pipeline.Strategy = pipeline.Strategy(*strategy)
@@ -49,13 +54,13 @@ func runConsume(ctx context.Context, args []string) error {
 		return exitError{2, fmt.Errorf("invalid config:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))}
 	}
 	if *check {
-		fmt.Println("config ok")
+		fmt.Fprintf(stdout, "config ok (sink %s)\n", cfg.Sink.Type)
 		return nil
 	}
 	log := app.NewLogger(cfg.Log)
 	reg := app.NewRegistry()
 
-	sink, err := duckdb.Open(ctx, cfg.Sink.DuckDB, duckdb.WithLogger(log), duckdb.WithRegisterer(reg), duckdb.WithFaultInjector(app.FaultInjector(os.Environ(), log)))
+	sink, err := openSink(ctx, cfg.Sink, log, reg)
 	if err != nil {
 		return err
 	}
@@ -85,4 +90,37 @@ func runConsume(ctx context.Context, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// applySinkFlags applies --db and --dsn, which also select the sink type.
+func applySinkFlags(cfg *app.Config, db, dsn string) error {
+	switch {
+	case db != "" && dsn != "":
+		return errors.New("--db (DuckDB) and --dsn (ClickHouse) select different sinks; give one")
+	case db != "":
+		cfg.Sink.Type, cfg.Sink.DuckDB.Path = app.SinkDuckDB, db
+	case dsn != "":
+		cfg.Sink.Type, cfg.Sink.ClickHouse.DSN = app.SinkClickHouse, dsn
+	}
+	return nil
+}
+
+// sink is what consume needs of a sink: the pipeline's interface and Close.
+type sink interface {
+	pipeline.Sink
+	Close() error
+}
+
+// openSink opens the sink cfg selects. SPANPIPE_FAULT_FILE arms the fault hook of
+// either (see app.FaultInjector). A ClickHouse sink applies pending migrations only
+// with sink.clickhouse.auto_migrate; otherwise it fails while one is pending.
+func openSink(ctx context.Context, cfg app.SinkConfig, log *slog.Logger, reg prometheus.Registerer) (sink, error) {
+	fault := app.FaultInjector(os.Environ(), log)
+	switch cfg.Type {
+	case app.SinkClickHouse:
+		return clickhouse.Open(ctx, cfg.ClickHouse, clickhouse.WithLogger(log), clickhouse.WithRegisterer(reg), clickhouse.WithFaultInjector(fault))
+	case app.SinkDuckDB:
+		return duckdb.Open(ctx, cfg.DuckDB, duckdb.WithLogger(log), duckdb.WithRegisterer(reg), duckdb.WithFaultInjector(fault))
+	}
+	return nil, fmt.Errorf("sink.type must be duckdb or clickhouse, got %q", cfg.Type)
 }

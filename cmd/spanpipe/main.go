@@ -18,6 +18,8 @@ const usage = `usage: spanpipe <command> [flags]
 commands:
   dev       run broker (in-process), consumer and DuckDB in one process; --demo N publishes N traces
   consume   run a consumer-group member against real brokers (--config FILE)
+  migrate   apply the ClickHouse schema migrations (--config FILE or --dsn DSN)
+  trace     print a stored trace as a tree: trace <trace-id> --config FILE (or --db / --dsn)
   produce   publish generated agent traces to real brokers (load generator)
   alert     alert on drop events: Alertmanager API v2 and/or a webhook (--alertmanager URL)
   drops     drops tail: print drop events (and --dead-letters) as they arrive
@@ -60,6 +62,10 @@ func main() {
 		err = runDev(ctx, args)
 	case "consume":
 		err = runConsume(ctx, args)
+	case "migrate":
+		err = runMigrate(ctx, args)
+	case "trace":
+		err = runTrace(ctx, args)
 	case "produce":
 		err = runProduce(ctx, args)
 	case "alert":

@@ -17,6 +17,7 @@ import (
 	"github.com/spanpipe/spanpipe/consumer"
 	"github.com/spanpipe/spanpipe/dropalerts"
 	"github.com/spanpipe/spanpipe/pipeline"
+	"github.com/spanpipe/spanpipe/sinks/clickhouse"
 	"github.com/spanpipe/spanpipe/sinks/duckdb"
 	"gopkg.in/yaml.v3"
 )
@@ -31,11 +32,25 @@ type Config struct {
 	Log      LogConfig         `yaml:"log"`
 }
 
-// SinkConfig selects and configures the sink.
+// Sink types: the values of [SinkConfig.Type].
+const (
+	SinkDuckDB     = "duckdb"
+	SinkClickHouse = "clickhouse"
+)
+
+// SinkConfig selects and configures the sink. Only the block of the selected type is
+// validated and used; the other keeps its defaults.
 type SinkConfig struct {
-	// Type is "duckdb". Default "duckdb".
+	// Type is "duckdb" (an embedded file, for one consumer) or "clickhouse" (a
+	// server, for a consumer group of any size). Default "duckdb".
 	Type   string        `yaml:"type"`
 	DuckDB duckdb.Config `yaml:"duckdb"`
+	// ClickHouse configures the ClickHouse sink. Its password, when not in the file,
+	// comes from SPANPIPE_SINK_CLICKHOUSE_PASSWORD (like any key) or else from
+	// SPANPIPE_CLICKHOUSE_PASSWORD (read when connecting; see
+	// [clickhouse.PasswordEnv]); the whole DSN may also come from
+	// SPANPIPE_SINK_CLICKHOUSE_DSN.
+	ClickHouse clickhouse.Config `yaml:"clickhouse"`
 }
 
 // MetricsConfig configures the HTTP server for /metrics and /healthz.
@@ -58,7 +73,7 @@ func DefaultConfig() Config {
 	return Config{
 		Kafka:    consumer.DefaultConfig(),
 		Pipeline: pipeline.DefaultConfig(),
-		Sink:     SinkConfig{Type: "duckdb", DuckDB: duckdb.DefaultConfig()},
+		Sink:     SinkConfig{Type: SinkDuckDB, DuckDB: duckdb.DefaultConfig(), ClickHouse: clickhouse.DefaultConfig()},
 		Drops:    dropalerts.DefaultConfig(),
 		Metrics:  MetricsConfig{Listen: "127.0.0.1:9464"},
 		Log:      LogConfig{Level: "info", Format: "text"},
@@ -69,12 +84,14 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	errs := []error{c.Kafka.Validate(), c.Pipeline.Validate(), c.Drops.Validate()}
 	switch c.Sink.Type {
-	case "duckdb":
+	case SinkDuckDB:
 		if err := c.Sink.DuckDB.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("sink.duckdb: %w", err))
 		}
+	case SinkClickHouse:
+		errs = append(errs, prefixEach("sink.", c.Sink.ClickHouse.Validate()))
 	default:
-		errs = append(errs, fmt.Errorf("sink.type must be duckdb, got %q", c.Sink.Type))
+		errs = append(errs, fmt.Errorf("sink.type must be duckdb or clickhouse, got %q", c.Sink.Type))
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -87,6 +104,24 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log.format must be text or json, got %q", c.Log.Format))
 	}
 	return errors.Join(errs...)
+}
+
+// prefixEach prefixes each of the joined errors of err, so that every problem names
+// its full key: clickhouse.Config's "clickhouse: ttl.logs must be >= 0" becomes
+// "sink.clickhouse: ttl.logs must be >= 0".
+func prefixEach(prefix string, err error) error {
+	if err == nil {
+		return nil
+	}
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return fmt.Errorf("%s%w", prefix, err)
+	}
+	var out []error
+	for _, e := range joined.Unwrap() {
+		out = append(out, fmt.Errorf("%s%w", prefix, e))
+	}
+	return errors.Join(out...)
 }
 
 // Load reads the YAML file at path (none when empty) over the defaults, then applies
@@ -113,7 +148,8 @@ func Load(path string, environ []string) (Config, error) {
 
 // ApplyEnv sets fields from SPANPIPE_<SECTION>_<KEY> variables, named after the YAML
 // keys in upper case: SPANPIPE_KAFKA_BROKERS=a:9092,b:9092,
-// SPANPIPE_PIPELINE_MAX_BATCH_SIZE=5000, SPANPIPE_SINK_DUCKDB_PATH=/data/x.duckdb.
+// SPANPIPE_PIPELINE_MAX_BATCH_SIZE=5000, SPANPIPE_SINK_DUCKDB_PATH=/data/x.duckdb,
+// SPANPIPE_SINK_CLICKHOUSE_TLS_ENABLE=true, SPANPIPE_SINK_CLICKHOUSE_TTL_SPANS=30.
 // Lists are comma-separated, durations use Go syntax (5s, 250ms).
 func ApplyEnv(cfg *Config, environ []string) error {
 	vars := make(map[string]string)
@@ -146,8 +182,10 @@ func ApplyEnv(cfg *Config, environ []string) error {
 	return errors.Join(errs...)
 }
 
-// ignoredEnv are SPANPIPE_ variables read elsewhere, not config keys.
-var ignoredEnv = map[string]bool{"SPANPIPE_CONFIG": true}
+// ignoredEnv are SPANPIPE_ variables read elsewhere, not config keys. The
+// ClickHouse sink reads its password from SPANPIPE_CLICKHOUSE_PASSWORD when the
+// config has none.
+var ignoredEnv = map[string]bool{"SPANPIPE_CONFIG": true, clickhouse.PasswordEnv: true}
 
 func walkYAML(v reflect.Value, prefix string, fn func(string, reflect.Value)) {
 	t := v.Type()

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spanpipe/spanpipe/sinks/clickhouse"
 )
 
 func TestLoadLayersFileThenEnv(t *testing.T) {
@@ -59,5 +61,197 @@ func TestApplyEnvErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: err = %v, want one mentioning %q", tt.env, err, tt.want)
 		}
+	}
+}
+
+func TestClickHouseSinkConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		env     []string
+		check   func(c Config) string // "" when c is as expected
+		wantErr []string              // substrings of Load's or Validate's error, one per problem
+	}{
+		{
+			name: "defaults under type clickhouse",
+			yaml: "sink:\n  type: clickhouse\n",
+			check: func(c Config) string {
+				if d := clickhouse.DefaultConfig(); c.Sink.ClickHouse.String() != d.String() {
+					return "got " + c.Sink.ClickHouse.String() + ", want the defaults " + d.String()
+				}
+				return ""
+			},
+		},
+		{
+			name: "every key from the file",
+			yaml: `sink:
+  type: clickhouse
+  clickhouse:
+    addr: [ch-1:9440, ch-2:9440]
+    database: traces
+    username: spanpipe_writer
+    password: from-file
+    tls: {enable: true, ca_file: /etc/ca.pem, server_name: ch.internal}
+    compression: zstd
+    dial_timeout: 3s
+    read_timeout: 2m
+    cluster: prod
+    replicated: true
+    replica_path: /ch/{shard}/{database}/{table}
+    replica_name: "{replica}"
+    ttl: {spans: 30, logs: 7, metrics: 90, scores: 365, feedback: 365}
+    async_insert: true
+    max_rows_per_insert: 50000
+    max_bytes_per_insert: 33554432
+    max_partitions_per_insert: 10
+    auto_migrate: false
+`,
+			check: func(c Config) string {
+				ch := c.Sink.ClickHouse
+				switch {
+				case strings.Join(ch.Addr, ",") != "ch-1:9440,ch-2:9440", ch.Database != "traces", ch.Username != "spanpipe_writer",
+					ch.Password != "from-file", !ch.TLS.Enable, ch.TLS.CAFile != "/etc/ca.pem", ch.TLS.ServerName != "ch.internal",
+					ch.Compression != "zstd", ch.DialTimeout != 3*time.Second, ch.ReadTimeout != 2*time.Minute,
+					ch.Cluster != "prod", !ch.Replicated, ch.ReplicaPath != "/ch/{shard}/{database}/{table}", ch.ReplicaName != "{replica}",
+					ch.TTL != clickhouse.TTLConfig{Spans: 30, Logs: 7, Metrics: 90, Scores: 365, Feedback: 365},
+					!ch.AsyncInsert, ch.MaxRowsPerInsert != 50000, ch.MaxBytesPerInsert != 32<<20, ch.MaxPartitionsPerInsert != 10, ch.AutoMigrate:
+					return "got " + ch.String()
+				}
+				return ""
+			},
+		},
+		{
+			name: "env overrides the file",
+			yaml: "sink:\n  type: duckdb\n  clickhouse:\n    database: from_file\n",
+			env: []string{
+				"SPANPIPE_SINK_TYPE=clickhouse",
+				"SPANPIPE_SINK_CLICKHOUSE_ADDR=a:9000, b:9000",
+				"SPANPIPE_SINK_CLICKHOUSE_DATABASE=from_env",
+				"SPANPIPE_SINK_CLICKHOUSE_PASSWORD=from-env",
+				"SPANPIPE_SINK_CLICKHOUSE_TLS_ENABLE=true",
+				"SPANPIPE_SINK_CLICKHOUSE_TTL_SPANS=14",
+				"SPANPIPE_SINK_CLICKHOUSE_MAX_BYTES_PER_INSERT=1048576",
+				"SPANPIPE_SINK_CLICKHOUSE_READ_TIMEOUT=90s",
+				"SPANPIPE_SINK_CLICKHOUSE_AUTO_MIGRATE=false",
+			},
+			check: func(c Config) string {
+				ch := c.Sink.ClickHouse
+				if c.Sink.Type != SinkClickHouse || strings.Join(ch.Addr, ",") != "a:9000,b:9000" || ch.Database != "from_env" ||
+					ch.Password != "from-env" || !ch.TLS.Enable || ch.TTL.Spans != 14 || ch.MaxBytesPerInsert != 1<<20 ||
+					ch.ReadTimeout != 90*time.Second || ch.AutoMigrate {
+					return "got type " + c.Sink.Type + ", " + ch.String()
+				}
+				return ""
+			},
+		},
+		{
+			name: "dsn from env, password variable of the sink is not an unknown setting",
+			yaml: "sink:\n  type: clickhouse\n",
+			env:  []string{"SPANPIPE_SINK_CLICKHOUSE_DSN=clickhouse://w@ch:9000/traces?secure=true", clickhouse.PasswordEnv + "=pw"},
+			check: func(c Config) string {
+				r, err := c.Sink.ClickHouse.Resolve()
+				if err != nil || r.Addr[0] != "ch:9000" || r.Database != "traces" || r.Username != "w" || !r.TLS.Enable {
+					return "resolved to " + r.String()
+				}
+				return ""
+			},
+		},
+		{
+			name:    "unknown key in the block",
+			yaml:    "sink:\n  type: clickhouse\n  clickhouse:\n    adress: [x:9000]\n",
+			wantErr: []string{"adress"},
+		},
+		{
+			name:    "bad values are listed with their full key",
+			yaml:    "sink:\n  type: clickhouse\n  clickhouse:\n    addr: [nohost]\n    database: a-b\n    ttl: {logs: -1}\n    max_rows_per_insert: 0\n",
+			wantErr: []string{`sink.clickhouse: addr "nohost"`, `sink.clickhouse: database "a-b"`, "sink.clickhouse: ttl.logs", "sink.clickhouse: max_rows_per_insert"},
+		},
+		{
+			name:    "bad dsn",
+			yaml:    "sink:\n  type: clickhouse\n  clickhouse:\n    dsn: http://ch:8123\n",
+			wantErr: []string{"sink.clickhouse: dsn must start with clickhouse://"},
+		},
+		{
+			name:    "clickhouse block ignored under type duckdb",
+			yaml:    "sink:\n  type: duckdb\n  clickhouse:\n    database: a-b\n",
+			wantErr: nil,
+		},
+		{
+			name:    "unknown sink type",
+			yaml:    "sink:\n  type: postgres\n",
+			wantErr: []string{"sink.type must be duckdb or clickhouse"},
+		},
+		{
+			name:    "bad env value",
+			env:     []string{"SPANPIPE_SINK_CLICKHOUSE_TTL_SPANS=forever"},
+			wantErr: []string{"SPANPIPE_SINK_CLICKHOUSE_TTL_SPANS"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := ""
+			if tt.yaml != "" {
+				path = filepath.Join(t.TempDir(), "c.yaml")
+				if err := os.WriteFile(path, []byte(tt.yaml), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			env := append([]string{"SPANPIPE_KAFKA_BROKERS=k:9092"}, tt.env...)
+			cfg, err := Load(path, env)
+			if err == nil {
+				err = cfg.Validate()
+			}
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("Load+Validate(%q, %q): %v", tt.yaml, tt.env, err)
+				}
+				if tt.check != nil {
+					if msg := tt.check(cfg); msg != "" {
+						t.Errorf("Load(%q, %q): %s", tt.yaml, tt.env, msg)
+					}
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Load+Validate(%q, %q): no error, want %q", tt.yaml, tt.env, tt.wantErr)
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Load+Validate(%q): got %q, want it to mention %q", tt.yaml, err, w)
+				}
+			}
+			if n := len(strings.Split(err.Error(), "\n")); len(tt.wantErr) > 1 && n != len(tt.wantErr) {
+				t.Errorf("got %d problems, want %d: %v", n, len(tt.wantErr), err)
+			}
+		})
+	}
+}
+
+// TestDeployClickHouseConfigsLoad loads the example configs of deploy/clickhouse the
+// way `spanpipe consume --config` does, so that they stay valid as keys change.
+func TestDeployClickHouseConfigsLoad(t *testing.T) {
+	files, err := filepath.Glob("../../deploy/clickhouse/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 2 {
+		t.Fatalf("found %v, want spanpipe.yaml and cluster.yaml in deploy/clickhouse", files)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			cfg, err := Load(f, nil)
+			if err != nil {
+				t.Fatalf("Load(%s): %v", f, err)
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Fatalf("Validate(%s): %v", f, err)
+			}
+			if cfg.Sink.Type != SinkClickHouse {
+				t.Errorf("%s: sink.type = %q, want clickhouse", f, cfg.Sink.Type)
+			}
+			if filepath.Base(f) == "cluster.yaml" && (cfg.Sink.ClickHouse.Cluster == "" || !cfg.Sink.ClickHouse.Replicated) {
+				t.Errorf("%s: want cluster and replicated set", f)
+			}
+		})
 	}
 }

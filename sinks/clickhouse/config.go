@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -24,6 +25,16 @@ const PasswordEnv = "SPANPIPE_CLICKHOUSE_PASSWORD"
 // The password never appears in logs: Config implements [slog.LogValuer] and
 // [fmt.Stringer] and prints "[redacted]" in its place.
 type Config struct {
+	// DSN, when set, names the server in one URL, as CLICKHOUSE_DSN usually does:
+	// clickhouse://user:password@host1:9000,host2:9000/database?secure=true. It
+	// replaces Addr and, where it gives them, Username, Password, Database, TLS.Enable
+	// (secure), TLS.InsecureSkipVerify (skip_verify), TLS.ServerName
+	// (tls_server_name), DialTimeout (dial_timeout), ReadTimeout (read_timeout) and
+	// Compression (compress=lz4|zstd|none). Any other query parameter is an error: set
+	// it with its own key. Only the native protocol (scheme clickhouse or tcp) is
+	// accepted. Like Password, it is redacted in logs. Default "".
+	DSN string `yaml:"dsn"`
+
 	// Addr lists the servers' native-protocol endpoints (host:port, port 9000, or
 	// 9440 with TLS). The client connects to one of them and fails over to the next.
 	// Default ["127.0.0.1:9000"].
@@ -107,7 +118,11 @@ type Config struct {
 
 	// AutoMigrate makes [Open] apply pending migrations. When false, Open fails if a
 	// migration is pending, and `spanpipe migrate` ([Migrate]) must run first.
-	// Default true.
+	// Default true, which suits a single dev node. In production, set it to false and
+	// run `spanpipe migrate` as a deploy step: schema changes then happen once, when
+	// an operator chooses, under a user allowed to run DDL, and the consumers' user
+	// needs only INSERT and SELECT; a consumer that meets a schema newer or older than
+	// it expects fails at start instead of altering a shared cluster.
 	AutoMigrate bool `yaml:"auto_migrate"`
 }
 
@@ -164,10 +179,88 @@ var (
 	clusterRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
 )
 
+// dsnParams are the DSN query parameters [Config.Resolve] maps to keys.
+var dsnParams = map[string]bool{
+	"secure": true, "skip_verify": true, "tls_server_name": true, "dial_timeout": true,
+	"read_timeout": true, "compress": true, "username": true, "password": true, "database": true,
+}
+
+// Resolve returns the configuration with [Config.DSN] applied to the other keys and
+// cleared; without a DSN it returns c unchanged. [Open], [Migrate] and
+// [Config.Validate] resolve the configuration themselves; Resolve is for callers that
+// want to show the effective settings.
+func (c Config) Resolve() (Config, error) {
+	if c.DSN == "" {
+		return c, nil
+	}
+	scheme, rest, ok := strings.Cut(c.DSN, "://")
+	if !ok || (scheme != "clickhouse" && scheme != "tcp") {
+		return c, errors.New("clickhouse: dsn must start with clickhouse:// or tcp:// (the native protocol)")
+	}
+	if _, query, ok := strings.Cut(rest, "?"); ok {
+		q, err := url.ParseQuery(query)
+		if err != nil {
+			return c, fmt.Errorf("clickhouse: dsn query: %w", err)
+		}
+		for k := range q {
+			if !dsnParams[k] {
+				return c, fmt.Errorf("clickhouse: dsn parameter %q is not supported; set it with its own sink.clickhouse key", k)
+			}
+		}
+		if v, ok := q["compress"]; ok {
+			switch v[0] {
+			case "lz4", "true", "1":
+				c.Compression = "lz4"
+			case "zstd":
+				c.Compression = "zstd"
+			case "none", "false", "0":
+				c.Compression = "none"
+			default:
+				return c, fmt.Errorf("clickhouse: dsn compress must be lz4, zstd or none, got %q", v[0])
+			}
+		}
+	}
+	o, err := ch.ParseDSN(c.DSN) // redacts the password from its errors
+	if err != nil {
+		return c, fmt.Errorf("clickhouse: dsn: %w", err)
+	}
+	c.Addr = o.Addr
+	if o.Auth.Username != "" {
+		c.Username = o.Auth.Username
+	}
+	if o.Auth.Password != "" {
+		c.Password = o.Auth.Password
+	}
+	if o.Auth.Database != "" {
+		c.Database = o.Auth.Database
+	}
+	if o.TLS != nil {
+		c.TLS.Enable = true
+		c.TLS.InsecureSkipVerify = c.TLS.InsecureSkipVerify || o.TLS.InsecureSkipVerify
+		if o.TLS.ServerName != "" {
+			c.TLS.ServerName = o.TLS.ServerName
+		}
+	}
+	if o.DialTimeout != 0 {
+		c.DialTimeout = o.DialTimeout
+	}
+	if o.ReadTimeout != 0 {
+		c.ReadTimeout = o.ReadTimeout
+	}
+	c.DSN = ""
+	return c, nil
+}
+
 // Validate reports every problem of the configuration, joined with [errors.Join].
+// With a [Config.DSN], the configuration it resolves to is checked.
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("clickhouse: "+format, a...)) }
+	if r, err := c.Resolve(); err != nil {
+		errs = append(errs, err)
+	} else {
+		c = r
+	}
 	if len(c.Addr) == 0 {
 		bad("addr must list at least one host:port")
 	}
@@ -310,6 +403,7 @@ func (c Config) LogValue() slog.Value {
 		pw = redacted
 	}
 	return slog.GroupValue(
+		slog.String("dsn", redactDSN(c.DSN)),
 		slog.Any("addr", c.Addr),
 		slog.String("database", c.Database),
 		slog.String("username", c.Username),
@@ -328,9 +422,39 @@ func (c Config) String() string {
 	if c.Password != "" {
 		c.Password = redacted
 	}
+	c.DSN = redactDSN(c.DSN)
 	type plain Config // no methods: formats field by field
 	return fmt.Sprintf("%+v", plain(c))
 }
 
 // GoString implements [fmt.GoStringer] with the password redacted (for %#v).
 func (c Config) GoString() string { return "clickhouse.Config" + c.String() }
+
+// redactDSN hides the password of a DSN, in its user info and in a password
+// parameter. Anything it cannot parse is hidden whole.
+func redactDSN(dsn string) string {
+	if dsn == "" {
+		return ""
+	}
+	scheme, rest, ok := strings.Cut(dsn, "://")
+	if !ok {
+		return redacted
+	}
+	base, query, hasQuery := strings.Cut(rest, "?")
+	if at := strings.LastIndexByte(base, '@'); at >= 0 {
+		if i := strings.IndexByte(base[:at], ':'); i >= 0 {
+			base = base[:i+1] + redacted + base[at:]
+		}
+	}
+	if !hasQuery {
+		return scheme + "://" + base
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return scheme + "://" + base + "?" + redacted
+	}
+	if q.Has("password") {
+		q.Set("password", redacted)
+	}
+	return scheme + "://" + base + "?" + q.Encode()
+}

@@ -21,6 +21,15 @@
 // <table> is a Distributed table (spans and trace_roots sharded by trace id, so that
 // a span's snapshots meet on one shard); inserts into it are synchronous.
 //
+// # Configuration
+//
+// [Config] names the servers either with Addr, Username, Password, Database and TLS,
+// or with one [Config.DSN] (clickhouse://user:password@host:9000/db?secure=true) that
+// overrides them; [Config.Resolve] shows the result. An empty password is read from
+// SPANPIPE_CLICKHOUSE_PASSWORD ([PasswordEnv]) when connecting. [Migrate] returns
+// the migrations and TTL changes it applied ([MigrateResult]); `spanpipe migrate`
+// prints them.
+//
 // # Writes and idempotency
 //
 // [Writer.Write] sends each signal of a batch as columnar blocks (PrepareBatch +

@@ -250,13 +250,13 @@ func TestMigrateAgainstServer(t *testing.T) {
 		t.Fatalf("Open before migrating: got %v, want an error asking for spanpipe migrate", err)
 	}
 	cfg.TTL.Spans = 30
-	n, err := clickhouse.Migrate(t.Context(), cfg)
-	if err != nil || n != 1 {
-		t.Fatalf("Migrate: got %d, %v; want 1 migration applied", n, err)
+	res, err := clickhouse.Migrate(t.Context(), cfg)
+	if err != nil || len(res.Applied) != 1 || res.Applied[0] != "0001_init" {
+		t.Fatalf("Migrate: got %+v, %v; want 0001_init applied", res, err)
 	}
 	cfg.TTL.Spans = 7
-	if n, err := clickhouse.Migrate(t.Context(), cfg); err != nil || n != 0 {
-		t.Fatalf("second Migrate: got %d, %v; want nothing to apply", n, err)
+	if res, err := clickhouse.Migrate(t.Context(), cfg); err != nil || len(res.Applied) != 0 || len(res.TTL) != 2 {
+		t.Fatalf("second Migrate: got %+v, %v; want no migration and the TTL of spans and trace_roots changed", res, err)
 	}
 	var full string
 	if err := rawConn(t, cfg).QueryRow(t.Context(), "SELECT engine_full FROM system.tables WHERE database = ? AND name = 'spans'",

@@ -9,24 +9,33 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
+// MigrateResult is what [Migrate] changed; empty when the schema was up to date.
+type MigrateResult struct {
+	// Applied names the migrations applied, in order ("0001_init").
+	Applied []string
+	// TTL holds the statements that changed a table's TTL to match [Config.TTL].
+	TTL []string
+}
+
 // Migrate connects to the server named by cfg, creates the database and the
 // spanpipe_migrations table if needed, applies the migrations not yet recorded there,
-// and brings each table's TTL in line with cfg.TTL. It returns how many migrations it
-// applied. `spanpipe migrate` calls it; [Open] calls the same code when
-// [Config.AutoMigrate] is set.
+// and brings each table's TTL in line with cfg.TTL. It returns what it changed, also
+// when it fails part way. `spanpipe migrate` calls it; [Open] calls the same code
+// when [Config.AutoMigrate] is set.
 //
 // In cluster mode every statement runs ON CLUSTER and returns once every host has run
 // it (or fails after the server's distributed_ddl_task_timeout). Statements are
 // idempotent, so running Migrate again after a failure, or from two processes at
 // once, is safe.
-func Migrate(ctx context.Context, cfg Config, opts ...Option) (int, error) {
+func Migrate(ctx context.Context, cfg Config, opts ...Option) (MigrateResult, error) {
 	if err := cfg.Validate(); err != nil {
-		return 0, err
+		return MigrateResult{}, err
 	}
+	cfg, _ = cfg.Resolve() // Validate checked the DSN
 	o := buildOptions(opts)
 	conn, err := dial(ctx, cfg)
 	if err != nil {
-		return 0, err
+		return MigrateResult{}, err
 	}
 	defer conn.Close()
 	return migrate(ctx, conn, paramsOf(cfg), o.logger.With("component", "clickhouse"))
@@ -39,44 +48,42 @@ func exec(ctx context.Context, conn driver.Conn, what string, s statement) error
 	return nil
 }
 
-func migrate(ctx context.Context, conn driver.Conn, p ddlParams, log *slog.Logger) (int, error) {
+func migrate(ctx context.Context, conn driver.Conn, p ddlParams, log *slog.Logger) (MigrateResult, error) {
+	var res MigrateResult
 	boot, err := p.bootstrap()
 	if err != nil {
-		return 0, err
+		return res, err
 	}
 	all, err := p.migrations()
 	if err != nil {
-		return 0, err
+		return res, err
 	}
 	for _, s := range boot {
 		if err := exec(ctx, conn, "bootstrap", s); err != nil {
-			return 0, err
+			return res, err
 		}
 	}
 	done, err := appliedVersions(ctx, conn, p)
 	if err != nil {
-		return 0, err
+		return res, err
 	}
-	applied := 0
 	for _, m := range all {
 		if done[m.version] {
 			continue
 		}
 		for _, s := range m.statements {
 			if err := exec(ctx, conn, "migration "+m.name, s); err != nil {
-				return applied, err
+				return res, err
 			}
 		}
 		if err := conn.Exec(ctx, p.recordMigration(m)); err != nil {
-			return applied, fmt.Errorf("clickhouse: migration %s: record: %w", m.name, err)
+			return res, fmt.Errorf("clickhouse: migration %s: record: %w", m.name, err)
 		}
-		applied++
+		res.Applied = append(res.Applied, m.name)
 		log.Info("clickhouse migration applied", "migration", m.name, "statements", len(m.statements))
 	}
-	if err := syncTTL(ctx, conn, p, log); err != nil {
-		return applied, err
-	}
-	return applied, nil
+	res.TTL, err = syncTTL(ctx, conn, p, log)
+	return res, err
 }
 
 func appliedVersions(ctx context.Context, conn driver.Conn, p ddlParams) (map[int]bool, error) {
@@ -118,30 +125,33 @@ func pending(ctx context.Context, conn driver.Conn, p ddlParams) ([]string, erro
 	return out, nil
 }
 
-// syncTTL alters the tables whose TTL differs from the configuration.
-func syncTTL(ctx context.Context, conn driver.Conn, p ddlParams, log *slog.Logger) error {
+// syncTTL alters the tables whose TTL differs from the configuration and returns
+// the statements it ran.
+func syncTTL(ctx context.Context, conn driver.Conn, p ddlParams, log *slog.Logger) ([]string, error) {
 	rows, err := conn.Query(ctx, p.engineFullQuery())
 	if err != nil {
-		return fmt.Errorf("clickhouse: read table engines: %w", err)
+		return nil, fmt.Errorf("clickhouse: read table engines: %w", err)
 	}
 	engineFull := map[string]string{}
 	for rows.Next() {
 		var name, full string
 		if err := rows.Scan(&name, &full); err != nil {
 			rows.Close()
-			return fmt.Errorf("clickhouse: read table engines: %w", err)
+			return nil, fmt.Errorf("clickhouse: read table engines: %w", err)
 		}
 		engineFull[name] = full
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("clickhouse: read table engines: %w", err)
+		return nil, fmt.Errorf("clickhouse: read table engines: %w", err)
 	}
+	var changed []string
 	for _, s := range p.ttlChanges(engineFull) {
 		if err := exec(ctx, conn, "ttl", s); err != nil {
-			return err
+			return changed, err
 		}
+		changed = append(changed, s.sql)
 		log.Info("clickhouse table TTL changed", "table", strings.TrimPrefix(s.name, "ttl_"), "statement", s.sql)
 	}
-	return nil
+	return changed, nil
 }

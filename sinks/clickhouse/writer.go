@@ -76,15 +76,16 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg, _ = cfg.Resolve() // Validate checked the DSN
 	o := buildOptions(opts)
 	conn, err := dial(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	w := newWriter(cfg, conn, o)
-	applied := 0
+	var res MigrateResult
 	if cfg.AutoMigrate {
-		applied, err = migrate(ctx, conn, w.p, w.log)
+		res, err = migrate(ctx, conn, w.p, w.log)
 	} else {
 		var todo []string
 		if todo, err = pending(ctx, conn, w.p); err == nil && len(todo) > 0 {
@@ -94,7 +95,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 	if err != nil {
 		return nil, errors.Join(err, conn.Close())
 	}
-	w.log.Info("clickhouse sink open", "config", cfg, "migrations_applied", applied)
+	w.log.Info("clickhouse sink open", "config", cfg, "migrations_applied", res.Applied)
 	return w, nil
 }
 

@@ -428,6 +428,9 @@ func TestSearchable(t *testing.T) {
 		{`{"esc":"caf\u00e9 \"q\""}`, map[string]string{"esc": `café "q"`}},
 		{`{"long":"` + long + `","ok":"1"}`, map[string]string{"ok": "1"}},
 		{`{"a":"b", broken`, map[string]string{"a": "b"}},
+		{" { \"k\" :\t\"v\" ,\n \"x\":\"y\" } ", map[string]string{"k": "v", "x": "y"}},
+		{`{"na\u006de":"v","ü":"ö"}`, map[string]string{"name": "v", "ü": "ö"}},
+		{`{"dup":"a","dup":"b"}`, map[string]string{"dup": "a"}},
 	}
 	for _, tt := range tests {
 		var z searcher

@@ -18,7 +18,12 @@ go="${GO:-go}"
 
 if ! "$py" -c 'import chdb' >/dev/null 2>&1; then
 	echo "chdb_check: installing chdb with pip" >&2
-	PIP_ROOT_USER_ACTION=ignore "$py" -m pip install --quiet --disable-pip-version-check chdb
+	# A distribution's own Python refuses system-wide installs (PEP 668): fall back to
+	# the user site, then to overriding the marker.
+	export PIP_ROOT_USER_ACTION=ignore
+	"$py" -m pip install --quiet --disable-pip-version-check chdb ||
+		"$py" -m pip install --quiet --disable-pip-version-check --user chdb ||
+		"$py" -m pip install --quiet --disable-pip-version-check --break-system-packages chdb
 fi
 
 out="$(mktemp -d "${TMPDIR:-/tmp}/spanpipe-chdb-sql.XXXXXX")"

@@ -1,0 +1,297 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-json-experiment/json"
+
+	"github.com/spanpipe/spanpipe/internal/app"
+	"github.com/spanpipe/spanpipe/schema"
+	"github.com/spanpipe/spanpipe/sinks/clickhouse"
+	"github.com/spanpipe/spanpipe/sinks/duckdb"
+)
+
+// traceReader is what `spanpipe trace` needs of a store: the newest snapshot of each
+// span of a trace. *clickhouse.Writer implements it (reading with FINAL); duckTrace
+// adapts a read-only DuckDB file.
+type traceReader interface {
+	Trace(ctx context.Context, traceID string) ([]*schema.Span, error)
+	Close() error
+}
+
+// runTrace prints one trace as an indented tree.
+func runTrace(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
+	path := fs.String("config", os.Getenv("SPANPIPE_CONFIG"), "YAML config file; reads the sink it selects (env SPANPIPE_CONFIG)")
+	db := fs.String("db", "", "read this DuckDB file (not while a consumer has it open)")
+	dsn := fs.String("dsn", "", "read this ClickHouse DSN clickhouse://user:pass@host:9000/db")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: spanpipe trace <trace-id> [--config FILE | --db FILE | --dsn DSN]")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return exitError{2, err}
+	}
+	if len(pos) != 1 || pos[0] == "" {
+		fs.Usage()
+		return exitError{2, errors.New("trace: want exactly one trace id")}
+	}
+	traceID := pos[0]
+	cfg, err := app.Load(*path, os.Environ())
+	if err != nil {
+		return exitError{2, err}
+	}
+	if err := applySinkFlags(&cfg, *db, *dsn); err != nil {
+		return exitError{2, err}
+	}
+	r, err := openTraceReader(ctx, cfg.Sink)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	spans, err := r.Trace(ctx, traceID)
+	if err != nil {
+		return err
+	}
+	if len(spans) == 0 {
+		return exitError{1, fmt.Errorf("trace %s: not found", traceID)}
+	}
+	printTrace(stdout, traceID, spans)
+	return nil
+}
+
+// parseInterspersed parses flags that may come before or after the positional
+// arguments (`trace <id> --config F`), which flag.Parse alone stops at.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func openTraceReader(ctx context.Context, cfg app.SinkConfig) (traceReader, error) {
+	switch cfg.Type {
+	case app.SinkClickHouse:
+		ch := cfg.ClickHouse
+		ch.AutoMigrate = false // a reader never changes the schema
+		if err := ch.Validate(); err != nil {
+			return nil, exitError{2, err}
+		}
+		return clickhouse.Open(ctx, ch)
+	case app.SinkDuckDB:
+		if err := cfg.DuckDB.Validate(); err != nil {
+			return nil, exitError{2, err}
+		}
+		d, err := duckdb.OpenReadOnly(ctx, cfg.DuckDB.Path)
+		if err != nil {
+			return nil, err
+		}
+		return duckTrace{d}, nil
+	}
+	return nil, exitError{2, fmt.Errorf("sink.type must be duckdb or clickhouse, got %q", cfg.Type)}
+}
+
+// duckTrace reads a trace from a DuckDB file, which holds one row (the newest
+// snapshot) per span. It reads only the columns the tree shows.
+type duckTrace struct{ db *sql.DB }
+
+func (d duckTrace) Close() error { return d.db.Close() }
+
+func (d duckTrace) Trace(ctx context.Context, traceID string) ([]*schema.Span, error) {
+	rows, err := d.db.QueryContext(ctx, `SELECT span_id, coalesce(parent_span_id, ''), name, span_type, version,
+		started_at, ended_at, error, is_event FROM main.spans WHERE trace_id = $1 ORDER BY started_at, span_id`, traceID)
+	if err != nil {
+		return nil, fmt.Errorf("duckdb: read trace %s: %w", traceID, err)
+	}
+	defer rows.Close()
+	var out []*schema.Span
+	for rows.Next() {
+		s := &schema.Span{TraceID: traceID}
+		var (
+			typ   string
+			ended sql.NullTime
+			errJS sql.NullString
+		)
+		if err := rows.Scan(&s.SpanID, &s.ParentSpanID, &s.Name, &typ, &s.Version, &s.StartTime, &ended, &errJS, &s.IsEvent); err != nil {
+			return nil, fmt.Errorf("duckdb: read trace %s: %w", traceID, err)
+		}
+		s.Type = schema.SpanType(typ)
+		s.StartTime = s.StartTime.UTC()
+		if ended.Valid {
+			s.EndTime = ended.Time.UTC()
+		}
+		if errJS.Valid && errJS.String != "" {
+			s.ErrorInfo = new(schema.ErrorInfo)
+			if err := json.Unmarshal([]byte(errJS.String), s.ErrorInfo); err != nil {
+				s.ErrorInfo.Message = errJS.String // show what is stored rather than fail
+			}
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("duckdb: read trace %s: %w", traceID, err)
+	}
+	return out, nil
+}
+
+// printTrace writes the spans as a tree: children under their parent, ordered by
+// start time. A span whose parent is not in the trace (not stored yet, or outside
+// it) is printed at the top level with a note.
+func printTrace(w io.Writer, traceID string, spans []*schema.Span) {
+	byID := make(map[string]*schema.Span, len(spans))
+	for _, s := range spans {
+		byID[s.SpanID] = s
+	}
+	children := map[string][]*schema.Span{}
+	var roots []*schema.Span
+	errs, running := 0, 0
+	first, last := spans[0].StartTime, time.Time{}
+	for _, s := range spans {
+		if p := s.ParentSpanID; p != "" && p != s.SpanID && byID[p] != nil {
+			children[p] = append(children[p], s)
+		} else {
+			roots = append(roots, s)
+		}
+		if s.ErrorInfo != nil {
+			errs++
+		}
+		if s.EndTime.IsZero() && !s.IsEvent {
+			running++
+		}
+		first = minTime(first, s.StartTime)
+		last = maxTime(last, s.StartTime, s.EndTime)
+	}
+	byStart := func(a, b *schema.Span) int {
+		return cmp.Or(a.StartTime.Compare(b.StartTime), strings.Compare(a.SpanID, b.SpanID))
+	}
+	slices.SortFunc(roots, byStart)
+	for _, c := range children {
+		slices.SortFunc(c, byStart)
+	}
+	fmt.Fprintf(w, "trace %s: %d spans, %s", traceID, len(spans), fmtDuration(last.Sub(first)))
+	if errs > 0 {
+		fmt.Fprintf(w, ", %d with errors", errs)
+	}
+	if running > 0 {
+		fmt.Fprintf(w, ", %d running", running)
+	}
+	fmt.Fprintln(w)
+
+	seen := map[string]bool{}
+	var walk func(s *schema.Span, prefix, branch string, last bool)
+	walk = func(s *schema.Span, prefix, branch string, isLast bool) {
+		seen[s.SpanID] = true
+		note := ""
+		if p := s.ParentSpanID; p != "" && byID[p] == nil {
+			note = "  (parent " + p + " not in trace)"
+		}
+		fmt.Fprintf(w, "%s%s%s [%s] %s %s%s\n", prefix, branch, s.Name, s.Type, spanDuration(s), spanStatus(s), note)
+		kids := children[s.SpanID]
+		next := prefix
+		if branch != "" {
+			if isLast {
+				next += "   "
+			} else {
+				next += "│  "
+			}
+		}
+		for i, c := range kids {
+			if seen[c.SpanID] { // a parent cycle in bad data: print each span once
+				continue
+			}
+			b := "├─ "
+			if i == len(kids)-1 {
+				b = "└─ "
+			}
+			walk(c, next, b, i == len(kids)-1)
+		}
+	}
+	for _, r := range roots {
+		walk(r, "", "", true)
+	}
+	// Spans only reachable through a cycle.
+	for _, s := range spans {
+		if !seen[s.SpanID] {
+			walk(s, "", "", true)
+		}
+	}
+}
+
+func spanDuration(s *schema.Span) string {
+	switch {
+	case s.IsEvent:
+		return "event"
+	case s.EndTime.IsZero():
+		return "-"
+	}
+	return fmtDuration(s.EndTime.Sub(s.StartTime))
+}
+
+func spanStatus(s *schema.Span) string {
+	switch {
+	case s.ErrorInfo != nil:
+		msg := strings.Join(strings.Fields(s.ErrorInfo.Message), " ")
+		if len(msg) > 120 {
+			msg = msg[:117] + "..."
+		}
+		if msg == "" {
+			msg = cmp.Or(s.ErrorInfo.Name, s.ErrorInfo.ID, "(no message)")
+		}
+		return "ERROR: " + msg
+	case s.IsEvent:
+		return "ok"
+	case s.EndTime.IsZero():
+		return "running"
+	}
+	return "ok"
+}
+
+// fmtDuration rounds to a readable precision: 850µs, 12.3ms, 1.25s, 2m3s.
+func fmtDuration(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-" + fmtDuration(-d)
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	case d < time.Second:
+		return d.Round(100 * time.Microsecond).String()
+	case d < time.Minute:
+		return d.Round(10 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a time.Time, ts ...time.Time) time.Time {
+	for _, t := range ts {
+		if t.After(a) {
+			a = t
+		}
+	}
+	return a
+}
