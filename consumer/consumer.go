@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spanpipe/spanpipe/internal/promx"
 	"github.com/spanpipe/spanpipe/pipeline"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -134,6 +135,11 @@ type Consumer struct {
 	// records lost to retention (see reportExpired).
 	expired expiredCheck
 
+	// abandoned is set once a unit could not be queued at shutdown; see enqueue.
+	abandoned bool
+	// next is the next offset to read per partition (poll loop only).
+	next map[string]map[int32]int64
+
 	// recs and decoded are the poll loop's scratch space, reused across polls.
 	recs    []*kgo.Record
 	decoded []pipeline.Decoded
@@ -161,6 +167,7 @@ func New(cfg Config, pl *pipeline.Pipeline, opts ...Option) (*Consumer, error) {
 		m:        newMetrics(o.reg),
 		progress: make(chan struct{}, 1),
 		assigned: make(map[string]map[int32]struct{}),
+		next:     make(map[string]map[int32]int64),
 	}
 	reset := kgo.NewOffset().AtStart()
 	if cfg.StartFromEnd {
@@ -221,10 +228,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	// Shutdown: stop taking input, drain what we hold, commit, leave.
 	start := time.Now()
-	c.pipeMu.Lock()
-	c.enqueue(c.pl.Seal(pipeline.TriggerShutdown))
-	c.pipeMu.Unlock()
 	drainCtx, cancelDrain := context.WithTimeout(writerCtx, c.cfg.ShutdownTimeout)
+	c.pipeMu.Lock()
+	c.enqueue(drainCtx, c.pl.Seal(pipeline.TriggerShutdown))
+	c.pipeMu.Unlock()
 	err := c.barrier(drainCtx)
 	cancelDrain()
 	if err != nil {
@@ -246,7 +253,7 @@ func (c *Consumer) pollOnce(ctx context.Context) bool {
 	pollCtx := ctx
 	c.pipeMu.Lock()
 	if due, at := c.pl.Due(); due {
-		c.enqueue(c.pl.Seal(pipeline.TriggerInterval))
+		c.enqueue(ctx, c.pl.Seal(pipeline.TriggerInterval))
 	} else if !at.IsZero() {
 		var cancel context.CancelFunc
 		pollCtx, cancel = context.WithDeadline(ctx, at)
@@ -273,9 +280,15 @@ func (c *Consumer) pollOnce(ctx context.Context) bool {
 	fetches.EachRecord(func(r *kgo.Record) { c.recs = append(c.recs, r) })
 	c.decodeAll(c.recs)
 	for i, rec := range c.recs {
-		if u := c.pl.AddDecoded(rec, c.decoded[i]); u != nil {
-			c.enqueue(u)
+		if ctx.Err() != nil {
+			// Shutting down: the rest of the poll is not added, so not committed;
+			// the next owner of the partitions reads it again.
+			break
 		}
+		if u := c.pl.AddDecoded(rec, c.decoded[i]); u != nil {
+			c.enqueue(ctx, u)
+		}
+		c.consumed(rec)
 		if c.pl.Full() {
 			c.waitForRoom(ctx)
 		}
@@ -290,6 +303,44 @@ func (c *Consumer) pollOnce(ctx context.Context) bool {
 		c.m.lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(max(0, p.HighWatermark-last-1)))
 	})
 	return true
+}
+
+// consumed remembers the next offset to read of rec's partition, for the lag gauge
+// while fetching is paused.
+func (c *Consumer) consumed(rec *kgo.Record) {
+	ps := c.next[rec.Topic]
+	if ps == nil {
+		ps = make(map[int32]int64)
+		c.next[rec.Topic] = ps
+	}
+	ps[rec.Partition] = rec.Offset + 1
+}
+
+// refreshLag sets the lag gauge from the partitions' end offsets. Fetch responses
+// carry the high watermark, but none arrive while fetching is paused, which is when
+// lag grows and an alert on it must fire.
+func (c *Consumer) refreshLag(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(c.cl).ListEndOffsets(ctx, c.cfg.Topics...)
+	if err != nil {
+		c.log.Debug("lag refresh: list end offsets", "err", err)
+		return
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		next, ok := c.next[o.Topic][o.Partition]
+		if !ok || o.Err != nil || !c.isAssigned(o.Topic, o.Partition) {
+			return
+		}
+		c.m.lag.WithLabelValues(o.Topic, strconv.Itoa(int(o.Partition))).Set(float64(max(0, o.Offset-next)))
+	})
+}
+
+func (c *Consumer) isAssigned(topic string, p int32) bool {
+	c.assignedMu.Lock()
+	defer c.assignedMu.Unlock()
+	_, ok := c.assigned[topic][p]
+	return ok
 }
 
 // decodeAll decodes recs into c.decoded, spread over every core when there are
@@ -320,6 +371,9 @@ func (c *Consumer) decodeAll(recs []*kgo.Record) {
 	wg.Wait()
 }
 
+// lagRefreshInterval is how often the lag gauge is refreshed while fetching is paused.
+var lagRefreshInterval = 5 * time.Second
+
 // minRecordsPerDecoder keeps small polls on one goroutine, where starting more would
 // cost more than it saves.
 const minRecordsPerDecoder = 64
@@ -332,9 +386,13 @@ func (c *Consumer) waitForRoom(ctx context.Context) {
 		c.m.paused.Set(float64(c.assignedCount()))
 		c.log.Info("buffer full, fetching paused", "buffered", c.pl.Buffered())
 	}
+	lagTick := time.NewTicker(lagRefreshInterval)
+	defer lagTick.Stop()
 	for c.pl.Full() {
 		select {
 		case <-c.progress:
+		case <-lagTick.C:
+			c.refreshLag(ctx)
 		case <-ctx.Done():
 			// Shutdown while full: keep what we hold, the drain writes it.
 			return
@@ -346,10 +404,24 @@ func (c *Consumer) waitForRoom(ctx context.Context) {
 	c.log.Info("fetching resumed", "buffered", c.pl.Buffered())
 }
 
-func (c *Consumer) enqueue(u *pipeline.Unit) {
-	if u != nil {
-		c.jobs <- job{u: u}
+// enqueue hands a sealed unit to the writer, waiting for room in the queue while ctx
+// lasts. A unit that cannot be queued is abandoned (its records are redelivered), and
+// so is every unit after it: committing a later unit would skip the abandoned one.
+// Called with pipeMu held.
+func (c *Consumer) enqueue(ctx context.Context, u *pipeline.Unit) {
+	if u == nil {
+		return
 	}
+	if !c.abandoned {
+		select {
+		case c.jobs <- job{u: u}:
+			return
+		case <-ctx.Done():
+			c.abandoned = true
+			c.log.Warn("writer queue full at shutdown; records not written stay uncommitted and will be redelivered")
+		}
+	}
+	c.pl.Abandon(u)
 }
 
 // barrier waits until every unit enqueued before it is written and committed.
@@ -473,10 +545,10 @@ func (c *Consumer) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]
 func (c *Consumer) release(ctx context.Context, parts map[string][]int32, how string) {
 	if !c.closing.Load() && c.jobs != nil {
 		start := time.Now()
-		c.pipeMu.Lock()
-		c.enqueue(c.pl.Seal(pipeline.TriggerRevoke))
-		c.pipeMu.Unlock()
 		bctx, cancel := context.WithTimeout(ctx, c.cfg.RebalanceTimeout)
+		c.pipeMu.Lock()
+		c.enqueue(bctx, c.pl.Seal(pipeline.TriggerRevoke))
+		c.pipeMu.Unlock()
 		if err := c.barrier(bctx); err != nil {
 			c.log.Error("could not flush before giving up partitions; their records will be redelivered", "how", how, "err", err)
 		}
