@@ -128,22 +128,28 @@ func checkReplication(t *testing.T, s *scenario, rf int, minISR string) {
 			t.Fatalf("%s[%d] has replicas %v, want %d", s.topic, p.Partition, p.Replicas, rf)
 		}
 	}
-	cfgs, err := s.adm.DescribeTopicConfigs(ctx, s.topic)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A broker that has not caught up with the new topic's metadata answers the
+	// describe with an error for the resource: ask again until one knows it.
+	var value *string
 	found := false
-	for _, rc := range cfgs {
-		for _, c := range rc.Configs {
-			if c.Key == "min.insync.replicas" {
-				found = true
-				if c.Value == nil || *c.Value != minISR {
-					t.Fatalf("%s: min.insync.replicas %v, want %s", s.topic, c.Value, minISR)
+	s.eventually(30*time.Second, "min.insync.replicas of the new topic described", func() bool {
+		cfgs, err := s.adm.DescribeTopicConfigs(ctx, s.topic)
+		if err != nil {
+			return false
+		}
+		for _, rc := range cfgs {
+			if rc.Err != nil {
+				continue
+			}
+			for _, c := range rc.Configs {
+				if c.Key == "min.insync.replicas" {
+					found, value = true, c.Value
 				}
 			}
 		}
-	}
-	if !found {
-		t.Fatalf("%s: min.insync.replicas not described", s.topic)
+		return found
+	})
+	if value == nil || *value != minISR {
+		t.Fatalf("%s: min.insync.replicas %v, want %s", s.topic, value, minISR)
 	}
 }

@@ -24,7 +24,8 @@ func runBench(ctx context.Context, args []string) error {
 	payload := fs.Int("payload", 1024, "average payload bytes per span (input + output)")
 	lifecycle := fs.String("lifecycle", "insert-only", "insert-only (one ended snapshot per span) or updates (started, updated, ended)")
 	consumers := fs.Int("consumers", 1, "consumers (in-process group members)")
-	sink := fs.String("sink", "duckdb", "duckdb or null (decode and batch, write nothing)")
+	sink := fs.String("sink", "duckdb", "duckdb, clickhouse (--dsn) or null (decode and batch, write nothing)")
+	dsn := fs.String("dsn", os.Getenv("CLICKHOUSE_DSN"), "ClickHouse DSN for --sink clickhouse, e.g. clickhouse://default@127.0.0.1:9000/default")
 	strategy := fs.String("strategy", "insert-only", "pipeline strategy")
 	partitions := fs.Int("partitions", 12, "partitions of the benchmark topic")
 	latency := fs.Int("latency-seconds", 10, "length of the steady-rate latency phase (0 skips it)")
@@ -37,8 +38,11 @@ func runBench(ctx context.Context, args []string) error {
 	if *lifecycle != "insert-only" && *lifecycle != "updates" {
 		return exitError{2, fmt.Errorf("--lifecycle must be insert-only or updates, got %q", *lifecycle)}
 	}
-	if *sink != "duckdb" && *sink != "null" {
-		return exitError{2, fmt.Errorf("--sink must be duckdb or null, got %q", *sink)}
+	switch {
+	case *sink != "duckdb" && *sink != "null" && *sink != "clickhouse":
+		return exitError{2, fmt.Errorf("--sink must be duckdb, clickhouse or null, got %q", *sink)}
+	case *sink == "clickhouse" && *dsn == "":
+		return exitError{2, fmt.Errorf("--sink clickhouse needs --dsn (or CLICKHOUSE_DSN)")}
 	}
 	st, err := pipeline.ParseStrategy(*strategy)
 	if err != nil {
@@ -63,7 +67,7 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	res, err := bench.Run(ctx, bench.Options{
 		Brokers: strings.Split(*brokers, ","), Spans: *spans, PayloadAvg: *payload, Lifecycle: *lifecycle,
-		Consumers: *consumers, Sink: *sink, Strategy: st, Partitions: *partitions, DBDir: *dbDir,
+		Consumers: *consumers, Sink: *sink, DSN: *dsn, Strategy: st, Partitions: *partitions, DBDir: *dbDir,
 		LatencySeconds: *latency, Progress: os.Stderr, CPUProfile: profile,
 	})
 	if err != nil {

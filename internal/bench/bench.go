@@ -28,6 +28,7 @@ import (
 	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/producer"
 	"github.com/spanpipe/spanpipe/schema"
+	"github.com/spanpipe/spanpipe/sinks/clickhouse"
 	"github.com/spanpipe/spanpipe/sinks/duckdb"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -40,7 +41,8 @@ type Options struct {
 	PayloadAvg int    // average input+output bytes per span
 	Lifecycle  string // "insert-only": one ended snapshot per span; "updates": started+updated+ended
 	Consumers  int
-	Sink       string // duckdb or null
+	Sink       string // duckdb, clickhouse or null
+	DSN        string // ClickHouse, for Sink "clickhouse"
 	Strategy   pipeline.Strategy
 	Partitions int
 	DBDir      string
@@ -290,10 +292,15 @@ func rawDrain(ctx context.Context, brokers []string, topic string, want int) (ti
 	return time.Since(start), nil
 }
 
+type storedCounter interface {
+	CountSpans(ctx context.Context) (int64, error)
+}
+
 type consumers struct {
 	group    string
 	strategy pipeline.Strategy
-	sinks    []*duckdb.Writer
+	sinks    []storedCounter
+	closers  []func() error
 	reg      *prometheus.Registry
 	lat      *latencies
 	cancel   context.CancelFunc
@@ -314,6 +321,20 @@ func startConsumers(ctx context.Context, o Options, topic, drops, run string) (*
 		switch o.Sink {
 		case "null":
 			sink = nullSink{}
+		case "clickhouse":
+			ccfg := clickhouse.DefaultConfig()
+			ccfg.DSN = o.DSN
+			w, err := clickhouse.Open(ctx, ccfg)
+			if err != nil {
+				cs.stop()
+				return nil, err
+			}
+			// One ClickHouse database holds every consumer's rows: count it once.
+			if i == 0 {
+				cs.sinks = append(cs.sinks, w)
+			}
+			cs.closers = append(cs.closers, w.Close)
+			sink = w
 		default:
 			dcfg := duckdb.DefaultConfig()
 			dcfg.Path = filepath.Join(o.DBDir, fmt.Sprintf("bench-%s-%d.duckdb", run, i))
@@ -323,6 +344,7 @@ func startConsumers(ctx context.Context, o Options, topic, drops, run string) (*
 				return nil, err
 			}
 			cs.sinks = append(cs.sinks, w)
+			cs.closers = append(cs.closers, w.Close)
 			sink = w
 		}
 		c, err := app.NewConsumer(cfg, timed{sink, cs.lat}, log, cs.reg, nil)
@@ -339,10 +361,10 @@ func startConsumers(ctx context.Context, o Options, topic, drops, run string) (*
 func (cs *consumers) stop() {
 	cs.cancel()
 	cs.wg.Wait()
-	for _, s := range cs.sinks {
-		_ = s.Close()
+	for _, c := range cs.closers {
+		_ = c()
 	}
-	cs.sinks = nil
+	cs.sinks, cs.closers = nil, nil
 }
 
 func (cs *consumers) rows() float64 {
