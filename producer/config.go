@@ -45,7 +45,8 @@ type Config struct {
 	// Compression is zstd (default), lz4, snappy, gzip or none.
 	Compression string `yaml:"compression"`
 	// MaxRecordBytes is the largest encoded event sent; larger ones are dropped with
-	// reason too-large. Keep it at or below the topic's max.message.bytes. Default 1 MiB.
+	// reason too-large. Keep it 1 KiB below the topic's max.message.bytes (batches are
+	// built up to it plus 1 KiB of framing). Default 1000000, for the broker default 1048588.
 	MaxRecordBytes int `yaml:"max_record_bytes"`
 	// DeliveryTimeout bounds how long a record may wait for Kafka (including while the
 	// cluster is down) before it is dropped with reason producer-send-failed.
@@ -70,7 +71,7 @@ func DefaultConfig() Config {
 		BlockTimeout:       time.Second,
 		Linger:             5 * time.Millisecond,
 		Compression:        "zstd",
-		MaxRecordBytes:     1 << 20,
+		MaxRecordBytes:     1_000_000,
 		DeliveryTimeout:    2 * time.Minute,
 		DropReportInterval: 5 * time.Second,
 		Redact:             DefaultRedactConfig(),

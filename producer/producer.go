@@ -133,7 +133,11 @@ func New(cfg Config, opts ...Option) (*Producer, error) {
 		kgo.ProducerBatchCompression(codec),
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords + 1), // slots in Emit are the bound
 		kgo.MaxBufferedBytes(cfg.MaxBufferedBytes),
-		kgo.ProducerBatchMaxBytes(int32(cfg.MaxRecordBytes) + 64<<10),
+		// A batch is at most one maximal record plus its key, headers and framing, so
+		// that the broker (max.message.bytes, 1048588 by default) never refuses a batch
+		// the client built: kgo measures batches uncompressed, and payloads that compress
+		// poorly once made 1.4 MB batches out of a 4 MiB limit.
+		kgo.ProducerBatchMaxBytes(int32(cfg.MaxRecordBytes) + batchOverheadBytes),
 		kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout),
 		kgo.AllowAutoTopicCreation(),
 	}
@@ -271,6 +275,9 @@ func (p *Producer) encode(q queued) {
 		p.m.sent.WithLabelValues(string(sig)).Inc()
 	})
 }
+
+// batchOverheadBytes is room for a record's key, headers and the batch framing.
+const batchOverheadBytes = 1 << 10
 
 var codecHeader = []kgo.RecordHeader{{Key: schema.HeaderCodec, Value: []byte(schema.CodecJSON)}}
 

@@ -217,10 +217,14 @@ func produce(ctx context.Context, o Options, topic string, n int, rate float64, 
 	cfg := producer.DefaultConfig()
 	cfg.Brokers, cfg.Topic, cfg.ServiceName = o.Brokers, topic, "bench"
 	cfg.OnBufferFull, cfg.BlockTimeout = producer.OnFullBlock, time.Minute
-	cfg.MaxRecordBytes = 4 << 20
 	cfg.Redact.Disabled = true // measured separately (producer benchmarks)
 	var failed atomic.Int64
-	p, err := producer.New(cfg, producer.WithOnDrop(func(producer.Drop) { failed.Add(1) }))
+	var firstDrop sync.Once
+	var firstErr error
+	p, err := producer.New(cfg, producer.WithOnDrop(func(d producer.Drop) {
+		failed.Add(1)
+		firstDrop.Do(func() { firstErr = fmt.Errorf("%s: %w", d.Reason, d.Err) })
+	}))
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -268,7 +272,7 @@ func produce(ctx context.Context, o Options, topic string, n int, rate float64, 
 		return 0, 0, 0, err
 	}
 	if f := failed.Load(); f > 0 {
-		return 0, 0, 0, fmt.Errorf("bench: producer dropped %d records", f)
+		return 0, 0, 0, fmt.Errorf("bench: producer dropped %d records (first: %v)", f, firstErr)
 	}
 	return records, bytes, time.Since(start), ctx.Err()
 }
