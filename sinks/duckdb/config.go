@@ -22,6 +22,13 @@ type Config struct {
 	// (80% of the machine's RAM). Default "".
 	MemoryLimit string `yaml:"memory_limit"`
 
+	// CheckpointThreshold is how much write-ahead log DuckDB accumulates before it
+	// checkpoints into the database file. Every checkpoint rewrites the changed row
+	// groups and the primary-key index, which made it the largest cost of a write at
+	// DuckDB's 16MB default; a larger log means fewer checkpoints, at the price of a
+	// longer log replay after a crash. Default "256MB".
+	CheckpointThreshold string `yaml:"checkpoint_threshold"`
+
 	// Threads is the number of threads DuckDB runs queries with. 0 leaves DuckDB's
 	// default, one per CPU core. Default 0.
 	Threads int `yaml:"threads"`
@@ -29,7 +36,7 @@ type Config struct {
 
 // DefaultConfig returns the configuration used when nothing is set.
 func DefaultConfig() Config {
-	return Config{Path: "spanpipe.duckdb"}
+	return Config{Path: "spanpipe.duckdb", CheckpointThreshold: "256MB"}
 }
 
 // memoryLimitRE matches the sizes DuckDB's memory_limit setting accepts.
@@ -47,6 +54,9 @@ func (c Config) Validate() error {
 	if c.MemoryLimit != "" && !memoryLimitRE.MatchString(strings.TrimSpace(c.MemoryLimit)) {
 		errs = append(errs, fmt.Errorf("duckdb: memory_limit %q must be a size with a unit, such as 512MB or 2GB", c.MemoryLimit))
 	}
+	if c.CheckpointThreshold != "" && !memoryLimitRE.MatchString(strings.TrimSpace(c.CheckpointThreshold)) {
+		errs = append(errs, fmt.Errorf("duckdb: checkpoint_threshold %q must be a size with a unit, such as 16MB or 256MB", c.CheckpointThreshold))
+	}
 	if c.Threads < 0 {
 		errs = append(errs, fmt.Errorf("duckdb: threads must be >= 0 (0 = DuckDB's default), got %d", c.Threads))
 	}
@@ -59,6 +69,9 @@ func (c Config) dsn() string {
 	q := url.Values{}
 	if c.MemoryLimit != "" {
 		q.Set("memory_limit", strings.TrimSpace(c.MemoryLimit))
+	}
+	if c.CheckpointThreshold != "" {
+		q.Set("checkpoint_threshold", strings.TrimSpace(c.CheckpointThreshold))
 	}
 	if c.Threads > 0 {
 		q.Set("threads", strconv.Itoa(c.Threads))

@@ -312,6 +312,26 @@ func TestEmptyBatch(t *testing.T) {
 	}
 }
 
+// The settings reach DuckDB through the DSN: a typo in a setting name would only show
+// as a default silently kept.
+func TestSettingsApplied(t *testing.T) {
+	cfg := duckdb.Config{Path: dbPath(t), MemoryLimit: "300MB", CheckpointThreshold: "64MB", Threads: 1}
+	w, err := duckdb.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var threads int
+	var ckpt string
+	if err := w.DB().QueryRowContext(t.Context(),
+		"SELECT current_setting('threads'), current_setting('checkpoint_threshold')").Scan(&threads, &ckpt); err != nil {
+		t.Fatal(err)
+	}
+	if threads != 1 || !strings.HasPrefix(ckpt, "6") {
+		t.Fatalf("threads %d, checkpoint_threshold %q; want 1 and about 64MB", threads, ckpt)
+	}
+}
+
 func TestReopen(t *testing.T) {
 	path := dbPath(t)
 	for i := range 3 {
@@ -530,8 +550,8 @@ func TestConfigValidate(t *testing.T) {
 		{name: "dsn in path", cfg: duckdb.Config{Path: "x.duckdb?threads=1"}, want: []string{"must not contain '?'"}},
 		{
 			name: "everything wrong",
-			cfg:  duckdb.Config{Path: " ", MemoryLimit: "lots", Threads: -1},
-			want: []string{"path must not be empty", `memory_limit "lots"`, "threads must be >= 0"},
+			cfg:  duckdb.Config{Path: " ", MemoryLimit: "lots", CheckpointThreshold: "often", Threads: -1},
+			want: []string{"path must not be empty", `memory_limit "lots"`, `checkpoint_threshold "often"`, "threads must be >= 0"},
 		},
 	}
 	for _, tt := range tests {
