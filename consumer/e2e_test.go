@@ -294,13 +294,20 @@ func (f *flaky) inject(context.Context, *pipeline.Batch) error {
 	return nil
 }
 
-func TestSinkOutageThenRecoveryLosesNothingAndBoundsMemory(t *testing.T) {
+// newOutageEnv is an env whose sink is down (until f.down is cleared) under the block
+// policy with fast retries.
+func newOutageEnv(t *testing.T) (*env, *flaky) {
 	f := &flaky{}
 	f.down.Store(true)
 	e := newEnv(t, duckdb.WithFaultInjector(f.inject))
 	e.cfg.Pipeline.OnRetryExhausted = pipeline.OnExhaustedBlock
 	e.cfg.Pipeline.RetryDelay = 10 * time.Millisecond
 	e.cfg.Pipeline.MaxRetryDelay = 50 * time.Millisecond
+	return e, f
+}
+
+func TestSinkOutageThenRecoveryLosesNothingAndBoundsMemory(t *testing.T) {
+	e, f := newOutageEnv(t)
 	c, stop := e.run()
 	emitted := produceDemo(t, e.producer(), 400)
 	// While the sink is down the consumer fills its buffer, then pauses fetching.

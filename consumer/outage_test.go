@@ -7,8 +7,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spanpipe/spanpipe/consumer"
 	"github.com/spanpipe/spanpipe/internal/kafkatest"
-	"github.com/spanpipe/spanpipe/pipeline"
-	"github.com/spanpipe/spanpipe/sinks/duckdb"
 )
 
 // totalLag sums spanpipe_consumer_lag_records over partitions.
@@ -29,12 +27,7 @@ func totalLag(g prometheus.Gatherer) float64 {
 // when lag grows and an alert on it must fire: the gauge must follow the topic.
 func TestLagGaugeGrowsWhileFetchingIsPaused(t *testing.T) {
 	defer consumer.SetLagRefreshInterval(50 * time.Millisecond)()
-	f := &flaky{}
-	f.down.Store(true)
-	e := newEnv(t, duckdb.WithFaultInjector(f.inject))
-	e.cfg.Pipeline.OnRetryExhausted = pipeline.OnExhaustedBlock
-	e.cfg.Pipeline.RetryDelay = 10 * time.Millisecond
-	e.cfg.Pipeline.MaxRetryDelay = 50 * time.Millisecond
+	e, f := newOutageEnv(t)
 	c, stop := e.run()
 	p := e.producer()
 	first := produceDemo(t, p, 300)
@@ -58,12 +51,7 @@ func TestLagGaugeGrowsWhileFetchingIsPaused(t *testing.T) {
 // bounded by ShutdownTimeout even when the writer's queue is full, and what was not
 // written is redelivered to the next run.
 func TestShutdownWithSinkDownIsBoundedAndLosesNothing(t *testing.T) {
-	f := &flaky{}
-	f.down.Store(true)
-	e := newEnv(t, duckdb.WithFaultInjector(f.inject))
-	e.cfg.Pipeline.OnRetryExhausted = pipeline.OnExhaustedBlock
-	e.cfg.Pipeline.RetryDelay = 10 * time.Millisecond
-	e.cfg.Pipeline.MaxRetryDelay = 50 * time.Millisecond
+	e, f := newOutageEnv(t)
 	// Tiny batches fill the writer's queue (max_buffer_size / max_batch_size + 2 units).
 	e.cfg.Pipeline.MaxBatchSize, e.cfg.Pipeline.MaxBufferSize = 5, 10
 	e.cfg.Kafka.ShutdownTimeout = time.Second

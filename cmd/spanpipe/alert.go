@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spanpipe/spanpipe/dropalerts"
 	"github.com/spanpipe/spanpipe/internal/app"
@@ -106,16 +105,11 @@ func runAlert(ctx context.Context, args []string) error {
 		return err
 	}
 	if *metricsAddr != "" {
-		ms, err := app.ServeMetrics(*metricsAddr, false, reg, func() error { return nil })
+		stop, err := serveMetrics(*metricsAddr, reg, log)
 		if err != nil {
 			return err
 		}
-		log.Info("serving metrics", "addr", "http://"+ms.Addr+"/metrics")
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = ms.Close(sctx)
-		}()
+		defer stop()
 	}
 	return a.Run(ctx)
 }

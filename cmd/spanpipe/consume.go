@@ -74,17 +74,12 @@ func runConsume(ctx context.Context, args []string) error {
 		return err
 	}
 	if cfg.Metrics.Listen != "" {
-		ms, err := app.ServeMetrics(cfg.Metrics.Listen, false, reg, func() error { return nil })
+		stop, err := serveMetrics(cfg.Metrics.Listen, reg, log)
 		if err != nil {
 			c.Member.Close()
 			return err
 		}
-		log.Info("serving metrics", "addr", "http://"+ms.Addr+"/metrics")
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = ms.Close(sctx)
-		}()
+		defer stop()
 	}
 	if err := c.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
@@ -123,4 +118,18 @@ func openSink(ctx context.Context, cfg app.SinkConfig, log *slog.Logger, reg pro
 		return duckdb.Open(ctx, cfg.DuckDB, duckdb.WithLogger(log), duckdb.WithRegisterer(reg), duckdb.WithFaultInjector(fault))
 	}
 	return nil, fmt.Errorf("sink.type must be duckdb or clickhouse, got %q", cfg.Type)
+}
+
+// serveMetrics serves /metrics and /healthz on addr until the returned stop is called.
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+	ms, err := app.ServeMetrics(addr, false, reg, func() error { return nil })
+	if err != nil {
+		return nil, err
+	}
+	log.Info("serving metrics", "addr", "http://"+ms.Addr+"/metrics")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = ms.Close(ctx)
+	}, nil
 }
