@@ -370,7 +370,7 @@ func (p *Producer) reportDrops(ctx context.Context) error {
 		return nil
 	}
 	var recs []*kgo.Record
-	var keys []dropKey
+	keys := make(map[*kgo.Record]dropKey, len(pending))
 	for k, a := range pending {
 		ev := dropalerts.Event{
 			Signal: k.signal, Reason: k.reason, Count: a.count, FirstTime: a.first, LastTime: a.last,
@@ -389,12 +389,12 @@ func (p *Producer) reportDrops(ctx context.Context) error {
 				{Key: dropalerts.HeaderComponent, Value: []byte("producer")},
 			},
 		})
-		keys = append(keys, k)
+		keys[recs[len(recs)-1]] = k
 	}
 	// Produce, not TryProduce: a full buffer is often why we are reporting.
 	res := p.cl.ProduceSync(ctx, recs...)
 	var firstErr error
-	for i, r := range res {
+	for _, r := range res {
 		if r.Err == nil {
 			p.m.dropEvents.Inc()
 			continue
@@ -402,8 +402,10 @@ func (p *Producer) reportDrops(ctx context.Context) error {
 		if firstErr == nil {
 			firstErr = r.Err
 		}
-		// Put it back, merged with anything counted meanwhile.
-		k, a := keys[i], pending[keys[i]]
+		// Put it back, merged with anything counted meanwhile. Results come in the
+		// order Kafka answered, not the order given: find the key by record.
+		k := keys[r.Record]
+		a := pending[k]
 		p.mu.Lock()
 		if cur := p.drops[k]; cur != nil {
 			cur.count += a.count
