@@ -34,9 +34,10 @@ type env struct {
 	cfg     app.Config
 	sink    *duckdb.Writer
 	reg     *prometheus.Registry
+	fault   func(context.Context, *pipeline.Batch) error // see app.WithFault
 }
 
-func newEnv(t *testing.T, opts ...duckdb.Option) *env {
+func newEnv(t *testing.T) *env {
 	c := kafkatest.Cluster(t, 4, spansTopic, dropsTopic)
 	cfg := app.DefaultConfig()
 	cfg.Kafka.Brokers = c.ListenAddrs()
@@ -46,7 +47,7 @@ func newEnv(t *testing.T, opts ...duckdb.Option) *env {
 	cfg.Pipeline.MaxBatchSize = 200
 	cfg.Pipeline.MaxBufferSize = 1000
 	cfg.Sink.DuckDB.Path = t.TempDir() + "/spans.duckdb"
-	sink, err := duckdb.Open(t.Context(), cfg.Sink.DuckDB, opts...)
+	sink, err := duckdb.Open(t.Context(), cfg.Sink.DuckDB)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func newEnv(t *testing.T, opts ...duckdb.Option) *env {
 // that cancels it and waits for its clean shutdown.
 func (e *env) run() (c *app.Consumer, stop func()) {
 	e.t.Helper()
-	c, err := app.NewConsumer(e.cfg, e.sink, testLogger(e.t), e.reg, nil)
+	c, err := app.NewConsumer(e.cfg, app.WithFault(e.sink, e.fault), testLogger(e.t), e.reg, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -299,7 +300,8 @@ func (f *flaky) inject(context.Context, *pipeline.Batch) error {
 func newOutageEnv(t *testing.T) (*env, *flaky) {
 	f := &flaky{}
 	f.down.Store(true)
-	e := newEnv(t, duckdb.WithFaultInjector(f.inject))
+	e := newEnv(t)
+	e.fault = f.inject
 	e.cfg.Pipeline.OnRetryExhausted = pipeline.OnExhaustedBlock
 	e.cfg.Pipeline.RetryDelay = 10 * time.Millisecond
 	e.cfg.Pipeline.MaxRetryDelay = 50 * time.Millisecond
@@ -341,7 +343,8 @@ func TestSinkOutageThenRecoveryLosesNothingAndBoundsMemory(t *testing.T) {
 func TestSinkThatKeepsFailingIsDeadLetteredAndOffsetsMoveOn(t *testing.T) {
 	f := &flaky{}
 	f.down.Store(true)
-	e := newEnv(t, duckdb.WithFaultInjector(f.inject))
+	e := newEnv(t)
+	e.fault = f.inject
 	e.cfg.Pipeline.RetryDelay = 5 * time.Millisecond
 	e.cfg.Pipeline.MaxRetries = 2
 	c, stop := e.run()

@@ -69,7 +69,7 @@ func runConsume(ctx context.Context, args []string) error {
 			log.Error("closing sink", "err", err)
 		}
 	}()
-	c, err := app.NewConsumer(cfg, sink, log, reg, nil)
+	c, err := app.NewConsumer(cfg, app.WithFault(sink, app.FaultInjector(os.Environ(), log)), log, reg, nil)
 	if err != nil {
 		return err
 	}
@@ -106,16 +106,14 @@ type sink interface {
 	Close() error
 }
 
-// openSink opens the sink cfg selects. SPANPIPE_FAULT_FILE arms the fault hook of
-// either (see app.FaultInjector). A ClickHouse sink applies pending migrations only
+// openSink opens the sink cfg selects. A ClickHouse sink applies pending migrations only
 // with sink.clickhouse.auto_migrate; otherwise it fails while one is pending.
 func openSink(ctx context.Context, cfg app.SinkConfig, log *slog.Logger, reg prometheus.Registerer) (sink, error) {
-	fault := app.FaultInjector(os.Environ(), log)
 	switch cfg.Type {
 	case app.SinkClickHouse:
-		return clickhouse.Open(ctx, cfg.ClickHouse, clickhouse.WithLogger(log), clickhouse.WithRegisterer(reg), clickhouse.WithFaultInjector(fault))
+		return clickhouse.Open(ctx, cfg.ClickHouse, clickhouse.WithLogger(log), clickhouse.WithRegisterer(reg))
 	case app.SinkDuckDB:
-		return duckdb.Open(ctx, cfg.DuckDB, duckdb.WithLogger(log), duckdb.WithRegisterer(reg), duckdb.WithFaultInjector(fault))
+		return duckdb.Open(ctx, cfg.DuckDB, duckdb.WithLogger(log), duckdb.WithRegisterer(reg))
 	}
 	return nil, fmt.Errorf("sink.type must be duckdb or clickhouse, got %q", cfg.Type)
 }

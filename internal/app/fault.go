@@ -25,8 +25,8 @@ var ErrInjectedFault = errors.New("injected sink outage")
 // The variable is read here, not by Load: it is not a config key.
 func init() { ignoredEnv[FaultFileEnv] = true }
 
-// FaultInjector returns the hook for duckdb.WithFaultInjector that SPANPIPE_FAULT_FILE
-// in environ asks for, or nil (no hook) when the variable is unset or empty. The hook
+// FaultInjector returns the hook (for [WithFault]) that SPANPIPE_FAULT_FILE in environ
+// asks for, or nil (no hook) when the variable is unset or empty. The hook
 // checks for the file on every write, so it can be created and removed while the
 // process runs. When armed, it logs a warning once, here, so that a forgotten
 // variable in production is visible.
@@ -49,4 +49,27 @@ func FaultInjector(environ []string, log *slog.Logger) func(context.Context, *pi
 		}
 		return nil
 	}
+}
+
+// WithFault returns sink with fault called before every write: a write fails with
+// fault's error, as if the store were down, and nothing is written. It wraps the
+// pipeline's Sink interface rather than each sink, so every sink gets the same hook.
+// A nil fault returns sink unchanged.
+func WithFault(sink pipeline.Sink, fault func(context.Context, *pipeline.Batch) error) pipeline.Sink {
+	if fault == nil {
+		return sink
+	}
+	return faultySink{sink, fault}
+}
+
+type faultySink struct {
+	pipeline.Sink
+	fault func(context.Context, *pipeline.Batch) error
+}
+
+func (f faultySink) Write(ctx context.Context, b *pipeline.Batch) error {
+	if err := f.fault(ctx, b); err != nil {
+		return err
+	}
+	return f.Sink.Write(ctx, b)
 }

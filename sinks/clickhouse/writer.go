@@ -29,12 +29,11 @@ var ErrClosed = errors.New("clickhouse: writer closed")
 // per-insert deduplication token make writing a batch twice store it once. Create it
 // with [Open].
 type Writer struct {
-	cfg   Config
-	p     ddlParams
-	conn  driver.Conn
-	log   *slog.Logger
-	m     *metrics
-	fault func(ctx context.Context, b *pipeline.Batch) error
+	cfg  Config
+	p    ddlParams
+	conn driver.Conn
+	log  *slog.Logger
+	m    *metrics
 	// prepare starts one INSERT with the given settings; tests replace it.
 	prepare   func(ctx context.Context, query string, settings ch.Settings) (driver.Batch, error)
 	insertSQL map[*table]string
@@ -106,7 +105,6 @@ func newWriter(cfg Config, conn driver.Conn, o options) *Writer {
 		conn:      conn,
 		log:       o.logger.With("component", "clickhouse"),
 		m:         newMetrics(o.reg),
-		fault:     o.fault,
 		insertSQL: map[*table]string{},
 	}
 	w.prepare = func(ctx context.Context, query string, settings ch.Settings) (driver.Batch, error) {
@@ -155,11 +153,6 @@ func (w *Writer) Write(ctx context.Context, b *pipeline.Batch) error {
 	defer w.mu.Unlock()
 	if w.closed {
 		return ErrClosed
-	}
-	if w.fault != nil {
-		if err := w.fault(ctx, b); err != nil {
-			return err
-		}
 	}
 	if b == nil || b.Len() == 0 {
 		return nil

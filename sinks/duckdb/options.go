@@ -1,12 +1,9 @@
 package duckdb
 
 import (
-	"context"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/spanpipe/spanpipe/pipeline"
 )
 
 // Option configures the collaborators of a [Writer].
@@ -15,7 +12,6 @@ type Option func(*options)
 type options struct {
 	logger *slog.Logger
 	reg    prometheus.Registerer
-	fault  func(ctx context.Context, b *pipeline.Batch) error
 }
 
 func defaultOptions() options {
@@ -38,12 +34,4 @@ func WithLogger(l *slog.Logger) Option {
 // exists so that callers can pass one registerer to every component. Default nil.
 func WithRegisterer(reg prometheus.Registerer) Option {
 	return func(o *options) { o.reg = reg }
-}
-
-// WithFaultInjector installs a hook that [Writer.Write] calls first, with the batch it
-// is about to write. When the hook returns an error, Write returns that error as is
-// and writes nothing. It exists for fault tests that simulate an outage of the
-// store. Default nil (no hook).
-func WithFaultInjector(fn func(ctx context.Context, b *pipeline.Batch) error) Option {
-	return func(o *options) { o.fault = fn }
 }

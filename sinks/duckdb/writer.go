@@ -24,10 +24,9 @@ var ErrClosed = errors.New("duckdb: writer closed")
 // one row per span (the newest snapshot) and one row per log, metric, score and
 // feedback id. Create it with [Open].
 type Writer struct {
-	cfg   Config
-	db    *sql.DB
-	log   *slog.Logger
-	fault func(ctx context.Context, b *pipeline.Batch) error
+	cfg Config
+	db  *sql.DB
+	log *slog.Logger
 
 	mu     sync.Mutex // serialises Write and Close
 	closed bool
@@ -59,10 +58,9 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 	}
 	db := sql.OpenDB(connector)
 	w := &Writer{
-		cfg:   cfg,
-		db:    db,
-		log:   o.logger.With("component", "duckdb"),
-		fault: o.fault,
+		cfg: cfg,
+		db:  db,
+		log: o.logger.With("component", "duckdb"),
 	}
 	applied, err := migrate(ctx, db)
 	if err == nil {
@@ -103,11 +101,6 @@ func (w *Writer) Write(ctx context.Context, b *pipeline.Batch) error {
 	defer w.mu.Unlock()
 	if w.closed {
 		return ErrClosed
-	}
-	if w.fault != nil {
-		if err := w.fault(ctx, b); err != nil {
-			return err
-		}
 	}
 	if b == nil || b.Len() == 0 {
 		return nil

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -374,36 +373,6 @@ func TestInMemory(t *testing.T) {
 	write(t, w, fullBatch(strings.Repeat("12", 16)))
 	if n, err := w.CountSpans(t.Context()); err != nil || n != 3 {
 		t.Errorf("CountSpans: got %d, %v, want 3", n, err)
-	}
-}
-
-func TestFaultInjector(t *testing.T) {
-	errOutage := errors.New("injected outage")
-	var failing atomic.Bool
-	failing.Store(true)
-	var seen atomic.Int32
-	w := openWriter(t, dbPath(t), duckdb.WithFaultInjector(func(_ context.Context, b *pipeline.Batch) error {
-		seen.Add(1)
-		if failing.Load() {
-			return errOutage
-		}
-		return nil
-	}))
-	b := fullBatch(strings.Repeat("34", 16))
-	if err := w.Write(t.Context(), b); !errors.Is(err, errOutage) {
-		t.Fatalf("Write during outage: got %v, want %v", err, errOutage)
-	}
-	zero := map[string]int64{"spans": 0, "logs": 0, "metrics": 0, "scores": 0, "feedback": 0}
-	if got := counts(t, w); !reflect.DeepEqual(got, zero) {
-		t.Errorf("row counts after a failed write: got %v, want %v", got, zero)
-	}
-	failing.Store(false)
-	write(t, w, b)
-	if n, _ := w.CountSpans(t.Context()); n != 3 {
-		t.Errorf("CountSpans after recovery: got %d, want 3", n)
-	}
-	if got := seen.Load(); got != 2 {
-		t.Errorf("injector calls: got %d, want 2", got)
 	}
 }
 
