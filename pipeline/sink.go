@@ -62,7 +62,11 @@ type Sink interface {
 	Name() string
 	Capabilities() Capabilities
 	// Write stores the batch or returns an error. An error wrapped by [Permanent] is
-	// not retried: the batch is dead-lettered at once.
+	// not retried: the batch is split down to the records the sink rejects, and those are
+	// dead-lettered. An error wrapped by [Unavailable] means the store cannot be reached
+	// at all (connection refused, shutting down, timeouts): the writer waits with
+	// backpressure, however long, and never dead-letters for it. Any other error is
+	// retried MaxRetries times, then handled by the on_retry_exhausted policy.
 	Write(ctx context.Context, b *Batch) error
 }
 
@@ -108,4 +112,24 @@ func Permanent(err error) error {
 		return nil
 	}
 	return permanentError{err}
+}
+
+// ErrUnavailable matches errors that say the store itself is down or unreachable (see
+// [Unavailable]), as opposed to rejecting this batch.
+var ErrUnavailable = errors.New("store unavailable")
+
+type unavailableError struct{ err error }
+
+func (e unavailableError) Error() string   { return e.err.Error() }
+func (e unavailableError) Unwrap() []error { return []error{e.err, ErrUnavailable} }
+
+// Unavailable marks err as "the store is not there": connection refused, server
+// shutting down, a timeout. Kafka is the buffer, so the writer keeps retrying with
+// capped backoff (lag grows, fetching pauses, an alert fires on the stall) instead of
+// dead-lettering a batch that the store never looked at.
+func Unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return unavailableError{err}
 }

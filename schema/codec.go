@@ -87,6 +87,7 @@ func (ev *Event) normalize() {
 	if s == nil {
 		return
 	}
+	s.Event = ev.Type
 	if s.Version == 0 {
 		switch ev.Type {
 		case SpanStarted:

@@ -419,6 +419,7 @@ func (g *gen) expect(in *schema.Event) *schema.Event {
 	}
 	s := *in.Span
 	want.Span = &s
+	s.Event = in.Type
 	if s.Version == 0 {
 		s.Version = map[schema.EventType]uint64{schema.SpanStarted: 1, schema.SpanUpdated: 2, schema.SpanEnded: 3}[in.Type]
 	}

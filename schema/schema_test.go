@@ -238,6 +238,16 @@ func TestDecodeValid(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Decode(%s): got error %v, want nil", tc.json, err)
 			}
+			if got.Span != nil && got.Span.Event != got.Type {
+				t.Errorf("Decode(%s): Span.Event = %q, want the event type %q", tc.json, got.Span.Event, got.Type)
+			}
+			if want := tc.want; want.Span != nil {
+				s := *want.Span
+				s.Event = want.Type
+				w := *want
+				w.Span = &s
+				tc.want = &w
+			}
 			if !eventsEqual(got, tc.want) {
 				t.Errorf("Decode(%s): differs from want:\n%s", tc.json, diffEvents(got, tc.want))
 			}

@@ -154,10 +154,38 @@ type Span struct {
 	// store. When a producer does not set it, [Decode] derives it from the event type
 	// (started 1, updated 2, ended 3), which orders the lifecycle but not several updates.
 	Version uint64 `json:"version,omitzero"`
+
+	// Event is the lifecycle event this snapshot came with (span_started, span_updated
+	// or span_ended). It is set by Decode and is not part of the wire form.
+	Event EventType `json:"-"`
 }
 
 // Ended reports whether the snapshot is final: the span has ended, or is an event span.
-func (s *Span) Ended() bool { return s.IsEvent || !s.EndTime.IsZero() }
+func (s *Span) Ended() bool { return s.IsEvent || s.Event == SpanEnded || !s.EndTime.IsZero() }
+
+// Rank orders the lifecycle events of one version: ended beats updated beats started
+// (and an event span, final by nature, ranks as ended).
+func (s *Span) Rank() uint8 {
+	switch {
+	case s.IsEvent || s.Event == SpanEnded:
+		return 3
+	case s.Event == SpanUpdated:
+		return 2
+	case s.Event == SpanStarted:
+		return 1
+	}
+	return 0
+}
+
+// Supersedes reports whether snapshot s replaces o of the same span: a higher version
+// wins, and on a tie the higher rank, so that the newest snapshot wins whatever the
+// arrival order. Equal snapshots do not supersede each other (the one held stays).
+func (s *Span) Supersedes(o *Span) bool {
+	if s.Version != o.Version {
+		return s.Version > o.Version
+	}
+	return s.Rank() > o.Rank()
+}
 
 // ErrorInfo describes the error a span ended with.
 type ErrorInfo struct {
