@@ -40,6 +40,9 @@ type exitError struct {
 
 func (e exitError) Error() string { return e.err.Error() }
 
+// Unwrap lets main see flag.ErrHelp (and other causes) through the exit code.
+func (e exitError) Unwrap() error { return e.err }
+
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
