@@ -16,7 +16,7 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v /integration)
 test: vet deps-check unit race sql-check rules-check integration bench-smoke
 
 build:
-	$(GO) build -o bin/spanpipe ./cmd/spanpipe
+	$(GO) build -buildvcs=true -o bin/spanpipe ./cmd/spanpipe
 
 vet:
 	$(GO) vet ./...

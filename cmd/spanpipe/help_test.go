@@ -49,3 +49,16 @@ func TestHelpExitsZero(t *testing.T) {
 		})
 	}
 }
+
+func TestVersion(t *testing.T) {
+	bin, err := binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, arg := range []string{"version", "--version"} {
+		out, err := exec.Command(bin, arg).CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), "spanpipe ") || !strings.Contains(string(out), "commit ") {
+			t.Errorf("spanpipe %s = %q, %v; want one line with the version and commit", arg, out, err)
+		}
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/spanpipe/spanpipe/internal/app"
 )
 
 const usage = `usage: spanpipe <command> [flags]
@@ -25,6 +27,7 @@ commands:
   drops     drops tail: print drop events (and --dead-letters) as they arrive
   replay    re-publish dead letters to their source topics (--dry-run counts them)
   bench     end-to-end throughput, latency and memory against a real broker
+  version   print the version and commit (also: spanpipe --version)
 
 Run 'spanpipe <command> -h' for the flags of a command.
 `
@@ -79,6 +82,9 @@ func main() {
 		err = runReplay(ctx, args)
 	case "bench":
 		err = runBench(ctx, args)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, app.BuildInfo())
+		return
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
