@@ -58,6 +58,9 @@ func runConsume(ctx context.Context, args []string) error {
 		return nil
 	}
 	log := app.NewLogger(cfg.Log)
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
 	reg := app.NewRegistry()
 
 	sink, err := openSink(ctx, cfg.Sink, log, reg)

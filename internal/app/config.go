@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,10 @@ type Config struct {
 	Drops    dropalerts.Config `yaml:"drops"`
 	Metrics  MetricsConfig     `yaml:"metrics"`
 	Log      LogConfig         `yaml:"log"`
+
+	// Warnings are what Load noticed but did not reject, for the command to log once
+	// it has a logger (SPANPIPE_* variables that are no setting).
+	Warnings []string `yaml:"-"`
 }
 
 // Sink types: the values of [SinkConfig.Type].
@@ -143,6 +148,9 @@ func Load(path string, environ []string) (Config, error) {
 	if err := ApplyEnv(&cfg, environ); err != nil {
 		return cfg, err
 	}
+	for _, k := range UnknownEnv(environ) {
+		cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("environment variable %s is not a spanpipe setting; ignored", k))
+	}
 	return cfg, nil
 }
 
@@ -163,9 +171,7 @@ func ApplyEnv(cfg *Config, environ []string) error {
 		return nil
 	}
 	var errs []error
-	known := make(map[string]bool)
 	walkYAML(reflect.ValueOf(cfg).Elem(), "SPANPIPE", func(name string, f reflect.Value) {
-		known[name] = true
 		v, ok := vars[name]
 		if !ok {
 			return
@@ -174,12 +180,27 @@ func ApplyEnv(cfg *Config, environ []string) error {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
 	})
-	for k := range vars {
-		if !known[k] && !ignoredEnv[k] {
-			errs = append(errs, fmt.Errorf("%s: unknown setting", k))
+	return errors.Join(errs...)
+}
+
+// UnknownEnv lists the SPANPIPE_* variables in environ that are no setting, sorted.
+// They are not errors: the prefix is not ours alone (Kubernetes injects
+// SPANPIPE_PORT and SPANPIPE_SERVICE_HOST into every pod of a namespace with a
+// Service named spanpipe, and other tools' variables may share it), so a command
+// warns about them and goes on.
+func UnknownEnv(environ []string) []string {
+	known := make(map[string]bool)
+	var cfg Config
+	walkYAML(reflect.ValueOf(&cfg).Elem(), "SPANPIPE", func(name string, _ reflect.Value) { known[name] = true })
+	var out []string
+	for _, kv := range environ {
+		k, _, ok := strings.Cut(kv, "=")
+		if ok && strings.HasPrefix(k, "SPANPIPE_") && !known[k] && !ignoredEnv[k] && !slices.Contains(out, k) {
+			out = append(out, k)
 		}
 	}
-	return errors.Join(errs...)
+	slices.Sort(out)
+	return out
 }
 
 // ignoredEnv are SPANPIPE_ variables read elsewhere, not config keys. The

@@ -3,6 +3,7 @@ package app
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +54,6 @@ func TestApplyEnvErrors(t *testing.T) {
 	tests := []struct{ env, want string }{
 		{"SPANPIPE_PIPELINE_MAX_BATCH_SIZE=lots", "SPANPIPE_PIPELINE_MAX_BATCH_SIZE"},
 		{"SPANPIPE_PIPELINE_MAX_BATCH_WAIT=5", "SPANPIPE_PIPELINE_MAX_BATCH_WAIT"},
-		{"SPANPIPE_KAFKA_BROKER=a:1", "unknown setting"},
 	}
 	for _, tt := range tests {
 		cfg := DefaultConfig()
@@ -61,6 +61,28 @@ func TestApplyEnvErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: err = %v, want one mentioning %q", tt.env, err, tt.want)
 		}
+	}
+}
+
+// TestUnrelatedEnvIsAWarning: Kubernetes injects SPANPIPE_PORT and
+// SPANPIPE_SERVICE_HOST into every pod when a Service is named spanpipe, and a typo
+// must not be fatal either: they are warned about, and the config still loads.
+func TestUnrelatedEnvIsAWarning(t *testing.T) {
+	env := []string{"SPANPIPE_PORT=tcp://10.0.0.1:9464", "SPANPIPE_SERVICE_HOST=10.0.0.1", "SPANPIPE_ALERTMANAGER_URL=http://am",
+		"SPANPIPE_SRC=x", "SPANPIPE_KAFKA_BROKER=a:1", "SPANPIPE_KAFKA_GROUP=g", "SPANPIPE_CONFIG=", "HOME=/root"}
+	cfg, err := Load("", env)
+	if err != nil {
+		t.Fatalf("Load: %v, want unrelated SPANPIPE_* variables ignored", err)
+	}
+	if cfg.Kafka.Group != "g" {
+		t.Errorf("kafka.group = %q, want g from SPANPIPE_KAFKA_GROUP", cfg.Kafka.Group)
+	}
+	want := []string{"SPANPIPE_ALERTMANAGER_URL", "SPANPIPE_KAFKA_BROKER", "SPANPIPE_PORT", "SPANPIPE_SERVICE_HOST", "SPANPIPE_SRC"}
+	if got := UnknownEnv(env); !slices.Equal(got, want) {
+		t.Errorf("UnknownEnv = %v, want %v", got, want)
+	}
+	if len(cfg.Warnings) != len(want) || !strings.Contains(cfg.Warnings[0], "SPANPIPE_ALERTMANAGER_URL") {
+		t.Errorf("Warnings = %q, want one per unknown variable", cfg.Warnings)
 	}
 }
 
