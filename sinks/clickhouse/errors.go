@@ -10,6 +10,12 @@ import (
 	"github.com/spanpipe/spanpipe/pipeline"
 )
 
+// Codes the migrator checks by number.
+const (
+	codeUnknownTable    = 60
+	codeUnknownDatabase = 81
+)
+
 // ClickHouse error codes (src/Common/ErrorCodes.cpp) that a retry of the same insert
 // cannot fix: the batch, or the schema it meets, is at fault.
 var permanentCodes = map[int32]string{

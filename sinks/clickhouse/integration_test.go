@@ -15,16 +15,19 @@ import (
 	"github.com/testcontainers/testcontainers-go"
 	tcch "github.com/testcontainers/testcontainers-go/modules/clickhouse"
 
+	"github.com/spanpipe/spanpipe/internal/chlocal"
 	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/schema"
 	"github.com/spanpipe/spanpipe/sinks/clickhouse"
 )
 
 // The tests in this file run against a real ClickHouse server: the one named by
-// CLICKHOUSE_DSN (clickhouse://user:password@host:9000), or else a testcontainers
-// container (image CLICKHOUSE_IMAGE, default clickhouse/clickhouse-server:25.8),
-// shared by the package and removed in TestMain. They skip, saying why, when neither
-// is available. Each test uses a database of its own.
+// CLICKHOUSE_DSN (clickhouse://user:password@host:9000), else a testcontainers
+// container (image CLICKHOUSE_IMAGE, default clickhouse/clickhouse-server:25.8) when
+// a Docker engine answers, else the local launcher (deploy/local/clickhouse.sh, the
+// ClickHouse engine of PyPI's chdb-core); shared by the package and removed in
+// TestMain. They skip, saying why, only when none of these is available. Each test
+// uses a database of its own.
 
 const defaultImage = "clickhouse/clickhouse-server:25.8"
 
@@ -34,6 +37,9 @@ var server struct {
 	skip string
 	err  error
 	ctr  *tcch.ClickHouseContainer
+	// local is the launcher's server and dir its data directory, removed in TestMain.
+	local *chlocal.Server
+	dir   string
 }
 
 func TestMain(m *testing.M) {
@@ -42,6 +48,16 @@ func TestMain(m *testing.M) {
 		if err := testcontainers.TerminateContainer(server.ctr); err != nil {
 			fmt.Fprintln(os.Stderr, "terminate clickhouse container:", err)
 		}
+	}
+	if server.local != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := server.local.Stop(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "stop the local clickhouse server:", err)
+		}
+		cancel()
+	}
+	if server.dir != "" {
+		_ = os.RemoveAll(server.dir)
 	}
 	os.Exit(code)
 }
@@ -80,11 +96,10 @@ func startServer() {
 		server.cfg = cfg
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	if reason := dockerUnavailable(ctx); reason != "" {
-		server.skip = "no ClickHouse server: CLICKHOUSE_DSN is not set and no Docker engine answers (" +
-			reason + "); the SQL is still checked on chdb by testdata/chdb_check.sh"
+		startLocal(ctx, "no Docker engine answers ("+reason+")")
 		return
 	}
 	img := os.Getenv("CLICKHOUSE_IMAGE")
@@ -103,6 +118,39 @@ func startServer() {
 		return
 	}
 	cfg.Addr, cfg.Username, cfg.Password = []string{host}, ctr.User, ctr.Password
+	server.cfg = cfg
+}
+
+// startLocal starts the local launcher's server; why says why it is used.
+func startLocal(ctx context.Context, why string) {
+	dir, err := os.MkdirTemp("", "spanpipe-clickhouse-test-")
+	if err != nil {
+		server.err = err
+		return
+	}
+	server.dir = dir
+	srv, err := chlocal.Start(ctx, dir)
+	if srv != nil && srv.DSN != "" {
+		server.local = srv
+	}
+	switch {
+	case errors.Is(err, chlocal.ErrUnavailable):
+		server.skip = "no ClickHouse server: CLICKHOUSE_DSN is not set, " + why + ", and the local launcher cannot run: " +
+			err.Error() + "; the SQL is still checked on chdb by testdata/chdb_check.sh"
+		return
+	case err != nil:
+		server.local = srv // stop whatever it left running
+		server.err = fmt.Errorf("%s; the local launcher failed: %w", why, err)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "clickhouse tests: %s, using the local launcher's server %s\n", why, srv.DSN)
+	opts, err := ch.ParseDSN(srv.DSN)
+	if err != nil {
+		server.err = err
+		return
+	}
+	cfg := clickhouse.DefaultConfig()
+	cfg.Addr, cfg.Username = opts.Addr, opts.Auth.Username
 	server.cfg = cfg
 }
 
