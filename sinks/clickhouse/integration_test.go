@@ -320,3 +320,60 @@ func TestMigrateAgainstServer(t *testing.T) {
 	}
 	_ = w.Close()
 }
+
+// A server that goes away is "unavailable" to the pipeline (wait, never dead-letter),
+// whether it was killed or stopped; once it is back, the same writer stores again.
+// It needs a server of its own to kill: the local launcher's.
+func TestWriterServerDownIsUnavailable(t *testing.T) {
+	srv, err := chlocal.Start(t.Context(), t.TempDir())
+	if errors.Is(err, chlocal.ErrUnavailable) {
+		t.Skipf("this test kills its server and needs the local launcher: %v", err)
+	}
+	t.Cleanup(func() {
+		if srv != nil {
+			_ = srv.Stop(context.Background())
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := ch.ParseDSN(srv.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := clickhouse.DefaultConfig()
+	cfg.Addr = opts.Addr
+	w, err := clickhouse.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	const trace = "22222222222222222222222222222222"
+	batch := func(i int) *pipeline.Batch {
+		return &pipeline.Batch{
+			Spans:   []*schema.Span{itSpan(trace, fmt.Sprintf("%016x", i), "", 3)},
+			Sources: []pipeline.SourceRange{{Topic: "t", Partition: 0, First: int64(i), Last: int64(i)}},
+		}
+	}
+	if err := w.Write(t.Context(), batch(1)); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	for i, down := range []func(context.Context) error{srv.Kill, srv.Stop} {
+		if err := down(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		err := w.Write(t.Context(), batch(10+i))
+		if !errors.Is(err, pipeline.ErrUnavailable) || errors.Is(err, pipeline.ErrPermanent) {
+			t.Errorf("Write with the server down (%d): got %v, want a pipeline.ErrUnavailable error", i, err)
+		}
+		if err := srv.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Write(t.Context(), batch(10+i)); err != nil {
+			t.Errorf("Write after the server is back: %v", err)
+		}
+	}
+	if n, err := w.CountSpans(t.Context()); err != nil || n != 3 {
+		t.Errorf("CountSpans: got %d, %v; want 3", n, err)
+	}
+}
