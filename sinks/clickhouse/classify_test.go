@@ -99,6 +99,7 @@ func TestClassify(t *testing.T) {
 		{"not found column in block", ex(10, "Not found column trace_id in block"), permanent},
 		{"number of columns", ex(20, "Number of columns doesn't match"), permanent},
 		{"unknown setting", ex(115, "Unknown setting insert_deduplication_token"), permanent},
+		{"violated constraint", ex(469, "Constraint `no_poison` for table spanpipe.spans is violated at row 3"), permanent},
 		{"too many partitions", ex(252, "Too many partitions for single INSERT block (more than 100)"), permanent},
 		{"wrapped permanent exception", fmt.Errorf("clickhouse: insert: %w", ex(60, "Table x does not exist")), permanent},
 		{"column conversion", &column.ColumnConverterError{Op: "Append", To: "UInt64", From: "string"}, permanent},

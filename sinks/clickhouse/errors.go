@@ -57,6 +57,7 @@ var permanentCodes = map[int32]string{
 	349: "CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN",
 	386: "NO_COMMON_TYPE",
 	407: "DECIMAL_OVERFLOW",
+	469: "VIOLATED_CONSTRAINT",
 }
 
 // Codes that say the server cannot take inserts right now, whatever the batch: the
