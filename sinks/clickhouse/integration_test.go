@@ -322,7 +322,8 @@ func TestMigrateAgainstServer(t *testing.T) {
 }
 
 // A server that goes away is "unavailable" to the pipeline (wait, never dead-letter),
-// whether it was killed or stopped; once it is back, the same writer stores again.
+// whether it was killed or stopped; once it is back, the same writer stores again, and
+// a batch written again is deduplicated by its token.
 // It needs a server of its own to kill: the local launcher's.
 func TestWriterServerDownIsUnavailable(t *testing.T) {
 	srv, err := chlocal.Start(t.Context(), t.TempDir())
@@ -372,6 +373,14 @@ func TestWriterServerDownIsUnavailable(t *testing.T) {
 		if err := w.Write(t.Context(), batch(10+i)); err != nil {
 			t.Errorf("Write after the server is back: %v", err)
 		}
+	}
+	// Retries carry the same insert_deduplication_token, also across a server crash
+	// and a restart: the batch stored before the kill is not inserted twice.
+	if err := w.Write(t.Context(), batch(1)); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if got := rawCount(t, rawConn(t, cfg), cfg.Database, "spans"); got != 3 {
+		t.Errorf("raw span rows: got %d, want 3 (a batch written again after a restart must be deduplicated)", got)
 	}
 	if n, err := w.CountSpans(t.Context()); err != nil || n != 3 {
 		t.Errorf("CountSpans: got %d, %v; want 3", n, err)
