@@ -4,6 +4,7 @@
 # HTTP protocols on loopback. See README.md here.
 #
 #   clickhouse.sh install
+#   clickhouse.sh python
 #   clickhouse.sh start [--port P] [--http-port H] [--data-dir DIR]
 #   clickhouse.sh stop [--data-dir DIR]
 #   clickhouse.sh kill [--data-dir DIR]
@@ -39,6 +40,7 @@ usage: $PROG <command> [options]
 
 commands:
   install                          create the venv with chdb-core $CHDB_CORE_VERSION (idempotent)
+  python                           install, then print the venv's python (it imports chdb)
   start [--port P] [--http-port H] [--data-dir DIR]
                                    start the server and wait until it answers; prints the
                                    native DSN on the last line of stdout. Ports default to the
@@ -379,6 +381,7 @@ main() {
   (($#)) && shift
   case "$cmd" in
     install) cmd_install ;;
+    python) cmd_install && echo "$VENV/bin/python" ;;
     start) cmd_start "$@" ;;
     stop) cmd_stop "$@" ;;
     kill) cmd_kill "$@" ;;
