@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -98,6 +99,34 @@ func (s *Server) Kill(ctx context.Context) error {
 func (s *Server) Stop(ctx context.Context) error {
 	_, err := s.run(ctx, "stop", "--data-dir", s.dataDir)
 	return err
+}
+
+// CPUSeconds returns the user+system CPU time the running server has used, from
+// /proc (Linux only), for benchmarks that report the store's share of the CPU.
+func (s *Server) CPUSeconds() (float64, error) {
+	pid, err := os.ReadFile(filepath.Join(s.dataDir, "clickhouse.pid"))
+	if err != nil {
+		return 0, err
+	}
+	stat, err := os.ReadFile(filepath.Join("/proc", strings.TrimSpace(string(pid)), "stat"))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces:
+	// utime and stime are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("chlocal: short /proc stat: %q", stat)
+	}
+	var ticks float64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("chlocal: /proc stat: %w", err)
+		}
+		ticks += float64(n)
+	}
+	return ticks / 100, nil
 }
 
 // Log returns the last lines of the server's log, for failure messages.
