@@ -25,7 +25,7 @@ import (
 )
 
 // The end-to-end test runs producer → Kafka → consumer group → ClickHouse, against
-// the ClickHouse of serverConfig (CLICKHOUSE_DSN, else testcontainers) and the Kafka
+// the ClickHouse of serverConfig (CLICKHOUSE_DSN, else testcontainers, else the local launcher) and the Kafka
 // named by KAFKA_BROKERS, else kfake in-process. It skips, saying which servers it
 // tried, when no ClickHouse answers.
 
