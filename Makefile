@@ -5,15 +5,24 @@ GO ?= go
 SHELL := /bin/bash
 GOTESTFLAGS ?= -timeout 20m
 
-.PHONY: test unit race deps-check vet build bench bench-smoke fuzz sql-check rules-check integration
+.PHONY: test unit race deps-check vet build bench bench-smoke fuzz sql-check rules-check integration clickhouse-local
 
 # Everything but the real-broker suite, which has its own target (and time budget).
 UNIT_PKGS = $$($(GO) list ./... | grep -v /integration)
 
-## test: everything CI runs: vet, the producer import check, unit and race tests, the
-## ClickHouse SQL on chdb, the Prometheus rules with promtool, the real-Kafka
-## integration suite, and a smoke-sized `spanpipe bench`.
-test: vet deps-check unit race sql-check rules-check integration bench-smoke
+## test: everything CI runs: vet, the producer import check, unit and race tests (the
+## ClickHouse sink's against a real server), the ClickHouse SQL on chdb, the Prometheus
+## rules with promtool, the real-Kafka and real-ClickHouse integration suite, and a
+## smoke-sized `spanpipe bench`.
+test: vet deps-check clickhouse-local unit race sql-check rules-check integration bench-smoke
+
+## clickhouse-local: installs the local ClickHouse server (deploy/local/clickhouse.sh:
+## a venv with the pinned chdb-core, python3-venv from apt when missing; ~1-2 min and
+## ~900 MB once, a second when installed). The sink tests, the integration suite and
+## `spanpipe bench --sink clickhouse` start servers from it when CLICKHOUSE_DSN is
+## not set and no Docker engine answers.
+clickhouse-local:
+	bash deploy/local/clickhouse.sh install
 
 build:
 	$(GO) build -buildvcs=true -o bin/spanpipe ./cmd/spanpipe
@@ -32,18 +41,20 @@ unit:
 	$(GO) test $(GOTESTFLAGS) -shuffle=on $(UNIT_PKGS)
 
 ## integration: real `spanpipe` processes against a real Apache Kafka (KAFKA_BROKERS,
-## else testcontainers when Docker answers, else deploy/local/kafka.sh). -v prints each
-## scenario's FIGURES line. Scenario sizes: SPANPIPE_IT_* (see integration/doc.go).
-integration:
+## else testcontainers when Docker answers, else deploy/local/kafka.sh) and, for the
+## TestClickHouse* scenarios, a real ClickHouse (CLICKHOUSE_DSN, else
+## deploy/local/clickhouse.sh). -v prints each scenario's FIGURES line. Scenario sizes:
+## SPANPIPE_IT_* (see integration/doc.go).
+integration: clickhouse-local
 	@set -o pipefail; rc=0; \
 	$(GO) test -timeout 30m -count=1 -v ./integration/ > integration.log 2>&1 || rc=$$?; \
 	grep -E '^(--- |\s+--- |PASS|FAIL|ok)|FIGURES|SKIP' integration.log; \
 	if [ $$rc -ne 0 ]; then echo "== integration failed (rc=$$rc); last 400 lines of integration.log:"; tail -n 400 integration.log; fi; \
 	exit $$rc
 
-## sql-check: every ClickHouse statement the sink issues, run on chdb (pip install chdb).
-sql-check:
-	bash sinks/clickhouse/testdata/chdb_check.sh
+## sql-check: every ClickHouse statement the sink issues, run on chdb (the launcher's venv).
+sql-check: clickhouse-local
+	PYTHON="$$(bash deploy/local/clickhouse.sh python)" bash sinks/clickhouse/testdata/chdb_check.sh
 
 ## rules-check: promtool check rules + promtool test rules (Debian's prometheus package).
 rules-check:

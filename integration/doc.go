@@ -9,6 +9,10 @@
 // only when none of these works, and say what was tried. Scenarios that kill or
 // restart brokers, or need three of them, start launcher instances of their own.
 //
+// The TestClickHouse* scenarios write to a real ClickHouse instead of DuckDB files: the
+// server named by CLICKHOUSE_DSN, else one started by deploy/local/clickhouse.sh (the
+// engine of PyPI's chdb-core); the scenario that kills ClickHouse starts its own.
+//
 // Run it with its own timeout, apart from the unit tests:
 //
 //	go test -v -timeout 30m ./integration/

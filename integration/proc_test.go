@@ -158,7 +158,7 @@ type rssSample struct {
 var metricsAddrRE = regexp.MustCompile(`msg="serving metrics" addr=(\S+)`)
 
 // startConsumer starts `spanpipe consume` as the scenario's group member name, writing
-// to db, with extra SPANPIPE_* settings on top of the scenario's. It returns once the
+// to db (a DuckDB file, or a clickhouse:// DSN), with extra SPANPIPE_* settings on top of the scenario's. It returns once the
 // process serves its metrics; it is killed when the test ends if still running.
 func (s *scenario) startConsumer(name, db string, extraEnv ...string) *consumerProc {
 	t := s.t
@@ -177,8 +177,12 @@ func (s *scenario) startConsumer(name, db string, extraEnv ...string) *consumerP
 			}
 		}
 	}}
+	sinkFlag := "--db"
+	if strings.HasPrefix(db, "clickhouse://") {
+		sinkFlag = "--dsn" // a ClickHouse database instead of a DuckDB file
+	}
 	p.cmd = exec.Command(spanpipeBinary(t), "consume", "--brokers", strings.Join(s.brokers, ","), "--group", s.group,
-		"--db", db, "--metrics-addr", "127.0.0.1:0")
+		sinkFlag, db, "--metrics-addr", "127.0.0.1:0")
 	p.cmd.Env = append(append(childEnv(), s.env...), append(extraEnv, "SPANPIPE_KAFKA_CLIENT_ID="+s.group+"-"+name)...)
 	p.cmd.Stdout, p.cmd.Stderr = w, w
 	p.cmd.SysProcAttr = sysProcAttr()

@@ -25,7 +25,7 @@ func runBench(ctx context.Context, args []string) error {
 	lifecycle := fs.String("lifecycle", "insert-only", "insert-only (one ended snapshot per span) or updates (started, updated, ended)")
 	consumers := fs.Int("consumers", 1, "consumers (in-process group members)")
 	sink := fs.String("sink", "duckdb", "duckdb, clickhouse (--dsn) or null (decode and batch, write nothing)")
-	dsn := fs.String("dsn", os.Getenv("CLICKHOUSE_DSN"), "ClickHouse DSN for --sink clickhouse, e.g. clickhouse://default@127.0.0.1:9000/default")
+	dsn := fs.String("dsn", os.Getenv("CLICKHOUSE_DSN"), "ClickHouse DSN for --sink clickhouse, e.g. clickhouse://default@127.0.0.1:9000/default; empty starts a local server with deploy/local/clickhouse.sh")
 	strategy := fs.String("strategy", "insert-only", "pipeline strategy")
 	partitions := fs.Int("partitions", 12, "partitions of the benchmark topic")
 	latency := fs.Int("latency-seconds", 10, "length of the steady-rate latency phase (0 skips it)")
@@ -41,8 +41,6 @@ func runBench(ctx context.Context, args []string) error {
 	switch {
 	case *sink != "duckdb" && *sink != "null" && *sink != "clickhouse":
 		return exitError{2, fmt.Errorf("--sink must be duckdb, clickhouse or null, got %q", *sink)}
-	case *sink == "clickhouse" && *dsn == "":
-		return exitError{2, fmt.Errorf("--sink clickhouse needs --dsn (or CLICKHOUSE_DSN)")}
 	}
 	st, err := pipeline.ParseStrategy(*strategy)
 	if err != nil {
@@ -81,6 +79,9 @@ func runBench(ctx context.Context, args []string) error {
 	fmt.Fprintf(tw, "end-to-end drain\t%.0f spans/s (%.0f records/s, %.0f%% of raw)\n", res.DrainSpansPerSec, res.DrainRecordsPerSec, 100*res.RatioToRaw)
 	fmt.Fprintf(tw, "consumer CPU\t%.3f s per 1k spans\n", res.CPUSecondsPer1k)
 	fmt.Fprintf(tw, "peak RSS\t%.0f MB\n", res.PeakRSSMB)
+	if res.ServerCPUSecondsPer1k > 0 {
+		fmt.Fprintf(tw, "ClickHouse server CPU\t%.3f s per 1k spans\n", res.ServerCPUSecondsPer1k)
+	}
 	fmt.Fprintf(tw, "rows written per span\t%.2f (stored %d)\n", res.RowsPerSpan, res.Stored)
 	if res.LatencyRate > 0 {
 		fmt.Fprintf(tw, "latency @ %.0f spans/s\tp50 %.0f ms, p95 %.0f ms, p99 %.0f ms\n", res.LatencyRate, res.LatencyP50ms, res.LatencyP95ms, res.LatencyP99ms)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spanpipe/spanpipe/internal/app"
+	"github.com/spanpipe/spanpipe/internal/chlocal"
 	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/producer"
 	"github.com/spanpipe/spanpipe/schema"
@@ -42,7 +43,7 @@ type Options struct {
 	Lifecycle  string // "insert-only": one ended snapshot per span; "updates": started+updated+ended
 	Consumers  int
 	Sink       string // duckdb, clickhouse or null
-	DSN        string // ClickHouse, for Sink "clickhouse"
+	DSN        string // ClickHouse, for Sink "clickhouse"; empty starts deploy/local/clickhouse.sh
 	Strategy   pipeline.Strategy
 	Partitions int
 	DBDir      string
@@ -71,12 +72,15 @@ type Result struct {
 	RatioToRaw         float64 `json:"drain_to_raw_ratio"`
 	CPUSecondsPer1k    float64 `json:"consumer_cpu_seconds_per_1k_spans"`
 	PeakRSSMB          float64 `json:"peak_rss_mb"`
-	RowsPerSpan        float64 `json:"rows_written_per_span"`
-	Stored             int64   `json:"spans_stored"`
-	LatencyRate        float64 `json:"latency_phase_spans_per_s"`
-	LatencyP50ms       float64 `json:"latency_p50_ms"`
-	LatencyP95ms       float64 `json:"latency_p95_ms"`
-	LatencyP99ms       float64 `json:"latency_p99_ms"`
+	// ServerCPUSecondsPer1k is the CPU the ClickHouse server used during the drain,
+	// when the bench started it (the local launcher), per 1k spans.
+	ServerCPUSecondsPer1k float64 `json:"clickhouse_server_cpu_seconds_per_1k_spans,omitempty"`
+	RowsPerSpan           float64 `json:"rows_written_per_span"`
+	Stored                int64   `json:"spans_stored"`
+	LatencyRate           float64 `json:"latency_phase_spans_per_s"`
+	LatencyP50ms          float64 `json:"latency_p50_ms"`
+	LatencyP95ms          float64 `json:"latency_p95_ms"`
+	LatencyP99ms          float64 `json:"latency_p99_ms"`
 }
 
 // Run executes the benchmark.
@@ -88,6 +92,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		Consumers: o.Consumers, Partitions: o.Partitions}
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	topic, drops := "bench.spans."+run, "bench.drops."+run
+	var server *chlocal.Server
+	if o.Sink == "clickhouse" && o.DSN == "" {
+		srv, dsn, stop, err := startLocalClickHouse(ctx, o.Progress)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		server, o.DSN = srv, dsn
+	}
 	adm, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers...))
 	if err != nil {
 		return nil, err
@@ -134,6 +147,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer cs.stop()
 	start := time.Now()
 	cpu0 := cpuSeconds()
+	srvCPU0 := serverCPU(server)
 	var peakRSS atomic.Int64
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	var sw sync.WaitGroup
@@ -153,12 +167,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.DrainRecordsPerSec = float64(records) / drain.Seconds()
 	res.RatioToRaw = res.DrainRecordsPerSec / res.RawRecordsPerSec
 	res.CPUSecondsPer1k = cpu / float64(o.Spans) * 1000
+	res.ServerCPUSecondsPer1k = (serverCPU(server) - srvCPU0) / float64(o.Spans) * 1000
 	res.PeakRSSMB = float64(peakRSS.Load()) / (1 << 20)
 	res.RowsPerSpan = cs.rows() / float64(o.Spans)
 	res.Strategy = string(cs.strategy)
 	res.Stored = cs.stored(ctx)
 	fmt.Fprintf(o.Progress, "bench: drained in %s: %.0f spans/s, %.3f CPU s per 1k spans, peak RSS %.0f MB (%.0f MB before the consumers started)\n",
 		drain.Round(time.Millisecond), res.DrainSpansPerSec, res.CPUSecondsPer1k, res.PeakRSSMB, float64(rss0)/(1<<20))
+	if server != nil {
+		fmt.Fprintf(o.Progress, "bench: the ClickHouse server used %.3f CPU s per 1k spans\n", res.ServerCPUSecondsPer1k)
+	}
 
 	// Phase 4: latency at half the measured drain rate.
 	if o.LatencySeconds > 0 {
@@ -177,6 +195,40 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			rate, res.LatencyP50ms, res.LatencyP95ms, res.LatencyP99ms)
 	}
 	return res, nil
+}
+
+// startLocalClickHouse starts a throw-away server with deploy/local/clickhouse.sh and
+// returns it, the DSN of a database of its own, and a function that stops it and
+// deletes its data.
+func startLocalClickHouse(ctx context.Context, progress io.Writer) (*chlocal.Server, string, func(), error) {
+	dir, err := os.MkdirTemp("", "spanpipe-bench-clickhouse-")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	fmt.Fprintf(progress, "bench: no --dsn: starting a local ClickHouse server (deploy/local/clickhouse.sh, data %s)\n", dir)
+	srv, err := chlocal.Start(ctx, dir)
+	stop := func() {
+		if srv != nil {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			_ = srv.Stop(sctx)
+			cancel()
+		}
+		_ = os.RemoveAll(dir)
+	}
+	if err != nil {
+		stop()
+		return nil, "", nil, fmt.Errorf("bench: --sink clickhouse without --dsn: %w", err)
+	}
+	return srv, strings.TrimSuffix(srv.DSN, "/default") + "/spanpipe_bench", stop, nil
+}
+
+// serverCPU is the CPU seconds srv has used so far; 0 without a server of ours.
+func serverCPU(srv *chlocal.Server) float64 {
+	if srv == nil {
+		return 0
+	}
+	s, _ := srv.CPUSeconds()
+	return s
 }
 
 // textGen writes prose-like payloads that compress about as well as LLM text (zstd

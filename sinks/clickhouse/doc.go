@@ -62,10 +62,14 @@
 // Write wraps with [pipeline.Permanent] what a retry cannot fix: a row the column
 // cannot hold (a time outside DateTime64(9)), a driver conversion error, a schema
 // mismatch, and server exceptions such as UNKNOWN_TABLE (60), NO_SUCH_COLUMN_IN_TABLE
-// (16), TYPE_MISMATCH (53), CANNOT_PARSE_* and ILLEGAL_TYPE_OF_ARGUMENT (43). Network
-// errors, timeouts, TOO_MANY_PARTS (252), UNKNOWN_STATUS_OF_INSERT (319),
-// MEMORY_LIMIT_EXCEEDED (241), Keeper errors (999), access errors and unknown codes are
-// returned as they are, for the pipeline to retry. Sentinel: [ErrClosed].
+// (16), TYPE_MISMATCH (53), CANNOT_PARSE_* and ILLEGAL_TYPE_OF_ARGUMENT (43). It wraps
+// with [pipeline.Unavailable] what says the store cannot take inserts at all, so that
+// the pipeline waits with backpressure instead of dead-lettering: connection refused
+// or reset, EOF on the socket, timeouts, a server shutting down (ABORTED 236,
+// QUERY_WAS_CANCELLED 394), overload (TOO_MANY_PARTS 252, MEMORY_LIMIT_EXCEEDED 241,
+// TOO_MANY_SIMULTANEOUS_QUERIES 202), UNKNOWN_STATUS_OF_INSERT (319), Keeper and
+// replica trouble, a full disk, refused credentials. Unknown codes and anything else
+// are returned as they are, for the pipeline to retry. Sentinel: [ErrClosed].
 //
 // # Metrics
 //

@@ -25,9 +25,9 @@ import (
 )
 
 // The end-to-end test runs producer → Kafka → consumer group → ClickHouse, against
-// the ClickHouse of serverConfig (CLICKHOUSE_DSN, else testcontainers) and the Kafka
-// named by KAFKA_BROKERS, else kfake in-process. It skips, saying which servers it
-// tried, when no ClickHouse answers.
+// the ClickHouse of serverConfig (CLICKHOUSE_DSN, else testcontainers, else the local
+// launcher) and the Kafka named by KAFKA_BROKERS, else kfake in-process. It skips,
+// saying which servers it tried, when no ClickHouse answers.
 
 // e2eKafka returns the brokers and a spans and a drops topic of the test's own.
 func e2eKafka(t *testing.T) (brokers []string, spans, drops string) {

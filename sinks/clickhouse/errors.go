@@ -1,13 +1,24 @@
 package clickhouse
 
 import (
+	"context"
 	"errors"
+	"io"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 
 	"github.com/spanpipe/spanpipe/pipeline"
+)
+
+// Codes the migrator checks by number.
+const (
+	codeUnknownTable    = 60
+	codeUnknownDatabase = 81
 )
 
 // ClickHouse error codes (src/Common/ErrorCodes.cpp) that a retry of the same insert
@@ -46,14 +57,16 @@ var permanentCodes = map[int32]string{
 	349: "CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN",
 	386: "NO_COMMON_TYPE",
 	407: "DECIMAL_OVERFLOW",
+	469: "VIOLATED_CONSTRAINT",
 }
 
-// Codes known to be transient: overload, timeouts, the network, Keeper and replication
-// trouble, and conditions an operator fixes without touching the data (access, disk
-// space). They are listed to document the choice; any code not in permanentCodes is
-// retried, because dead-lettering a good batch is worse than retrying a bad one a few
-// times.
-var transientCodes = map[int32]string{
+// Codes that say the server cannot take inserts right now, whatever the batch: the
+// network and its timeouts, a server shutting down (queries aborted or cancelled),
+// overload (memory, too many queries or parts, no free thread), a replica without
+// Keeper or quorum, a full disk, and credentials the server refuses. The writer waits
+// for these with backpressure (Kafka holds the data) instead of dead-lettering good
+// batches: an operator fixes them without touching the data.
+var unavailableCodes = map[int32]string{
 	3:    "UNEXPECTED_END_OF_FILE",
 	32:   "ATTEMPT_TO_READ_AFTER_EOF",
 	33:   "CANNOT_READ_ALL_DATA",
@@ -75,39 +88,51 @@ var transientCodes = map[int32]string{
 	285:  "TOO_FEW_LIVE_REPLICAS",
 	286:  "UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE",
 	319:  "UNKNOWN_STATUS_OF_INSERT",
-	373:  "SESSION_IS_LOCKED",
 	394:  "QUERY_WAS_CANCELLED",
-	425:  "SYSTEM_ERROR",
 	439:  "CANNOT_SCHEDULE_TASK",
-	473:  "DEADLOCK_AVOIDED",
 	497:  "ACCESS_DENIED",
 	516:  "AUTHENTICATION_FAILED",
 	999:  "KEEPER_EXCEPTION",
 	1000: "POCO_EXCEPTION",
 }
 
-// classify returns err wrapped with [pipeline.Permanent] when retrying the same batch
-// cannot succeed, and err unchanged otherwise (the pipeline retries it):
+// Driver messages of a connection that broke, for the errors clickhouse-go creates
+// without wrapping the socket's error ("attempted sending on closed connection").
+var brokenConnection = []string{
+	"closed connection",
+	"connection refused",
+	"connection reset",
+	"broken pipe",
+	"i/o timeout",
+}
+
+// classify sorts a failed insert into three kinds:
 //
-//   - a ClickHouse exception with a code in permanentCodes (unknown table or column,
-//     type mismatch, unparsable value, ...), or TOO_MANY_PARTS raised for "too many
-//     partitions for single INSERT block", which a retry of the same block meets again;
-//   - a driver error converting a Go value to a column type.
+//   - [pipeline.Permanent]: the server rejects this batch, and a retry meets the same
+//     answer. A code in permanentCodes (unknown table or column, type mismatch,
+//     unparsable value, ...), TOO_MANY_PARTS raised for "too many partitions for
+//     single INSERT block", or a driver error converting a Go value to a column type.
+//   - [pipeline.Unavailable]: the store is down, unreachable or overloaded, whatever
+//     the batch: a code in unavailableCodes, a network error (refused, reset, EOF, a
+//     timeout), an HTTP 502/503/504, the pool's acquire timeout, a deadline.
+//   - anything else (an unknown code, SYSTEM_ERROR, a cancelled context) is returned
+//     as it is: retried, then handled by the on_retry_exhausted policy.
 //
-// Everything else stays retryable: timeouts, connection errors, context errors,
-// TOO_MANY_PARTS, UNKNOWN_STATUS_OF_INSERT, memory limits, Keeper errors, unknown
-// codes. Already-permanent errors are returned as they are. The message is kept.
+// Already-classified errors are returned as they are. The message is kept.
 func classify(err error) error {
-	if err == nil || errors.Is(err, pipeline.ErrPermanent) {
+	if err == nil || errors.Is(err, pipeline.ErrPermanent) || errors.Is(err, pipeline.ErrUnavailable) {
 		return err
 	}
 	var ex *ch.Exception
 	if errors.As(err, &ex) {
-		if _, ok := permanentCodes[ex.Code]; ok {
+		switch _, perm := permanentCodes[ex.Code]; {
+		case perm:
+			return pipeline.Permanent(err)
+		case ex.Code == 252 && strings.Contains(strings.ToLower(ex.Message), "too many partitions"):
 			return pipeline.Permanent(err)
 		}
-		if ex.Code == 252 && strings.Contains(strings.ToLower(ex.Message), "too many partitions") {
-			return pipeline.Permanent(err)
+		if _, ok := unavailableCodes[ex.Code]; ok {
+			return pipeline.Unavailable(err)
 		}
 		return err
 	}
@@ -119,5 +144,37 @@ func classify(err error) error {
 	if errors.As(err, &conv) || errors.As(err, &col) || errors.As(err, &typ) {
 		return pipeline.Permanent(err)
 	}
+	if unreachable(err) {
+		return pipeline.Unavailable(err)
+	}
 	return err
+}
+
+// unreachable reports whether err says the connection to the server failed.
+func unreachable(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false // our caller gave up, the server said nothing
+	}
+	var (
+		netErr  net.Error
+		httpErr *ch.HTTPError
+	)
+	switch {
+	case errors.As(err, &netErr),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, ch.ErrAcquireConnTimeout):
+		return true
+	case errors.As(err, &httpErr):
+		return httpErr.StatusCode == 502 || httpErr.StatusCode == 503 || httpErr.StatusCode == 504
+	}
+	msg := strings.ToLower(err.Error())
+	for _, m := range brokenConnection {
+		if strings.Contains(msg, m) {
+			return true
+		}
+	}
+	return false
 }

@@ -15,16 +15,19 @@ import (
 	"github.com/testcontainers/testcontainers-go"
 	tcch "github.com/testcontainers/testcontainers-go/modules/clickhouse"
 
+	"github.com/spanpipe/spanpipe/internal/chlocal"
 	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/schema"
 	"github.com/spanpipe/spanpipe/sinks/clickhouse"
 )
 
 // The tests in this file run against a real ClickHouse server: the one named by
-// CLICKHOUSE_DSN (clickhouse://user:password@host:9000), or else a testcontainers
-// container (image CLICKHOUSE_IMAGE, default clickhouse/clickhouse-server:25.8),
-// shared by the package and removed in TestMain. They skip, saying why, when neither
-// is available. Each test uses a database of its own.
+// CLICKHOUSE_DSN (clickhouse://user:password@host:9000), else a testcontainers
+// container (image CLICKHOUSE_IMAGE, default clickhouse/clickhouse-server:25.8) when
+// a Docker engine answers, else the local launcher (deploy/local/clickhouse.sh, the
+// ClickHouse engine of PyPI's chdb-core); shared by the package and removed in
+// TestMain. They skip, saying why, only when none of these is available. Each test
+// uses a database of its own.
 
 const defaultImage = "clickhouse/clickhouse-server:25.8"
 
@@ -34,6 +37,9 @@ var server struct {
 	skip string
 	err  error
 	ctr  *tcch.ClickHouseContainer
+	// local is the launcher's server and dir its data directory, removed in TestMain.
+	local *chlocal.Server
+	dir   string
 }
 
 func TestMain(m *testing.M) {
@@ -42,6 +48,16 @@ func TestMain(m *testing.M) {
 		if err := testcontainers.TerminateContainer(server.ctr); err != nil {
 			fmt.Fprintln(os.Stderr, "terminate clickhouse container:", err)
 		}
+	}
+	if server.local != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := server.local.Stop(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "stop the local clickhouse server:", err)
+		}
+		cancel()
+	}
+	if server.dir != "" {
+		_ = os.RemoveAll(server.dir)
 	}
 	os.Exit(code)
 }
@@ -80,11 +96,10 @@ func startServer() {
 		server.cfg = cfg
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	if reason := dockerUnavailable(ctx); reason != "" {
-		server.skip = "no ClickHouse server: CLICKHOUSE_DSN is not set and no Docker engine answers (" +
-			reason + "); the SQL is still checked on chdb by testdata/chdb_check.sh"
+		startLocal(ctx, "no Docker engine answers ("+reason+")")
 		return
 	}
 	img := os.Getenv("CLICKHOUSE_IMAGE")
@@ -103,6 +118,39 @@ func startServer() {
 		return
 	}
 	cfg.Addr, cfg.Username, cfg.Password = []string{host}, ctr.User, ctr.Password
+	server.cfg = cfg
+}
+
+// startLocal starts the local launcher's server; why says why it is used.
+func startLocal(ctx context.Context, why string) {
+	dir, err := os.MkdirTemp("", "spanpipe-clickhouse-test-")
+	if err != nil {
+		server.err = err
+		return
+	}
+	server.dir = dir
+	srv, err := chlocal.Start(ctx, dir)
+	if srv != nil && srv.DSN != "" {
+		server.local = srv
+	}
+	switch {
+	case errors.Is(err, chlocal.ErrUnavailable):
+		server.skip = "no ClickHouse server: CLICKHOUSE_DSN is not set, " + why + ", and the local launcher cannot run: " +
+			err.Error() + "; the SQL is still checked on chdb by testdata/chdb_check.sh"
+		return
+	case err != nil:
+		server.local = srv // stop whatever it left running
+		server.err = fmt.Errorf("%s; the local launcher failed: %w", why, err)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "clickhouse tests: %s, using the local launcher's server %s\n", why, srv.DSN)
+	opts, err := ch.ParseDSN(srv.DSN)
+	if err != nil {
+		server.err = err
+		return
+	}
+	cfg := clickhouse.DefaultConfig()
+	cfg.Addr, cfg.Username = opts.Addr, opts.Auth.Username
 	server.cfg = cfg
 }
 
@@ -271,4 +319,68 @@ func TestMigrateAgainstServer(t *testing.T) {
 		t.Fatalf("Open after migrating: %v", err)
 	}
 	_ = w.Close()
+}
+
+// A server that goes away is "unavailable" to the pipeline (wait, never dead-letter);
+// once it is back, the same writer stores again, and a batch written again is
+// deduplicated by its token.
+// It needs a server of its own to kill: the local launcher's.
+func TestWriterServerDownIsUnavailable(t *testing.T) {
+	srv, err := chlocal.Start(t.Context(), t.TempDir())
+	if errors.Is(err, chlocal.ErrUnavailable) {
+		t.Skipf("this test kills its server and needs the local launcher: %v", err)
+	}
+	t.Cleanup(func() {
+		if srv != nil {
+			_ = srv.Stop(context.Background())
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := ch.ParseDSN(srv.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := clickhouse.DefaultConfig()
+	cfg.Addr = opts.Addr
+	w, err := clickhouse.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	const trace = "22222222222222222222222222222222"
+	batch := func(i int) *pipeline.Batch {
+		return &pipeline.Batch{
+			Spans:   []*schema.Span{itSpan(trace, fmt.Sprintf("%016x", i), "", 3)},
+			Sources: []pipeline.SourceRange{{Topic: "t", Partition: 0, First: int64(i), Last: int64(i)}},
+		}
+	}
+	if err := w.Write(t.Context(), batch(1)); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if err := srv.Kill(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	err = w.Write(t.Context(), batch(2))
+	if !errors.Is(err, pipeline.ErrUnavailable) || errors.Is(err, pipeline.ErrPermanent) {
+		t.Errorf("Write with the server killed: got %v, want a pipeline.ErrUnavailable error", err)
+	}
+	if err := srv.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(t.Context(), batch(2)); err != nil {
+		t.Errorf("Write after the server is back: %v", err)
+	}
+	// Retries carry the same insert_deduplication_token, also across a server crash
+	// and a restart: the batch stored before the kill is not inserted twice.
+	if err := w.Write(t.Context(), batch(1)); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if got := rawCount(t, rawConn(t, cfg), cfg.Database, "spans"); got != 2 {
+		t.Errorf("raw span rows: got %d, want 2 (a batch written again after a restart must be deduplicated)", got)
+	}
+	if n, err := w.CountSpans(t.Context()); err != nil || n != 2 {
+		t.Errorf("CountSpans: got %d, %v; want 2", n, err)
+	}
 }

@@ -2,10 +2,12 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
@@ -86,8 +88,15 @@ func migrate(ctx context.Context, conn driver.Conn, p ddlParams, log *slog.Logge
 	return res, err
 }
 
+// appliedVersions returns the migrations recorded in spanpipe_migrations. A database
+// or table that does not exist yet means nothing is applied: Open without
+// auto_migrate must then ask for `spanpipe migrate`, not report the server's error.
 func appliedVersions(ctx context.Context, conn driver.Conn, p ddlParams) (map[int]bool, error) {
 	rows, err := conn.Query(ctx, p.appliedQuery())
+	var ex *ch.Exception
+	if errors.As(err, &ex) && (ex.Code == codeUnknownDatabase || ex.Code == codeUnknownTable) {
+		return map[int]bool{}, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: read spanpipe_migrations: %w", err)
 	}
