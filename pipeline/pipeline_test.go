@@ -94,13 +94,33 @@ func rawRecord(offset int64, v []byte) *kgo.Record {
 	return &kgo.Record{Topic: "spans", Partition: 0, Offset: offset, Value: v}
 }
 
-func newPipeline(t *testing.T, cfg pipeline.Config, sink *fakeSink, drops *fakeDrops) *pipeline.Pipeline {
+// pl is a batcher and a writer wired the way the consumer wires them.
+type pl struct {
+	*pipeline.Batcher
+	w *pipeline.Writer
+}
+
+func (p pl) Add(rec *kgo.Record) *pipeline.Unit { return p.Batcher.Add(rec, p.Decode(rec)) }
+
+func (p pl) Write(ctx context.Context, u *pipeline.Unit) error {
+	err := p.w.Write(ctx, u)
+	if err == nil {
+		p.Done(u)
+	}
+	return err
+}
+
+func newPipeline(t testing.TB, cfg pipeline.Config, sink pipeline.Sink, drops *fakeDrops, opts ...pipeline.Option) pl {
 	t.Helper()
-	p, err := pipeline.New(cfg, sink, drops)
+	b, err := pipeline.NewBatcher(cfg, sink.Capabilities(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p
+	w, err := pipeline.NewWriter(cfg, sink, drops, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pl{b, w}
 }
 
 const trace = "0123456789abcdef0123456789abcdef"
@@ -148,8 +168,8 @@ func TestStrategyRouting(t *testing.T) {
 			if fmt.Sprint(got) != fmt.Sprint(tt.wantSpans) {
 				t.Errorf("stored %v, want %v", got, tt.wantSpans)
 			}
-			if off := u.Offsets()["spans"][0].Offset; off != 6 {
-				t.Errorf("commit offset %d, want 6 (every record handled, skipped ones included)", off)
+			if u.Records() != 6 {
+				t.Errorf("unit of %d records, want 6 (every record handled, skipped ones included)", u.Records())
 			}
 			if p.Buffered() != 0 {
 				t.Errorf("buffered %d after write, want 0", p.Buffered())
@@ -216,21 +236,18 @@ func TestFlushTriggers(t *testing.T) {
 	t.Run("interval", func(t *testing.T) {
 		now := t0
 		cfg := pipeline.DefaultConfig()
-		p, err := pipeline.New(cfg, &fakeSink{caps: allCaps()}, &fakeDrops{}, pipeline.WithClock(func() time.Time { return now }))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if due, _ := p.Due(); due {
+		p := newPipeline(t, cfg, &fakeSink{caps: allCaps()}, &fakeDrops{}, pipeline.WithClock(func() time.Time { return now }))
+		if u, at := p.Due(); u != nil || !at.IsZero() {
 			t.Fatal("empty buffer due")
 		}
 		p.Add(spanRecord(t, 0, schema.SpanEnded, trace, "0000000000000001", 1))
 		now = now.Add(cfg.MaxBatchWait - time.Millisecond)
-		if due, at := p.Due(); due || !at.Equal(t0.Add(cfg.MaxBatchWait)) {
-			t.Fatalf("due=%v at=%v before the wait elapsed", due, at)
+		if u, at := p.Due(); u != nil || !at.Equal(t0.Add(cfg.MaxBatchWait)) {
+			t.Fatalf("due=%v at=%v before the wait elapsed", u != nil, at)
 		}
 		now = now.Add(time.Millisecond)
-		if due, _ := p.Due(); !due {
-			t.Fatal("not due after MaxBatchWait")
+		if u, _ := p.Due(); u == nil || u.Trigger() != pipeline.TriggerInterval {
+			t.Fatal("not sealed after MaxBatchWait")
 		}
 	})
 	t.Run("pressure", func(t *testing.T) {
@@ -311,8 +328,8 @@ func TestBadRecordsBecomeDrops(t *testing.T) {
 			if len(d.letters) != 1 || string(d.letters[0].Record.Value) != string(tt.value) {
 				t.Errorf("dead letter does not carry the original payload")
 			}
-			if off := u.Offsets()["spans"][0].Offset; off != 12 {
-				t.Errorf("commit offset %d, want 12: the partition must move past poison", off)
+			if u.Records() != 2 {
+				t.Errorf("unit of %d records, want 2: the partition must move past poison", u.Records())
 			}
 		})
 	}
@@ -461,7 +478,7 @@ func TestMergeCoalescesAcrossUnits(t *testing.T) {
 			t.Fatal("no seal at size 2")
 		}
 	}
-	m := p.Merge(units)
+	m := pipeline.Merge(units)
 	if m.Records() != 4 || p.Buffered() != 4 {
 		t.Fatalf("merged %d records, %d buffered; want 4 and 4", m.Records(), p.Buffered())
 	}
@@ -475,7 +492,7 @@ func TestMergeCoalescesAcrossUnits(t *testing.T) {
 	if fmt.Sprint(got) != "map[00000000000000a1:3 00000000000000a2:1]" || len(sink.batches) != 1 {
 		t.Errorf("one write with %v, want a1 at v3 and a2 at v1", got)
 	}
-	if off := m.Offsets()["spans"][0].Offset; off != 4 || p.Buffered() != 0 {
-		t.Errorf("commit offset %d, buffered %d; want 4 and 0", off, p.Buffered())
+	if p.Buffered() != 0 {
+		t.Errorf("buffered %d after the merged write, want 0", p.Buffered())
 	}
 }

@@ -38,7 +38,7 @@ func TestRecordsDeletedBeforeConsumedAreReported(t *testing.T) {
 	adm := kadm.NewClient(raw)
 	var offs kadm.Offsets
 	offs.Add(kadm.Offset{Topic: spansTopic, Partition: part, At: 3, LeaderEpoch: -1})
-	if resp, err := adm.CommitOffsets(t.Context(), e.cfg.Kafka.Group, offs); err != nil || resp.Error() != nil {
+	if resp, err := adm.CommitOffsets(t.Context(), e.kafka.Group, offs); err != nil || resp.Error() != nil {
 		t.Fatalf("commit: %v %v", err, resp.Error())
 	}
 	var del kadm.Offsets
@@ -47,9 +47,9 @@ func TestRecordsDeletedBeforeConsumedAreReported(t *testing.T) {
 		t.Fatalf("delete records: %v %v", err, resp.Error())
 	}
 
-	c, stop := e.run()
-	e.waitCommitted(c)
-	stop()
+	m := e.start()
+	e.waitCommitted()
+	m.stop()
 	if got := e.spans(); got != 2 {
 		t.Errorf("stored %d spans, want the 2 that still exist (offsets 8 and 9)", got)
 	}
@@ -70,9 +70,9 @@ func TestRecordsDeletedBeforeConsumedAreReported(t *testing.T) {
 	}
 
 	// A restart with the offsets now committed past the gap reports nothing new.
-	c, stop = e.run()
-	e.waitCommitted(c)
-	stop()
+	m = e.run(e.sink, nil)
+	e.waitCommitted()
+	m.stop()
 	if got := kafkatest.ReadAll(t, e.brokers, dropsTopic, 2, 2*time.Second); len(got) != 1 {
 		t.Errorf("%d records on the drop topic after a restart, want still 1", len(got))
 	}
