@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/spanpipe/spanpipe/consumer"
 	"github.com/spanpipe/spanpipe/dropalerts"
 	"github.com/spanpipe/spanpipe/internal/kafkatest"
 	"github.com/spanpipe/spanpipe/schema"
@@ -76,4 +77,64 @@ func TestRecordsDeletedBeforeConsumedAreReported(t *testing.T) {
 	if got := kafkatest.ReadAll(t, e.brokers, dropsTopic, 2, 2*time.Second); len(got) != 1 {
 		t.Errorf("%d records on the drop topic after a restart, want still 1", len(got))
 	}
+}
+
+// TestRecordsDeletedWhileOwnedAreReported: fetching is paused behind a down sink when
+// retention deletes past the member's fetch position. franz-go resets to the log
+// start without an error; the skipped range must become a retention-expired drop
+// event with its exact offsets before anything after it is committed.
+func TestRecordsDeletedWhileOwnedAreReported(t *testing.T) {
+	defer consumer.SetLagRefreshInterval(50 * time.Millisecond)()
+	e := newOutageEnv(t)
+	e.pipe.MaxBatchSize, e.pipe.MaxBufferSize = 5, 10
+	raw := kafkatest.Client(t, e.brokers, kgo.DefaultProduceTopic(spansTopic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	const part = 1
+	produce := func(from, to int) {
+		t.Helper()
+		var recs []*kgo.Record
+		for i := from; i < to; i++ {
+			recs = append(recs, &kgo.Record{Partition: part, Key: []byte("k"), Value: endedSpan(t, i)})
+		}
+		if err := raw.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce(0, 20)
+	m := e.start()
+	kafkatest.Eventually(t, 30*time.Second, "fetching paused behind the down sink", func() bool {
+		return sumMetric(e.reg, "spanpipe_consumer_paused_partitions") > 0
+	})
+	// A fetch in flight when fetching paused may still bring offsets 20-29; 30-59 are
+	// produced while paused, and retention then deletes everything below 50.
+	produce(20, 30)
+	produce(30, 60)
+	var del kadm.Offsets
+	del.Add(kadm.Offset{Topic: spansTopic, Partition: part, At: 50})
+	if resp, err := kadm.NewClient(raw).DeleteRecords(t.Context(), del); err != nil || resp.Error() != nil {
+		t.Fatalf("delete records: %v %v", err, resp.Error())
+	}
+	e.sink.down.Store(false)
+	e.waitCommitted()
+	m.stop()
+	got := kafkatest.ReadAll(t, e.brokers, dropsTopic, 1, 10*time.Second)
+	if len(got) != 1 {
+		t.Fatalf("%d records on the drop topic, want 1 drop event", len(got))
+	}
+	ev, err := dropalerts.ParseEvent(got[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What was fetched before the deletion is stored, from offset 0 to the first one
+	// lost; the lost range runs from there to 49; 50-59 are stored.
+	if ev.Reason != dropalerts.ReasonRetentionExpired || ev.DeadLetters != 0 || ev.Source == nil || ev.Source.Partition != part ||
+		ev.Source.FirstOffset < 20 || ev.Source.LastOffset != 49 || int64(ev.Count) != ev.Source.LastOffset-ev.Source.FirstOffset+1 {
+		t.Fatalf("drop event %s: want retention-expired, partition %d, offsets from at least 20 to 49, no dead letters", got[0].Value, part)
+	}
+	if got := e.spans(); got != ev.Source.FirstOffset+10 {
+		t.Errorf("stored %d spans, want %d (offsets 0-%d and 50-59)", got, ev.Source.FirstOffset+10, ev.Source.FirstOffset-1)
+	}
+	if v := testutil.ToFloat64(dropped(e.reg, "unknown", "retention-expired")); v != float64(ev.Count) {
+		t.Errorf("spanpipe_dropped_records_total{reason=retention-expired} = %v, want %d", v, ev.Count)
+	}
+	t.Logf("lost offsets %d-%d", ev.Source.FirstOffset, ev.Source.LastOffset)
 }
