@@ -10,6 +10,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/spanpipe/spanpipe/dropalerts"
 	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/schema"
@@ -494,5 +496,71 @@ func TestMergeCoalescesAcrossUnits(t *testing.T) {
 	}
 	if p.Buffered() != 0 {
 		t.Errorf("buffered %d after the merged write, want 0", p.Buffered())
+	}
+}
+
+// A span_ended without endTime is final whatever its fields say: under insert-only it
+// used to be skipped as running, counted as skipped and committed, stored nowhere. It
+// is stored, ending at its record's Kafka timestamp (never before it started), and
+// the repair is counted.
+func TestSpanEndedWithoutEndTimeIsStoredAndRepaired(t *testing.T) {
+	tests := []struct {
+		name    string
+		kafkaTS time.Time
+		want    time.Time
+	}{
+		{"ends at the record's time", t0.Add(5 * time.Second), t0.Add(5 * time.Second)},
+		{"never before it started", t0.Add(-time.Hour), t0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := &fakeSink{caps: allCaps()}
+			cfg := pipeline.DefaultConfig()
+			cfg.Strategy = pipeline.InsertOnly
+			reg := prometheus.NewRegistry()
+			p := newPipeline(t, cfg, sink, &fakeDrops{}, pipeline.WithRegisterer(reg))
+			rec := spanRecord(t, 0, schema.SpanStarted, trace, "00000000000000e1", 1)
+			b, _ := schema.Encode(nil, &schema.Event{Type: schema.SpanEnded, Span: &schema.Span{
+				TraceID: trace, SpanID: "00000000000000e1", Name: "step", Type: schema.ToolCall, StartTime: t0}})
+			rec.Value, rec.Timestamp = b, tt.kafkaTS
+			p.Add(rec)
+			if err := p.Write(t.Context(), p.Seal(pipeline.TriggerShutdown)); err != nil {
+				t.Fatal(err)
+			}
+			if len(sink.batches) != 1 || len(sink.batches[0].Spans) != 1 {
+				t.Fatalf("span_ended without endTime not stored under insert-only (%d batches)", len(sink.batches))
+			}
+			if got := sink.batches[0].Spans[0].EndTime; !got.Equal(tt.want) {
+				t.Errorf("stored end time %v, want %v", got, tt.want)
+			}
+			if v := testutil.ToFloat64(labelled{reg, "spanpipe_pipeline_repaired_records_total", "kind", "missing_end_time"}); v != 1 {
+				t.Errorf("spanpipe_pipeline_repaired_records_total{kind=missing_end_time} = %v, want 1", v)
+			}
+		})
+	}
+}
+
+// A record whose envelope type is readable names its signal in the drop event even
+// when the rest does not decode; only unreadable bytes are "unknown".
+func TestDecodeErrorKeepsTheSignalWhenTheTypeIsReadable(t *testing.T) {
+	tests := []struct {
+		value  string
+		signal schema.Signal
+	}{
+		{`{"type":"log","log":{"logId":""}}`, schema.SignalLog},
+		{`{"type":"span_ended","exportedSpan":{"name":"x"}}`, schema.SignalTracing},
+		{`{"type":"mystery"}`, "unknown"},
+		{"\xde\xad", "unknown"},
+	}
+	for _, tt := range tests {
+		drops := &fakeDrops{}
+		p := newPipeline(t, pipeline.DefaultConfig(), &fakeSink{caps: allCaps()}, drops)
+		p.Add(rawRecord(0, []byte(tt.value)))
+		if err := p.Write(t.Context(), p.Seal(pipeline.TriggerShutdown)); err != nil {
+			t.Fatal(err)
+		}
+		if len(drops.got) != 1 || drops.got[0].ev.Signal != tt.signal || drops.got[0].ev.Reason != dropalerts.ReasonDecodeError {
+			t.Errorf("%s: drops %+v, want one decode-error drop for signal %s", tt.value, drops.got, tt.signal)
+		}
 	}
 }
