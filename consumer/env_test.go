@@ -20,6 +20,7 @@ import (
 	"github.com/spanpipe/spanpipe/producer"
 	"github.com/spanpipe/spanpipe/schema"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -95,6 +96,7 @@ func (s *memSink) span(trace, id string) *schema.Span {
 
 type env struct {
 	t       *testing.T
+	cluster *kfake.Cluster
 	brokers []string
 	kafka   consumer.Config
 	pipe    pipeline.Config
@@ -114,7 +116,7 @@ func newEnv(t *testing.T) *env {
 	pc.MaxBatchWait = 100 * time.Millisecond
 	pc.MaxBatchSize = 200
 	pc.MaxBufferSize = 1000
-	return &env{t: t, brokers: c.ListenAddrs(), kafka: kc, pipe: pc, drops: dropalerts.DefaultConfig(), sink: newMemSink(), reg: prometheus.NewRegistry()}
+	return &env{t: t, cluster: c, brokers: c.ListenAddrs(), kafka: kc, pipe: pc, drops: dropalerts.DefaultConfig(), sink: newMemSink(), reg: prometheus.NewRegistry()}
 }
 
 // member is a running consumer of the env.
@@ -129,6 +131,30 @@ type member struct {
 // stop cancels it and waits for its shutdown. A fresh registry per member keeps the
 // metrics of members apart; pass reg to share one.
 func (e *env) run(sink pipeline.Sink, reg prometheus.Registerer) *member {
+	e.t.Helper()
+	m, closeDrops := e.build(sink, reg)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		m.err = m.Run(ctx)
+		closeDrops()
+	})
+	var once sync.Once
+	m.stop = func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			if m.err != nil {
+				e.t.Errorf("consumer: %v", m.err)
+			}
+		})
+	}
+	e.t.Cleanup(m.stop)
+	return m
+}
+
+// build makes a member without running it.
+func (e *env) build(sink pipeline.Sink, reg prometheus.Registerer) (m *member, closeDrops func()) {
 	e.t.Helper()
 	log := testLogger(e.t)
 	drops, err := dropalerts.New(e.drops, []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, dropalerts.WithRegisterer(reg), dropalerts.WithLogger(log))
@@ -148,25 +174,7 @@ func (e *env) run(sink pipeline.Sink, reg prometheus.Registerer) *member {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	m := &member{Consumer: c, batcher: b}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		m.err = c.Run(ctx)
-		_ = drops.Close(context.Background())
-	})
-	var once sync.Once
-	m.stop = func() {
-		once.Do(func() {
-			cancel()
-			wg.Wait()
-			if m.err != nil {
-				e.t.Errorf("consumer: %v", m.err)
-			}
-		})
-	}
-	e.t.Cleanup(m.stop)
-	return m
+	return &member{Consumer: c, batcher: b}, func() { _ = drops.Close(context.Background()) }
 }
 
 // start runs a member on the env's sink and registry.
