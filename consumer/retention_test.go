@@ -54,17 +54,10 @@ func TestRecordsDeletedBeforeConsumedAreReported(t *testing.T) {
 	if got := e.spans(); got != 2 {
 		t.Errorf("stored %d spans, want the 2 that still exist (offsets 8 and 9)", got)
 	}
-	got := kafkatest.ReadAll(t, e.brokers, dropsTopic, 1, 10*time.Second)
-	if len(got) != 1 {
-		t.Fatalf("%d records on the drop topic, want 1 drop event", len(got))
-	}
-	ev, err := dropalerts.ParseEvent(got[0].Value)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev, body := e.onlyDropEvent()
 	if ev.Reason != dropalerts.ReasonRetentionExpired || ev.Count != 5 || ev.DeadLetters != 0 || ev.Component != "consumer" ||
 		ev.Source == nil || ev.Source.Topic != spansTopic || ev.Source.Partition != part || ev.Source.FirstOffset != 3 || ev.Source.LastOffset != 7 {
-		t.Errorf("drop event %s: want retention-expired, count 5, %s[%d] offsets 3-7, no dead letters", got[0].Value, spansTopic, part)
+		t.Errorf("drop event %s: want retention-expired, count 5, %s[%d] offsets 3-7, no dead letters", body, spansTopic, part)
 	}
 	if v := testutil.ToFloat64(dropped(e.reg, "unknown", "retention-expired")); v != 5 {
 		t.Errorf("spanpipe_dropped_records_total{reason=retention-expired} = %v, want 5", v)
@@ -116,19 +109,12 @@ func TestRecordsDeletedWhileOwnedAreReported(t *testing.T) {
 	e.sink.down.Store(false)
 	e.waitCommitted()
 	m.stop()
-	got := kafkatest.ReadAll(t, e.brokers, dropsTopic, 1, 10*time.Second)
-	if len(got) != 1 {
-		t.Fatalf("%d records on the drop topic, want 1 drop event", len(got))
-	}
-	ev, err := dropalerts.ParseEvent(got[0].Value)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev, body := e.onlyDropEvent()
 	// What was fetched before the deletion is stored, from offset 0 to the first one
 	// lost; the lost range runs from there to 49; 50-59 are stored.
 	if ev.Reason != dropalerts.ReasonRetentionExpired || ev.DeadLetters != 0 || ev.Source == nil || ev.Source.Partition != part ||
 		ev.Source.FirstOffset < 20 || ev.Source.LastOffset != 49 || int64(ev.Count) != ev.Source.LastOffset-ev.Source.FirstOffset+1 {
-		t.Fatalf("drop event %s: want retention-expired, partition %d, offsets from at least 20 to 49, no dead letters", got[0].Value, part)
+		t.Fatalf("drop event %s: want retention-expired, partition %d, offsets from at least 20 to 49, no dead letters", body, part)
 	}
 	if got := e.spans(); got != ev.Source.FirstOffset+10 {
 		t.Errorf("stored %d spans, want %d (offsets 0-%d and 50-59)", got, ev.Source.FirstOffset+10, ev.Source.FirstOffset-1)
@@ -137,4 +123,18 @@ func TestRecordsDeletedWhileOwnedAreReported(t *testing.T) {
 		t.Errorf("spanpipe_dropped_records_total{reason=retention-expired} = %v, want %d", v, ev.Count)
 	}
 	t.Logf("lost offsets %d-%d", ev.Source.FirstOffset, ev.Source.LastOffset)
+}
+
+// onlyDropEvent reads the drop topic, which must hold exactly one drop event.
+func (e *env) onlyDropEvent() (*dropalerts.Event, []byte) {
+	e.t.Helper()
+	got := kafkatest.ReadAll(e.t, e.brokers, dropsTopic, 1, 10*time.Second)
+	if len(got) != 1 {
+		e.t.Fatalf("%d records on the drop topic, want 1 drop event", len(got))
+	}
+	ev, err := dropalerts.ParseEvent(got[0].Value)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ev, got[0].Value
 }

@@ -226,14 +226,14 @@ func (b *Batcher) Add(rec *kgo.Record, d Decoded) *Unit {
 func (b *Batcher) route(u *Unit, rec *kgo.Record, d Decoded) {
 	if d.err != nil {
 		b.m.consumed.WithLabelValues("unknown").Inc()
-		u.drops = append(u.drops, Drop{rec: rec, signal: d.signal, reason: d.reason, err: d.err, trace: string(rec.Key)})
+		u.drops = append(u.drops, drop{rec: rec, signal: d.signal, reason: d.reason, err: d.err, trace: string(rec.Key)})
 		return
 	}
 	ev := d.ev
 	sig := ev.Signal()
 	b.m.consumed.WithLabelValues(string(sig)).Inc()
 	if !b.caps.Stores(sig) {
-		u.drops = append(u.drops, Drop{rec: rec, signal: string(sig), reason: dropalerts.ReasonUnsupportedStorage,
+		u.drops = append(u.drops, drop{rec: rec, signal: string(sig), reason: dropalerts.ReasonUnsupportedStorage,
 			err: fmt.Errorf("the sink does not store %s", sig), trace: ev.TraceID()})
 		return
 	}

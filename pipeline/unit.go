@@ -17,7 +17,7 @@ type Unit struct {
 	// items are the records whose events are in batch, in the order they were added;
 	// a rejected batch is rebuilt from halves of them.
 	items   []item
-	drops   []Drop
+	drops   []drop
 	sources map[topicPartition]*offsetRange
 	records int
 	bytes   int64
@@ -32,8 +32,8 @@ type item struct {
 	ev  *schema.Event
 }
 
-// Drop is a record that will not be stored, and why.
-type Drop struct {
+// drop is a record that will not be stored, and why.
+type drop struct {
 	rec    *kgo.Record
 	signal string
 	reason dropalerts.Reason

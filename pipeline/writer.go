@@ -70,7 +70,7 @@ func NewWriter(cfg Config, sink Sink, drops DropPublisher, opts ...Option) (*Wri
 func (w *Writer) Write(ctx context.Context, u *Unit) error {
 	drops := make([]failed, 0, len(u.drops))
 	for _, d := range u.drops {
-		drops = append(drops, failed{Drop: d})
+		drops = append(drops, failed{drop: d})
 	}
 	if len(u.items) > 0 {
 		dead, err := w.store(ctx, u, u.items)
@@ -84,7 +84,7 @@ func (w *Writer) Write(ctx context.Context, u *Unit) error {
 
 // failed is a dead-lettered record with its attempt count.
 type failed struct {
-	Drop
+	drop
 	attempts  int
 	firstFail time.Time
 }
@@ -117,7 +117,7 @@ func (w *Writer) store(ctx context.Context, u *Unit, part []item) ([]failed, err
 	}
 	out := make([]failed, len(part))
 	for i, it := range part {
-		out[i] = failed{Drop{rec: it.rec, signal: string(it.ev.Signal()), reason: reason, err: err, trace: it.ev.TraceID()}, attempts, firstFail}
+		out[i] = failed{drop{rec: it.rec, signal: string(it.ev.Signal()), reason: reason, err: err, trace: it.ev.TraceID()}, attempts, firstFail}
 	}
 	w.log.Error("records dead-lettered", "reason", reason, "records", len(part), "attempts", attempts, "err", err)
 	return out, nil
