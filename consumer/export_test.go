@@ -21,8 +21,12 @@ func (c *Consumer) Commit(ctx context.Context, offs map[string]map[int32]kgo.Epo
 }
 
 // Assign and Revoke run the rebalance callbacks as the client would.
-func (c *Consumer) Assign(ctx context.Context, parts map[string][]int32) { c.onAssigned(ctx, c.cl, parts) }
-func (c *Consumer) Revoke(ctx context.Context, parts map[string][]int32) { c.onRevoked(ctx, c.cl, parts) }
+func (c *Consumer) Assign(ctx context.Context, parts map[string][]int32) {
+	c.onAssigned(ctx, c.cl, parts)
+}
+func (c *Consumer) Revoke(ctx context.Context, parts map[string][]int32) {
+	c.onRevoked(ctx, c.cl, parts)
+}
 
 // CloseQueue is the step of Run's shutdown after which the writer takes no more jobs.
 func (c *Consumer) CloseQueue() { c.q.close() }
