@@ -6,15 +6,17 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spanpipe/spanpipe/dropalerts"
+	"github.com/spanpipe/spanpipe/internal/backoff"
 	"github.com/spanpipe/spanpipe/internal/promx"
 	"github.com/spanpipe/spanpipe/pipeline"
-	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -93,13 +95,42 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Batcher is what the consumer needs of the batcher: decode and add records in
+// order, and tell when a unit is sealed (every flush trigger is its decision; the
+// consumer only says revoke and shutdown). *pipeline.Batcher implements it.
+type Batcher interface {
+	Decode(rec *kgo.Record) pipeline.Decoded
+	Add(rec *kgo.Record, d pipeline.Decoded) *pipeline.Unit
+	// Due seals the open unit when its time is up, or says when that will be.
+	Due() (*pipeline.Unit, time.Time)
+	Seal(t pipeline.Trigger) *pipeline.Unit
+	// Full reports that fetching must pause until a unit is Done.
+	Full() bool
+	Done(u *pipeline.Unit)
+}
+
+// Writer stores a sealed unit, or dead-letters what cannot be stored; it returns nil
+// only when every record of the unit is durable, and an error only when ctx ends.
+// *pipeline.Writer implements it.
+type Writer interface {
+	Write(ctx context.Context, u *pipeline.Unit) error
+}
+
+// DropPublisher publishes drop events; *dropalerts.Publisher implements it. The
+// consumer reports records Kafka deleted before they were read through it.
+type DropPublisher interface {
+	Publish(ctx context.Context, ev dropalerts.Event, letters []dropalerts.DeadLetter) error
+}
+
 // Option configures a Consumer.
 type Option func(*options)
 
 type options struct {
-	log   *slog.Logger
-	reg   prometheus.Registerer
-	kopts []kgo.Opt
+	log      *slog.Logger
+	reg      prometheus.Registerer
+	kopts    []kgo.Opt
+	instance string
+	sink     string
 }
 
 // WithLogger sets the logger (default: discard).
@@ -113,62 +144,97 @@ func WithKgoOpts(opts ...kgo.Opt) Option {
 	return func(o *options) { o.kopts = append(o.kopts, opts...) }
 }
 
+// WithDropSource names this member (instance) and its sink in the drop events the
+// consumer publishes itself (retention-expired).
+func WithDropSource(instance, sink string) Option {
+	return func(o *options) { o.instance, o.sink = instance, sink }
+}
+
 // Consumer is one member of the consumer group.
 type Consumer struct {
-	cfg Config
-	pl  *pipeline.Pipeline
-	cl  *kgo.Client
-	log *slog.Logger
-	m   *metrics
+	cfg      Config
+	b        Batcher
+	w        Writer
+	drops    DropPublisher
+	instance string
+	sink     string
+	cl       *kgo.Client
+	log      *slog.Logger
+	m        *metrics
 
-	// pipeMu serialises the buffering side of the pipeline between the poll loop and
-	// the rebalance callbacks.
-	pipeMu   sync.Mutex
-	jobs     chan job
-	progress chan struct{}
-	closing  atomic.Bool
-	paused   atomic.Bool
+	// mu serialises the buffering side between the poll loop and the rebalance
+	// callbacks: the batcher's Add, Due and Seal, and the fields below. Nothing
+	// blocks while holding it.
+	mu sync.Mutex
+	// open is the offset to commit per partition once the batcher's open unit is
+	// written: the last record added plus one.
+	open map[string]map[int32]kgo.EpochOffset
+	// next is the offset expected next per partition, to tell retention gaps.
+	next map[topicPartition]int64
+
+	q queue
+
+	progressMu sync.Mutex
+	progressCh chan struct{} // closed and replaced whenever the writer finishes a job
 
 	assignedMu sync.Mutex
 	assigned   map[string]map[int32]struct{}
-	// expired holds the partitions assigned since the poll loop last checked them for
-	// records lost to retention (see reportExpired).
-	expired expiredCheck
+	// commitMu keeps a commit and the removal of revoked partitions apart, so that
+	// no commit for a partition is sent after it was let go.
+	commitMu sync.Mutex
+	// fresh holds the partitions assigned since the poll loop last read their
+	// committed offsets (see checkAssigned).
+	fresh freshPartitions
 
-	// abandoned is set once a unit could not be queued at shutdown; see enqueue.
-	abandoned bool
-	// next is the next offset to read per partition (poll loop only).
-	next map[string]map[int32]int64
+	fatalMu sync.Mutex
+	fatal   error
+
+	retry backoff.Policy
 
 	// recs and decoded are the poll loop's scratch space, reused across polls.
 	recs    []*kgo.Record
 	decoded []pipeline.Decoded
 }
 
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
 type job struct {
 	u    *pipeline.Unit
+	offs map[string]map[int32]kgo.EpochOffset
 	done chan struct{} // a barrier when u is nil
 }
 
 // New creates the member and its Kafka client. The client starts background
 // goroutines at once: call [Consumer.Run] (which closes it) or [Consumer.Close].
-func New(cfg Config, pl *pipeline.Pipeline, opts ...Option) (*Consumer, error) {
+func New(cfg Config, b Batcher, w Writer, drops DropPublisher, opts ...Option) (*Consumer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("consumer: invalid config: %w", err)
+	}
+	if b == nil || w == nil || drops == nil {
+		return nil, errors.New("consumer: a batcher, a writer and a drop publisher are required")
 	}
 	o := options{log: slog.New(slog.DiscardHandler)}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	c := &Consumer{
-		cfg:      cfg,
-		pl:       pl,
-		log:      o.log.With("component", "consumer", "group", cfg.Group),
-		m:        newMetrics(o.reg),
-		progress: make(chan struct{}, 1),
-		assigned: make(map[string]map[int32]struct{}),
-		next:     make(map[string]map[int32]int64),
+		cfg:        cfg,
+		b:          b,
+		w:          w,
+		drops:      drops,
+		instance:   o.instance,
+		sink:       o.sink,
+		log:        o.log.With("component", "consumer", "group", cfg.Group),
+		m:          newMetrics(o.reg),
+		next:       make(map[topicPartition]int64),
+		progressCh: make(chan struct{}),
+		assigned:   make(map[string]map[int32]struct{}),
+		retry:      backoff.Policy{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Jitter: 0.2},
 	}
+	c.q.init()
 	reset := kgo.NewOffset().AtStart()
 	if cfg.StartFromEnd {
 		reset = kgo.NewOffset().AtEnd()
@@ -203,24 +269,26 @@ func (c *Consumer) Client() *kgo.Client { return c.cl }
 
 // Close closes the client without draining; use it only when Run was never called.
 func (c *Consumer) Close() {
-	c.closing.Store(true)
+	c.q.close()
 	c.cl.Close()
 }
 
-// Run consumes until ctx is cancelled, then drains and leaves the group. It returns
-// nil after a clean shutdown.
+// Run consumes until ctx is cancelled or the client fails fatally, then drains and
+// leaves the group. It returns nil after a clean shutdown, and the fatal error (an
+// authorization failure, for instance) otherwise, so that the process exits non-zero.
 func (c *Consumer) Run(ctx context.Context) error {
 	// The writer outlives ctx: after cancellation it still has to drain, bounded by
 	// ShutdownTimeout, which cancels writerCtx.
 	writerCtx, cancelWriter := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWriter()
-	queue := c.pl.Config().MaxBufferSize/c.pl.Config().MaxBatchSize + 2
-	c.jobs = make(chan job, queue)
+	lagCtx, stopLag := context.WithCancel(ctx)
+	defer stopLag()
 	var wg sync.WaitGroup
-	wg.Go(func() { c.writer(writerCtx) })
+	wg.Go(func() { c.writeLoop(writerCtx) })
+	wg.Go(func() { c.lagLoop(lagCtx) })
 
-	c.log.Info("consuming", "topics", c.cfg.Topics, "strategy", c.pl.Strategy())
-	for ctx.Err() == nil {
+	c.log.Info("consuming", "topics", c.cfg.Topics)
+	for ctx.Err() == nil && c.err() == nil {
 		if !c.pollOnce(ctx) {
 			break
 		}
@@ -228,277 +296,240 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	// Shutdown: stop taking input, drain what we hold, commit, leave.
 	start := time.Now()
-	drainCtx, cancelDrain := context.WithTimeout(writerCtx, c.cfg.ShutdownTimeout)
-	c.pipeMu.Lock()
-	c.enqueue(drainCtx, c.pl.Seal(pipeline.TriggerShutdown))
-	c.pipeMu.Unlock()
-	err := c.barrier(drainCtx)
-	cancelDrain()
-	if err != nil {
+	c.mu.Lock()
+	c.push(c.b.Seal(pipeline.TriggerShutdown))
+	c.mu.Unlock()
+	if !c.barrier(c.cfg.ShutdownTimeout, nil) {
 		c.log.Error("shutdown drain deadline passed; unwritten records stay uncommitted and will be redelivered",
-			"timeout", c.cfg.ShutdownTimeout, "buffered", c.pl.Buffered())
+			"timeout", c.cfg.ShutdownTimeout)
 		cancelWriter()
 	}
-	close(c.jobs)
+	// From here a rebalance callback (the client leaving the group) finds the queue
+	// closed and lets its partitions go without flushing.
+	c.q.close()
+	stopLag()
 	wg.Wait()
 	c.log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
-	c.closing.Store(true)
 	c.cl.Close() // leaves the group
 	c.log.Info("left group")
-	return nil
+	return c.err()
 }
 
-// pollOnce runs one poll cycle; false means the client is closed.
+func (c *Consumer) err() error {
+	c.fatalMu.Lock()
+	defer c.fatalMu.Unlock()
+	return c.fatal
+}
+
+func (c *Consumer) setErr(err error) {
+	c.fatalMu.Lock()
+	defer c.fatalMu.Unlock()
+	if c.fatal == nil {
+		c.fatal = err
+	}
+}
+
+// pollOnce runs one poll cycle; false means the client is closed or failed fatally.
 func (c *Consumer) pollOnce(ctx context.Context) bool {
 	pollCtx := ctx
-	c.pipeMu.Lock()
-	if due, at := c.pl.Due(); due {
-		c.enqueue(ctx, c.pl.Seal(pipeline.TriggerInterval))
-	} else if !at.IsZero() {
+	c.mu.Lock()
+	u, at := c.b.Due()
+	c.push(u)
+	c.mu.Unlock()
+	if !at.IsZero() {
 		var cancel context.CancelFunc
 		pollCtx, cancel = context.WithDeadline(ctx, at)
 		defer cancel()
 	}
-	c.pipeMu.Unlock()
 
 	fetches := c.cl.PollRecords(pollCtx, c.cfg.MaxPollRecords)
 	if fetches.IsClientClosed() {
 		return false
 	}
-	c.checkExpired(ctx)
-	c.pipeMu.Lock()
 	defer c.cl.AllowRebalance()
-	defer c.pipeMu.Unlock()
 	fetches.EachError(func(topic string, p int32, err error) {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return
 		}
 		c.m.fetchErrors.Inc()
+		if isFatal(err) {
+			c.log.Error("fatal client error; shutting down", "topic", topic, "partition", p, "err", err)
+			c.setErr(fmt.Errorf("consumer: %w", err))
+			return
+		}
 		c.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
 	})
+	if c.err() != nil {
+		return false
+	}
 	c.recs = c.recs[:0]
 	fetches.EachRecord(func(r *kgo.Record) { c.recs = append(c.recs, r) })
+	defer func() {
+		clear(c.recs)
+		clear(c.decoded)
+	}()
+	c.checkAssigned(ctx)
+	if len(c.recs) == 0 {
+		return true
+	}
 	c.decodeAll(c.recs)
+	if !c.reportGaps(ctx, c.recs) {
+		// Shutting down before the loss is on the drop topic: add nothing of this
+		// poll, so nothing past the gap is committed; the next owner reports it.
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for i, rec := range c.recs {
 		if ctx.Err() != nil {
 			// Shutting down: the rest of the poll is not added, so not committed;
 			// the next owner of the partitions reads it again.
 			break
 		}
-		if u := c.pl.AddDecoded(rec, c.decoded[i]); u != nil {
-			c.enqueue(ctx, u)
-		}
-		c.consumed(rec)
-		if c.pl.Full() {
+		c.track(rec)
+		c.push(c.b.Add(rec, c.decoded[i]))
+		if c.b.Full() {
+			c.mu.Unlock()
 			c.waitForRoom(ctx)
+			c.mu.Lock()
 		}
 	}
-	clear(c.recs)
-	clear(c.decoded)
-	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-		if len(p.Records) == 0 {
-			return
-		}
-		last := p.Records[len(p.Records)-1].Offset
-		c.m.lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(max(0, p.HighWatermark-last-1)))
-	})
 	return true
 }
 
-// consumed remembers the next offset to read of rec's partition, for the lag gauge
-// while fetching is paused.
-func (c *Consumer) consumed(rec *kgo.Record) {
-	ps := c.next[rec.Topic]
+// track notes rec as added: the open unit's offset to commit and the partition's
+// next expected offset. Called with mu held.
+func (c *Consumer) track(rec *kgo.Record) {
+	if c.open == nil {
+		c.open = make(map[string]map[int32]kgo.EpochOffset)
+	}
+	ps := c.open[rec.Topic]
 	if ps == nil {
-		ps = make(map[int32]int64)
-		c.next[rec.Topic] = ps
+		ps = make(map[int32]kgo.EpochOffset)
+		c.open[rec.Topic] = ps
 	}
-	ps[rec.Partition] = rec.Offset + 1
+	ps[rec.Partition] = kgo.EpochOffset{Epoch: rec.LeaderEpoch, Offset: rec.Offset + 1}
+	c.next[topicPartition{rec.Topic, rec.Partition}] = rec.Offset + 1
 }
 
-// refreshLag sets the lag gauge from the partitions' end offsets. Fetch responses
-// carry the high watermark, but none arrive while fetching is paused, which is when
-// lag grows and an alert on it must fire.
-func (c *Consumer) refreshLag(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	ends, err := kadm.NewClient(c.cl).ListEndOffsets(ctx, c.cfg.Topics...)
-	if err != nil {
-		c.log.Debug("lag refresh: list end offsets", "err", err)
-		return
-	}
-	ends.Each(func(o kadm.ListedOffset) {
-		next, ok := c.next[o.Topic][o.Partition]
-		if !ok || o.Err != nil || !c.isAssigned(o.Topic, o.Partition) {
-			return
-		}
-		c.m.lag.WithLabelValues(o.Topic, strconv.Itoa(int(o.Partition))).Set(float64(max(0, o.Offset-next)))
-	})
-}
-
-func (c *Consumer) isAssigned(topic string, p int32) bool {
-	c.assignedMu.Lock()
-	defer c.assignedMu.Unlock()
-	_, ok := c.assigned[topic][p]
-	return ok
-}
-
-// decodeAll decodes recs into c.decoded, spread over every core when there are
-// enough of them: decoding is most of the CPU a record costs, and the rest of the
-// poll loop (adding in order, batching) is sequential.
-func (c *Consumer) decodeAll(recs []*kgo.Record) {
-	if cap(c.decoded) < len(recs) {
-		c.decoded = make([]pipeline.Decoded, len(recs))
-	}
-	c.decoded = c.decoded[:len(recs)]
-	workers := min(runtime.GOMAXPROCS(0), len(recs)/minRecordsPerDecoder)
-	if workers <= 1 {
-		for i, rec := range recs {
-			c.decoded[i] = c.pl.Decode(rec)
-		}
-		return
-	}
-	var wg sync.WaitGroup
-	per := (len(recs) + workers - 1) / workers
-	for lo := 0; lo < len(recs); lo += per {
-		hi := min(lo+per, len(recs))
-		wg.Go(func() {
-			for i := lo; i < hi; i++ {
-				c.decoded[i] = c.pl.Decode(recs[i])
-			}
-		})
-	}
-	wg.Wait()
-}
-
-// lagRefreshInterval is how often the lag gauge is refreshed while fetching is paused.
-var lagRefreshInterval = 5 * time.Second
-
-// minRecordsPerDecoder keeps small polls on one goroutine, where starting more would
-// cost more than it saves.
-const minRecordsPerDecoder = 64
-
-// waitForRoom pauses fetching while the pipeline is full. Kafka keeps the records;
-// memory stays bounded by MaxBufferSize.
-func (c *Consumer) waitForRoom(ctx context.Context) {
-	if !c.paused.Swap(true) {
-		c.cl.PauseFetchTopics(c.cfg.Topics...)
-		c.m.paused.Set(float64(c.assignedCount()))
-		c.log.Info("buffer full, fetching paused", "buffered", c.pl.Buffered())
-	}
-	lagTick := time.NewTicker(lagRefreshInterval)
-	defer lagTick.Stop()
-	for c.pl.Full() {
-		select {
-		case <-c.progress:
-		case <-lagTick.C:
-			c.refreshLag(ctx)
-		case <-ctx.Done():
-			// Shutdown while full: keep what we hold, the drain writes it.
-			return
-		}
-	}
-	c.cl.ResumeFetchTopics(c.cfg.Topics...)
-	c.paused.Store(false)
-	c.m.paused.Set(0)
-	c.log.Info("fetching resumed", "buffered", c.pl.Buffered())
-}
-
-// enqueue hands a sealed unit to the writer, waiting for room in the queue while ctx
-// lasts. A unit that cannot be queued is abandoned (its records are redelivered), and
-// so is every unit after it: committing a later unit would skip the abandoned one.
-// Called with pipeMu held.
-func (c *Consumer) enqueue(ctx context.Context, u *pipeline.Unit) {
+// push hands a sealed unit (nil: nothing) with the offsets of the open unit to the
+// writer. Once the queue is closed (shutdown) the unit is abandoned: it is never
+// committed, and Kafka redelivers its records. Called with mu held.
+func (c *Consumer) push(u *pipeline.Unit) {
 	if u == nil {
 		return
 	}
-	if !c.abandoned {
-		select {
-		case c.jobs <- job{u: u}:
-			return
-		case <-ctx.Done():
-			c.abandoned = true
-			c.log.Warn("writer queue full at shutdown; records not written stay uncommitted and will be redelivered")
-		}
+	offs := c.open
+	c.open = nil
+	if !c.q.push(job{u: u, offs: offs}) {
+		c.b.Done(u)
 	}
-	c.pl.Abandon(u)
 }
 
-// barrier waits until every unit enqueued before it is written and committed.
-func (c *Consumer) barrier(ctx context.Context) error {
+// barrier waits until every unit queued before it is written and committed, or
+// timeout (false). A unit still queued then is not lost: it is written later, and its
+// offsets committed only for partitions this member still owns.
+func (c *Consumer) barrier(timeout time.Duration, cancel <-chan struct{}) bool {
 	done := make(chan struct{})
-	select {
-	case c.jobs <- job{done: done}:
-	case <-ctx.Done():
-		return ctx.Err()
+	if !c.q.push(job{done: done}) {
+		return false
 	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
 	select {
 	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+		return true
+	case <-t.C:
+	case <-cancel:
 	}
+	return false
 }
 
-func (c *Consumer) writer(ctx context.Context) {
-	for j := range c.jobs {
-		if j.u != nil {
-			units, barrier := c.queuedBehind(j.u)
-			u := c.pl.Merge(units)
-			if err := c.pl.Write(ctx, u); err != nil {
-				c.pl.Abandon(u)
-			} else {
-				c.commit(ctx, u.Offsets())
-			}
-			select {
-			case c.progress <- struct{}{}:
-			default:
-			}
-			if barrier != nil {
-				close(barrier)
-			}
-		}
-		if j.done != nil {
-			close(j.done)
-		}
-	}
+func (c *Consumer) progressed() <-chan struct{} {
+	c.progressMu.Lock()
+	defer c.progressMu.Unlock()
+	return c.progressCh
 }
 
-// queuedBehind collects the units already waiting after first, up to the next barrier,
-// so that one write (and one commit) covers them all.
-func (c *Consumer) queuedBehind(first *pipeline.Unit) (units []*pipeline.Unit, barrier chan struct{}) {
-	units = []*pipeline.Unit{first}
+func (c *Consumer) signalProgress() {
+	c.progressMu.Lock()
+	defer c.progressMu.Unlock()
+	close(c.progressCh)
+	c.progressCh = make(chan struct{})
+}
+
+// writeLoop writes the queued units in order, merging those that queued up behind a
+// slow write, and commits each write's offsets.
+func (c *Consumer) writeLoop(ctx context.Context) {
 	for {
-		select {
-		case j, ok := <-c.jobs:
-			if !ok {
-				return units, nil
-			}
-			if j.u != nil {
-				units = append(units, j.u)
-			}
-			if j.done != nil {
-				return units, j.done
-			}
-		default:
-			return units, nil
+		jobs, ok := c.q.take()
+		if !ok {
+			return
 		}
+		var units []*pipeline.Unit
+		offs := make(map[string]map[int32]kgo.EpochOffset)
+		for _, j := range jobs {
+			if j.u == nil {
+				continue
+			}
+			units = append(units, j.u)
+			for t, ps := range j.offs {
+				if offs[t] == nil {
+					offs[t] = make(map[int32]kgo.EpochOffset)
+				}
+				for p, o := range ps {
+					if cur, ok := offs[t][p]; !ok || o.Offset > cur.Offset {
+						offs[t][p] = o
+					}
+				}
+			}
+		}
+		if u := pipeline.Merge(units); u != nil {
+			// An error means ctx ended (shutdown past its deadline): the unit stays
+			// uncommitted, and so does everything after it, since ctx stays done.
+			if err := c.w.Write(ctx, u); err == nil {
+				c.commit(ctx, offs)
+			}
+			c.b.Done(u)
+		}
+		for _, j := range jobs {
+			if j.done != nil {
+				close(j.done)
+			}
+		}
+		c.signalProgress()
 	}
 }
 
-func (c *Consumer) commit(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) {
-	if len(offsets) == 0 {
+// commit commits offs for the partitions this member still owns: a partition let go
+// belongs to another member, whose commits ours must not overwrite.
+func (c *Consumer) commit(ctx context.Context, offs map[string]map[int32]kgo.EpochOffset) {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	c.assignedMu.Lock()
+	for t, ps := range offs {
+		for p := range ps {
+			if _, ok := c.assigned[t][p]; !ok {
+				delete(ps, p)
+			}
+		}
+		if len(ps) == 0 {
+			delete(offs, t)
+		}
+	}
+	c.assignedMu.Unlock()
+	if len(offs) == 0 {
 		return
 	}
 	var cerr error
-	c.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+	c.cl.CommitOffsetsSync(ctx, offs, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err != nil {
 			cerr = err
 			return
 		}
 		for _, t := range resp.Topics {
 			for _, p := range t.Partitions {
-				if err := kerrFor(p.ErrorCode); err != nil && cerr == nil {
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil && cerr == nil {
 					cerr = fmt.Errorf("%s[%d]: %w", t.Topic, p.Partition, err)
 				}
 			}
@@ -514,9 +545,64 @@ func (c *Consumer) commit(ctx context.Context, offsets map[string]map[int32]kgo.
 	c.m.commits.WithLabelValues("ok").Inc()
 }
 
+// decodeAll decodes recs into c.decoded, spread over every core when there are
+// enough of them: decoding is most of the CPU a record costs, and the rest of the
+// poll loop (adding in order, batching) is sequential.
+func (c *Consumer) decodeAll(recs []*kgo.Record) {
+	if cap(c.decoded) < len(recs) {
+		c.decoded = make([]pipeline.Decoded, len(recs))
+	}
+	c.decoded = c.decoded[:len(recs)]
+	workers := min(runtime.GOMAXPROCS(0), len(recs)/minRecordsPerDecoder)
+	if workers <= 1 {
+		for i, rec := range recs {
+			c.decoded[i] = c.b.Decode(rec)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	per := (len(recs) + workers - 1) / workers
+	for lo := 0; lo < len(recs); lo += per {
+		hi := min(lo+per, len(recs))
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				c.decoded[i] = c.b.Decode(recs[i])
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// minRecordsPerDecoder keeps small polls on one goroutine, where starting more would
+// cost more than it saves.
+const minRecordsPerDecoder = 64
+
+// waitForRoom pauses fetching while the batcher is full. Kafka keeps the records;
+// memory stays bounded by MaxBufferSize.
+func (c *Consumer) waitForRoom(ctx context.Context) {
+	c.cl.PauseFetchTopics(c.cfg.Topics...)
+	c.m.paused.Set(float64(c.assignedCount()))
+	c.log.Info("buffer full, fetching paused")
+	for {
+		progress := c.progressed()
+		if !c.b.Full() {
+			break
+		}
+		select {
+		case <-progress:
+		case <-ctx.Done():
+			// Shutdown while full: keep what we hold, the drain writes it.
+			return
+		}
+	}
+	c.cl.ResumeFetchTopics(c.cfg.Topics...)
+	c.m.paused.Set(0)
+	c.log.Info("fetching resumed")
+}
+
 func (c *Consumer) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	c.m.rebalances.WithLabelValues("assigned").Inc()
-	c.expired.note(assigned)
+	c.fresh.note(assigned)
 	c.assignedMu.Lock()
 	for t, ps := range assigned {
 		if c.assigned[t] == nil {
@@ -540,21 +626,45 @@ func (c *Consumer) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]
 	c.release(ctx, lost, "lost")
 }
 
-// release flushes and commits everything before partitions go to another member, so
-// that nothing they get is also in our buffer unacknowledged (Redpanda Connect #4010).
+// release writes and commits everything buffered before revoked partitions go to
+// another member, so that nothing they get is also in our buffer unacknowledged
+// (Redpanda Connect #4010). If the writer cannot get there within RebalanceTimeout (a
+// slow sink), the partitions are let go anyway and nothing is given up: what stays
+// queued is written later, and committed only for the partitions still owned; the
+// new owner reads the rest again from the committed offsets (writes are idempotent).
+// Lost partitions are not flushed: they already belong to someone else, and a
+// commit for them would be refused. A cooperative session that ends without taking
+// anything away (parts empty) changes no owner and costs no flush: waiting there
+// would make a member behind a slow sink miss every rejoin.
 func (c *Consumer) release(ctx context.Context, parts map[string][]int32, how string) {
-	if !c.closing.Load() && c.jobs != nil {
-		start := time.Now()
-		bctx, cancel := context.WithTimeout(ctx, c.cfg.RebalanceTimeout)
-		c.pipeMu.Lock()
-		c.enqueue(bctx, c.pl.Seal(pipeline.TriggerRevoke))
-		c.pipeMu.Unlock()
-		if err := c.barrier(bctx); err != nil {
-			c.log.Error("could not flush before giving up partitions; their records will be redelivered", "how", how, "err", err)
-		}
-		cancel()
-		c.log.Info("partitions "+how+" after flush and commit", "partitions", parts, "took", time.Since(start).Round(time.Millisecond))
+	n := 0
+	for _, ps := range parts {
+		n += len(ps)
 	}
+	if n == 0 {
+		return
+	}
+	start := time.Now()
+	c.mu.Lock()
+	if how == "revoked" {
+		c.push(c.b.Seal(pipeline.TriggerRevoke))
+	}
+	for t, ps := range parts {
+		for _, p := range ps {
+			delete(c.next, topicPartition{t, p})
+		}
+	}
+	c.mu.Unlock()
+	switch {
+	case how != "revoked":
+		c.log.Warn("partitions lost; what is buffered of them is written but not committed by this member", "partitions", parts)
+	case c.barrier(c.cfg.RebalanceTimeout, ctx.Done()):
+		c.log.Info("partitions revoked after flush and commit", "partitions", parts, "took", time.Since(start).Round(time.Millisecond))
+	case !c.q.isClosed():
+		c.log.Warn("partitions revoked before their records were written (sink slow); they will be written later but committed only where still owned",
+			"partitions", parts, "waited", time.Since(start).Round(time.Millisecond))
+	}
+	c.commitMu.Lock()
 	c.assignedMu.Lock()
 	for t, ps := range parts {
 		for _, p := range ps {
@@ -563,6 +673,7 @@ func (c *Consumer) release(ctx context.Context, parts map[string][]int32, how st
 		}
 	}
 	c.assignedMu.Unlock()
+	c.commitMu.Unlock()
 }
 
 func (c *Consumer) assignedCount() int {
@@ -575,19 +686,106 @@ func (c *Consumer) assignedCount() int {
 	return n
 }
 
+// owned returns the assigned partitions.
+func (c *Consumer) owned() map[string][]int32 {
+	c.assignedMu.Lock()
+	defer c.assignedMu.Unlock()
+	out := make(map[string][]int32, len(c.assigned))
+	for t, ps := range c.assigned {
+		for p := range ps {
+			out[t] = append(out[t], p)
+		}
+	}
+	return out
+}
+
+// isFatal reports errors the client cannot recover from by retrying: the member
+// cannot be authorised to read or to join, and consuming on would be an idle process
+// that looks healthy.
+func isFatal(err error) bool {
+	for _, f := range []error{kerr.GroupAuthorizationFailed, kerr.TopicAuthorizationFailed, kerr.ClusterAuthorizationFailed,
+		kerr.SaslAuthenticationFailed, kerr.InvalidGroupID} {
+		if errors.Is(err, f) {
+			return true
+		}
+	}
+	return false
+}
+
+// queue hands jobs from the poll loop and the rebalance callbacks to the writer. It
+// never blocks a producer: memory is bounded by the batcher (Full), not by the queue,
+// so a slow sink cannot wedge a rebalance callback behind a full channel. After
+// close, push refuses jobs, which is what makes a rebalance during shutdown safe.
+type queue struct {
+	mu     sync.Mutex
+	cond   sync.Cond
+	jobs   []job
+	closed bool
+}
+
+func (q *queue) init() { q.cond.L = &q.mu }
+
+func (q *queue) push(j job) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return false
+	}
+	q.jobs = append(q.jobs, j)
+	q.cond.Signal()
+	return true
+}
+
+// take waits for jobs and returns those queued, up to and including the first
+// barrier; false once the queue is closed and empty.
+func (q *queue) take() ([]job, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.jobs) == 0 && !q.closed {
+		q.cond.Wait()
+	}
+	if len(q.jobs) == 0 {
+		return nil, false
+	}
+	n := len(q.jobs)
+	for i, j := range q.jobs {
+		if j.done != nil {
+			n = i + 1
+			break
+		}
+	}
+	out := slices.Clone(q.jobs[:n])
+	q.jobs = slices.Delete(q.jobs, 0, n)
+	return out, true
+}
+
+func (q *queue) close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	q.cond.Broadcast()
+}
+
+func (q *queue) isClosed() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closed
+}
+
 type metrics struct {
 	lag         *prometheus.GaugeVec
 	paused      prometheus.Gauge
 	rebalances  *prometheus.CounterVec
 	commits     *prometheus.CounterVec
 	fetchErrors prometheus.Counter
+	dropped     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		lag: promx.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "spanpipe_consumer_lag_records",
-			Help: "Records in the partition after the last one consumed (high watermark - next offset).",
+			Help: "Records in the partition after the group's committed offset (end offset - committed): a member that fetches but cannot store shows lag.",
 		}, []string{"topic", "partition"})),
 		paused: promx.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "spanpipe_consumer_paused_partitions",
@@ -605,11 +803,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "spanpipe_consumer_fetch_errors_total",
 			Help: "Errors returned by fetches.",
 		})),
+		dropped: promx.DroppedRecords(reg),
 	}
 	for _, e := range []string{"assigned", "revoked", "lost"} {
 		m.rebalances.WithLabelValues(e)
 	}
 	m.commits.WithLabelValues("ok")
 	m.commits.WithLabelValues("error")
+	m.dropped.WithLabelValues("unknown", string(dropalerts.ReasonRetentionExpired), dropalerts.ComponentConsumer)
 	return m
 }

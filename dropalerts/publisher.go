@@ -53,6 +53,9 @@ type DeadLetter struct {
 	Record       *kgo.Record
 	Attempts     int
 	FirstFailure time.Time
+	// Err is this record's own error, written to its spanpipe-drop-error header. Nil
+	// means the drop event's error (records of one batch that failed together).
+	Err error
 }
 
 // Publisher writes drop events and dead letters.
@@ -175,12 +178,16 @@ func (p *Publisher) Publish(ctx context.Context, ev Event, letters []DeadLetter)
 
 func (p *Publisher) deadLetterRecord(ev *Event, dl DeadLetter) *kgo.Record {
 	src := dl.Record
+	errText := ev.Error
+	if dl.Err != nil {
+		errText = SanitizeError(dl.Err)
+	}
 	hs := make([]kgo.RecordHeader, 0, len(src.Headers)+8)
 	hs = append(hs, src.Headers...)
 	hs = append(hs,
 		kgo.RecordHeader{Key: HeaderKind, Value: []byte(KindDeadLetter)},
 		kgo.RecordHeader{Key: HeaderReason, Value: []byte(ev.Reason)},
-		kgo.RecordHeader{Key: HeaderError, Value: []byte(ev.Error)},
+		kgo.RecordHeader{Key: HeaderError, Value: []byte(errText)},
 		kgo.RecordHeader{Key: HeaderSourceTopic, Value: []byte(src.Topic)},
 		kgo.RecordHeader{Key: HeaderSourcePartition, Value: []byte(itoa(int64(src.Partition)))},
 		kgo.RecordHeader{Key: HeaderSourceOffset, Value: []byte(itoa(src.Offset))},

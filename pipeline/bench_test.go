@@ -50,10 +50,7 @@ func BenchmarkAddFlush(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/batch=%d", st, size), func(b *testing.B) {
 				cfg := pipeline.DefaultConfig()
 				cfg.Strategy, cfg.MaxBatchSize, cfg.MaxBufferSize = st, size, max(size, 10000)
-				p, err := pipeline.New(cfg, nullSink{allCaps()}, &fakeDrops{})
-				if err != nil {
-					b.Fatal(err)
-				}
+				p := newPipeline(b, cfg, nullSink{allCaps()}, &fakeDrops{})
 				recs := benchRecords(b, 10000)
 				var bytes int64
 				for _, r := range recs {

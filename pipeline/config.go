@@ -106,12 +106,3 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
-
-// backoff returns the wait before retry number n (1-based).
-func (c Config) backoff(n int) time.Duration {
-	d := c.RetryDelay
-	for i := 1; i < n && d < c.MaxRetryDelay; i++ {
-		d *= 2
-	}
-	return min(d, c.MaxRetryDelay)
-}

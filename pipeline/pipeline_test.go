@@ -10,6 +10,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/spanpipe/spanpipe/dropalerts"
 	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/schema"
@@ -94,13 +96,33 @@ func rawRecord(offset int64, v []byte) *kgo.Record {
 	return &kgo.Record{Topic: "spans", Partition: 0, Offset: offset, Value: v}
 }
 
-func newPipeline(t *testing.T, cfg pipeline.Config, sink *fakeSink, drops *fakeDrops) *pipeline.Pipeline {
+// pl is a batcher and a writer wired the way the consumer wires them.
+type pl struct {
+	*pipeline.Batcher
+	w *pipeline.Writer
+}
+
+func (p pl) Add(rec *kgo.Record) *pipeline.Unit { return p.Batcher.Add(rec, p.Decode(rec)) }
+
+func (p pl) Write(ctx context.Context, u *pipeline.Unit) error {
+	err := p.w.Write(ctx, u)
+	if err == nil {
+		p.Done(u)
+	}
+	return err
+}
+
+func newPipeline(t testing.TB, cfg pipeline.Config, sink pipeline.Sink, drops *fakeDrops, opts ...pipeline.Option) pl {
 	t.Helper()
-	p, err := pipeline.New(cfg, sink, drops)
+	b, err := pipeline.NewBatcher(cfg, sink.Capabilities(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p
+	w, err := pipeline.NewWriter(cfg, sink, drops, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pl{b, w}
 }
 
 const trace = "0123456789abcdef0123456789abcdef"
@@ -148,8 +170,8 @@ func TestStrategyRouting(t *testing.T) {
 			if fmt.Sprint(got) != fmt.Sprint(tt.wantSpans) {
 				t.Errorf("stored %v, want %v", got, tt.wantSpans)
 			}
-			if off := u.Offsets()["spans"][0].Offset; off != 6 {
-				t.Errorf("commit offset %d, want 6 (every record handled, skipped ones included)", off)
+			if u.Records() != 6 {
+				t.Errorf("unit of %d records, want 6 (every record handled, skipped ones included)", u.Records())
 			}
 			if p.Buffered() != 0 {
 				t.Errorf("buffered %d after write, want 0", p.Buffered())
@@ -216,21 +238,18 @@ func TestFlushTriggers(t *testing.T) {
 	t.Run("interval", func(t *testing.T) {
 		now := t0
 		cfg := pipeline.DefaultConfig()
-		p, err := pipeline.New(cfg, &fakeSink{caps: allCaps()}, &fakeDrops{}, pipeline.WithClock(func() time.Time { return now }))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if due, _ := p.Due(); due {
+		p := newPipeline(t, cfg, &fakeSink{caps: allCaps()}, &fakeDrops{}, pipeline.WithClock(func() time.Time { return now }))
+		if u, at := p.Due(); u != nil || !at.IsZero() {
 			t.Fatal("empty buffer due")
 		}
 		p.Add(spanRecord(t, 0, schema.SpanEnded, trace, "0000000000000001", 1))
 		now = now.Add(cfg.MaxBatchWait - time.Millisecond)
-		if due, at := p.Due(); due || !at.Equal(t0.Add(cfg.MaxBatchWait)) {
-			t.Fatalf("due=%v at=%v before the wait elapsed", due, at)
+		if u, at := p.Due(); u != nil || !at.Equal(t0.Add(cfg.MaxBatchWait)) {
+			t.Fatalf("due=%v at=%v before the wait elapsed", u != nil, at)
 		}
 		now = now.Add(time.Millisecond)
-		if due, _ := p.Due(); !due {
-			t.Fatal("not due after MaxBatchWait")
+		if u, _ := p.Due(); u == nil || u.Trigger() != pipeline.TriggerInterval {
+			t.Fatal("not sealed after MaxBatchWait")
 		}
 	})
 	t.Run("pressure", func(t *testing.T) {
@@ -311,8 +330,8 @@ func TestBadRecordsBecomeDrops(t *testing.T) {
 			if len(d.letters) != 1 || string(d.letters[0].Record.Value) != string(tt.value) {
 				t.Errorf("dead letter does not carry the original payload")
 			}
-			if off := u.Offsets()["spans"][0].Offset; off != 12 {
-				t.Errorf("commit offset %d, want 12: the partition must move past poison", off)
+			if u.Records() != 2 {
+				t.Errorf("unit of %d records, want 2: the partition must move past poison", u.Records())
 			}
 		})
 	}
@@ -461,7 +480,7 @@ func TestMergeCoalescesAcrossUnits(t *testing.T) {
 			t.Fatal("no seal at size 2")
 		}
 	}
-	m := p.Merge(units)
+	m := pipeline.Merge(units)
 	if m.Records() != 4 || p.Buffered() != 4 {
 		t.Fatalf("merged %d records, %d buffered; want 4 and 4", m.Records(), p.Buffered())
 	}
@@ -475,7 +494,73 @@ func TestMergeCoalescesAcrossUnits(t *testing.T) {
 	if fmt.Sprint(got) != "map[00000000000000a1:3 00000000000000a2:1]" || len(sink.batches) != 1 {
 		t.Errorf("one write with %v, want a1 at v3 and a2 at v1", got)
 	}
-	if off := m.Offsets()["spans"][0].Offset; off != 4 || p.Buffered() != 0 {
-		t.Errorf("commit offset %d, buffered %d; want 4 and 0", off, p.Buffered())
+	if p.Buffered() != 0 {
+		t.Errorf("buffered %d after the merged write, want 0", p.Buffered())
+	}
+}
+
+// A span_ended without endTime is final whatever its fields say: under insert-only it
+// used to be skipped as running, counted as skipped and committed, stored nowhere. It
+// is stored, ending at its record's Kafka timestamp (never before it started), and
+// the repair is counted.
+func TestSpanEndedWithoutEndTimeIsStoredAndRepaired(t *testing.T) {
+	tests := []struct {
+		name    string
+		kafkaTS time.Time
+		want    time.Time
+	}{
+		{"ends at the record's time", t0.Add(5 * time.Second), t0.Add(5 * time.Second)},
+		{"never before it started", t0.Add(-time.Hour), t0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := &fakeSink{caps: allCaps()}
+			cfg := pipeline.DefaultConfig()
+			cfg.Strategy = pipeline.InsertOnly
+			reg := prometheus.NewRegistry()
+			p := newPipeline(t, cfg, sink, &fakeDrops{}, pipeline.WithRegisterer(reg))
+			rec := spanRecord(t, 0, schema.SpanStarted, trace, "00000000000000e1", 1)
+			b, _ := schema.Encode(nil, &schema.Event{Type: schema.SpanEnded, Span: &schema.Span{
+				TraceID: trace, SpanID: "00000000000000e1", Name: "step", Type: schema.ToolCall, StartTime: t0}})
+			rec.Value, rec.Timestamp = b, tt.kafkaTS
+			p.Add(rec)
+			if err := p.Write(t.Context(), p.Seal(pipeline.TriggerShutdown)); err != nil {
+				t.Fatal(err)
+			}
+			if len(sink.batches) != 1 || len(sink.batches[0].Spans) != 1 {
+				t.Fatalf("span_ended without endTime not stored under insert-only (%d batches)", len(sink.batches))
+			}
+			if got := sink.batches[0].Spans[0].EndTime; !got.Equal(tt.want) {
+				t.Errorf("stored end time %v, want %v", got, tt.want)
+			}
+			if v := testutil.ToFloat64(labelled{reg, "spanpipe_pipeline_repaired_records_total", "kind", "missing_end_time"}); v != 1 {
+				t.Errorf("spanpipe_pipeline_repaired_records_total{kind=missing_end_time} = %v, want 1", v)
+			}
+		})
+	}
+}
+
+// A record whose envelope type is readable names its signal in the drop event even
+// when the rest does not decode; only unreadable bytes are "unknown".
+func TestDecodeErrorKeepsTheSignalWhenTheTypeIsReadable(t *testing.T) {
+	tests := []struct {
+		value  string
+		signal schema.Signal
+	}{
+		{`{"type":"log","log":{"logId":""}}`, schema.SignalLog},
+		{`{"type":"span_ended","exportedSpan":{"name":"x"}}`, schema.SignalTracing},
+		{`{"type":"mystery"}`, "unknown"},
+		{"\xde\xad", "unknown"},
+	}
+	for _, tt := range tests {
+		drops := &fakeDrops{}
+		p := newPipeline(t, pipeline.DefaultConfig(), &fakeSink{caps: allCaps()}, drops)
+		p.Add(rawRecord(0, []byte(tt.value)))
+		if err := p.Write(t.Context(), p.Seal(pipeline.TriggerShutdown)); err != nil {
+			t.Fatal(err)
+		}
+		if len(drops.got) != 1 || drops.got[0].ev.Signal != tt.signal || drops.got[0].ev.Reason != dropalerts.ReasonDecodeError {
+			t.Errorf("%s: drops %+v, want one decode-error drop for signal %s", tt.value, drops.got, tt.signal)
+		}
 	}
 }

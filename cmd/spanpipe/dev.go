@@ -88,7 +88,7 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	defer ms.Close(context.Background())
-	log.Info("spanpipe dev running", "broker", cfg.Kafka.Brokers[0], "db", *dbPath, "metrics", "http://"+ms.Addr+"/metrics", "strategy", c.Pipeline.Strategy())
+	log.Info("spanpipe dev running", "broker", cfg.Kafka.Brokers[0], "db", *dbPath, "metrics", "http://"+ms.Addr+"/metrics", "strategy", c.Batcher.Strategy())
 	fmt.Fprintf(os.Stderr, "\n  broker   %s\n  duckdb   %s\n  metrics  http://%s/metrics\n\n", cfg.Kafka.Brokers[0], *dbPath, ms.Addr)
 
 	consumeCtx, stopConsume := context.WithCancel(ctx)
@@ -155,7 +155,7 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	sum := devSummary{
 		Traces: *demoN, SpansEmitted: emitted, SpansStored: stored, Dropped: int64(droppedTotal(reg)),
-		ElapsedMS: time.Since(start).Milliseconds(), DB: *dbPath, Strategy: string(c.Pipeline.Strategy()),
+		ElapsedMS: time.Since(start).Milliseconds(), DB: *dbPath, Strategy: string(c.Batcher.Strategy()),
 		Broker: cfg.Kafka.Brokers[0], Metrics: ms.Addr,
 	}
 	line, _ := json.Marshal(sum)

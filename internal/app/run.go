@@ -97,13 +97,13 @@ func (s *MetricsServer) Close(ctx context.Context) error {
 	return err
 }
 
-// Consumer is a ready-to-run consume process: pipeline, drop publisher and group
-// member around a sink.
+// Consumer is a ready-to-run consume process: batcher, writer, drop publisher and
+// group member around a sink.
 type Consumer struct {
-	Pipeline *pipeline.Pipeline
-	Member   *consumer.Consumer
-	drops    *dropalerts.Publisher
-	log      *slog.Logger
+	Batcher *pipeline.Batcher
+	Member  *consumer.Consumer
+	drops   *dropalerts.Publisher
+	log     *slog.Logger
 }
 
 // NewConsumer wires the consume path around sink. kopts are extra client options
@@ -116,17 +116,25 @@ func NewConsumer(cfg Config, sink pipeline.Sink, log *slog.Logger, reg prometheu
 	if err != nil {
 		return nil, err
 	}
-	pl, err := pipeline.New(cfg.Pipeline, sink, drops, pipeline.WithLogger(log), pipeline.WithRegisterer(reg), pipeline.WithInstance(instance))
+	popts := []pipeline.Option{pipeline.WithLogger(log), pipeline.WithRegisterer(reg), pipeline.WithInstance(instance)}
+	b, err := pipeline.NewBatcher(cfg.Pipeline, sink.Capabilities(), popts...)
 	if err != nil {
 		_ = drops.Close(context.Background())
 		return nil, err
 	}
-	member, err := consumer.New(cfg.Kafka, pl, consumer.WithLogger(log), consumer.WithRegisterer(reg), consumer.WithKgoOpts(append(KafkaOpts(reg, log, "consumer"), kopts...)...))
+	w, err := pipeline.NewWriter(cfg.Pipeline, sink, drops, popts...)
 	if err != nil {
 		_ = drops.Close(context.Background())
 		return nil, err
 	}
-	return &Consumer{Pipeline: pl, Member: member, drops: drops, log: log}, nil
+	member, err := consumer.New(cfg.Kafka, b, w, drops, consumer.WithLogger(log), consumer.WithRegisterer(reg),
+		consumer.WithDropSource(instance, sink.Name()), consumer.WithKgoOpts(append(KafkaOpts(reg, log, "consumer"), kopts...)...))
+	if err != nil {
+		_ = drops.Close(context.Background())
+		return nil, err
+	}
+	log.Info("pipeline", "strategy", b.Strategy(), "sink", sink.Name())
+	return &Consumer{Batcher: b, Member: member, drops: drops, log: log}, nil
 }
 
 // Run consumes until ctx ends, drains, commits and leaves the group, then flushes

@@ -408,7 +408,7 @@ func startConsumers(ctx context.Context, o Options, topic, drops, run string) (*
 			cs.stop()
 			return nil, err
 		}
-		cs.strategy = c.Pipeline.Strategy()
+		cs.strategy = c.Batcher.Strategy()
 		cs.wg.Go(func() { _ = c.Run(cctx) })
 	}
 	return cs, nil
