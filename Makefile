@@ -34,7 +34,10 @@ unit:
 ## integration: real `spanpipe` processes against a real Apache Kafka (KAFKA_BROKERS,
 ## else testcontainers when Docker answers, else deploy/local/kafka.sh). -v prints each
 ## scenario's FIGURES line. Scenario sizes: SPANPIPE_IT_* (see integration/doc.go).
+## The suite's binary has the sink fault hook (build tag spanpipe_fault); its unit
+## tests run here too, as the unit target builds without the tag.
 integration:
+	$(GO) test -count=1 -tags spanpipe_fault -run Fault ./internal/app/
 	@set -o pipefail; rc=0; \
 	$(GO) test -timeout 30m -count=1 -v ./integration/ > integration.log 2>&1 || rc=$$?; \
 	grep -E '^(--- |\s+--- |PASS|FAIL|ok)|FIGURES|SKIP' integration.log; \
