@@ -71,7 +71,7 @@ func TestChaosSoak(t *testing.T) {
 	s := newScenario(t, l.bootstrap, chaosPartitions)
 	s.env = append(s.env,
 		// Shorter than the longest hang, so that a revoke can time out behind one.
-		"SPANPIPE_KAFKA_REBALANCE_TIMEOUT=20s",
+		"SPANPIPE_KAFKA_REBALANCE_TIMEOUT=15s",
 		"SPANPIPE_KAFKA_SHUTDOWN_TIMEOUT=10s",
 		// A small buffer: a hung sink pauses fetching within seconds.
 		"SPANPIPE_PIPELINE_MAX_BATCH_SIZE=100",
@@ -145,7 +145,10 @@ func TestChaosSoak(t *testing.T) {
 	logFigures(t, "seed", seed, "minutes", minutes, "actions", len(plan), "done", c.counts(),
 		"emitted", len(led.acked), "spans", res.spans, "poison", res.poison, "produce_errors", led.errors,
 		"stored", res.stored, "rows", res.rows, "duplicates", res.rows-res.distinct, "file_duplicates", res.fileDupes,
-		"dead_lettered", res.deadLettered, "dead_letter_copies", res.letterCopies,
+		"dead_lettered_decode_error", res.deadLettered[dropalerts.ReasonDecodeError],
+		"dead_lettered_sink_rejected", res.deadLettered[dropalerts.ReasonSinkRejected],
+		"dead_lettered_retry_exhausted", res.deadLettered[dropalerts.ReasonRetryExhausted],
+		"dead_letter_copies", res.letterCopies,
 		"lost_to_retention", res.retention, "poison_lost_to_retention", res.poisonRetention,
 		"deleted_records", res.deleted, "stored_and_dead_lettered", res.both,
 		"silently_lost", res.silent, "deleted_unreported", res.deletedUnreported, "uncommitted", res.stalled,
@@ -196,10 +199,10 @@ var chaosCost = map[chaosKind]time.Duration{
 	chaosLeave: 5 * time.Second, chaosJoin: 3 * time.Second, chaosKill: 3 * time.Second,
 }
 
-// faultDurations bounds how long each sink fault lasts: hangs sometimes outlast the
-// 20s rebalance timeout, errors the ~7.5s retry schedule.
+// faultDurations bounds how long each sink fault lasts: hangs often outlast the 15s
+// rebalance timeout, errors sometimes the ~7.5s retry schedule.
 var faultDurations = map[chaosKind][2]time.Duration{
-	chaosHang:   {5 * time.Second, 45 * time.Second},
+	chaosHang:   {5 * time.Second, 50 * time.Second},
 	chaosError:  {2 * time.Second, 15 * time.Second},
 	chaosReject: {time.Second, 4 * time.Second},
 }
@@ -239,11 +242,12 @@ func planString(plan []chaosAction) string {
 // chaosPlan draws the schedule from seed alone. It tracks which slots run and which
 // have a sink fault, so that every action is possible when it runs (the test's
 // actions are the only thing that changes membership). The first actions are one of
-// each kind, in random order, so that even a short soak has them all.
+// each kind, in random order (one that is not possible yet is tried again after the
+// others), so that even a short soak has them all.
 func chaosPlan(seed uint64, duration time.Duration) []chaosAction {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	kinds := []chaosKind{chaosKill, chaosBroker, chaosHang, chaosError, chaosReject, chaosJoin, chaosLeave, chaosRetention}
-	weighted := []chaosKind{chaosKill, chaosKill, chaosKill, chaosBroker, chaosHang, chaosHang, chaosHang,
+	weighted := []chaosKind{chaosKill, chaosKill, chaosKill, chaosBroker, chaosHang, chaosHang, chaosHang, chaosHang,
 		chaosError, chaosError, chaosError, chaosReject, chaosReject, chaosJoin, chaosJoin, chaosLeave, chaosLeave,
 		chaosRetention, chaosRetention}
 	first := slices.Clone(kinds)
@@ -270,10 +274,10 @@ func chaosPlan(seed uint64, duration time.Duration) []chaosAction {
 
 	var plan []chaosAction
 	end := duration - 15*time.Second // the last seconds produce with the faults gone
-	for i, at := 0, 5*time.Second; at < end; i++ {
+	for at := 5 * time.Second; at < end; {
 		kind := weighted[rng.IntN(len(weighted))]
-		if i < len(first) {
-			kind = first[i]
+		if len(first) > 0 {
+			kind = first[0]
 		}
 		a := chaosAction{at: at, kind: kind}
 		ok := true
@@ -315,6 +319,13 @@ func chaosPlan(seed uint64, duration time.Duration) []chaosAction {
 		}
 		if ok {
 			plan = append(plan, a)
+		}
+		if len(first) > 0 { // done, or tried again after the others
+			if ok && a.kind == first[0] {
+				first = first[1:]
+			} else {
+				first = append(first[1:], first[0])
+			}
 		}
 		at += chaosCost[a.kind] + between(3*time.Second, 6*time.Second)
 	}
@@ -421,7 +432,8 @@ func (c *chaos) do(ctx context.Context, a chaosAction) {
 }
 
 // retention hangs the sink of every running member that has no fault, waits until
-// they pause fetching (their buffers full) or 20s pass, deletes the given partitions'
+// they pause fetching (their buffers full) or 8s pass (a member whose writer queue is
+// full stops polling without pausing: it is behind all the same), deletes the given partitions'
 // records up to their end offsets, and releases the sinks: the members are behind,
 // their fetch positions below the new log start.
 func (c *chaos) retention(ctx context.Context, partitions []int32) {
@@ -435,7 +447,7 @@ func (c *chaos) retention(ctx context.Context, partitions []int32) {
 	}
 	start := time.Now()
 	paused := 0
-	for time.Since(start) < 20*time.Second {
+	for time.Since(start) < 8*time.Second {
 		paused = 0
 		for _, slot := range hung {
 			if m, err := c.members[slot].scrape(); err == nil && m.sum("spanpipe_consumer_paused_partitions") > 0 {
@@ -731,5 +743,61 @@ func missingRecord(w recAt, e ledgerEntry, deleted bool, committed map[int32]int
 		*stalled = append(*stalled, what)
 	default:
 		*silent = append(*silent, what)
+	}
+}
+
+// TestChaosPlan: the schedule is a function of the seed (so a failing seed replays),
+// every action is possible when it runs, and a 3-minute soak has every kind of fault.
+// No broker: this checks the test's own generator.
+func TestChaosPlan(t *testing.T) {
+	for seed := range uint64(200) {
+		plan := chaosPlan(seed, 3*time.Minute)
+		if !slices.EqualFunc(plan, chaosPlan(seed, 3*time.Minute), func(a, b chaosAction) bool { return a.String() == b.String() && a.at == b.at }) {
+			t.Fatalf("seed %d: two plans differ", seed)
+		}
+		running := map[int]bool{0: true, 1: true}
+		faulted := make(map[int]bool)
+		kinds := make(map[chaosKind]bool)
+		for i, a := range plan {
+			bad := func(why string) {
+				t.Fatalf("seed %d, action %d (%s at %s): %s\n%s", seed, i, a, a.at, why, planString(plan))
+			}
+			if i > 0 && a.at < plan[i-1].at {
+				bad("out of order")
+			}
+			kinds[a.kind] = true
+			switch a.kind {
+			case chaosKill:
+				if !running[a.slot] {
+					bad("kills a slot that does not run")
+				}
+			case chaosLeave:
+				if !running[a.slot] || len(running) == 1 {
+					bad("stops a slot that does not run, or the last member")
+				}
+				delete(running, a.slot)
+			case chaosJoin:
+				if running[a.slot] || len(running) == chaosMaxMembers {
+					bad("starts a slot that runs, or too many members")
+				}
+				running[a.slot] = true
+			case chaosHang, chaosError, chaosReject:
+				if !running[a.slot] || faulted[a.slot] || a.dur <= 0 {
+					bad("faults a slot that does not run or already has a fault")
+				}
+				faulted[a.slot] = true
+			case chaosClear:
+				if !faulted[a.slot] {
+					bad("clears a fault that is not armed")
+				}
+				delete(faulted, a.slot)
+			}
+		}
+		if len(faulted) != 0 {
+			t.Fatalf("seed %d: faults never cleared on slots %v", seed, faulted)
+		}
+		if len(kinds) != len(faultMode)+len(chaosCost)+1 {
+			t.Fatalf("seed %d: a 3-minute plan has only %v", seed, kinds)
+		}
 	}
 }
