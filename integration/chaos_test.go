@@ -131,13 +131,13 @@ func TestChaosSoak(t *testing.T) {
 		lag, _, _ := s.mustLag()
 		t.Errorf("the group did not commit the end of every partition within %s of the chaos ending: %d records uncommitted", time.Since(drainStart).Round(time.Second), lag)
 	}
+	s.stopAll()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	committed, err := s.committed(ctx)
 	cancel()
 	if err != nil {
 		t.Fatalf("committed offsets: %v", err)
 	}
-	s.stopAll()
 
 	res := checkLedger(t, s, led, c, committed)
 	procs := s.all()
