@@ -70,8 +70,7 @@ func TestChaosSoak(t *testing.T) {
 	l := ownLauncher(t, 1)
 	s := newScenario(t, l.bootstrap, chaosPartitions)
 	s.env = append(s.env,
-		// Shorter than the longest hang, so that a revoke can time out behind one.
-		"SPANPIPE_KAFKA_REBALANCE_TIMEOUT=15s",
+		"SPANPIPE_KAFKA_REBALANCE_TIMEOUT="+chaosRebalanceTimeout.String(),
 		"SPANPIPE_KAFKA_SHUTDOWN_TIMEOUT=10s",
 		// A small buffer: a hung sink pauses fetching within seconds.
 		"SPANPIPE_PIPELINE_MAX_BATCH_SIZE=100",
@@ -160,6 +159,9 @@ const (
 	chaosPartitions = 6
 	chaosSlots      = 4 // DuckDB files; at most one running process per file
 	chaosMaxMembers = 3
+	// chaosRebalanceTimeout is the members' kafka.rebalance_timeout: shorter than the
+	// longest hangs, so that a revoke can time out behind one.
+	chaosRebalanceTimeout = 15 * time.Second
 )
 
 // chaosMinutes is SPANPIPE_IT_CHAOS_MINUTES (default 3; fractions allowed).
@@ -274,10 +276,15 @@ func chaosPlan(seed uint64, duration time.Duration) []chaosAction {
 
 	var plan []chaosAction
 	end := duration - 15*time.Second // the last seconds produce with the faults gone
+	var next chaosKind               // what a long hang asks for next
 	for at := 5 * time.Second; at < end; {
 		kind := weighted[rng.IntN(len(weighted))]
-		if len(first) > 0 {
+		fromFirst := len(first) > 0
+		if fromFirst {
 			kind = first[0]
+		}
+		if next != "" {
+			kind, next, fromFirst = next, "", false
 		}
 		a := chaosAction{at: at, kind: kind}
 		ok := true
@@ -285,12 +292,19 @@ func chaosPlan(seed uint64, duration time.Duration) []chaosAction {
 		case chaosKill:
 			a.slot, ok = pick(func(i int) bool { return running[i] })
 		case chaosHang, chaosError, chaosReject:
-			a.slot, ok = pick(healthy(at))
 			r := faultDurations[kind]
+			a.slot, ok = pick(healthy(at))
+			ok = ok && end-at >= r[0]
 			a.dur = min(between(r[0], r[1]), end-at).Round(100 * time.Millisecond)
 			if ok {
 				faultEnds[a.slot] = at + a.dur
 				plan = append(plan, chaosAction{at: at + a.dur, kind: chaosClear, slot: a.slot})
+				if kind == chaosHang && a.dur > chaosRebalanceTimeout {
+					// A member joins while this one hangs: the hung member must give
+					// up partitions it cannot flush within the rebalance timeout
+					// (issue 10, defect 1).
+					next = chaosJoin
+				}
 			}
 		case chaosJoin:
 			if len(running) >= chaosMaxMembers {
@@ -320,7 +334,7 @@ func chaosPlan(seed uint64, duration time.Duration) []chaosAction {
 		if ok {
 			plan = append(plan, a)
 		}
-		if len(first) > 0 { // done, or tried again after the others
+		if fromFirst { // done, or tried again after the others
 			if ok && a.kind == first[0] {
 				first = first[1:]
 			} else {
