@@ -258,6 +258,9 @@ func chaosPlan(seed uint64, duration time.Duration) []chaosAction {
 
 	running := map[int]bool{0: true, 1: true}
 	faultEnds := make(map[int]time.Duration) // slot -> when its fault is cleared
+	// slot -> the end of a hang longer than the rebalance timeout: the member is not
+	// killed or stopped before, so that it lives through the revoke it cannot flush.
+	longHang := make(map[int]time.Duration)
 	pick := func(ok func(int) bool) (int, bool) {
 		var c []int
 		for i := range chaosSlots {
@@ -272,6 +275,9 @@ func chaosPlan(seed uint64, duration time.Duration) []chaosAction {
 	}
 	healthy := func(at time.Duration) func(int) bool {
 		return func(i int) bool { return running[i] && faultEnds[i] <= at }
+	}
+	movable := func(at time.Duration) func(int) bool {
+		return func(i int) bool { return running[i] && longHang[i] <= at }
 	}
 
 	var plan []chaosAction
@@ -290,7 +296,7 @@ func chaosPlan(seed uint64, duration time.Duration) []chaosAction {
 		ok := true
 		switch kind {
 		case chaosKill:
-			a.slot, ok = pick(func(i int) bool { return running[i] })
+			a.slot, ok = pick(movable(at))
 		case chaosHang, chaosError, chaosReject:
 			r := faultDurations[kind]
 			a.slot, ok = pick(healthy(at))
@@ -304,6 +310,7 @@ func chaosPlan(seed uint64, duration time.Duration) []chaosAction {
 					// up partitions it cannot flush within the rebalance timeout
 					// (issue 10, defect 1).
 					next = chaosJoin
+					longHang[a.slot] = at + a.dur
 				}
 			}
 		case chaosJoin:
@@ -328,8 +335,10 @@ func chaosPlan(seed uint64, duration time.Duration) []chaosAction {
 				running[a.slot] = true
 			}
 		case chaosLeave:
-			a.slot, ok = pick(func(i int) bool { return running[i] })
-			delete(running, a.slot)
+			a.slot, ok = pick(movable(at))
+			if ok {
+				delete(running, a.slot)
+			}
 		}
 		if ok {
 			plan = append(plan, a)
@@ -729,17 +738,11 @@ func checkLedger(t *testing.T, s *scenario, led chaosLedger, c *chaos, committed
 		}
 	}
 	res.silent, res.deletedUnreported, res.stalled = len(silent), len(deletedUnreported), len(stalled)
-	report := func(what string, list []string) {
-		if len(list) > 0 {
-			slices.Sort(list)
-			t.Errorf("%d records %s, e.g. %s", len(list), what, strings.Join(list[:min(5, len(list))], "; "))
-		}
-	}
-	report("committed over, but neither stored, dead-lettered nor reported lost (silent loss)", silent)
-	report("deleted by retention with no retention-expired drop event (silent loss)", deletedUnreported)
-	report("never stored nor dead-lettered and still uncommitted (a stalled member)", stalled)
-	report("stored that the producer never sent", extra)
-	report("with ledger problems", problems)
+	reportList(t, "records committed over, but neither stored, dead-lettered nor reported lost (silent loss)", silent)
+	reportList(t, "records deleted by retention with no retention-expired drop event (silent loss)", deletedUnreported)
+	reportList(t, "records never stored nor dead-lettered and still uncommitted (a stalled member)", stalled)
+	reportList(t, "spans stored that the producer never sent", extra)
+	reportList(t, "ledger problems", problems)
 	return res
 }
 
@@ -771,6 +774,7 @@ func TestChaosPlan(t *testing.T) {
 		}
 		running := map[int]bool{0: true, 1: true}
 		faulted := make(map[int]bool)
+		longHang := make(map[int]time.Duration)
 		kinds := make(map[chaosKind]bool)
 		for i, a := range plan {
 			bad := func(why string) {
@@ -782,12 +786,12 @@ func TestChaosPlan(t *testing.T) {
 			kinds[a.kind] = true
 			switch a.kind {
 			case chaosKill:
-				if !running[a.slot] {
-					bad("kills a slot that does not run")
+				if !running[a.slot] || a.at < longHang[a.slot] {
+					bad("kills a slot that does not run, or one in a long hang")
 				}
 			case chaosLeave:
-				if !running[a.slot] || len(running) == 1 {
-					bad("stops a slot that does not run, or the last member")
+				if !running[a.slot] || len(running) == 1 || a.at < longHang[a.slot] {
+					bad("stops a slot that does not run, the last member, or one in a long hang")
 				}
 				delete(running, a.slot)
 			case chaosJoin:
@@ -800,6 +804,9 @@ func TestChaosPlan(t *testing.T) {
 					bad("faults a slot that does not run or already has a fault")
 				}
 				faulted[a.slot] = true
+				if a.kind == chaosHang && a.dur > chaosRebalanceTimeout {
+					longHang[a.slot] = a.at + a.dur
+				}
 			case chaosClear:
 				if !faulted[a.slot] {
 					bad("clears a fault that is not armed")
