@@ -85,8 +85,9 @@ func TestChaosSoak(t *testing.T) {
 
 	start := time.Now()
 	prod := startChaosProducer(t, s, seed, rate)
+	var last time.Time
 	for _, a := range plan {
-		due := start.Add(a.at)
+		due := latest(start.Add(a.at), last.Add(a.settle))
 		if a.kind == chaosClear {
 			// A fault lasts its duration even when the schedule runs late.
 			due = latest(due, c.armed[a.slot])
@@ -99,6 +100,7 @@ func TestChaosSoak(t *testing.T) {
 		s.checkAlive()
 		t.Logf("%s: %s", time.Since(start).Round(100*time.Millisecond), a)
 		c.do(t.Context(), a)
+		last = time.Now()
 	}
 	if d := time.Until(start.Add(duration)); d > 0 {
 		time.Sleep(d) // the rest of the soak: producing with whatever members run
@@ -219,6 +221,10 @@ type chaosAction struct {
 	slot       int
 	dur        time.Duration // sink faults
 	partitions []int32       // retention
+	// settle is the least time after the previous action ran, however late the
+	// schedule is: a join after a long hang waits until the hung member's writer
+	// queue is full.
+	settle time.Duration
 }
 
 func (a chaosAction) String() string {
@@ -291,10 +297,11 @@ func chaosPlan(seed uint64, duration time.Duration) []chaosAction {
 		if fromFirst {
 			kind = first[0]
 		}
+		a := chaosAction{at: at, kind: kind}
 		if next != "" {
 			kind, next, fromFirst = next, "", false
+			a.kind, a.settle = kind, 5*time.Second
 		}
-		a := chaosAction{at: at, kind: kind}
 		ok := true
 		switch kind {
 		case chaosKill:
