@@ -28,7 +28,9 @@ import (
 // one member's sink hang, fail (retryable) or reject (permanent), adds and removes
 // members, and deletes records from partitions while their consumers are paused
 // behind hung sinks (kadm DeleteRecords: what retention does, at a moment the test
-// chooses). Then the faults are cleared, the group drains, and a ledger built from
+// chooses). A hang longer than the rebalance timeout is followed by a join, so that the
+// hung member is revoked partitions it cannot flush, and that member is kept to the
+// end. Then the faults are cleared, the group drains, and a ledger built from
 // what Kafka acknowledged to the producer accounts for every record:
 //   - a span is stored (in the union of the DuckDB files, never twice in one file), or
 //     dead-lettered with its reason (sink-rejected, retry-exhausted), or its offset is
@@ -36,7 +38,10 @@ import (
 //   - a poison record is a decode-error dead letter, or inside a retention range;
 //   - nothing else is stored or dead-lettered, no retention event claims offsets that
 //     were not deleted, and every dead-letter reason has drop events counting at least
-//     its dead letters.
+//     its dead letters;
+//   - the group commits the end of every partition (SPANPIPE_IT_CHAOS_DRAIN, 3m): a
+//     record still uncommitted after that is held back by a member that stopped
+//     storing.
 //
 // The seed (printed; SPANPIPE_IT_CHAOS_SEED replays it) fixes the schedule, its
 // targets and durations, and which records are poison; the machine's timing is not
