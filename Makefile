@@ -44,8 +44,11 @@ unit:
 ## else testcontainers when Docker answers, else deploy/local/kafka.sh) and, for the
 ## TestClickHouse* scenarios, a real ClickHouse (CLICKHOUSE_DSN, else
 ## deploy/local/clickhouse.sh). -v prints each scenario's FIGURES line. Scenario sizes:
-## SPANPIPE_IT_* (see integration/doc.go).
+## SPANPIPE_IT_* (see integration/doc.go). The suite's binary has the sink fault hook
+## (build tag spanpipe_fault); its unit tests run here too, as the unit target builds
+## without the tag.
 integration: clickhouse-local
+	$(GO) test -count=1 -tags spanpipe_fault -run Fault ./internal/app/
 	@set -o pipefail; rc=0; \
 	$(GO) test -timeout 30m -count=1 -v ./integration/ > integration.log 2>&1 || rc=$$?; \
 	grep -E '^(--- |\s+--- |PASS|FAIL|ok)|FIGURES|SKIP' integration.log; \

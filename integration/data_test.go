@@ -433,15 +433,18 @@ func checkStore(t *testing.T, v storeView, truth topicTruth) {
 			extra = append(extra, k.String())
 		}
 	}
-	report := func(what string, list []string) {
-		if len(list) > 0 {
-			slices.Sort(list)
-			t.Errorf("%d spans %s, e.g. %s", len(list), what, strings.Join(list[:min(5, len(list))], "; "))
-		}
+	reportList(t, "spans on the topic but in no DuckDB file (lost)", missing)
+	reportList(t, "spans stored at an older version than the newest on the topic", stale)
+	reportList(t, "spans stored but not on the topic", extra)
+}
+
+// reportList fails the test with the size of list and a few of its items, if any.
+func reportList(t *testing.T, what string, list []string) {
+	t.Helper()
+	if len(list) > 0 {
+		slices.Sort(list)
+		t.Errorf("%d %s, e.g. %s", len(list), what, strings.Join(list[:min(5, len(list))], "; "))
 	}
-	report("on the topic but in no DuckDB file (lost)", missing)
-	report("stored at an older version than the newest on the topic", stale)
-	report("stored but not on the topic", extra)
 }
 
 // peaks formats the consumers' peak RSS and returns the largest, in MiB.

@@ -13,6 +13,17 @@
 // server named by CLICKHOUSE_DSN, else one started by deploy/local/clickhouse.sh (the
 // engine of PyPI's chdb-core); the scenario that kills ClickHouse starts its own.
 //
+// The suite builds spanpipe with the spanpipe_fault build tag: only such a binary has
+// the sink fault hook (SPANPIPE_FAULT_FILE, internal/app/fault_hook.go) that the fault
+// scenarios use to make a consumer's sink fail, hang or reject from outside; a
+// release build ignores the variable.
+//
+// TestChaosSoak combines the faults the other scenarios take one at a time (consumer
+// kill -9, broker restart, sink hangs and errors, membership changes, records deleted
+// under paused consumers, poison) on a seeded random schedule, and checks a ledger of
+// every acknowledged record at the end. It prints its seed; SPANPIPE_IT_CHAOS_SEED
+// (with the same SPANPIPE_IT_CHAOS_MINUTES) replays a failing schedule.
+//
 // Run it with its own timeout, apart from the unit tests:
 //
 //	go test -v -timeout 30m ./integration/

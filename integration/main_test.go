@@ -234,7 +234,7 @@ func startContainer(ctx context.Context) (brokers []string, err error) {
 	return ctr.Brokers(ctx)
 }
 
-// spanpipe is the binary under test, built once per run.
+// spanpipe is the binary under test, built once per run with the fault hook.
 var spanpipe struct {
 	once sync.Once
 	path string
@@ -251,10 +251,12 @@ func spanpipeBinary(t *testing.T) string {
 		}
 		path := filepath.Join(workDir, "bin", "spanpipe")
 		start := time.Now()
-		cmd := exec.Command(gobin, "build", "-o", path, "./cmd/spanpipe")
+		// The fault scenarios arm the sink fault hook (SPANPIPE_FAULT_FILE), which
+		// only a binary built with this tag has.
+		cmd := exec.Command(gobin, "build", "-tags", "spanpipe_fault", "-o", path, "./cmd/spanpipe")
 		cmd.Dir = repoRoot
 		if out, err := cmd.CombinedOutput(); err != nil {
-			spanpipe.err = fmt.Errorf("go build ./cmd/spanpipe: %w\n%s", err, out)
+			spanpipe.err = fmt.Errorf("go build -tags spanpipe_fault ./cmd/spanpipe: %w\n%s", err, out)
 			return
 		}
 		spanpipe.path = path
