@@ -259,18 +259,18 @@ type CostContext struct {
 
 // Score is the result of a scorer run.
 type Score struct {
-	ScoreID          string         `json:"scoreId"`
-	Timestamp        time.Time      `json:"timestamp"`
-	TraceID          string         `json:"traceId,omitempty"`
-	SpanID           string         `json:"spanId,omitempty"`
-	ScoreTraceID     string         `json:"scoreTraceId,omitempty"`
-	ScorerID         string         `json:"scorerId"`
-	ScorerName       string         `json:"scorerName,omitempty"`
-	ScorerVersion    string         `json:"scorerVersion,omitempty"`
-	ScoreSource      string         `json:"scoreSource,omitempty"`
+	ScoreID       string    `json:"scoreId"`
+	Timestamp     time.Time `json:"timestamp"`
+	TraceID       string    `json:"traceId,omitempty"`
+	SpanID        string    `json:"spanId,omitempty"`
+	ScoreTraceID  string    `json:"scoreTraceId,omitempty"`
+	ScorerID      string    `json:"scorerId"`
+	ScorerName    string    `json:"scorerName,omitempty"`
+	ScorerVersion string    `json:"scorerVersion,omitempty"`
+	ScoreSource   string    `json:"scoreSource,omitempty"`
 	// Source is Mastra's deprecated name of ScoreSource; [Decode] copies it there
 	// when ScoreSource is empty.
-	Source string `json:"source,omitempty"`
+	Source           string         `json:"source,omitempty"`
 	Score            float64        `json:"score"`
 	Reason           string         `json:"reason,omitempty"`
 	TargetEntityType string         `json:"targetEntityType,omitempty"`
