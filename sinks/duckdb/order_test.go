@@ -157,7 +157,7 @@ func TestMigrationRankAndNewest(t *testing.T) {
 
 	db := w.DB()
 	for q, want := range map[string]string{
-		`SELECT labels FROM metrics WHERE metric_id = 'm'`:    `{}`,
+		`SELECT labels FROM metrics WHERE metric_id = 'm'`:   `{}`,
 		`SELECT value FROM feedback WHERE feedback_id = 'f'`: `up`,
 	} {
 		var got string
