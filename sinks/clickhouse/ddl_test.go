@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -55,7 +56,10 @@ func TestDDLSingleNode(t *testing.T) {
 	cfg.TTL.Spans = 30
 	stmts := renderAll(t, cfg)
 	wantNames := []string{"create_database", "create_migrations_table", "create_spans", "create_trace_roots",
-		"create_trace_roots_mv", "create_logs", "create_metrics", "create_scores", "create_feedback"}
+		"create_trace_roots_mv", "create_logs", "create_metrics", "create_scores", "create_feedback",
+		// 0002_span_rank
+		"drop_trace_roots_mv", "create_spans_swap", "exchange_spans", "create_trace_roots_swap", "exchange_trace_roots",
+		"recreate_trace_roots_mv", "copy_spans", "drop_spans_swap", "refill_trace_roots", "drop_trace_roots_swap"}
 	if len(stmts) != len(wantNames) {
 		t.Errorf("got %d statements, want %d", len(stmts), len(wantNames))
 	}
@@ -88,6 +92,29 @@ func TestDDLSingleNode(t *testing.T) {
 		mustNotContain(t, n, stmts[n], "TTL ")
 	}
 	mustContain(t, "create_migrations_table", stmts["create_migrations_table"], "ENGINE = ReplacingMergeTree(applied_at)")
+	for _, n := range []string{"create_spans_swap", "create_trace_roots_swap"} {
+		mustContain(t, n, stmts[n], "rank                     UInt8,",
+			"ordering                 UInt128 MATERIALIZED bitShiftLeft(toUInt128(version), 8) + rank,",
+			"ENGINE = ReplacingMergeTree(ordering)")
+	}
+	mustContain(t, "exchange_spans", stmts["exchange_spans"], "EXCHANGE TABLES spanpipe.spans AND spanpipe.spans_swap")
+	mustContain(t, "copy_spans", stmts["copy_spans"], "FROM spanpipe.spans_swap")
+}
+
+// The statements that cannot be idempotent by themselves carry a guard.
+func TestDDLGuards(t *testing.T) {
+	migs, err := paramsOf(DefaultConfig()).migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range migs {
+		for _, s := range m.statements {
+			needs := strings.HasPrefix(s.sql, "EXCHANGE") || strings.HasPrefix(s.sql, "INSERT")
+			if needs && !strings.HasPrefix(s.unless, "SELECT count()") {
+				t.Errorf("%s/%s: %.40q needs a guard, has %q", m.name, s.name, s.sql, s.unless)
+			}
+		}
+	}
 }
 
 func TestDDLCluster(t *testing.T) {
@@ -96,6 +123,10 @@ func TestDDLCluster(t *testing.T) {
 	cfg.TTL.Logs = 7
 	stmts := renderAll(t, cfg)
 	for name, sql := range stmts {
+		if strings.HasPrefix(sql, "INSERT") { // INSERT has no ON CLUSTER: it goes through the Distributed table
+			mustContain(t, name, sql, "INSERT INTO spanpipe.", "FROM ")
+			continue
+		}
 		mustContain(t, name, sql, " ON CLUSTER `main`")
 		mustNotContain(t, name, sql, "non_replicated_deduplication_window", "ENGINE = ReplacingMergeTree")
 	}
@@ -131,7 +162,10 @@ func TestDDLCluster(t *testing.T) {
 func TestDDLMatchesWriterColumns(t *testing.T) {
 	stmts := renderAll(t, DefaultConfig())
 	for _, tab := range allTables {
-		sql := stmts["create_"+tab.name]
+		sql := stmts["create_"+tab.name+"_swap"] // the table as a later migration rebuilt it
+		if sql == "" {
+			sql = stmts["create_"+tab.name]
+		}
 		for _, c := range tab.cols {
 			re := regexp.MustCompile(`(?m)^\s+` + regexp.QuoteMeta(c.name) + `\s+` + regexp.QuoteMeta(c.typ) + `( CODEC\(.*\))?,$`)
 			if !re.MatchString(sql) {
@@ -142,14 +176,16 @@ func TestDDLMatchesWriterColumns(t *testing.T) {
 }
 
 func TestSplitStatements(t *testing.T) {
-	got, err := splitStatements("-- intro\n\n-- name: a\nSELECT 1\n  -- inside\nFROM x;\n-- name: b\nSELECT 2;\n", "f.sql")
+	got, err := splitStatements("-- intro\n\n-- name: a\nSELECT 1\n  -- inside\nFROM x;\n-- name: b\n-- unless: SELECT 0\nSELECT 2;\n-- name: c\nSELECT 3;\n", "f.sql")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0] != (statement{"a", "SELECT 1\nFROM x"}) || got[1] != (statement{"b", "SELECT 2"}) {
-		t.Errorf("got %+v", got)
+	want := []statement{{"a", "SELECT 1\nFROM x", ""}, {"b", "SELECT 2", "SELECT 0"}, {"c", "SELECT 3", ""}}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
 	}
-	for _, bad := range []string{"SELECT 1;", "-- name: a\nSELECT 1", "-- name: a\nSELECT 1\n-- name: b\nSELECT 2;"} {
+	for _, bad := range []string{"SELECT 1;", "-- name: a\nSELECT 1", "-- name: a\nSELECT 1\n-- name: b\nSELECT 2;",
+		"-- unless: SELECT 1\n-- name: a\nSELECT 1;", "-- name: a\nSELECT 1\n-- unless: SELECT 1\nFROM x;"} {
 		if _, err := splitStatements(bad, "f.sql"); err == nil {
 			t.Errorf("splitStatements(%q): no error", bad)
 		}
@@ -169,9 +205,9 @@ func TestTTLChanges(t *testing.T) {
 	}
 	got := p.ttlChanges(full)
 	want := []statement{
-		{"ttl_spans", "ALTER TABLE spanpipe.spans MODIFY TTL toDate(started_at) + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0"},
-		{"ttl_logs", "ALTER TABLE spanpipe.logs REMOVE TTL"},
-		{"ttl_metrics", "ALTER TABLE spanpipe.metrics MODIFY TTL toDate(timestamp) + toIntervalDay(90) SETTINGS materialize_ttl_after_modify = 0"},
+		{"ttl_spans", "ALTER TABLE spanpipe.spans MODIFY TTL toDate(started_at) + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0", ""},
+		{"ttl_logs", "ALTER TABLE spanpipe.logs REMOVE TTL", ""},
+		{"ttl_metrics", "ALTER TABLE spanpipe.metrics MODIFY TTL toDate(timestamp) + toIntervalDay(90) SETTINGS materialize_ttl_after_modify = 0", ""},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d changes %+v, want %+v", len(got), got, want)
