@@ -138,7 +138,7 @@ func TestRenderSQLForChdb(t *testing.T) {
 		b1.Logs = append(b1.Logs, logAt(fmt.Sprintf("late-%d", i), now.AddDate(0, 0, -i-1)))
 	}
 	step("b1", w, rec, b1)
-	step("b1_retry", w, rec, b1) // the pipeline retries the same batch: same tokens
+	step("b1_retry", w, rec, b1)                             // the pipeline retries the same batch: same tokens
 	rootEnds := span(traceA, "00000000000000a1", "", 3, now) // the root ends
 	rootEnds.Event = schema.SpanEnded
 	b2 := &pipeline.Batch{
