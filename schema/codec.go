@@ -203,7 +203,14 @@ func (ev *Event) normalize() {
 	}
 	switch {
 	case ev.Log != nil:
-		lowerIDs(&ev.Log.TraceID, &ev.Log.SpanID)
+		l := ev.Log
+		lowerIDs(&l.TraceID, &l.SpanID)
+		if len(l.Tags) > 0 && (l.Correlation == nil || len(l.Correlation.Tags) == 0) {
+			if l.Correlation == nil {
+				l.Correlation = new(Correlation)
+			}
+			l.Correlation.Tags = l.Tags
+		}
 	case ev.Metric != nil:
 		lowerIDs(&ev.Metric.TraceID, &ev.Metric.SpanID)
 	case ev.Score != nil:

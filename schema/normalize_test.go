@@ -189,9 +189,10 @@ func TestDecodeLoneSurrogates(t *testing.T) {
 	}
 }
 
-// TestDecodeDeprecatedNames: Mastra still emits score source/experimentId and
-// feedback source/userId/experimentId; they fill the current fields, which the sinks
-// store (score_source, experiment_id, feedback_source, feedback_user_id).
+// TestDecodeDeprecatedNames: Mastra still emits score source/experimentId,
+// feedback source/userId/experimentId and log tags; they fill the current fields,
+// which the sinks store (score_source, experiment_id, feedback_source,
+// feedback_user_id, tags).
 func TestDecodeDeprecatedNames(t *testing.T) {
 	ev, err := schema.Decode("", doc("score", "score", baseScore(), map[string]any{"source": "live", "experimentId": "exp-1"}))
 	if err != nil {
@@ -218,6 +219,13 @@ func TestDecodeDeprecatedNames(t *testing.T) {
 	}
 	if f := ev.Feedback; f.FeedbackSource != "ui" || f.FeedbackUserID != "u-1" || f.Correlation.ExperimentID != "exp-3" {
 		t.Errorf("feedback: got source %q, user %q, correlation %+v", f.FeedbackSource, f.FeedbackUserID, f.Correlation)
+	}
+	ev, err = schema.Decode("", doc("log", "log", baseLog(), map[string]any{"tags": []string{"prod"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := ev.Log; l.Correlation == nil || !slices.Equal(l.Correlation.Tags, []string{"prod"}) {
+		t.Errorf("log: deprecated tags not kept in the correlation: %+v", l.Correlation)
 	}
 }
 

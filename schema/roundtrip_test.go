@@ -286,6 +286,9 @@ func (g *gen) event(i int) (in, want *schema.Event) {
 			Data: g.payload(i), Correlation: g.optCorrelation(), Metadata: g.payload(i),
 		}
 		in.Log.TraceID, in.Log.SpanID = g.optIDs()
+		if g.r.IntN(3) == 0 {
+			in.Log.Tags = []string{g.str(8)} // deprecated name
+		}
 	case 4:
 		in.Type = schema.MetricEvent
 		in.Metric = &schema.Metric{
@@ -421,6 +424,14 @@ func (g *gen) expect(in *schema.Event) *schema.Event {
 	case in.Log != nil:
 		l := *in.Log
 		l.TraceID, l.SpanID = lower(l.TraceID), lower(l.SpanID)
+		if len(l.Tags) > 0 && (l.Correlation == nil || len(l.Correlation.Tags) == 0) {
+			c := schema.Correlation{}
+			if l.Correlation != nil {
+				c = *l.Correlation
+			}
+			c.Tags = l.Tags
+			l.Correlation = &c
+		}
 		want.Log = &l
 	case in.Metric != nil:
 		m := *in.Metric

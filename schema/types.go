@@ -232,6 +232,9 @@ type Log struct {
 	Data        jsontext.Value `json:"data,omitzero"`
 	Correlation *Correlation   `json:"correlationContext,omitzero"`
 	Metadata    jsontext.Value `json:"metadata,omitzero"`
+	// Tags is Mastra's deprecated top-level tags of a log; [Decode] copies them to
+	// Correlation.Tags when that has none.
+	Tags []string `json:"tags,omitzero"`
 }
 
 // Metric is one raw observation; aggregation happens at query time.
