@@ -165,6 +165,9 @@ func (p ddlParams) render(file string) ([]statement, error) {
 		"engine":   p.engine,
 		"ttl":      p.ttl,
 		"settings": p.tableSettings,
+		"settingsRowTTL": func() string {
+			return strings.Replace(p.tableSettings(), "ttl_only_drop_parts = 1", "ttl_only_drop_parts = 0", 1)
+		},
 	}).Parse(string(src))
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: parse %s: %w", file, err)

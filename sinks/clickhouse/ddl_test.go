@@ -59,7 +59,10 @@ func TestDDLSingleNode(t *testing.T) {
 		"create_trace_roots_mv", "create_logs", "create_metrics", "create_scores", "create_feedback",
 		// 0002_span_rank
 		"drop_trace_roots_mv", "create_spans_swap", "exchange_spans", "create_trace_roots_swap", "exchange_trace_roots",
-		"recreate_trace_roots_mv", "copy_spans", "drop_spans_swap", "refill_trace_roots", "drop_trace_roots_swap"}
+		"recreate_trace_roots_mv", "copy_spans", "drop_spans_swap", "refill_trace_roots", "drop_trace_roots_swap",
+		// 0003_newest_score_feedback
+		"create_scores_swap", "exchange_scores", "copy_scores", "drop_scores_swap",
+		"create_feedback_swap", "exchange_feedback", "copy_feedback", "drop_feedback_swap"}
 	if len(stmts) != len(wantNames) {
 		t.Errorf("got %d statements, want %d", len(stmts), len(wantNames))
 	}
@@ -99,6 +102,12 @@ func TestDDLSingleNode(t *testing.T) {
 	}
 	mustContain(t, "exchange_spans", stmts["exchange_spans"], "EXCHANGE TABLES spanpipe.spans AND spanpipe.spans_swap")
 	mustContain(t, "copy_spans", stmts["copy_spans"], "FROM spanpipe.spans_swap")
+	for _, n := range []string{"scores", "feedback"} {
+		id := map[string]string{"scores": "score_id", "feedback": "feedback_id"}[n]
+		mustContain(t, "create_"+n+"_swap", stmts["create_"+n+"_swap"], "ENGINE = ReplacingMergeTree(timestamp)\nORDER BY (trace_id, "+id+")",
+			"ttl_only_drop_parts = 0")
+		mustNotContain(t, "create_"+n+"_swap", stmts["create_"+n+"_swap"], "PARTITION BY")
+	}
 }
 
 // The statements that cannot be idempotent by themselves carry a guard.

@@ -84,6 +84,8 @@ def upgrade_check(db, m, migrate, run_migration):
         ({t}, '01', 3, '', 'old ended root', {at}, {at}, 0),
         ({t}, '02', 2, '01', 'old running child', {at}, NULL, 0),
         ({t}, '03', 1, '01', 'old event', {at}, NULL, 1)""")
+    db.q(f"""INSERT INTO {name}.scores (score_id, timestamp, scorer_id, score) VALUES
+        ('s', {at}, 'r', 0.9), ('s', {at} - toIntervalDay(2), 'r', 0.1)""")
     later = [mg for mg in m["migrations"] if mg["version"] > 1]
     for mg in later:
         run_migration(db, mg)
@@ -95,6 +97,9 @@ def upgrade_check(db, m, migrate, run_migration):
     roots = db.rows(f"SELECT span_id, rank FROM {name}.trace_roots FINAL")
     if [(r["span_id"], int(r["rank"])) for r in roots] != [("01", 3)]:
         fail(f"upgrade: trace_roots after 0002: {roots}")
+    sc = db.rows(f"SELECT score FROM {name}.scores FINAL")
+    if [float(r["score"]) for r in sc] != [0.9]:
+        fail(f"upgrade: scores of one id at two times after 0003: {sc}, want the latest only")
     left = db.scalar(f"SELECT count() FROM system.tables WHERE database = '{name}' AND name LIKE '%_swap'")
     if left != "0":
         fail(f"upgrade: {left} _swap tables left")
@@ -120,8 +125,9 @@ def upgrade_check(db, m, migrate, run_migration):
         fail(f"upgrade: running 0002 again changed spans {merged} -> {again} (skipped {skipped})")
     db.q(f"DROP DATABASE {name} SYNC")
     if not failures:
-        ok(f"0002_span_rank on 0001 tables: rows kept with their rank, trace_roots refilled, ended wins a version tie "
-           f"after merges; a second run skips {len(skipped)} guarded statements")
+        ok(f"0002_span_rank and 0003 on 0001 tables: rows kept with their rank, trace_roots refilled, ended wins "
+           f"a version tie after merges, a score id is one row (the latest); a second run skips {len(skipped)} "
+           f"guarded statements")
 
 
 def main(d):
@@ -269,6 +275,13 @@ def main(d):
             if g != v:
                 fail(f"recent trace {want['trace_id']}: {k}: got {g!r}, want {v!r}")
     ok("RecentTraces query: trace_roots filled by the materialized view, newest root snapshot, newest first")
+
+    for c in m["expect"]["checks"]:
+        got = db.scalar(c["sql"])
+        if got != c["want"]:
+            fail(f"{c['sql']}: got {got!r}, want {c['want']!r}")
+    ok(f"{len(m['expect']['checks'])} checks: a replayed older score or feedback does not replace the newer one "
+       "of its id (another day included); a newer one does")
 
     got = int(db.scalar(m["expect"]["metadata_search"]))
     if got == m["expect"]["metadata_search_count"]:
