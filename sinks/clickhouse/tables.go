@@ -117,11 +117,12 @@ var (
 	allTables = []*table{spansTable, logsTable, metricsTable, scoresTable, feedbackTable}
 )
 
-// DateTime64(9) holds 1900-01-01 to 2262-04-11 (int64 nanoseconds since 1970); the
-// driver would silently wrap a time outside it, so rows are checked first.
+// DateTime64(9) holds 1900-01-01 to 2262-04-11 (int64 nanoseconds since 1970), the
+// range schema.Decode accepts; the driver would silently wrap a time outside it, so
+// rows that did not come through Decode are checked too.
 var (
-	minTime = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
-	maxTime = time.Unix(0, 1<<63-1).UTC()
+	minTime = schema.MinTime
+	maxTime = schema.MaxTime
 )
 
 func checkTime(what string, t time.Time) error {

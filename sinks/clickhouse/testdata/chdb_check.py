@@ -86,6 +86,8 @@ def upgrade_check(db, m, migrate, run_migration):
         ({t}, '03', 1, '01', 'old event', {at}, NULL, 1)""")
     db.q(f"""INSERT INTO {name}.scores (score_id, timestamp, scorer_id, score) VALUES
         ('s', {at}, 'r', 0.9), ('s', {at} - toIntervalDay(2), 'r', 0.1)""")
+    db.q(f"""INSERT INTO {name}.feedback (feedback_id, timestamp, feedback_type, value, value_string, value_number) VALUES
+        ('text', {at}, 'label', '"wrong tool"', 'wrong tool', NULL), ('number', {at}, 'rating', '4', '', 4)""")
     later = [mg for mg in m["migrations"] if mg["version"] > 1]
     for mg in later:
         run_migration(db, mg)
@@ -100,6 +102,9 @@ def upgrade_check(db, m, migrate, run_migration):
     sc = db.rows(f"SELECT score FROM {name}.scores FINAL")
     if [float(r["score"]) for r in sc] != [0.9]:
         fail(f"upgrade: scores of one id at two times after 0003: {sc}, want the latest only")
+    fv = db.scalar(f"SELECT groupArray(value) FROM (SELECT value FROM {name}.feedback FINAL ORDER BY feedback_id)")
+    if fv != "['4','wrong tool']":
+        fail(f"upgrade: feedback values after 0003: {fv}, want the string itself and the number's text")
     left = db.scalar(f"SELECT count() FROM system.tables WHERE database = '{name}' AND name LIKE '%_swap'")
     if left != "0":
         fail(f"upgrade: {left} _swap tables left")

@@ -7,6 +7,8 @@
 -- dropped; guarded). Without a partition: a record's timestamp may change, and rows in
 -- two partitions never merge. TTL then deletes expired rows in merges
 -- (ttl_only_drop_parts = 0): there are no whole-day parts to drop.
+-- feedback.value now holds the value as text, as on DuckDB: a string as itself (0001
+-- stored its JSON text), a number as its JSON text; the copy converts old rows.
 
 -- name: create_scores_swap
 -- unless: SELECT count() FROM system.tables WHERE database = {{.DBLit}} AND name = '{{local "scores"}}' AND sorting_key = 'trace_id, score_id'
@@ -125,7 +127,7 @@ EXCHANGE TABLES {{.DB}}.{{local "feedback"}} AND {{.DB}}.{{local "feedback_swap"
 -- name: copy_feedback
 -- unless: SELECT count() = 0 FROM system.tables WHERE database = {{.DBLit}} AND name = '{{local "feedback_swap"}}'
 INSERT INTO {{.DB}}.feedback (feedback_id, timestamp, trace_id, span_id, feedback_source, feedback_type, value, value_string, value_number, comment, source_id, feedback_user_id, entity_type, entity_id, entity_name, entity_version_id, parent_entity_type, parent_entity_id, parent_entity_name, parent_entity_version_id, root_entity_type, root_entity_id, root_entity_name, root_entity_version_id, user_id, organization_id, resource_id, run_id, session_id, thread_id, request_id, environment, source, service_name, experiment_id, tags, metadata)
-SELECT feedback_id, timestamp, trace_id, span_id, feedback_source, feedback_type, value, value_string, value_number, comment, source_id, feedback_user_id, entity_type, entity_id, entity_name, entity_version_id, parent_entity_type, parent_entity_id, parent_entity_name, parent_entity_version_id, root_entity_type, root_entity_id, root_entity_name, root_entity_version_id, user_id, organization_id, resource_id, run_id, session_id, thread_id, request_id, environment, source, service_name, experiment_id, tags, metadata
+SELECT feedback_id, timestamp, trace_id, span_id, feedback_source, feedback_type, if(startsWith(value, '"'), value_string, value), value_string, value_number, comment, source_id, feedback_user_id, entity_type, entity_id, entity_name, entity_version_id, parent_entity_type, parent_entity_id, parent_entity_name, parent_entity_version_id, root_entity_type, root_entity_id, root_entity_name, root_entity_version_id, user_id, organization_id, resource_id, run_id, session_id, thread_id, request_id, environment, source, service_name, experiment_id, tags, metadata
 FROM {{if .Cluster}}cluster({{.ClusterLit}}, {{.DBLit}}, 'feedback_swap_local'){{else}}{{.DB}}.feedback_swap{{end}}
 SETTINGS insert_deduplicate = 0;
 
