@@ -104,9 +104,9 @@ func TestDDLSingleNode(t *testing.T) {
 	mustContain(t, "copy_spans", stmts["copy_spans"], "FROM spanpipe.spans_swap")
 	for _, n := range []string{"scores", "feedback"} {
 		id := map[string]string{"scores": "score_id", "feedback": "feedback_id"}[n]
-		mustContain(t, "create_"+n+"_swap", stmts["create_"+n+"_swap"], "ENGINE = ReplacingMergeTree(timestamp)\nORDER BY (trace_id, "+id+")",
+		mustContain(t, "create_"+n+"_swap", stmts["create_"+n+"_swap"], "ENGINE = ReplacingMergeTree(timestamp)\nPARTITION BY tuple()\nORDER BY (trace_id, "+id+")",
 			"ttl_only_drop_parts = 0")
-		mustNotContain(t, "create_"+n+"_swap", stmts["create_"+n+"_swap"], "PARTITION BY")
+		mustContain(t, "create_"+n+"_swap", stmts["create_"+n+"_swap"], "PARTITION BY tuple()")
 	}
 }
 
@@ -171,8 +171,10 @@ func TestDDLCluster(t *testing.T) {
 func TestDDLMatchesWriterColumns(t *testing.T) {
 	stmts := renderAll(t, DefaultConfig())
 	for _, tab := range allTables {
-		sql := stmts["create_"+tab.name+"_swap"] // the table as a later migration rebuilt it
-		if sql == "" {
+		// The table as a later migration rebuilt it, when it restated the columns
+		// (a rebuild AS the old table keeps them).
+		sql := stmts["create_"+tab.name+"_swap"]
+		if !strings.Contains(sql, "\n(\n") {
 			sql = stmts["create_"+tab.name]
 		}
 		for _, c := range tab.cols {
