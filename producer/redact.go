@@ -33,12 +33,24 @@ const (
 const DefaultRedactToken = "[REDACTED]"
 
 // DefaultRedactKeys returns the keys redacted when [RedactConfig.Keys] is empty:
-// Mastra's 15 default sensitive fields. It returns a new slice on each call.
+// Mastra's 15 default sensitive fields, plus the names under which OAuth tokens, API
+// keys of the usual providers, HTTP credentials and cloud secrets travel in tool
+// calls and request contexts, which exact matching would otherwise miss
+// ("access_token" is not "token"). It returns a new slice on each call.
 func DefaultRedactKeys() []string {
 	return []string{
+		// Mastra's.
 		"password", "token", "secret", "key", "apikey", "auth", "authorization",
 		"bearer", "bearertoken", "jwt", "credential", "clientsecret", "privatekey",
 		"refresh", "ssn",
+		// OAuth and session tokens.
+		"access_token", "refresh_token", "id_token", "session_token", "x-auth-token",
+		// HTTP credentials.
+		"x-api-key", "cookie", "set-cookie", "proxy-authorization",
+		// Provider and cloud keys.
+		// (client_secret and private_key are Mastra's clientsecret and privatekey.)
+		"openai_api_key", "anthropic_api_key", "google_api_key", "aws_secret_access_key",
+		"aws_session_token",
 	}
 }
 
@@ -113,9 +125,10 @@ func (c RedactConfig) Validate() error {
 //   - An object member whose normalised name equals a normalised configured key (see
 //     [RedactConfig.Keys]) is sensitive. If its value is a string, number or boolean,
 //     the value is replaced according to [RedactConfig.Style]; null stays null. If
-//     its value is an object or array, the Redactor recurses into it instead of
-//     redacting it whole, so `{"auth":{"user":"bob"}}` is unchanged and the strings
-//     in `{"key":["a","b"]}` are kept.
+//     its value is an object or array, it is replaced whole by [RedactConfig.Token]
+//     (whatever the style): `{"credentials":{"user":"bob","pass":"x"}}` or
+//     `{"cookie":["a=1","b=2"]}` hold secrets under names no list can foresee. This
+//     differs from Mastra, which recurses into them.
 //   - Objects and arrays are walked recursively.
 //   - A string value anywhere that, once trimmed of JSON whitespace, starts with { or
 //     [ and parses as JSON is redacted in turn; when that changes it, it is replaced
@@ -426,8 +439,15 @@ type walker struct {
 
 // value walks the next value; sensitive says whether it belongs to a sensitive name.
 func (w *walker) value(sensitive bool) error {
-	switch w.dec.PeekKind() {
-	case '{':
+	switch k := w.dec.PeekKind(); {
+	case sensitive && (k == '{' || k == '['):
+		raw, err := w.dec.ReadValue()
+		if err != nil {
+			return err
+		}
+		w.replace(raw, w.r.quoted)
+		return nil
+	case k == '{':
 		if _, err := w.dec.ReadToken(); err != nil {
 			return err
 		}
@@ -442,7 +462,7 @@ func (w *walker) value(sensitive bool) error {
 		}
 		_, err := w.dec.ReadToken()
 		return err
-	case '[':
+	case k == '[':
 		if _, err := w.dec.ReadToken(); err != nil {
 			return err
 		}
@@ -453,7 +473,7 @@ func (w *walker) value(sensitive bool) error {
 		}
 		_, err := w.dec.ReadToken()
 		return err
-	case 'n':
+	case k == 'n':
 		_, err := w.dec.ReadValue()
 		return err
 	}
@@ -469,16 +489,21 @@ func (w *walker) value(sensitive bool) error {
 		repl = w.r.redactEmbedded(raw)
 	}
 	if repl != nil {
-		end := int(w.dec.InputOffset())
-		start := end - len(raw)
-		if w.out == nil {
-			w.out = make([]byte, 0, len(w.src)+len(repl))
-		}
-		w.out = append(w.out, w.src[w.last:start]...)
-		w.out = append(w.out, repl...)
-		w.last = end
+		w.replace(raw, repl)
 	}
 	return nil
+}
+
+// replace substitutes repl for raw, the value just read.
+func (w *walker) replace(raw, repl []byte) {
+	end := int(w.dec.InputOffset())
+	start := end - len(raw)
+	if w.out == nil {
+		w.out = make([]byte, 0, len(w.src)+len(repl))
+	}
+	w.out = append(w.out, w.src[w.last:start]...)
+	w.out = append(w.out, repl...)
+	w.last = end
 }
 
 // redactScalar returns the replacement for the raw string, number or boolean of a

@@ -3,6 +3,7 @@ package producer_test
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -45,13 +46,13 @@ func TestRedactJSON(t *testing.T) {
 		},
 		{
 			name: "exact match only: promptTokens is not token",
-			in:   `{"promptTokens":12,"completionTokens":3,"tokenizer":"bpe","keys":["a"],"x-api-key":"k"}`,
-			want: `{"promptTokens":12,"completionTokens":3,"tokenizer":"bpe","keys":["a"],"x-api-key":"k"}`,
+			in:   `{"promptTokens":12,"completionTokens":3,"tokenizer":"bpe","keys":["a"],"x-api-key-id":"k"}`,
+			want: `{"promptTokens":12,"completionTokens":3,"tokenizer":"bpe","keys":["a"],"x-api-key-id":"k"}`,
 		},
 		{
-			name: "exact match only: compound names are not listed",
-			in:   `{"refresh_token":"r","access_token":"a","refresh":"r2"}`,
-			want: `{"refresh_token":"r","access_token":"a","refresh":"[REDACTED]"}`,
+			name: "exact match only: compound names are matched only when listed",
+			in:   `{"refresh_token":"r","access_token":"a","refresh":"r2","refresh_rate":5,"cookies_enabled":true}`,
+			want: `{"refresh_token":"[REDACTED]","access_token":"[REDACTED]","refresh":"[REDACTED]","refresh_rate":5,"cookies_enabled":true}`,
 		},
 		{
 			name: "every default key",
@@ -103,14 +104,25 @@ func TestRedactJSON(t *testing.T) {
 
 		// Recursion.
 		{
-			name: "nested object under sensitive key is walked, not redacted whole",
-			in:   `{"auth":{"user":"bob","token":"abc","scopes":["read"]}}`,
-			want: `{"auth":{"user":"bob","token":"[REDACTED]","scopes":["read"]}}`,
+			name: "object under a sensitive key is redacted whole",
+			in:   `{"auth":{"user":"bob","pass":"abc","scopes":["read"]},"next":1}`,
+			want: `{"auth":"[REDACTED]","next":1}`,
 		},
 		{
-			name: "array under sensitive key is walked, its strings kept",
-			in:   `{"key":["a","b",{"secret":"s"}],"token":[]}`,
-			want: `{"key":["a","b",{"secret":"[REDACTED]"}],"token":[]}`,
+			name: "arrays under sensitive keys are redacted whole, empty ones too",
+			in:   `{"key":["a","b",{"x":"s"}],"token":[],"cookie":["a=1","b=2"]}`,
+			want: `{"key":"[REDACTED]","token":"[REDACTED]","cookie":"[REDACTED]"}`,
+		},
+		{
+			name: "object under a sensitive key, partial style: whole token",
+			cfg:  producer.RedactConfig{Style: producer.RedactPartial},
+			in:   `{"credential":{"user":"bob-the-builder"}}`,
+			want: `{"credential":"[REDACTED]"}`,
+		},
+		{
+			name: "object under a sensitive key inside an embedded JSON string",
+			in:   `{"result":"{\"headers\":{\"set-cookie\":[\"sid=1\"]}}"}`,
+			want: `{"result":"{\"headers\":{\"set-cookie\":\"[REDACTED]\"}}"}`,
 		},
 		{
 			name: "arrays of objects",
@@ -493,10 +505,37 @@ func TestRedactConfigValidate(t *testing.T) {
 	}
 }
 
+var mastraKeys = []string{
+	"password", "token", "secret", "key", "apikey", "auth", "authorization",
+	"bearer", "bearertoken", "jwt", "credential", "clientsecret", "privatekey",
+	"refresh", "ssn",
+}
+
+// TestRedactCommonSecretKeys: the names secrets commonly travel under in tool calls,
+// headers and environments are redacted by default, in the spellings apps use.
+func TestRedactCommonSecretKeys(t *testing.T) {
+	r := mustRedactor(t, producer.RedactConfig{})
+	for _, name := range []string{
+		"access_token", "accessToken", "refresh_token", "RefreshToken", "id_token", "session_token",
+		"x-api-key", "X-API-Key", "x-auth-token", "openai_api_key", "OPENAI_API_KEY", "anthropic_api_key",
+		"google_api_key", "cookie", "Cookie", "set-cookie", "Set-Cookie", "proxy-authorization",
+		"aws_secret_access_key", "AWS_SECRET_ACCESS_KEY", "aws_session_token", "client_secret", "clientSecret",
+		"private_key", "privateKey",
+	} {
+		for _, value := range []string{`"s3cr3t-value"`, `12345`, `true`, `{"nested":"v"}`, `["a","b"]`} {
+			in := `{"` + name + `":` + value + `,"kept":"v"}`
+			want := `{"` + name + `":"[REDACTED]","kept":"v"}`
+			if got := string(r.RedactJSON(jsontext.Value(in))); got != want {
+				t.Errorf("RedactJSON(%s)\n got %s\nwant %s", in, got, want)
+			}
+		}
+	}
+}
+
 func TestDefaultRedactConfig(t *testing.T) {
 	c := producer.DefaultRedactConfig()
-	if c.Disabled || c.Style != producer.RedactFull || c.Token != "[REDACTED]" || len(c.Keys) != 15 {
-		t.Errorf("DefaultRedactConfig() = %+v, want enabled, full, [REDACTED] and 15 keys", c)
+	if c.Disabled || c.Style != producer.RedactFull || c.Token != "[REDACTED]" || !slices.Equal(c.Keys[:15], mastraKeys) {
+		t.Errorf("DefaultRedactConfig() = %+v, want enabled, full, [REDACTED] and Mastra's 15 keys first", c)
 	}
 	c.Keys[0] = "changed"
 	if producer.DefaultRedactKeys()[0] == "changed" {
@@ -512,7 +551,7 @@ func ExampleRedactor_RedactJSON() {
 	in := jsontext.Value(`{"user":"bob","apiKey":"sk-live-1234567890","pin":1234,"auth":{"token":"abc"},"usage":{"promptTokens":12}}`)
 	fmt.Println(string(r.RedactJSON(in)))
 	// Output:
-	// {"user":"bob","apiKey":"sk-…890","pin":1234,"auth":{"token":"[REDACTED]"},"usage":{"promptTokens":12}}
+	// {"user":"bob","apiKey":"sk-…890","pin":1234,"auth":"[REDACTED]","usage":{"promptTokens":12}}
 }
 
 // benchPayload builds a model-call input of about size bytes, shaped like the spans

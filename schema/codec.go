@@ -1,7 +1,9 @@
 package schema
 
 import (
+	"bytes"
 	"fmt"
+	"strings"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -16,26 +18,142 @@ const CodecJSON = "json"
 
 // Decode decodes and validates one record value written with the named codec ("" means
 // JSON). On success the event is normalised: a missing schema version reads as
-// [Version], a missing span version is derived from the event type, and context ids
-// found as string values in a span's metadata are promoted to their fields.
+// [Version], a missing span version is derived from the event type, hex ids are lower
+// case, Mastra's deprecated field names fill the current ones, and context ids found
+// as string values in a span's metadata are promoted to their fields.
+//
+// Lone UTF-16 surrogate escapes are replaced with U+FFFD and listed in
+// [Event.Repairs] (see [RepairLoneSurrogate]). Every error is a [*DecodeError].
 //
 // The payload fields of the event (input, output, attributes, metadata...) are
-// subslices of data, not copies: do not modify data while the event is in use.
+// subslices of data (of a repaired copy of it, after a repair), not copies: do not
+// modify data while the event is in use.
 func Decode(codec string, data []byte) (*Event, error) {
 	switch codec {
 	case "", CodecJSON:
 	default:
-		return nil, fmt.Errorf("%w: %q", ErrUnknownCodec, codec)
+		return nil, &DecodeError{Err: fmt.Errorf("%w: %q", ErrUnknownCodec, codec)}
 	}
 	ev := new(Event)
 	if err := json.Unmarshal(data, ev, decodeOpts); err != nil {
-		return nil, &SyntaxError{Codec: CodecJSON, Err: err}
+		// Repairing is tried only once strict decoding failed, so that records
+		// without lone surrogates, nearly all of them, pay nothing for it.
+		fixed, n := repairSurrogates(data)
+		if n == 0 {
+			return nil, syntaxError(data, ev, err)
+		}
+		ev = new(Event)
+		if err := json.Unmarshal(fixed, ev, decodeOpts); err != nil {
+			return nil, syntaxError(fixed, ev, err)
+		}
+		ev.Repairs = []Repair{RepairLoneSurrogate}
 	}
 	if err := ev.Validate(); err != nil {
-		return nil, err
+		return nil, &DecodeError{Signal: ev.Signal(), Err: err}
 	}
 	ev.normalize()
 	return ev, nil
+}
+
+// syntaxError wraps err, naming the signal of the record's type when it can be read:
+// from a lenient scan of the top-level "type" member, or else from what Unmarshal
+// decoded before it stopped.
+func syntaxError(data []byte, partial *Event, err error) error {
+	sig := sniffType(data).Signal()
+	if sig == "" {
+		sig = partial.Signal()
+	}
+	return &DecodeError{Signal: sig, Err: &SyntaxError{Codec: CodecJSON, Err: err}}
+}
+
+// sniffType returns the value of the top-level "type" member of a JSON object, read
+// up to the first syntax error, or "" when there is none. It runs only for records
+// that failed to decode.
+func sniffType(data []byte) EventType {
+	dec := jsontext.NewDecoder(bytes.NewReader(data), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return ""
+	}
+	for dec.PeekKind() == '"' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return ""
+		}
+		if name.String() != "type" {
+			if dec.SkipValue() != nil {
+				return ""
+			}
+			continue
+		}
+		v, err := dec.ReadToken()
+		if err != nil || v.Kind() != '"' {
+			return ""
+		}
+		return EventType(v.String())
+	}
+	return ""
+}
+
+// repairSurrogates returns a copy of data in which every \u escape of a lone UTF-16
+// surrogate (a high one not followed by a low one, or a low one alone) is replaced
+// with \ufffd, and how many were replaced; (nil, 0) when there are none. The escape
+// and its replacement have the same length, so nothing else moves. Backslashes only
+// occur in JSON strings, so the scan needs no tokenizer: it steps over each escape,
+// and an escaped backslash cannot be mistaken for the start of one.
+func repairSurrogates(data []byte) ([]byte, int) {
+	var out []byte
+	n := 0
+	for i := 0; i < len(data); {
+		j := bytes.IndexByte(data[i:], '\\')
+		if j < 0 {
+			break
+		}
+		i += j
+		if i+1 >= len(data) || data[i+1] != 'u' {
+			i += 2
+			continue
+		}
+		r, ok := hex4(data, i+2)
+		switch {
+		case !ok || r < 0xD800 || r > 0xDFFF:
+			i += 6
+			continue
+		case r < 0xDC00 && i+7 < len(data) && data[i+6] == '\\' && data[i+7] == 'u':
+			if r2, ok := hex4(data, i+8); ok && r2 >= 0xDC00 && r2 <= 0xDFFF {
+				i += 12 // a valid pair
+				continue
+			}
+		}
+		if out == nil {
+			out = bytes.Clone(data)
+		}
+		copy(out[i:], `\ufffd`)
+		n++
+		i += 6
+	}
+	return out, n
+}
+
+// hex4 parses the four hex digits at data[i:i+4].
+func hex4(data []byte, i int) (rune, bool) {
+	if i+4 > len(data) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range data[i : i+4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
 }
 
 // Encode appends the JSON encoding of ev to dst. It does not validate.
@@ -83,10 +201,39 @@ func (ev *Event) normalize() {
 	if ev.SchemaVersion == 0 {
 		ev.SchemaVersion = Version
 	}
+	switch {
+	case ev.Log != nil:
+		l := ev.Log
+		lowerIDs(&l.TraceID, &l.SpanID)
+		if len(l.Tags) > 0 && (l.Correlation == nil || len(l.Correlation.Tags) == 0) {
+			if l.Correlation == nil {
+				l.Correlation = new(Correlation)
+			}
+			l.Correlation.Tags = l.Tags
+		}
+	case ev.Metric != nil:
+		lowerIDs(&ev.Metric.TraceID, &ev.Metric.SpanID)
+	case ev.Score != nil:
+		s := ev.Score
+		lowerIDs(&s.TraceID, &s.SpanID)
+		if hexID("", s.ScoreTraceID, 32) == nil {
+			lowerIDs(&s.ScoreTraceID)
+		}
+		fill(&s.ScoreSource, s.Source)
+		s.Correlation = fillExperiment(s.Correlation, s.ExperimentID)
+	case ev.Feedback != nil:
+		f := ev.Feedback
+		lowerIDs(&f.TraceID, &f.SpanID)
+		fill(&f.FeedbackSource, f.Source)
+		fill(&f.FeedbackUserID, f.UserID)
+		f.Correlation = fillExperiment(f.Correlation, f.ExperimentID)
+	}
 	s := ev.Span
 	if s == nil {
 		return
 	}
+	// Ids are hex; the same id in another case is the same id, and keys compare bytes.
+	lowerIDs(&s.TraceID, &s.SpanID, &s.ParentSpanID)
 	s.Event = ev.Type
 	if s.Version == 0 {
 		switch ev.Type {
@@ -101,6 +248,34 @@ func (ev *Event) normalize() {
 	if len(s.Metadata) > 0 && s.Metadata.Kind() == '{' {
 		promote(&s.Correlation, s.Metadata)
 	}
+}
+
+// lowerIDs lower-cases validated hex ids. strings.ToLower returns an id that is
+// already lower case as it is, without allocating.
+func lowerIDs(ids ...*string) {
+	for _, id := range ids {
+		*id = strings.ToLower(*id)
+	}
+}
+
+// fill sets an empty current field from its deprecated name, as Mastra's stores do.
+func fill(dst *string, deprecated string) {
+	if *dst == "" {
+		*dst = deprecated
+	}
+}
+
+// fillExperiment returns c with ExperimentID set from a deprecated top-level
+// experimentId when c has none (allocating c when needed).
+func fillExperiment(c *Correlation, id string) *Correlation {
+	if id == "" || (c != nil && c.ExperimentID != "") {
+		return c
+	}
+	if c == nil {
+		c = new(Correlation)
+	}
+	c.ExperimentID = id
+	return c
 }
 
 // promotedIDs are the context ids Mastra reads from string values in span metadata.

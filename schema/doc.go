@@ -6,13 +6,19 @@
 // producer written in another language can publish the same JSON.
 //
 // Span snapshots carry a per-span monotonic [Span.Version]; stores keep the highest
-// version of a span, which makes redelivery and out-of-order arrival harmless.
+// version of a span, and on a tie the highest [Span.Rank] (ended > updated > started),
+// which makes redelivery and out-of-order arrival harmless.
 //
 // The codec of a Kafka record is named by its [HeaderCodec] header (JSON when absent),
 // so other codecs can be added without breaking existing topics. [Decode] validates
-// what it decodes and returns a *[ValidationError] (which matches [ErrInvalidEvent])
-// naming the field at fault, [ErrUnsupportedVersion] for an envelope newer than this
-// build, or [ErrUnknownCodec].
+// what it decodes (times must lie in [MinTime, MaxTime], what every sink stores) and
+// normalises it (hex ids lower case, Mastra's deprecated names copied to the current
+// ones). Lone UTF-16 surrogate escapes, which JavaScript producers emit, are replaced
+// with U+FFFD and reported in [Event.Repairs]. Every error is a *[DecodeError]
+// carrying the record's signal when its type was read ([SignalOfError]) and wrapping
+// a *[SyntaxError], a *[ValidationError] (which matches [ErrInvalidEvent]) naming the
+// field at fault, [ErrUnsupportedVersion] for an envelope newer than this build, or
+// [ErrUnknownCodec].
 //
 // All functions are safe for concurrent use. The package starts no goroutines and emits
 // no metrics.

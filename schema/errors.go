@@ -35,3 +35,26 @@ type SyntaxError struct {
 
 func (e *SyntaxError) Error() string { return fmt.Sprintf("schema: decode %s: %v", e.Codec, e.Err) }
 func (e *SyntaxError) Unwrap() error { return e.Err }
+
+// DecodeError is every error [Decode] returns. Err is the cause: a [*SyntaxError], a
+// [*ValidationError], [ErrUnsupportedVersion] or [ErrUnknownCodec] (match them with
+// errors.As and errors.Is, through DecodeError). Signal is the signal of the record's
+// event type when the type could be read, and "" otherwise: a record dropped for a bad
+// field is still known to be a span or a log, and its drop event should say so.
+type DecodeError struct {
+	Signal Signal
+	Err    error
+}
+
+func (e *DecodeError) Error() string { return e.Err.Error() }
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// SignalOfError returns the signal of the record a [Decode] error is about, or ""
+// when the error is not from Decode or the record's type could not be read.
+func SignalOfError(err error) Signal {
+	var de *DecodeError
+	if errors.As(err, &de) {
+		return de.Signal
+	}
+	return ""
+}

@@ -46,7 +46,11 @@ func checkDecode(t *testing.T, data []byte) {
 		var (
 			ve *schema.ValidationError
 			se *schema.SyntaxError
+			de *schema.DecodeError
 		)
+		if !errors.As(err, &de) {
+			t.Fatalf("Decode: error %T %v is not a *schema.DecodeError", err, err)
+		}
 		if !errors.As(err, &ve) && !errors.As(err, &se) && !errors.Is(err, schema.ErrUnsupportedVersion) {
 			t.Fatalf("Decode: unclassified error %T %v", err, err)
 		}
@@ -109,6 +113,14 @@ func fuzzSeeds() [][]byte {
 	add(string(spanDoc("span_started", map[string]any{"traceId": strings.Repeat("f", 32), "id": strings.Repeat("F", 16)})))
 	add(string(spanDoc("span_started", map[string]any{"traceId": strings.Repeat("f", 33)})))
 	add(string(spanDoc("span_started", map[string]any{"id": strings.Repeat("0", 17)})))
+	// Lone surrogates (repaired), in a field, in a payload, at the very end.
+	add(string(spanDoc("span_started", map[string]any{"name": "x"})))
+	add(strings.Replace(string(spanDoc("span_started", map[string]any{"name": "x", "input": "y"})), `"x"`, `"\ud83d"`, 1))
+	add(strings.Replace(string(spanDoc("span_started", map[string]any{"input": "y"})), `"y"`, `"\udc00\ud83d\ude00\ud83d"`, 1))
+	add(`{"type":"log","log":{"message":"\ud800`)
+	// Times at the edges of the storable range.
+	add(string(spanDoc("span_ended", map[string]any{"startTime": "1900-01-01T00:00:00Z", "endTime": "2262-04-11T23:47:16.854775807Z"})))
+	add(string(spanDoc("span_started", map[string]any{"startTime": "1899-12-31T23:59:59.999999999Z"})))
 	// Promotion, time zones, custom span types, empty payloads.
 	add(string(spanDoc("span_ended", map[string]any{
 		"metadata": map[string]any{"userId": "u", "threadId": 7, "serviceName": nil},

@@ -286,6 +286,9 @@ func (g *gen) event(i int) (in, want *schema.Event) {
 			Data: g.payload(i), Correlation: g.optCorrelation(), Metadata: g.payload(i),
 		}
 		in.Log.TraceID, in.Log.SpanID = g.optIDs()
+		if g.r.IntN(3) == 0 {
+			in.Log.Tags = []string{g.str(8)} // deprecated name
+		}
 	case 4:
 		in.Type = schema.MetricEvent
 		in.Metric = &schema.Metric{
@@ -313,6 +316,7 @@ func (g *gen) event(i int) (in, want *schema.Event) {
 			TargetEntityType: g.maybe(10), Correlation: g.optCorrelation(), Metadata: g.payload(i),
 		}
 		in.Score.TraceID, in.Score.SpanID = g.optIDs()
+		in.Score.Source, in.Score.ExperimentID = g.maybe(10), g.maybe(10) // deprecated names
 		if g.r.IntN(2) == 0 {
 			in.Score.ScoreTraceID = g.hex(32)
 		}
@@ -329,6 +333,7 @@ func (g *gen) event(i int) (in, want *schema.Event) {
 			in.Feedback.Value = g.raw(g.str(50))
 		}
 		in.Feedback.TraceID, in.Feedback.SpanID = g.optIDs()
+		in.Feedback.Source, in.Feedback.UserID, in.Feedback.ExperimentID = g.maybe(10), g.maybe(10), g.maybe(10)
 	}
 	return in, g.expect(in)
 }
@@ -414,11 +419,50 @@ func (g *gen) span(i int, typ schema.EventType) *schema.Span {
 func (g *gen) expect(in *schema.Event) *schema.Event {
 	want := *in
 	want.SchemaVersion = schema.Version
+	lower := strings.ToLower
+	switch {
+	case in.Log != nil:
+		l := *in.Log
+		l.TraceID, l.SpanID = lower(l.TraceID), lower(l.SpanID)
+		if len(l.Tags) > 0 && (l.Correlation == nil || len(l.Correlation.Tags) == 0) {
+			c := schema.Correlation{}
+			if l.Correlation != nil {
+				c = *l.Correlation
+			}
+			c.Tags = l.Tags
+			l.Correlation = &c
+		}
+		want.Log = &l
+	case in.Metric != nil:
+		m := *in.Metric
+		m.TraceID, m.SpanID = lower(m.TraceID), lower(m.SpanID)
+		want.Metric = &m
+	case in.Score != nil:
+		sc := *in.Score
+		sc.TraceID, sc.SpanID, sc.ScoreTraceID = lower(sc.TraceID), lower(sc.SpanID), lower(sc.ScoreTraceID)
+		if sc.ScoreSource == "" {
+			sc.ScoreSource = sc.Source
+		}
+		sc.Correlation = withExperiment(sc.Correlation, sc.ExperimentID)
+		want.Score = &sc
+	case in.Feedback != nil:
+		f := *in.Feedback
+		f.TraceID, f.SpanID = lower(f.TraceID), lower(f.SpanID)
+		if f.FeedbackSource == "" {
+			f.FeedbackSource = f.Source
+		}
+		if f.FeedbackUserID == "" {
+			f.FeedbackUserID = f.UserID
+		}
+		f.Correlation = withExperiment(f.Correlation, f.ExperimentID)
+		want.Feedback = &f
+	}
 	if in.Span == nil {
 		return &want
 	}
 	s := *in.Span
 	want.Span = &s
+	s.TraceID, s.SpanID, s.ParentSpanID = lower(s.TraceID), lower(s.SpanID), lower(s.ParentSpanID)
 	s.Event = in.Type
 	if s.Version == 0 {
 		s.Version = map[schema.EventType]uint64{schema.SpanStarted: 1, schema.SpanUpdated: 2, schema.SpanEnded: 3}[in.Type]
@@ -435,6 +479,19 @@ func (g *gen) expect(in *schema.Event) *schema.Event {
 		}
 	}
 	return &want
+}
+
+// withExperiment is what Decode makes of a deprecated top-level experimentId.
+func withExperiment(c *schema.Correlation, id string) *schema.Correlation {
+	if id == "" || (c != nil && c.ExperimentID != "") {
+		return c
+	}
+	n := schema.Correlation{}
+	if c != nil {
+		n = *c
+	}
+	n.ExperimentID = id
+	return &n
 }
 
 func promotedField(c *schema.Correlation, key string) *string {

@@ -550,33 +550,41 @@ func TestDecodeCodec(t *testing.T) {
 
 func TestDecodeSyntaxError(t *testing.T) {
 	valid := validSamples[2].json
+	const (
+		none    = schema.Signal("")
+		tracing = schema.SignalTracing
+	)
 	tests := []struct {
-		name string
-		in   string
+		name   string
+		in     string
+		signal schema.Signal // what the drop event names: the type, when it was read
 	}{
-		{"empty", ""},
-		{"whitespace", " \n\t"},
-		{"garbage", "\x00\xff\xfe garbage"},
-		{"not an object", `"span_started"`},
-		{"array", `[{"type":"log"}]`},
-		{"truncated", valid[:len(valid)/2]},
-		{"truncated by one byte", valid[:len(valid)-1]},
-		{"valid followed by garbage", valid + "garbage"},
-		{"two documents", valid + valid},
-		{"trailing comma", `{"type":"log",}`},
-		{"single quotes", `{'type':'log'}`},
-		{"wrong field type", `{"type":"span_started","exportedSpan":{"startTime":5}}`},
-		{"bad time", `{"type":"span_started","exportedSpan":{"startTime":"yesterday"}}`},
-		{"schemaVersion as string", `{"schemaVersion":"1","type":"log"}`},
-		{"schemaVersion fraction", `{"schemaVersion":1.5,"type":"log"}`},
-		{"negative span version", strings.Replace(valid, `"name"`, `"version":-1,"name"`, 1)},
-		{"duplicate member", `{"type":"log","type":"metric"}`},
-		{"duplicate member in raw payload", strings.Replace(valid, `"output":{"hits":3}`, `"output":{"hits":3,"hits":4}`, 1)},
-		{"invalid UTF-8 in string", "{\"type\":\"log\xff\"}"},
-		{"lone surrogate", `{"type":"span_started","exportedSpan":{"name":"\ud800"}}`},
-		{"number out of range", `{"type":"metric","metric":{"value":1e400}}`},
-		{"unterminated raw payload", strings.TrimSuffix(valid, "}}}")},
-		{"nesting too deep", `{"type":"span_started","exportedSpan":{"attributes":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}}`},
+		{"empty", "", none},
+		{"whitespace", " \n\t", none},
+		{"garbage", "\x00\xff\xfe garbage", none},
+		{"not an object", `"span_started"`, none},
+		{"array", `[{"type":"log"}]`, none},
+		{"truncated", valid[:len(valid)/2], tracing},
+		{"truncated by one byte", valid[:len(valid)-1], tracing},
+		{"valid followed by garbage", valid + "garbage", tracing},
+		{"two documents", valid + valid, tracing},
+		{"trailing comma", `{"type":"log",}`, schema.SignalLog},
+		{"single quotes", `{'type':'log'}`, none},
+		{"wrong field type", `{"type":"span_started","exportedSpan":{"startTime":5}}`, tracing},
+		{"bad time", `{"type":"span_started","exportedSpan":{"startTime":"yesterday"}}`, tracing},
+		{"bad time before the type", `{"exportedSpan":{"startTime":"yesterday"},"type":"span_ended"}`, tracing},
+		{"schemaVersion as string", `{"schemaVersion":"1","type":"log"}`, schema.SignalLog},
+		{"schemaVersion fraction", `{"schemaVersion":1.5,"type":"log"}`, schema.SignalLog},
+		{"negative span version", strings.Replace(valid, `"name"`, `"version":-1,"name"`, 1), tracing},
+		{"duplicate member", `{"type":"log","type":"metric"}`, schema.SignalLog},
+		{"duplicate member in raw payload", strings.Replace(valid, `"output":{"hits":3}`, `"output":{"hits":3,"hits":4}`, 1), tracing},
+		{"invalid UTF-8 in string", "{\"type\":\"log\xff\"}", none},
+		{"invalid UTF-8 in a payload", "{\"type\":\"score\",\"score\":{\"reason\":\"\xff\"}}", schema.SignalScore},
+		{"lone surrogate and a syntax error", `{"type":"feedback","feedback":{"comment":"\ud800"},}`, schema.SignalFeedback},
+		{"unknown type", `{"type":"trace","x":}`, none},
+		{"number out of range", `{"type":"metric","metric":{"value":1e400}}`, schema.SignalMetric},
+		{"unterminated raw payload", strings.TrimSuffix(valid, "}}}"), tracing},
+		{"nesting too deep", `{"type":"span_started","exportedSpan":{"attributes":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}}`, tracing},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -588,7 +596,7 @@ func TestDecodeSyntaxError(t *testing.T) {
 			if ev != nil {
 				t.Errorf("Decode(%.80q): got non-nil event with error", tc.in)
 			}
-			if se.Codec != schema.CodecJSON || se.Err == nil || errors.Unwrap(err) != se.Err {
+			if se.Codec != schema.CodecJSON || se.Err == nil || se.Unwrap() != se.Err {
 				t.Errorf("got SyntaxError{Codec: %q, Err: %v}, want codec json and a wrapped cause", se.Codec, se.Err)
 			}
 			if !strings.HasPrefix(err.Error(), "schema: decode json: ") {
@@ -596,6 +604,9 @@ func TestDecodeSyntaxError(t *testing.T) {
 			}
 			if errors.Is(err, schema.ErrInvalidEvent) {
 				t.Errorf("a syntax error matches ErrInvalidEvent: %v", err)
+			}
+			if got := schema.SignalOfError(err); got != tc.signal {
+				t.Errorf("SignalOfError(%v) = %q, want %q", err, got, tc.signal)
 			}
 		})
 	}
@@ -1148,6 +1159,7 @@ func canonical(ev *schema.Event) *schema.Event {
 		return nil
 	}
 	c := *ev
+	c.Repairs = nil // a repaired event encodes to strict JSON, which needs none
 	if s := ev.Span; s != nil {
 		n := *s
 		n.StartTime, n.EndTime = n.StartTime.UTC(), n.EndTime.UTC()

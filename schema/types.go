@@ -53,11 +53,34 @@ type Event struct {
 	Metric        *Metric   `json:"metric,omitzero"`
 	Score         *Score    `json:"score,omitzero"`
 	Feedback      *Feedback `json:"feedback,omitzero"`
+
+	// Repairs lists the repairs [Decode] made to accept the record, each kind once;
+	// nil for a record taken as it was. It is not part of the wire form.
+	Repairs []Repair `json:"-"`
 }
 
+// Repair is a kind of defect [Decode] repairs instead of rejecting the record. The
+// values are metric label values (spanpipe_pipeline_repaired_records_total{kind}).
+type Repair string
+
+// Repairs.
+const (
+	// RepairLoneSurrogate: a JSON string held a \uD800-\uDFFF escape that is not half
+	// of a surrogate pair. JSON.stringify writes one for a JavaScript string cut inside
+	// an emoji (routine in streamed LLM output); RFC 8259's grammar allows it, UTF-8
+	// cannot hold it. Each one is replaced with U+FFFD, as a UTF-8 encoder would.
+	RepairLoneSurrogate Repair = "lone_surrogate"
+)
+
+// AllRepairs lists every repair kind, for initialising metric labels.
+var AllRepairs = []Repair{RepairLoneSurrogate}
+
 // Signal returns the signal of the event's type, or "" for an unknown type.
-func (e *Event) Signal() Signal {
-	switch e.Type {
+func (e *Event) Signal() Signal { return e.Type.Signal() }
+
+// Signal returns the signal of events of type t, or "" for an unknown type.
+func (t EventType) Signal() Signal {
+	switch t {
 	case SpanStarted, SpanUpdated, SpanEnded:
 		return SignalTracing
 	case LogEvent:
@@ -209,6 +232,9 @@ type Log struct {
 	Data        jsontext.Value `json:"data,omitzero"`
 	Correlation *Correlation   `json:"correlationContext,omitzero"`
 	Metadata    jsontext.Value `json:"metadata,omitzero"`
+	// Tags is Mastra's deprecated top-level tags of a log; [Decode] copies them to
+	// Correlation.Tags when that has none.
+	Tags []string `json:"tags,omitzero"`
 }
 
 // Metric is one raw observation; aggregation happens at query time.
@@ -236,20 +262,26 @@ type CostContext struct {
 
 // Score is the result of a scorer run.
 type Score struct {
-	ScoreID          string         `json:"scoreId"`
-	Timestamp        time.Time      `json:"timestamp"`
-	TraceID          string         `json:"traceId,omitempty"`
-	SpanID           string         `json:"spanId,omitempty"`
-	ScoreTraceID     string         `json:"scoreTraceId,omitempty"`
-	ScorerID         string         `json:"scorerId"`
-	ScorerName       string         `json:"scorerName,omitempty"`
-	ScorerVersion    string         `json:"scorerVersion,omitempty"`
-	ScoreSource      string         `json:"scoreSource,omitempty"`
+	ScoreID       string    `json:"scoreId"`
+	Timestamp     time.Time `json:"timestamp"`
+	TraceID       string    `json:"traceId,omitempty"`
+	SpanID        string    `json:"spanId,omitempty"`
+	ScoreTraceID  string    `json:"scoreTraceId,omitempty"`
+	ScorerID      string    `json:"scorerId"`
+	ScorerName    string    `json:"scorerName,omitempty"`
+	ScorerVersion string    `json:"scorerVersion,omitempty"`
+	ScoreSource   string    `json:"scoreSource,omitempty"`
+	// Source is Mastra's deprecated name of ScoreSource; [Decode] copies it there
+	// when ScoreSource is empty.
+	Source           string         `json:"source,omitempty"`
 	Score            float64        `json:"score"`
 	Reason           string         `json:"reason,omitempty"`
 	TargetEntityType string         `json:"targetEntityType,omitempty"`
 	Correlation      *Correlation   `json:"correlationContext,omitzero"`
 	Metadata         jsontext.Value `json:"metadata,omitzero"`
+	// ExperimentID is Mastra's deprecated top-level experimentId; [Decode] copies it
+	// to Correlation.ExperimentID when that is empty.
+	ExperimentID string `json:"experimentId,omitempty"`
 }
 
 // Feedback is a user's or reviewer's judgement of a trace or span.
@@ -267,4 +299,11 @@ type Feedback struct {
 	FeedbackUserID string         `json:"feedbackUserId,omitempty"`
 	Correlation    *Correlation   `json:"correlationContext,omitzero"`
 	Metadata       jsontext.Value `json:"metadata,omitzero"`
+
+	// Mastra's deprecated names, still emitted: [Decode] copies Source to
+	// FeedbackSource, UserID to FeedbackUserID and ExperimentID to
+	// Correlation.ExperimentID, each when the current field is empty.
+	Source       string `json:"source,omitempty"`
+	UserID       string `json:"userId,omitempty"`
+	ExperimentID string `json:"experimentId,omitempty"`
 }

@@ -3,7 +3,29 @@ package schema
 import (
 	"fmt"
 	"math"
+	"time"
 )
+
+// MinTime and MaxTime bound every timestamp an event may carry. They are the range of
+// ClickHouse's DateTime64(9) (int64 nanoseconds since 1970, from 1900-01-01), which
+// DuckDB's TIMESTAMP contains. A time outside it would fail the ClickHouse insert of
+// the whole batch it is in, so it is rejected here, as one bad record.
+var (
+	MinTime = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxTime = time.Unix(0, math.MaxInt64).UTC() // 2262-04-11T23:47:16.854775807Z
+)
+
+// checkTime rejects a missing time and one outside [MinTime, MaxTime].
+func checkTime(field string, t time.Time) error {
+	switch {
+	case t.IsZero():
+		return invalid(field, "missing")
+	case t.Before(MinTime) || t.After(MaxTime):
+		return invalid(field, fmt.Sprintf("%s is outside the storable range %s to %s",
+			t.UTC().Format(time.RFC3339Nano), MinTime.Format(time.RFC3339), MaxTime.Format(time.RFC3339Nano)))
+	}
+	return nil
+}
 
 // Validate checks that the event is complete enough to be stored: the payload matching
 // its type is present, ids have the right shape and required fields are set. It
@@ -29,10 +51,11 @@ func (e *Event) Validate() error {
 		switch {
 		case l.LogID == "":
 			return invalid("log.logId", "empty")
-		case l.Timestamp.IsZero():
-			return invalid("log.timestamp", "missing")
 		case l.Level == "":
 			return invalid("log.level", "empty")
+		}
+		if err := checkTime("log.timestamp", l.Timestamp); err != nil {
+			return err
 		}
 		return optionalIDs("log", l.TraceID, l.SpanID)
 	case MetricEvent:
@@ -43,12 +66,13 @@ func (e *Event) Validate() error {
 		switch {
 		case m.MetricID == "":
 			return invalid("metric.metricId", "empty")
-		case m.Timestamp.IsZero():
-			return invalid("metric.timestamp", "missing")
 		case m.Name == "":
 			return invalid("metric.name", "empty")
 		case math.IsNaN(m.Value) || math.IsInf(m.Value, 0):
 			return invalid("metric.value", "not a finite number")
+		}
+		if err := checkTime("metric.timestamp", m.Timestamp); err != nil {
+			return err
 		}
 		return optionalIDs("metric", m.TraceID, m.SpanID)
 	case ScoreEvent:
@@ -59,12 +83,13 @@ func (e *Event) Validate() error {
 		switch {
 		case s.ScoreID == "":
 			return invalid("score.scoreId", "empty")
-		case s.Timestamp.IsZero():
-			return invalid("score.timestamp", "missing")
 		case s.ScorerID == "":
 			return invalid("score.scorerId", "empty")
 		case math.IsNaN(s.Score) || math.IsInf(s.Score, 0):
 			return invalid("score.score", "not a finite number")
+		}
+		if err := checkTime("score.timestamp", s.Timestamp); err != nil {
+			return err
 		}
 		return optionalIDs("score", s.TraceID, s.SpanID)
 	case FeedbackEvent:
@@ -75,14 +100,15 @@ func (e *Event) Validate() error {
 		switch {
 		case f.FeedbackID == "":
 			return invalid("feedback.feedbackId", "empty")
-		case f.Timestamp.IsZero():
-			return invalid("feedback.timestamp", "missing")
 		case f.FeedbackType == "":
 			return invalid("feedback.feedbackType", "empty")
 		case len(f.Value) == 0:
 			return invalid("feedback.value", "missing")
 		case f.Value.Kind() != '0' && f.Value.Kind() != '"':
 			return invalid("feedback.value", "must be a number or a string")
+		}
+		if err := checkTime("feedback.timestamp", f.Timestamp); err != nil {
+			return err
 		}
 		return optionalIDs("feedback", f.TraceID, f.SpanID)
 	case "":
@@ -132,12 +158,20 @@ func (s *Span) validate(t EventType) error {
 		return invalid("exportedSpan.name", "empty")
 	case s.Type == "":
 		return invalid("exportedSpan.type", "empty")
-	case s.StartTime.IsZero():
-		return invalid("exportedSpan.startTime", "missing")
-	case !s.EndTime.IsZero() && s.EndTime.Before(s.StartTime):
-		return invalid("exportedSpan.endTime", "before startTime")
 	case s.IsEvent && t != SpanEnded:
 		return invalid("type", "an event span is only ever "+string(SpanEnded))
+	}
+	if err := checkTime("exportedSpan.startTime", s.StartTime); err != nil {
+		return err
+	}
+	if s.EndTime.IsZero() {
+		return nil
+	}
+	if err := checkTime("exportedSpan.endTime", s.EndTime); err != nil {
+		return err
+	}
+	if s.EndTime.Before(s.StartTime) {
+		return invalid("exportedSpan.endTime", "before startTime")
 	}
 	return nil
 }

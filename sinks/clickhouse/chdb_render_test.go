@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/schema"
 )
@@ -138,11 +140,13 @@ func TestRenderSQLForChdb(t *testing.T) {
 		b1.Logs = append(b1.Logs, logAt(fmt.Sprintf("late-%d", i), now.AddDate(0, 0, -i-1)))
 	}
 	step("b1", w, rec, b1)
-	step("b1_retry", w, rec, b1) // the pipeline retries the same batch: same tokens
+	step("b1_retry", w, rec, b1)                             // the pipeline retries the same batch: same tokens
+	rootEnds := span(traceA, "00000000000000a1", "", 3, now) // the root ends
+	rootEnds.Event = schema.SpanEnded
 	b2 := &pipeline.Batch{
 		Strategy: pipeline.BatchWithUpdates,
 		Spans: []*schema.Span{
-			span(traceA, "00000000000000a1", "", 3, now),                                  // the root ends
+			rootEnds,
 			span(traceA, "00000000000000a2", "00000000000000a1", 2, now.Add(time.Second)), // older than stored
 		},
 		Sources: sources("spanpipe.spans", 0, 10, 19),
@@ -151,6 +155,28 @@ func TestRenderSQLForChdb(t *testing.T) {
 	b3 := *b2 // redelivered after a rebalance, in a batch with other offsets
 	b3.Sources = sources("spanpipe.spans", 1, 0, 9)
 	step("b3", w, rec, &b3)
+	// A started snapshot of the root's version 3 arrives after its ended one (a
+	// producer that sets one version for the whole span): the ended row stays, in
+	// spans and in trace_roots, however the parts merge.
+	late := span(traceA, "00000000000000a1", "", 3, now)
+	late.Event, late.EndTime, late.Output, late.Name = schema.SpanStarted, time.Time{}, nil, "late started snapshot"
+	step("b4_tie", w, rec, &pipeline.Batch{Spans: []*schema.Span{late}, Sources: sources("spanpipe.spans", 0, 20, 20)})
+	// An older score and feedback of stored ids are replayed (another day, another
+	// value), then a newer feedback arrives: each id stays one row, the latest.
+	step("b5_replay", w, rec, &pipeline.Batch{
+		Scores: []*schema.Score{{ScoreID: "s-1", Timestamp: now.Add(-26 * time.Hour), TraceID: traceA,
+			SpanID: "00000000000000a1", ScorerID: "relevance", Score: 0.1}},
+		Feedback: []*schema.Feedback{
+			{FeedbackID: "f-1", Timestamp: now.Add(-26 * time.Hour), TraceID: traceA, FeedbackType: "thumbs", Value: jsontext.Value(`-1`)},
+			{FeedbackID: "f-2", Timestamp: now.Add(time.Minute), TraceID: traceB, FeedbackType: "label", Value: jsontext.Value(`"right tool"`)},
+		},
+		Sources: sources("spanpipe.spans", 0, 21, 23),
+	})
+	m.Expect.Checks = []sqlCheck{
+		{"SELECT score FROM " + p.qualified("scores") + " FINAL WHERE score_id = 's-1'", "0.8"},
+		{"SELECT value FROM " + p.qualified("feedback") + " FINAL WHERE feedback_id = 'f-1'", "1"},
+		{"SELECT value FROM " + p.qualified("feedback") + " FINAL WHERE feedback_id = 'f-2'", "right tool"},
+	}
 	acfg := cfg
 	acfg.AsyncInsert = true
 	aw, arec := testWriter(t, acfg)
@@ -208,16 +234,23 @@ func TestRenderSQLForChdb(t *testing.T) {
 }
 
 type jsonStatement struct {
-	Name string `json:"name"`
-	SQL  string `json:"sql"`
+	Name   string `json:"name"`
+	SQL    string `json:"sql"`
+	Unless string `json:"unless,omitempty"`
 }
 
 func toJSON(s []statement) []jsonStatement {
 	out := make([]jsonStatement, len(s))
 	for i, x := range s {
-		out[i] = jsonStatement{x.name, x.sql}
+		out[i] = jsonStatement{x.name, x.sql, x.unless}
 	}
 	return out
+}
+
+// sqlCheck is a query and the TSV text it must return.
+type sqlCheck struct {
+	SQL  string `json:"sql"`
+	Want string `json:"want"`
 }
 
 type errorCase struct {
@@ -274,6 +307,7 @@ type manifest struct {
 		Recent              []map[string]any `json:"recent"`
 		MetadataSearch      string           `json:"metadata_search"`
 		MetadataSearchCount int              `json:"metadata_search_count"`
+		Checks              []sqlCheck       `json:"checks"`
 	} `json:"expect"`
 	Errors struct {
 		Permanent map[string]string `json:"permanent_codes"`

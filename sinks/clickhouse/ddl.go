@@ -17,7 +17,10 @@ import (
 // new file. Every statement is preceded by a "-- name: <name>" line, ends with ";" at
 // the end of a line, and must be idempotent (IF NOT EXISTS, ADD COLUMN IF NOT EXISTS):
 // ON CLUSTER DDL cannot be rolled back, so a failed migration is fixed by running it
-// again.
+// again. A statement that cannot be idempotent by itself (EXCHANGE TABLES, an INSERT
+// that copies a table) carries a guard, a "-- unless: <query>" line after its name:
+// the migrator skips it when the query returns a non-zero number, so that the
+// migration can still be run again after failing part way.
 //
 //go:embed sql/bootstrap.sql sql/migrations/*.sql
 var sqlFS embed.FS
@@ -140,6 +143,9 @@ func quoteString(s string) string {
 type statement struct {
 	name string
 	sql  string
+	// unless, when set, is a query returning one number: the statement is skipped
+	// when it is not zero (it has been done already).
+	unless string
 }
 
 // migration is one rendered migration file.
@@ -159,6 +165,9 @@ func (p ddlParams) render(file string) ([]statement, error) {
 		"engine":   p.engine,
 		"ttl":      p.ttl,
 		"settings": p.tableSettings,
+		"settingsRowTTL": func() string {
+			return strings.Replace(p.tableSettings(), "ttl_only_drop_parts = 1", "ttl_only_drop_parts = 0", 1)
+		},
 	}).Parse(string(src))
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: parse %s: %w", file, err)
@@ -179,9 +188,10 @@ func (p ddlParams) render(file string) ([]statement, error) {
 // that ends with ";".
 func splitStatements(src, file string) ([]statement, error) {
 	var (
-		out  []statement
-		name string
-		buf  []string
+		out    []statement
+		name   string
+		unless string
+		buf    []string
 	)
 	for line := range strings.Lines(src) {
 		line = strings.TrimRight(line, " \t\r\n")
@@ -190,7 +200,14 @@ func splitStatements(src, file string) ([]statement, error) {
 			if len(buf) > 0 {
 				return nil, fmt.Errorf("clickhouse: %s: statement %s has no terminating ';'", file, name)
 			}
-			name = strings.TrimSpace(n)
+			name, unless = strings.TrimSpace(n), ""
+			continue
+		}
+		if u, ok := strings.CutPrefix(trimmed, "-- unless:"); ok {
+			if name == "" || len(buf) > 0 {
+				return nil, fmt.Errorf("clickhouse: %s: '-- unless:' must follow a '-- name:' line", file)
+			}
+			unless = strings.TrimSpace(u)
 			continue
 		}
 		if trimmed == "" || strings.HasPrefix(trimmed, "--") {
@@ -202,8 +219,8 @@ func splitStatements(src, file string) ([]statement, error) {
 		buf = append(buf, line)
 		if strings.HasSuffix(trimmed, ";") {
 			sql := strings.TrimSuffix(strings.Join(buf, "\n"), ";")
-			out = append(out, statement{name: name, sql: strings.TrimSpace(sql)})
-			name, buf = "", nil
+			out = append(out, statement{name: name, sql: strings.TrimSpace(sql), unless: unless})
+			name, unless, buf = "", "", nil
 		}
 	}
 	if len(buf) > 0 {

@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -55,7 +56,14 @@ func TestDDLSingleNode(t *testing.T) {
 	cfg.TTL.Spans = 30
 	stmts := renderAll(t, cfg)
 	wantNames := []string{"create_database", "create_migrations_table", "create_spans", "create_trace_roots",
-		"create_trace_roots_mv", "create_logs", "create_metrics", "create_scores", "create_feedback"}
+		"create_trace_roots_mv", "create_logs", "create_metrics", "create_scores", "create_feedback",
+		// 0002_span_rank
+		"add_rank_spans", "create_spans_swap", "exchange_spans", "add_rank_trace_roots", "create_trace_roots_swap",
+		"exchange_trace_roots", "create_trace_roots_rank_mv", "drop_trace_roots_mv", "copy_spans", "drop_spans_swap",
+		"drop_trace_roots_swap",
+		// 0003_newest_score_feedback
+		"create_scores_swap", "exchange_scores", "copy_scores", "drop_scores_swap",
+		"create_feedback_swap", "exchange_feedback", "copy_feedback", "drop_feedback_swap"}
 	if len(stmts) != len(wantNames) {
 		t.Errorf("got %d statements, want %d", len(stmts), len(wantNames))
 	}
@@ -88,6 +96,37 @@ func TestDDLSingleNode(t *testing.T) {
 		mustNotContain(t, n, stmts[n], "TTL ")
 	}
 	mustContain(t, "create_migrations_table", stmts["create_migrations_table"], "ENGINE = ReplacingMergeTree(applied_at)")
+	for _, tab := range []string{"spans", "trace_roots"} {
+		mustContain(t, "add_rank_"+tab, stmts["add_rank_"+tab],
+			"ADD COLUMN IF NOT EXISTS rank UInt8 DEFAULT if(is_event OR ended_at IS NOT NULL, 3, 1) AFTER version",
+			"ADD COLUMN IF NOT EXISTS ordering UInt128 MATERIALIZED bitShiftLeft(toUInt128(version), 8) + rank")
+		mustContain(t, "create_"+tab+"_swap", stmts["create_"+tab+"_swap"], "AS spanpipe."+tab+"\nENGINE = ReplacingMergeTree(ordering)")
+	}
+	mustContain(t, "create_trace_roots_rank_mv", stmts["create_trace_roots_rank_mv"], "version, rank, ended_at")
+	mustContain(t, "exchange_spans", stmts["exchange_spans"], "EXCHANGE TABLES spanpipe.spans AND spanpipe.spans_swap")
+	mustContain(t, "copy_spans", stmts["copy_spans"], "FROM spanpipe.spans_swap")
+	for _, n := range []string{"scores", "feedback"} {
+		id := map[string]string{"scores": "score_id", "feedback": "feedback_id"}[n]
+		mustContain(t, "create_"+n+"_swap", stmts["create_"+n+"_swap"], "ENGINE = ReplacingMergeTree(timestamp)\nPARTITION BY tuple()\nORDER BY (trace_id, "+id+")",
+			"ttl_only_drop_parts = 0")
+		mustContain(t, "create_"+n+"_swap", stmts["create_"+n+"_swap"], "PARTITION BY tuple()")
+	}
+}
+
+// The statements that cannot be idempotent by themselves carry a guard.
+func TestDDLGuards(t *testing.T) {
+	migs, err := paramsOf(DefaultConfig()).migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range migs {
+		for _, s := range m.statements {
+			needs := strings.HasPrefix(s.sql, "EXCHANGE") || strings.HasPrefix(s.sql, "INSERT")
+			if needs && !strings.HasPrefix(s.unless, "SELECT count()") {
+				t.Errorf("%s/%s: %.40q needs a guard, has %q", m.name, s.name, s.sql, s.unless)
+			}
+		}
+	}
 }
 
 func TestDDLCluster(t *testing.T) {
@@ -96,6 +135,10 @@ func TestDDLCluster(t *testing.T) {
 	cfg.TTL.Logs = 7
 	stmts := renderAll(t, cfg)
 	for name, sql := range stmts {
+		if strings.HasPrefix(sql, "INSERT") { // INSERT has no ON CLUSTER: it goes through the Distributed table
+			mustContain(t, name, sql, "INSERT INTO spanpipe.", "FROM ")
+			continue
+		}
 		mustContain(t, name, sql, " ON CLUSTER `main`")
 		mustNotContain(t, name, sql, "non_replicated_deduplication_window", "ENGINE = ReplacingMergeTree")
 	}
@@ -131,9 +174,10 @@ func TestDDLCluster(t *testing.T) {
 func TestDDLMatchesWriterColumns(t *testing.T) {
 	stmts := renderAll(t, DefaultConfig())
 	for _, tab := range allTables {
-		sql := stmts["create_"+tab.name]
+		// The columns of 0001, and those a later migration added.
+		sql := stmts["create_"+tab.name] + "\n" + strings.ReplaceAll(stmts["add_rank_"+tab.name], " ADD COLUMN", "\n ADD COLUMN") + ","
 		for _, c := range tab.cols {
-			re := regexp.MustCompile(`(?m)^\s+` + regexp.QuoteMeta(c.name) + `\s+` + regexp.QuoteMeta(c.typ) + `( CODEC\(.*\))?,$`)
+			re := regexp.MustCompile(`(?m)^\s+(ADD COLUMN IF NOT EXISTS )?` + regexp.QuoteMeta(c.name) + `\s+` + regexp.QuoteMeta(c.typ) + `( CODEC\(.*\)| DEFAULT .*)?,$`)
 			if !re.MatchString(sql) {
 				t.Errorf("create_%s: no column %q of type %q", tab.name, c.name, c.typ)
 			}
@@ -142,14 +186,16 @@ func TestDDLMatchesWriterColumns(t *testing.T) {
 }
 
 func TestSplitStatements(t *testing.T) {
-	got, err := splitStatements("-- intro\n\n-- name: a\nSELECT 1\n  -- inside\nFROM x;\n-- name: b\nSELECT 2;\n", "f.sql")
+	got, err := splitStatements("-- intro\n\n-- name: a\nSELECT 1\n  -- inside\nFROM x;\n-- name: b\n-- unless: SELECT 0\nSELECT 2;\n-- name: c\nSELECT 3;\n", "f.sql")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0] != (statement{"a", "SELECT 1\nFROM x"}) || got[1] != (statement{"b", "SELECT 2"}) {
-		t.Errorf("got %+v", got)
+	want := []statement{{"a", "SELECT 1\nFROM x", ""}, {"b", "SELECT 2", "SELECT 0"}, {"c", "SELECT 3", ""}}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
 	}
-	for _, bad := range []string{"SELECT 1;", "-- name: a\nSELECT 1", "-- name: a\nSELECT 1\n-- name: b\nSELECT 2;"} {
+	for _, bad := range []string{"SELECT 1;", "-- name: a\nSELECT 1", "-- name: a\nSELECT 1\n-- name: b\nSELECT 2;",
+		"-- unless: SELECT 1\n-- name: a\nSELECT 1;", "-- name: a\nSELECT 1\n-- unless: SELECT 1\nFROM x;"} {
 		if _, err := splitStatements(bad, "f.sql"); err == nil {
 			t.Errorf("splitStatements(%q): no error", bad)
 		}
@@ -169,9 +215,9 @@ func TestTTLChanges(t *testing.T) {
 	}
 	got := p.ttlChanges(full)
 	want := []statement{
-		{"ttl_spans", "ALTER TABLE spanpipe.spans MODIFY TTL toDate(started_at) + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0"},
-		{"ttl_logs", "ALTER TABLE spanpipe.logs REMOVE TTL"},
-		{"ttl_metrics", "ALTER TABLE spanpipe.metrics MODIFY TTL toDate(timestamp) + toIntervalDay(90) SETTINGS materialize_ttl_after_modify = 0"},
+		{"ttl_spans", "ALTER TABLE spanpipe.spans MODIFY TTL toDate(started_at) + toIntervalDay(7) SETTINGS materialize_ttl_after_modify = 0", ""},
+		{"ttl_logs", "ALTER TABLE spanpipe.logs REMOVE TTL", ""},
+		{"ttl_metrics", "ALTER TABLE spanpipe.metrics MODIFY TTL toDate(timestamp) + toIntervalDay(90) SETTINGS materialize_ttl_after_modify = 0", ""},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d changes %+v, want %+v", len(got), got, want)

@@ -9,13 +9,18 @@
 // Replicated*) and the TTL of each signal, and applied by [Migrate] (or by [Open] with
 // [Config.AutoMigrate]); applied migrations are recorded in spanpipe_migrations.
 //
-//   - spans: ReplacingMergeTree(version), ORDER BY (trace_id, span_id), PARTITION BY
-//     toDate(started_at). The newest snapshot of a span wins whatever the arrival order;
-//     the sort key is also the index of a trace lookup. Reads use FINAL.
+//   - spans: ReplacingMergeTree(ordering), ordering = (version << 8) + rank, ORDER BY
+//     (trace_id, span_id), PARTITION BY toDate(started_at). The newest snapshot of a
+//     span wins whatever the arrival order, and on a version tie the ended one
+//     ([schema.Span.Rank]); the sort key is also the index of a trace lookup. Reads
+//     use FINAL.
 //   - trace_roots: the root span of each trace without its payloads, ordered by start
 //     for "list recent traces", filled by the materialized view trace_roots_mv.
-//   - logs, metrics, scores, feedback: ReplacingMergeTree keyed on their id (and on
-//     values that never change for an id), so a redelivered event is stored once.
+//   - logs, metrics: ReplacingMergeTree keyed on their id (and on values that never
+//     change for an id), so a redelivered event is stored once.
+//   - scores, feedback: ReplacingMergeTree(timestamp) ORDER BY (trace_id, id), no
+//     partition: one row per id, the latest timestamp (a replayed older record never
+//     replaces a newer one).
 //
 // With [Config.Cluster] set, the data lives in <table>_local on every shard and
 // <table> is a Distributed table (spans and trace_roots sharded by trace id, so that

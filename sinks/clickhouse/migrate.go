@@ -74,6 +74,12 @@ func migrate(ctx context.Context, conn driver.Conn, p ddlParams, log *slog.Logge
 			continue
 		}
 		for _, s := range m.statements {
+			if done, err := guarded(ctx, conn, m.name, s); err != nil || done {
+				if err != nil {
+					return res, err
+				}
+				continue
+			}
 			if err := exec(ctx, conn, "migration "+m.name, s); err != nil {
 				return res, err
 			}
@@ -86,6 +92,19 @@ func migrate(ctx context.Context, conn driver.Conn, p ddlParams, log *slog.Logge
 	}
 	res.TTL, err = syncTTL(ctx, conn, p, log)
 	return res, err
+}
+
+// guarded runs the guard of a statement (see [statement.unless]) and reports whether
+// the statement has been done already.
+func guarded(ctx context.Context, conn driver.Conn, migration string, s statement) (bool, error) {
+	if s.unless == "" {
+		return false, nil
+	}
+	var n uint64
+	if err := conn.QueryRow(ctx, s.unless).Scan(&n); err != nil {
+		return false, fmt.Errorf("clickhouse: migration %s: statement %s: guard: %w", migration, s.name, err)
+	}
+	return n != 0, nil
 }
 
 // appliedVersions returns the migrations recorded in spanpipe_migrations. A database

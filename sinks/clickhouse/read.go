@@ -26,11 +26,12 @@ func (p ddlParams) countQuery(table string) string {
 }
 
 // traceCols are the columns Trace reads, in scanTrace order: the span columns
-// without metadata_search, which is derived from metadata.
+// without metadata_search, which is derived from metadata, and rank, which orders
+// snapshots and is no field of a span.
 func traceCols() []string {
 	var out []string
 	for _, c := range spansTable.cols {
-		if c.name != "metadata_search" {
+		if c.name != "metadata_search" && c.name != "rank" {
 			out = append(out, c.name)
 		}
 	}

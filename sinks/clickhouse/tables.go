@@ -43,6 +43,7 @@ const (
 	tTime     = "DateTime64(9, 'UTC')"
 	tNullTime = "Nullable(DateTime64(9, 'UTC'))"
 	tUInt64   = "UInt64"
+	tUInt8    = "UInt8"
 	tFloat64  = "Float64"
 	tNullF64  = "Nullable(Float64)"
 	tBool     = "Bool"
@@ -77,7 +78,9 @@ var correlationDefs = defs(
 
 var (
 	spansTable = &table{name: "spans", cols: join(
-		defs("trace_id", tString, "span_id", tString, "version", tUInt64, "parent_span_id", tString,
+		// rank orders the snapshots of one version (schema.Span.Rank); the table keeps
+		// the greatest (version, rank) through its MATERIALIZED ordering column.
+		defs("trace_id", tString, "span_id", tString, "version", tUInt64, "rank", tUInt8, "parent_span_id", tString,
 			"external_parent_span_id", tString, "name", tString, "span_type", tLowCard),
 		correlationDefs,
 		defs("started_at", tTime, "ended_at", tNullTime, "attributes", tString, "metadata", tString,
@@ -114,11 +117,12 @@ var (
 	allTables = []*table{spansTable, logsTable, metricsTable, scoresTable, feedbackTable}
 )
 
-// DateTime64(9) holds 1900-01-01 to 2262-04-11 (int64 nanoseconds since 1970); the
-// driver would silently wrap a time outside it, so rows are checked first.
+// DateTime64(9) holds 1900-01-01 to 2262-04-11 (int64 nanoseconds since 1970), the
+// range schema.Decode accepts; the driver would silently wrap a time outside it, so
+// rows that did not come through Decode are checked too.
 var (
-	minTime = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
-	maxTime = time.Unix(0, 1<<63-1).UTC()
+	minTime = schema.MinTime
+	maxTime = schema.MaxTime
 )
 
 func checkTime(what string, t time.Time) error {
@@ -217,6 +221,7 @@ const rowOverhead = 128
 type spanCols struct {
 	traceID, spanID                 []string
 	version                         []uint64
+	rank                            []uint8
 	parent, extParent, name, typ    []string
 	corr                            corrCols
 	startedAt                       []time.Time
@@ -235,7 +240,7 @@ func (c *spanCols) reset(n int) {
 		clear(*s)
 		*s = (*s)[:0]
 	}
-	c.version = c.version[:0]
+	c.version, c.rank = c.version[:0], c.rank[:0]
 	c.corr.reset()
 	c.startedAt = c.startedAt[:0]
 	clear(c.endedAt)
@@ -276,6 +281,7 @@ func (c *spanCols) add(s *schema.Span) error {
 	c.traceID = append(c.traceID, s.TraceID)
 	c.spanID = append(c.spanID, s.SpanID)
 	c.version = append(c.version, s.Version)
+	c.rank = append(c.rank, s.Rank())
 	c.parent = append(c.parent, s.ParentSpanID)
 	c.extParent = append(c.extParent, s.ExternalParentSpanID)
 	c.name = append(c.name, s.Name)
@@ -298,7 +304,7 @@ func (c *spanCols) add(s *schema.Span) error {
 
 func (c *spanCols) columns() []any {
 	cols := make([]any, 0, len(spansTable.cols))
-	cols = append(cols, c.traceID, c.spanID, c.version, c.parent, c.extParent, c.name, c.typ)
+	cols = append(cols, c.traceID, c.spanID, c.version, c.rank, c.parent, c.extParent, c.name, c.typ)
 	cols = c.corr.appendTo(cols)
 	return append(cols, c.startedAt, c.endedAt, c.attributes, c.metadata, c.metadataSearch,
 		c.input, c.output, c.errJSON, c.request, c.isEvent, c.isRoot, c.isInternal)
@@ -315,12 +321,12 @@ func spanMeta(s *schema.Span) (int32, int) {
 }
 
 func spanKey(h *xxhash.Digest, s *schema.Span) {
-	var b [8]byte
+	var b [9]byte
 	_, _ = h.WriteString(s.TraceID)
 	_, _ = h.WriteString("\x00")
 	_, _ = h.WriteString(s.SpanID)
 	_, _ = h.WriteString("\x00")
-	_, _ = h.Write(binary.LittleEndian.AppendUint64(b[:0], s.Version))
+	_, _ = h.Write(append(binary.LittleEndian.AppendUint64(b[:0], s.Version), s.Rank()))
 }
 
 // maxSearchValue is the longest metadata value copied into metadata_search; longer
@@ -661,8 +667,13 @@ func (c *feedbackCols) add(f *schema.Feedback) error {
 		c.numbers = append(c.numbers, n)
 		vNumber = &c.numbers[len(c.numbers)-1]
 	}
+	// value is the value as text, as on DuckDB: a string as itself, a number as its
+	// JSON text; value_string and value_number tell the kinds apart.
 	value := text(f.Value)
-	if value == "" {
+	switch {
+	case f.Value.Kind() == '"':
+		value = vString
+	case value == "":
 		value = "null"
 	}
 	c.id = append(c.id, f.FeedbackID)

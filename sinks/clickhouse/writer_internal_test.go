@@ -151,7 +151,7 @@ func TestWriteRowValues(t *testing.T) {
 	if got := fb.value(t, "value_string", 1); got != "wrong tool" {
 		t.Errorf("feedback.value_string[1]: got %v, want %q", got, "wrong tool")
 	}
-	if got := fb.value(t, "value", 1); got != `"wrong tool"` {
+	if got := fb.value(t, "value", 1); got != `wrong tool` {
 		t.Errorf("feedback.value[1]: got %v", got)
 	}
 }

@@ -4,9 +4,11 @@
 // [Open] opens or creates the file and applies the embedded migrations
 // (migrations/NNNN_name.sql, recorded in the spanpipe_migrations table, each applied
 // at most once). There is one table per signal: spans keeps one row per
-// (trace_id, span_id), replaced only by a snapshot of an equal or higher version, so
-// the newest snapshot wins whatever the arrival order; logs and metrics keep the
-// first row per id; scores and feedback keep the last. Payloads are stored as JSON
+// (trace_id, span_id), replaced only by a snapshot of a higher version or of the same
+// version and an equal or higher rank (ended > updated > started, the rank column),
+// so the newest snapshot wins whatever the arrival order; logs and metrics keep the
+// first row per id; scores and feedback keep the one with the latest timestamp (the
+// last delivered on a tie). Payloads are stored as JSON
 // text in VARCHAR columns, so no DuckDB extension is needed.
 //
 // [Writer.Write] appends a batch through DuckDB's appender into per-connection TEMP

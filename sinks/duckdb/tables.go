@@ -3,6 +3,7 @@ package duckdb
 import (
 	"database/sql/driver"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,21 +20,25 @@ type conflictMode int
 const (
 	// keepFirst leaves the stored row alone (immutable observations).
 	keepFirst conflictMode = iota
-	// replace overwrites the stored row with the newest delivered one.
-	replace
-	// replaceIfNewer overwrites the stored row only with an equal or higher version.
+	// replaceIfNewer overwrites the stored row only with a row whose newer columns
+	// are equal or greater, compared in order.
 	replaceIfNewer
 )
 
 // table describes how one signal is staged and merged. cols are the data columns in
-// the order the row builders produce them; the stage table has them plus seq, the
+// the order the row builders produce them, then extra, columns that order rows but
+// are no field of the signal (a span's rank); the stage table has them plus seq, the
 // row's position in the batch, which breaks ties so that the merge is deterministic.
 type table struct {
 	name     string
 	stage    string
 	key      []string
 	cols     []string
+	extra    []string
 	conflict conflictMode
+	// newer are the columns that say which of two rows of a key is the newer one
+	// (replaceIfNewer), compared in order.
+	newer []string
 	// updatedAt tells whether the table has an updated_at column (tables that
 	// replace rows); every table has created_at.
 	updatedAt bool
@@ -61,26 +66,30 @@ func cols(parts ...[]string) []string {
 	return out
 }
 
+// A span's row is replaced by a higher version, or by the same version with an equal
+// or higher rank ([schema.Span.Supersedes]). A score or feedback is replaced by one
+// with an equal or later timestamp: a replayed older record never overwrites a newer
+// one, and a redelivery rewrites the same values.
 var (
-	spansTable = newTable("spans", []string{"trace_id", "span_id"}, replaceIfNewer, cols(
+	spansTable = newTable("spans", []string{"trace_id", "span_id"}, []string{"version", "rank"}, cols(
 		[]string{"trace_id", "span_id", "version", "parent_span_id", "external_parent_span_id", "name", "span_type"},
 		correlationCols,
 		[]string{
 			"started_at", "ended_at", "attributes", "metadata", "input", "output", "error",
 			"request_context", "is_event", "is_root_span", "is_internal",
 		},
-	))
-	logsTable = newTable("logs", []string{"log_id"}, keepFirst, cols(
+	), "rank")
+	logsTable = newTable("logs", []string{"log_id"}, nil, cols(
 		[]string{"log_id", "timestamp", "trace_id", "span_id", "level", "message", "data"},
 		correlationCols,
 		[]string{"metadata"},
 	))
-	metricsTable = newTable("metrics", []string{"metric_id"}, keepFirst, cols(
+	metricsTable = newTable("metrics", []string{"metric_id"}, nil, cols(
 		[]string{"metric_id", "timestamp", "trace_id", "span_id", "name", "value", "labels"},
 		correlationCols,
 		[]string{"provider", "model", "estimated_cost", "cost_unit", "cost_metadata", "metadata"},
 	))
-	scoresTable = newTable("scores", []string{"score_id"}, replace, cols(
+	scoresTable = newTable("scores", []string{"score_id"}, []string{"timestamp"}, cols(
 		[]string{
 			"score_id", "timestamp", "trace_id", "span_id", "score_trace_id", "scorer_id",
 			"scorer_name", "scorer_version", "score_source", "score", "reason", "target_entity_type",
@@ -88,7 +97,7 @@ var (
 		correlationCols,
 		[]string{"metadata"},
 	))
-	feedbackTable = newTable("feedback", []string{"feedback_id"}, replace, cols(
+	feedbackTable = newTable("feedback", []string{"feedback_id"}, []string{"timestamp"}, cols(
 		[]string{
 			"feedback_id", "timestamp", "trace_id", "span_id", "feedback_source", "feedback_type",
 			"value", "value_string", "value_number", "comment", "source_id", "feedback_user_id",
@@ -110,31 +119,41 @@ func quoteAll(idents []string) string {
 }
 
 // newTable builds the table's statements once, so that Write only executes them.
-func newTable(name string, key []string, mode conflictMode, columns []string) *table {
+// With newer columns the table replaces older rows of a key (replaceIfNewer);
+// without, it keeps the first row written (keepFirst).
+func newTable(name string, key, newer, columns []string, extra ...string) *table {
+	mode := keepFirst
+	if len(newer) > 0 {
+		mode = replaceIfNewer
+	}
 	t := &table{
 		name:      name,
 		stage:     "spanpipe_stage_" + name,
 		key:       key,
 		cols:      columns,
+		extra:     extra,
 		conflict:  mode,
+		newer:     newer,
 		updatedAt: mode != keepFirst,
 	}
+	all := append(slices.Clone(columns), extra...)
 	// The stage table copies the column types of the real table and none of its
 	// constraints, so that a batch with a key twice can be staged.
 	t.createStage = fmt.Sprintf("CREATE TEMP TABLE IF NOT EXISTS %s AS SELECT %s, 0::BIGINT AS seq FROM main.%s LIMIT 0",
-		t.stage, quoteAll(columns), quote(name))
+		t.stage, quoteAll(all), quote(name))
 	t.clearStage = "DELETE FROM temp.main." + t.stage
 
-	// One row per key: the highest version for spans (the last in the batch on a
-	// tie), the last delivered for replaced tables, the first for kept ones.
-	order := "seq DESC"
-	switch mode {
-	case replaceIfNewer:
-		order = "version DESC, seq DESC"
-	case keepFirst:
-		order = "seq ASC"
+	// One row per key: the newest (the last in the batch on a tie) for replaced
+	// tables, the first for kept ones.
+	order := "seq ASC"
+	if mode == replaceIfNewer {
+		var o []string
+		for _, c := range newer {
+			o = append(o, quote(c)+" DESC")
+		}
+		order = strings.Join(append(o, "seq DESC"), ", ")
 	}
-	insertCols, selectCols := quoteAll(columns)+", created_at", quoteAll(columns)+", $1::TIMESTAMP"
+	insertCols, selectCols := quoteAll(all)+", created_at", quoteAll(all)+", $1::TIMESTAMP"
 	if t.updatedAt {
 		insertCols += ", updated_at"
 		selectCols += ", $1::TIMESTAMP"
@@ -146,18 +165,22 @@ func newTable(name string, key []string, mode conflictMode, columns []string) *t
 		fmt.Fprintf(&b, "ON CONFLICT (%s) DO NOTHING", quoteAll(key))
 	} else {
 		var set []string
-		for _, c := range columns {
+		for _, c := range all {
 			if !isKey(key, c) {
 				set = append(set, fmt.Sprintf("%s = excluded.%s", quote(c), quote(c)))
 			}
 		}
 		set = append(set, "updated_at = excluded.updated_at")
-		fmt.Fprintf(&b, "ON CONFLICT (%s) DO UPDATE SET %s", quoteAll(key), strings.Join(set, ", "))
-		if mode == replaceIfNewer {
-			// An older snapshot never overwrites a newer one; the same version again
-			// (a redelivery) rewrites identical values.
-			fmt.Fprintf(&b, " WHERE excluded.version >= %s.version", quote(name))
+		// An older row never overwrites a newer one; an equal one (a redelivery)
+		// rewrites identical values. Row values compare column by column.
+		stored := make([]string, len(newer))
+		incoming := make([]string, len(newer))
+		for i, c := range newer {
+			stored[i] = quote(name) + "." + quote(c)
+			incoming[i] = "excluded." + quote(c)
 		}
+		fmt.Fprintf(&b, "ON CONFLICT (%s) DO UPDATE SET %s WHERE (%s) >= (%s)", quoteAll(key), strings.Join(set, ", "),
+			strings.Join(incoming, ", "), strings.Join(stored, ", "))
 	}
 	t.merge = b.String()
 	return t
@@ -239,6 +262,7 @@ func spanRow(row []driver.Value, s *schema.Span) ([]driver.Value, error) {
 		s.StartTime.UTC(), ts(s.EndTime), jsonText(s.Attributes), jsonText(s.Metadata),
 		jsonText(s.Input), jsonText(s.Output), errInfo, jsonText(s.RequestContext),
 		s.IsEvent, s.IsRootSpan, s.IsInternal,
+		s.Rank(),
 	), nil
 }
 
@@ -249,7 +273,9 @@ func logRow(row []driver.Value, l *schema.Log) ([]driver.Value, error) {
 }
 
 func metricRow(row []driver.Value, m *schema.Metric) ([]driver.Value, error) {
-	var labels driver.Value
+	// No labels are stored as {}, as Mastra does, so that label lookups need no
+	// NULL case.
+	var labels driver.Value = []byte("{}")
 	if len(m.Labels) > 0 {
 		// Deterministic, so that a redelivered metric has byte-identical labels.
 		b, err := json.Marshal(m.Labels, json.Deterministic(true))
@@ -281,14 +307,19 @@ func scoreRow(row []driver.Value, s *schema.Score) ([]driver.Value, error) {
 }
 
 func feedbackRow(row []driver.Value, f *schema.Feedback) ([]driver.Value, error) {
+	// value is the value as text (a string as itself, a number as its JSON text);
+	// value_string and value_number tell the kinds apart. value is NOT NULL: an
+	// absent value (validation rejects it) is stored as null rather than failing the
+	// whole batch on the constraint.
 	var vString, vNumber driver.Value
+	value := []byte(f.Value)
 	switch f.Value.Kind() {
 	case '"':
 		var s string
 		if err := json.Unmarshal(f.Value, &s); err != nil {
 			return row, fmt.Errorf("decode value of feedback %s: %w", f.FeedbackID, err)
 		}
-		vString = s
+		vString, value = s, []byte(s)
 	case '0':
 		n, err := strconv.ParseFloat(strings.TrimSpace(string(f.Value)), 64)
 		if err != nil {
@@ -296,10 +327,7 @@ func feedbackRow(row []driver.Value, f *schema.Feedback) ([]driver.Value, error)
 		}
 		vNumber = n
 	}
-	// value is NOT NULL: an absent value is stored as JSON null rather than failing
-	// the whole batch on the constraint.
-	value := []byte(f.Value)
-	if len(value) == 0 {
+	if len(value) == 0 && f.Value.Kind() != '"' {
 		value = []byte("null")
 	}
 	row = append(row, f.FeedbackID, f.Timestamp.UTC(), str(f.TraceID), str(f.SpanID), str(f.FeedbackSource),

@@ -89,8 +89,9 @@ func (w *Writer) Capabilities() pipeline.Capabilities {
 
 // Write stores the batch in one transaction: each signal's rows are appended to a
 // TEMP stage table, then merged into their table by one statement. A span's row is
-// replaced only by a snapshot with an equal or higher version; logs and metrics keep
-// the first row written for an id; scores and feedback keep the last. Writing the
+// replaced only by a snapshot that does not rank below it ([schema.Span.Supersedes],
+// or equal); logs and metrics keep the first row written for an id; scores and
+// feedback keep the one with the latest timestamp. Writing the
 // same batch twice therefore leaves the store as writing it once.
 //
 // Errors that retrying cannot fix (a constraint, conversion or type error caused by

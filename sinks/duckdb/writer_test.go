@@ -252,10 +252,10 @@ func TestRoundTripAllSignals(t *testing.T) {
 		{`SELECT message = '' AND trace_id IS NULL AND user_id IS NULL FROM logs WHERE log_id = 'log-2'`, "true"},
 		{`SELECT CAST("timestamp" AS VARCHAR) FROM logs WHERE log_id = 'log-1'`, "2026-03-14 15:09:26.535897"},
 		{`SELECT labels || '|' || value || '|' || provider || '|' || estimated_cost || '|' || cost_unit || '|' || cost_metadata FROM metrics WHERE metric_id = 'metric-1'`, `{"agent":"a1","model":"gpt"}|42.0|openai|0.0125|usd|{"tier":"x"}`},
-		{`SELECT labels IS NULL AND provider IS NULL AND estimated_cost IS NULL FROM metrics WHERE metric_id = 'metric-2'`, "true"},
+		{`SELECT labels = '{}' AND provider IS NULL AND estimated_cost IS NULL FROM metrics WHERE metric_id = 'metric-2'`, "true"},
 		{`SELECT scorer_id || '|' || scorer_name || '|' || score || '|' || score_source || '|' || experiment_id FROM scores WHERE score_id = 'score-1'`, "relevance|Relevance|0.75|live|exp1"},
 		{`SELECT value || '|' || (value_string IS NULL) || '|' || value_number || '|' || comment || '|' || feedback_user_id FROM feedback WHERE feedback_id = 'fb-1'`, "4|true|4.0|good|u9"},
-		{`SELECT value || '|' || value_string || '|' || (value_number IS NULL) FROM feedback WHERE feedback_id = 'fb-2'`, `"up"|up|true`},
+		{`SELECT value || '|' || value_string || '|' || (value_number IS NULL) FROM feedback WHERE feedback_id = 'fb-2'`, `up|up|true`},
 	}
 	for _, c := range checks {
 		var got string
@@ -422,6 +422,7 @@ func TestOpenSchemaMismatch(t *testing.T) {
 	// applied (as after a hand edit or a bad downgrade): Open fails rather than the
 	// first Write.
 	path := prepareFile(t, recordInit+`
+		INSERT INTO spanpipe_migrations VALUES (2, '0002_rank_and_newest', TIMESTAMP '2026-01-01');
 		CREATE TABLE spans (trace_id VARCHAR, span_id VARCHAR, PRIMARY KEY (trace_id, span_id));`)
 	cfg := duckdb.Config{Path: path}
 	w, err := duckdb.Open(t.Context(), cfg)
