@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-json-experiment/json"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spanpipe/spanpipe/dropalerts"
 	"github.com/spanpipe/spanpipe/schema"
@@ -154,30 +153,27 @@ type Decoded struct {
 // is most of the CPU a record costs.
 func (b *Batcher) Decode(rec *kgo.Record) Decoded {
 	if len(rec.Value) > b.cfg.MaxRecordBytes {
-		return Decoded{reason: dropalerts.ReasonTooLarge, signal: peekSignal(rec.Value),
+		return Decoded{reason: dropalerts.ReasonTooLarge, signal: signalOf(nil, rec.Value),
 			err: fmt.Errorf("record of %d bytes exceeds pipeline.max_record_bytes %d", len(rec.Value), b.cfg.MaxRecordBytes)}
 	}
 	ev, err := schema.Decode(header(rec, schema.HeaderCodec), rec.Value)
 	if err != nil {
-		return Decoded{reason: dropalerts.ReasonDecodeError, err: err, signal: peekSignal(rec.Value)}
+		return Decoded{reason: dropalerts.ReasonDecodeError, err: err, signal: signalOf(err, rec.Value)}
 	}
 	return Decoded{ev: ev}
 }
 
-// peekSignal reads the envelope's "type" of a record that failed to decode, so that
-// its drop event names the signal instead of "unknown" when the type was readable.
-// It runs only on the error path.
-func peekSignal(v []byte) string {
-	var env struct {
-		Type schema.EventType `json:"type"`
+// signalOf names the signal of a record that cannot be stored: the one its envelope
+// declares when the type was readable, else "unknown". Only the error path pays for it.
+func signalOf(err error, v []byte) string {
+	s := schema.SignalOfError(err)
+	if err == nil {
+		s = schema.SniffSignal(v) // too large to decode: its type alone is read
 	}
-	if json.Unmarshal(v, &env) != nil && env.Type == "" {
+	if s == "" {
 		return "unknown"
 	}
-	if s := (&schema.Event{Type: env.Type}).Signal(); s != "" {
-		return string(s)
-	}
-	return "unknown"
+	return string(s)
 }
 
 func header(rec *kgo.Record, key string) string {
@@ -232,6 +228,9 @@ func (b *Batcher) route(u *Unit, rec *kgo.Record, d Decoded) {
 	ev := d.ev
 	sig := ev.Signal()
 	b.m.consumed.WithLabelValues(string(sig)).Inc()
+	for _, r := range ev.Repairs {
+		b.m.repaired.WithLabelValues(string(r)).Inc()
+	}
 	if !b.caps.Stores(sig) {
 		u.drops = append(u.drops, drop{rec: rec, signal: string(sig), reason: dropalerts.ReasonUnsupportedStorage,
 			err: fmt.Errorf("the sink does not store %s", sig), trace: ev.TraceID()})

@@ -40,7 +40,7 @@ func newBatcherMetrics(reg prometheus.Registerer, age func() float64) *batcherMe
 		})),
 		repaired: promx.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spanpipe_pipeline_repaired_records_total",
-			Help: "Records stored after a repair, by kind (missing_end_time: a span_ended without endTime ends at the record's Kafka timestamp).",
+			Help: "Records stored after a repair, by kind (missing_end_time: a span_ended without endTime ends at the record's Kafka timestamp; lone_surrogate: a JavaScript string cut inside a surrogate pair, the half replaced by U+FFFD).",
 		}, []string{"kind"})),
 		flushes: promx.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spanpipe_pipeline_flushes_total",
@@ -64,6 +64,9 @@ func newBatcherMetrics(reg prometheus.Registerer, age func() float64) *batcherMe
 		m.consumed.WithLabelValues(string(s))
 	}
 	m.repaired.WithLabelValues(repairMissingEndTime)
+	for _, r := range schema.AllRepairs {
+		m.repaired.WithLabelValues(string(r))
+	}
 	for _, t := range allTriggers {
 		m.flushes.WithLabelValues(string(t))
 	}

@@ -564,3 +564,28 @@ func TestDecodeErrorKeepsTheSignalWhenTheTypeIsReadable(t *testing.T) {
 		}
 	}
 }
+
+// JSON.stringify of a JavaScript string cut inside an emoji leaves a lone surrogate
+// escape: the record is stored (the half replaced by U+FFFD) and the repair counted,
+// instead of the span vanishing as a decode error and orphaning its children.
+func TestLoneSurrogateIsStoredAndCounted(t *testing.T) {
+	sink := &fakeSink{caps: allCaps()}
+	drops := &fakeDrops{}
+	reg := prometheus.NewRegistry()
+	p := newPipeline(t, pipeline.DefaultConfig(), sink, drops, pipeline.WithRegisterer(reg))
+	v := `{"type":"span_ended","exportedSpan":{"traceId":"` + trace + `","id":"00000000000000f1","name":"chunk \ud83d","type":"model_chunk",` +
+		`"startTime":"2025-03-01T12:00:00Z","endTime":"2025-03-01T12:00:01Z"}}`
+	p.Add(rawRecord(0, []byte(v)))
+	if err := p.Write(t.Context(), p.Seal(pipeline.TriggerShutdown)); err != nil {
+		t.Fatal(err)
+	}
+	if len(sink.batches) != 1 || len(sink.batches[0].Spans) != 1 {
+		t.Fatalf("span with a lone surrogate not stored (%d batches, drops %d)", len(sink.batches), len(drops.got))
+	}
+	if got := sink.batches[0].Spans[0].Name; got != "chunk \uFFFD" {
+		t.Errorf("stored name %q, want the lone surrogate replaced by U+FFFD", got)
+	}
+	if v := testutil.ToFloat64(labelled{reg, "spanpipe_pipeline_repaired_records_total", "kind", "lone_surrogate"}); v != 1 {
+		t.Errorf("spanpipe_pipeline_repaired_records_total{kind=lone_surrogate} = %v, want 1", v)
+	}
+}

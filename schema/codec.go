@@ -66,6 +66,11 @@ func syntaxError(data []byte, partial *Event, err error) error {
 	return &DecodeError{Signal: sig, Err: &SyntaxError{Codec: CodecJSON, Err: err}}
 }
 
+// SniffSignal returns the signal named by the top-level "type" member of a record
+// that will not be decoded (too large, say), or "" when it cannot be read. It is a
+// lenient scan for drop accounting, not a validation.
+func SniffSignal(data []byte) Signal { return sniffType(data).Signal() }
+
 // sniffType returns the value of the top-level "type" member of a JSON object, read
 // up to the first syntax error, or "" when there is none. It runs only for records
 // that failed to decode.
