@@ -9,15 +9,6 @@ import (
 	"time"
 )
 
-// AllReasons lists every [Reason] in the order README documents them. [AlerterConfig]
-// rejects thresholds and severities for any other reason, so that a typo in a reason
-// name is an error instead of a threshold that never applies.
-var AllReasons = []Reason{
-	ReasonDecodeError, ReasonTooLarge, ReasonUnsupportedStorage, ReasonRetryExhausted,
-	ReasonSinkRejected, ReasonRetentionExpired, ReasonProducerBufferFull, ReasonProducerSendFailed,
-	ReasonProducerEncodeError,
-}
-
 // AlerterConfig configures an [Alerter]. Start from [DefaultAlerterConfig]; the Kafka
 // seed brokers, TLS and SASL come as kgo options, as for [New].
 type AlerterConfig struct {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/go-json-experiment/json"
 	"github.com/prometheus/common/model"
+	"github.com/spanpipe/spanpipe/internal/backoff"
 )
 
 // Receiver names, the receiver label of spanpipe_dropalerts_alerts_sent_total.
@@ -60,26 +60,15 @@ func (r *receiver) succeeded(now time.Time, minInterval time.Duration) {
 	r.nextTry = now.Add(minInterval)
 }
 
-// failed schedules the next attempt: jittered exponential backoff, or the server's
-// Retry-After if that is longer.
+// failed schedules the next attempt on the one retry schedule, jittered by half so
+// that alerters restarted together spread their retries; the server's Retry-After
+// wins when it is longer (bounded, so a silly header cannot park a receiver).
 func (r *receiver) failed(now time.Time, retryAfter time.Duration, cfg *AlerterConfig) time.Duration {
 	r.failures++
-	wait := backoff(r.failures, cfg.RetryInitialInterval, cfg.RetryMaxInterval)
-	wait = max(wait, min(retryAfter, 10*cfg.RetryMaxInterval))
+	p := backoff.Policy{Initial: cfg.RetryInitialInterval, Max: cfg.RetryMaxInterval, Jitter: 0.5}
+	wait := p.Delay(r.failures, min(retryAfter, 10*cfg.RetryMaxInterval))
 	r.nextTry = now.Add(wait)
 	return wait
-}
-
-// backoff is "equal jitter": half of initial·2^(attempt-1), capped, plus a random
-// part of the same size, so that alerters restarted together spread their retries.
-func backoff(attempt int, initial, maxWait time.Duration) time.Duration {
-	d := initial
-	for i := 1; i < attempt && d < maxWait; i++ {
-		d *= 2
-	}
-	d = min(d, maxWait)
-	half := d / 2
-	return half + rand.N(half+1)
 }
 
 // httpError is a non-2xx answer.
