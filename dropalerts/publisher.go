@@ -152,11 +152,11 @@ var ErrPermanent = errors.New("dropalerts: permanent publish error")
 
 // Publisher writes drop events and dead letters.
 type Publisher struct {
-	cfg    Config
-	cl     *kgo.Client
-	log    *slog.Logger
-	retry  backoff.Policy
-	m      *publisherMetrics
+	cfg   Config
+	cl    *kgo.Client
+	log   *slog.Logger
+	retry backoff.Policy
+	m     *publisherMetrics
 
 	// mu serialises publishing: each ProduceSync carries at most one limit's worth
 	// of records, so no batch the client forms (it never merges across calls made
