@@ -285,3 +285,13 @@ func sum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	return total
 }
+
+func publisher(t *testing.T, brokers []string) *dropalerts.Publisher {
+	t.Helper()
+	p, err := dropalerts.New(dropalerts.DefaultConfig(), []kgo.Opt{kgo.SeedBrokers(brokers...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	return p
+}
