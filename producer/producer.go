@@ -374,22 +374,15 @@ func (p *Producer) reportDrops(ctx context.Context) error {
 	for k, a := range pending {
 		ev := dropalerts.Event{
 			Signal: k.signal, Reason: k.reason, Count: a.count, FirstTime: a.first, LastTime: a.last,
-			Component: "producer", Instance: p.cfg.ServiceName + "/" + p.cfg.ClientID,
+			Component: dropalerts.ComponentProducer, Instance: p.cfg.ServiceName + "/" + p.cfg.ClientID,
 			Error: a.err, SampleTraceIDs: a.samples,
 		}
-		body, err := ev.Marshal()
+		rec, err := dropalerts.EventRecord(p.cfg.DropTopic, ev)
 		if err != nil {
 			continue
 		}
-		recs = append(recs, &kgo.Record{
-			Topic: p.cfg.DropTopic, Key: []byte(k.reason), Value: body,
-			Headers: []kgo.RecordHeader{
-				{Key: dropalerts.HeaderKind, Value: []byte(dropalerts.KindDropEvent)},
-				{Key: dropalerts.HeaderReason, Value: []byte(k.reason)},
-				{Key: dropalerts.HeaderComponent, Value: []byte("producer")},
-			},
-		})
-		keys[recs[len(recs)-1]] = k
+		recs = append(recs, rec)
+		keys[rec] = k
 	}
 	// Produce, not TryProduce: a full buffer is often why we are reporting.
 	res := p.cl.ProduceSync(ctx, recs...)
