@@ -363,7 +363,7 @@ func (p *Publisher) produceLetters(ctx context.Context, ev *Event, letters []Dea
 		cut := 0
 		for _, dl := range letters[done+len(chunk):] {
 			r, wasCut := p.deadLetterRecord(ev, dl, budget)
-			rs := recordSize(r)
+			rs := RecordSize(r)
 			if len(chunk) > 0 && size+rs > budget {
 				break
 			}
@@ -423,7 +423,7 @@ func (p *Publisher) deadLetterRecord(ev *Event, dl DeadLetter, budget int) (*kgo
 	}
 	r := &kgo.Record{Topic: p.cfg.deadLetterTopic(), Key: src.Key, Value: src.Value, Timestamp: src.Timestamp}
 	r.Headers = info.AppendHeaders(make([]kgo.RecordHeader, 0, len(src.Headers)+10))
-	over := recordSize(r) - budget
+	over := RecordSize(r) - budget
 	if over <= 0 {
 		return r, false
 	}
@@ -442,15 +442,16 @@ func (p *Publisher) deadLetterRecord(ev *Event, dl DeadLetter, budget int) (*kgo
 		r.Value = src.Value[:len(src.Value)-over]
 	}
 	r.Headers = info.AppendHeaders(make([]kgo.RecordHeader, 0, len(info.Headers)+10))
-	if over := recordSize(r) - budget; over > 0 && len(r.Value) > 0 {
+	if over := RecordSize(r) - budget; over > 0 && len(r.Value) > 0 {
 		r.Value = r.Value[:max(0, len(r.Value)-over)]
 	}
 	return r, true
 }
 
-// recordSize bounds a record's size inside a batch (v2 format): its fields plus the
-// varints and attributes around them.
-func recordSize(r *kgo.Record) int {
+// RecordSize bounds a record's size inside a batch (v2 format): its fields plus the
+// varints and attributes around them. A write of records whose sizes add up to at
+// most a topic's max.message.bytes minus [BatchOverhead] fits the topic.
+func RecordSize(r *kgo.Record) int {
 	n := 32 + len(r.Key) + len(r.Value)
 	for _, h := range r.Headers {
 		n += 10 + len(h.Key) + len(h.Value)

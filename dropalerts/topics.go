@@ -16,9 +16,9 @@ const (
 	// kafkaDefaultMaxMessageBytes is Kafka's default message.max.bytes, assumed when
 	// the cluster does not let us read the real limit.
 	kafkaDefaultMaxMessageBytes = 1048588
-	// batchOverhead is kept free of records in every write: the v2 batch header (61
-	// bytes) and slack for the per-record estimate of [recordSize].
-	batchOverhead = 1024
+	// BatchOverhead is kept free of records in every write: the v2 batch header (61
+	// bytes) and slack for the per-record estimate of [RecordSize].
+	BatchOverhead = 1024
 	// minTopicBytes is the smallest limit the publisher works with: below it a drop
 	// event with its error text may not fit.
 	minTopicBytes = 4096
@@ -31,7 +31,7 @@ type limits struct {
 }
 
 // batchBudget is how many record bytes one write may carry.
-func (l *limits) batchBudget() int { return l.bytes - batchOverhead }
+func (l *limits) batchBudget() int { return l.bytes - BatchOverhead }
 
 // readLimits creates missing topics (when configured) and reads their limits.
 func readLimits(ctx context.Context, cl *kgo.Client, cfg *Config, log *slog.Logger) (*limits, error) {
