@@ -192,9 +192,10 @@ func (d *DeadLetterInfo) AppendHeaders(dst []kgo.RecordHeader) []kgo.RecordHeade
 		dst = append(dst, kgo.RecordHeader{Key: HeaderFirstFailure, Value: []byte(d.FirstFailure.UTC().Format(time.RFC3339Nano))})
 	}
 	if d.Truncated {
-		dst = append(dst,
-			kgo.RecordHeader{Key: HeaderTruncated, Value: []byte("true")},
-			kgo.RecordHeader{Key: HeaderOriginalSize, Value: []byte(itoa(int64(d.OriginalSize)))})
+		dst = append(dst, kgo.RecordHeader{Key: HeaderTruncated, Value: []byte("true")})
+	}
+	if d.Truncated || d.OriginalSize > 0 {
+		dst = append(dst, kgo.RecordHeader{Key: HeaderOriginalSize, Value: []byte(itoa(int64(d.OriginalSize)))})
 	}
 	return dst
 }
