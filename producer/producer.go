@@ -498,20 +498,13 @@ func (p *Producer) awaitPromises(grace time.Duration) {
 	}
 }
 
+// compression maps producer.compression to a codec: the drop publisher's names, with
+// zstd when empty (the smallest batches for the spans topic, which spanpipe reads).
 func compression(name string) (kgo.CompressionCodec, error) {
-	switch name {
-	case "", "zstd":
-		return kgo.ZstdCompression(), nil
-	case "lz4":
-		return kgo.Lz4Compression(), nil
-	case "snappy":
-		return kgo.SnappyCompression(), nil
-	case "gzip":
-		return kgo.GzipCompression(), nil
-	case "none":
-		return kgo.NoCompression(), nil
+	if name == "" {
+		name = "zstd"
 	}
-	return kgo.CompressionCodec{}, fmt.Errorf("unknown codec %q (want zstd, lz4, snappy, gzip or none)", name)
+	return dropalerts.Codec(name)
 }
 
 type metrics struct {
