@@ -53,6 +53,11 @@ type Config struct {
 	// it succeeds or its ctx ends. Defaults 500ms and 30s.
 	RetryDelay    time.Duration `yaml:"retry_delay"`
 	MaxRetryDelay time.Duration `yaml:"max_retry_delay"`
+	// DeliveryTimeout bounds one attempt: records Kafka has not acknowledged by then
+	// fail with the client's last error, which decides between backing off and
+	// retrying (transient) and returning (permanent). Without it a client retries some
+	// errors (an authorization failure among them) for ever, unseen. Default 30s.
+	DeliveryTimeout time.Duration `yaml:"delivery_timeout"`
 }
 
 // DefaultConfig returns the defaults.
@@ -68,6 +73,7 @@ func DefaultConfig() Config {
 		Retention:         7 * 24 * time.Hour,
 		RetryDelay:        500 * time.Millisecond,
 		MaxRetryDelay:     30 * time.Second,
+		DeliveryTimeout:   30 * time.Second,
 	}
 }
 
@@ -103,6 +109,9 @@ func (c Config) Validate() error {
 	}
 	if c.RetryDelay <= 0 {
 		bad("drops.retry_delay must be > 0, got %s", c.RetryDelay)
+	}
+	if c.DeliveryTimeout <= 0 {
+		bad("drops.delivery_timeout must be > 0, got %s", c.DeliveryTimeout)
 	}
 	if c.MaxRetryDelay < c.RetryDelay {
 		bad("drops.max_retry_delay must be >= drops.retry_delay, got %s < %s", c.MaxRetryDelay, c.RetryDelay)
@@ -200,6 +209,7 @@ func New(cfg Config, kopts []kgo.Opt, opts ...Option) (*Publisher, error) {
 		kgo.MaxBufferedBytes(4 * batchMax),
 		kgo.ProducerLinger(0),
 		kgo.RecordRetries(10),
+		kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout),
 	}
 	if !cfg.CreateTopics {
 		base = append(base, kgo.AllowAutoTopicCreation())
@@ -331,6 +341,8 @@ func (p *Publisher) Publish(ctx context.Context, ev Event, letters []DeadLetter)
 			p.log.Warn("drop topic rejected a batch as too large; cutting batches smaller", "topic", p.cfg.Topic,
 				"max_batch_bytes", p.limits.bytes, "err", err)
 			continue
+		case errors.Is(err, ErrPermanent):
+			return err
 		case permanent(err):
 			return fmt.Errorf("dropalerts: publish to %s: %w: %w", p.cfg.Topic, ErrPermanent, err)
 		}

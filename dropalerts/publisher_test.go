@@ -13,8 +13,10 @@ import (
 	"github.com/spanpipe/spanpipe/dropalerts"
 	"github.com/spanpipe/spanpipe/internal/kafkatest"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // createTopic creates topic on the cluster with the given configs, as an operator
@@ -245,7 +247,7 @@ func TestPublishedCompression(t *testing.T) {
 			}
 		})
 	}
-	if err := (dropalerts.Config{Topic: "t", MaxRecordBytes: 1, Compression: "brotli", RetryDelay: 1, MaxRetryDelay: 1}).Validate(); err == nil {
+	if err := (dropalerts.Config{Topic: "t", MaxRecordBytes: 1, Compression: "brotli", RetryDelay: 1, MaxRetryDelay: 1, DeliveryTimeout: 1}).Validate(); err == nil {
 		t.Fatal("drops.compression brotli accepted")
 	}
 }
@@ -294,4 +296,49 @@ func publisher(t *testing.T, brokers []string) *dropalerts.Publisher {
 	}
 	t.Cleanup(func() { _ = p.Close(context.Background()) })
 	return p
+}
+
+// TestPublishReturnsPermanentErrorsAtOnce: a drop topic this principal may not write
+// is not retried for ever inside Publish; the error says it is permanent.
+func TestPublishReturnsPermanentErrorsAtOnce(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "spanpipe.drops"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kreq.(*kmsg.ProduceRequest)
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	reg := prometheus.NewRegistry()
+	cfg := dropalerts.DefaultConfig()
+	cfg.DeliveryTimeout = 2 * time.Second
+	p, err := dropalerts.New(cfg, []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, dropalerts.WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	err = p.Publish(ctx, dropalerts.Event{Reason: dropalerts.ReasonDecodeError, Count: 1, Component: "consumer"},
+		[]dropalerts.DeadLetter{{Record: &kgo.Record{Topic: "spanpipe.spans", Value: []byte("x")}}})
+	if !errors.Is(err, dropalerts.ErrPermanent) || !errors.Is(err, kerr.TopicAuthorizationFailed) || ctx.Err() != nil {
+		t.Fatalf("publish to a topic we may not write: %v (ctx %v), want ErrPermanent wrapping TOPIC_AUTHORIZATION_FAILED at once", err, ctx.Err())
+	}
+	if got := sum(t, reg, "spanpipe_dropalerts_publish_failures_total"); got != 1 {
+		t.Fatalf("publish failures = %v, want 1", got)
+	}
 }
