@@ -53,11 +53,6 @@ type Config struct {
 	// it succeeds or its ctx ends. Defaults 500ms and 30s.
 	RetryDelay    time.Duration `yaml:"retry_delay"`
 	MaxRetryDelay time.Duration `yaml:"max_retry_delay"`
-	// DeliveryTimeout bounds one attempt: records Kafka has not acknowledged by then
-	// fail with the client's last error, which decides between backing off and
-	// retrying (transient) and returning (permanent). Without it a client retries some
-	// errors (an authorization failure among them) for ever, unseen. Default 30s.
-	DeliveryTimeout time.Duration `yaml:"delivery_timeout"`
 }
 
 // DefaultConfig returns the defaults.
@@ -73,7 +68,6 @@ func DefaultConfig() Config {
 		Retention:         7 * 24 * time.Hour,
 		RetryDelay:        500 * time.Millisecond,
 		MaxRetryDelay:     30 * time.Second,
-		DeliveryTimeout:   30 * time.Second,
 	}
 }
 
@@ -109,9 +103,6 @@ func (c Config) Validate() error {
 	}
 	if c.RetryDelay <= 0 {
 		bad("drops.retry_delay must be > 0, got %s", c.RetryDelay)
-	}
-	if c.DeliveryTimeout <= 0 {
-		bad("drops.delivery_timeout must be > 0, got %s", c.DeliveryTimeout)
 	}
 	if c.MaxRetryDelay < c.RetryDelay {
 		bad("drops.max_retry_delay must be >= drops.retry_delay, got %s < %s", c.MaxRetryDelay, c.RetryDelay)
@@ -209,7 +200,8 @@ func New(cfg Config, kopts []kgo.Opt, opts ...Option) (*Publisher, error) {
 		kgo.MaxBufferedBytes(4 * batchMax),
 		kgo.ProducerLinger(0),
 		kgo.RecordRetries(10),
-		kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout),
+		// No RecordDeliveryTimeout: it counts from a record's timestamp, and a dead
+		// letter keeps its original (old) one.
 	}
 	if !cfg.CreateTopics {
 		base = append(base, kgo.AllowAutoTopicCreation())

@@ -247,7 +247,7 @@ func TestPublishedCompression(t *testing.T) {
 			}
 		})
 	}
-	if err := (dropalerts.Config{Topic: "t", MaxRecordBytes: 1, Compression: "brotli", RetryDelay: 1, MaxRetryDelay: 1, DeliveryTimeout: 1}).Validate(); err == nil {
+	if err := (dropalerts.Config{Topic: "t", MaxRecordBytes: 1, Compression: "brotli", RetryDelay: 1, MaxRetryDelay: 1}).Validate(); err == nil {
 		t.Fatal("drops.compression brotli accepted")
 	}
 }
@@ -324,9 +324,7 @@ func TestPublishReturnsPermanentErrorsAtOnce(t *testing.T) {
 		return resp, nil, true
 	})
 	reg := prometheus.NewRegistry()
-	cfg := dropalerts.DefaultConfig()
-	cfg.DeliveryTimeout = 2 * time.Second
-	p, err := dropalerts.New(cfg, []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, dropalerts.WithRegisterer(reg))
+	p, err := dropalerts.New(dropalerts.DefaultConfig(), []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, dropalerts.WithRegisterer(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
