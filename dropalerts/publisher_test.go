@@ -5,7 +5,9 @@ import (
 	"context"
 	crand "crypto/rand"
 	"errors"
+	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -230,8 +232,7 @@ func TestPublishedCompression(t *testing.T) {
 			if codec != "" {
 				cfg.Compression = codec
 			}
-			var seen []string
-			hook := batchCodecs{seen: &seen}
+			hook := &batchCodecs{}
 			p, err := dropalerts.New(cfg, []kgo.Opt{kgo.SeedBrokers(brokers...), kgo.WithHooks(hook)})
 			if err != nil {
 				t.Fatal(err)
@@ -242,7 +243,7 @@ func TestPublishedCompression(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := map[string]string{"": "gzip", "none": "none", "snappy": "snappy"}[codec]
-			if len(seen) == 0 || seen[0] != want {
+			if seen := hook.codecs(); len(seen) == 0 || seen[0] != want {
 				t.Fatalf("batch codecs %v, want %s", seen, want)
 			}
 		})
@@ -252,11 +253,23 @@ func TestPublishedCompression(t *testing.T) {
 	}
 }
 
-// batchCodecs records the codec of every produced batch.
-type batchCodecs struct{ seen *[]string }
+// batchCodecs records the codec of every produced batch (called from the client's
+// goroutines).
+type batchCodecs struct {
+	mu   sync.Mutex
+	seen []string
+}
 
-func (h batchCodecs) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.ProduceBatchMetrics) {
-	*h.seen = append(*h.seen, map[uint8]string{0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}[m.CompressionType])
+func (h *batchCodecs) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.ProduceBatchMetrics) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.seen = append(h.seen, map[uint8]string{0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}[m.CompressionType])
+}
+
+func (h *batchCodecs) codecs() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.seen)
 }
 
 func TestConfigValidateNamesEveryKey(t *testing.T) {
