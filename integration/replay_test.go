@@ -22,7 +22,10 @@ import (
 // dead letter with its original bytes and the group commits the end.
 func TestPoisonBatchLargerThanTheDropTopic(t *testing.T) {
 	s := newScenario(t, sharedBrokers(t), 1)
-	c := s.startConsumer("c0", s.db(0))
+	// A dead-letter topic that does not exist: the publisher creates it with the
+	// drops.* settings (16 MiB + 64 KiB per batch); the drop topic stays at 1 MiB.
+	dlTopic := s.dropTopic + ".dl"
+	c := s.startConsumer("c0", s.db(0), "SPANPIPE_DROPS_DEAD_LETTER_TOPIC="+dlTopic)
 	s.waitAssigned(c)
 
 	const n = 300
@@ -47,18 +50,39 @@ func TestPoisonBatchLargerThanTheDropTopic(t *testing.T) {
 	s.stopAll()
 	drops := s.readDropTopic()
 	byValue := map[string]bool{}
-	for _, l := range drops.letters {
-		byValue[string(l.Value)] = true
-	}
+	letters := 0
+	readTopic(t, s.brokers, dlTopic, func(r *kgo.Record) {
+		if dropalerts.Kind(r) == dropalerts.KindDeadLetter {
+			letters++
+			byValue[string(r.Value)] = true
+		}
+	})
 	for i, r := range recs {
 		if !byValue[string(r.Value)] {
-			t.Fatalf("poison record %d is not on the drop topic whole (%d dead letters)", i, len(drops.letters))
+			t.Fatalf("poison record %d is not on the dead-letter topic whole (%d dead letters)", i, letters)
+		}
+	}
+	rcs, err := s.adm.DescribeTopicConfigs(t.Context(), dlTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{"max.message.bytes": "16842752", "retention.ms": "604800000", "compression.type": "gzip"} {
+		got := ""
+		if rc, err := rcs.On(dlTopic, nil); err == nil {
+			for _, c := range rc.Configs {
+				if c.Key == key && c.Value != nil {
+					got = *c.Value
+				}
+			}
+		}
+		if got != want {
+			t.Errorf("created dead-letter topic: %s = %q, want %q", key, got, want)
 		}
 	}
 	if got := drops.count(dropalerts.ComponentConsumer, dropalerts.ReasonDecodeError); got != n {
 		t.Fatalf("drop events count %d decode-error records, want %d", got, n)
 	}
-	logFigures(t, "poison", n, "bytes_each", 8000, "dead_letters", len(drops.letters), "drop_events", len(drops.events), "duration", took.Round(time.Second))
+	logFigures(t, "poison", n, "bytes_each", 8000, "dead_letters", letters, "drop_events", len(drops.events), "duration", took.Round(time.Second))
 }
 
 // TestPoisonReplayedTwice is issue 13's "replay multiplies poison", with the real
