@@ -123,8 +123,8 @@ var reservedLabels = []string{"alertname", "reason", "signal", "sink", "componen
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if c.Topic == "" {
-		bad("alert.topic must not be empty")
+	if !dropalerts.ValidTopicName(c.Topic) {
+		bad("alert.topic must be a Kafka topic name ([a-zA-Z0-9._-], at most 249), got %q", c.Topic)
 	}
 	if c.Group == "" {
 		bad("alert.group must not be empty")
