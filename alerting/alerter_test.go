@@ -165,16 +165,6 @@ func runAlerter(t *testing.T, cfg alerting.Config, brokers []string, reg prometh
 	return stop
 }
 
-func publisher(t *testing.T, brokers []string) *dropalerts.Publisher {
-	t.Helper()
-	p, err := dropalerts.New(dropalerts.DefaultConfig(), []kgo.Opt{kgo.SeedBrokers(brokers...)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close(context.Background()) })
-	return p
-}
-
 // sinkDrop is a consumer-side drop like the pipeline publishes: count records of
 // spanpipe.spans[partition] from offset first on, as dead letters.
 func sinkDrop(t *testing.T, p *dropalerts.Publisher, reason dropalerts.Reason, partition int32, first int64, count int) {
@@ -241,7 +231,7 @@ func TestAlerterPostsOneAggregatedAlertPerKey(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	runAlerter(t, fastConfig(am.URL), brokers, reg)
 
-	p := publisher(t, brokers)
+	p := kafkatest.Publisher(t, brokers)
 	sinkDrop(t, p, dropalerts.ReasonRetryExhausted, 1, 10, 3)
 	sinkDrop(t, p, dropalerts.ReasonRetryExhausted, 2, 5, 2)
 	sinkDrop(t, p, dropalerts.ReasonDecodeError, 0, 7, 1)
@@ -309,7 +299,7 @@ func TestAlerterResolvesAfterQuietPeriod(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	runAlerter(t, cfg, brokers, reg)
 
-	sinkDrop(t, publisher(t, brokers), dropalerts.ReasonSinkRejected, 0, 100, 1)
+	sinkDrop(t, kafkatest.Publisher(t, brokers), dropalerts.ReasonSinkRejected, 0, 100, 1)
 	kafkatest.Eventually(t, 20*time.Second, "a resolved alert", func() bool {
 		a, post, ok := am.last("sink-rejected")
 		return ok && !a.EndsAt.After(post.at)
@@ -349,7 +339,7 @@ func TestAlerterRetriesAndCommitsOnlyDelivered(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	runAlerter(t, fastConfig(am.URL), brokers, reg)
 
-	sinkDrop(t, publisher(t, brokers), dropalerts.ReasonRetryExhausted, 0, 0, 2) // offsets 0, 1: dead letters; 2: the event
+	sinkDrop(t, kafkatest.Publisher(t, brokers), dropalerts.ReasonRetryExhausted, 0, 0, 2) // offsets 0, 1: dead letters; 2: the event
 	kafkatest.Eventually(t, 20*time.Second, "three failed posts", func() bool { return am.failures.Load() >= 3 })
 	committed, _ := offsets(t, brokers, "spanpipe-alert", "spanpipe.drops")
 	if o, ok := committed[0]; ok && o > 2 {
@@ -380,7 +370,7 @@ func TestAlerterRestartRereadsUndelivered(t *testing.T) {
 	cfg := fastConfig(down.URL)
 	cfg.ShutdownTimeout = time.Second
 	stop := runAlerter(t, cfg, brokers, nil)
-	sinkDrop(t, publisher(t, brokers), dropalerts.ReasonTooLarge, 0, 42, 1) // offsets 0: dead letter, 1: event
+	sinkDrop(t, kafkatest.Publisher(t, brokers), dropalerts.ReasonTooLarge, 0, 42, 1) // offsets 0: dead letter, 1: event
 	kafkatest.Eventually(t, 20*time.Second, "two failed posts", func() bool { return down.failures.Load() >= 2 })
 	stop()
 	committed, _ := offsets(t, brokers, "spanpipe-alert", "spanpipe.drops")

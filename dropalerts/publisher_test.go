@@ -162,7 +162,7 @@ func TestPublishFitsTheDropTopicsLimit(t *testing.T) {
 // and goes through in smaller writes instead of failing for ever.
 func TestPublishFollowsALoweredLimit(t *testing.T) {
 	brokers := emptyCluster(t)
-	p := publisher(t, brokers)
+	p := kafkatest.Publisher(t, brokers)
 	if err := p.Prepare(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -299,16 +299,6 @@ func sum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return total
-}
-
-func publisher(t *testing.T, brokers []string) *dropalerts.Publisher {
-	t.Helper()
-	p, err := dropalerts.New(dropalerts.DefaultConfig(), []kgo.Opt{kgo.SeedBrokers(brokers...)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close(context.Background()) })
-	return p
 }
 
 // TestPublishReturnsPermanentErrorsAtOnce: a drop topic this principal may not write
