@@ -14,6 +14,10 @@ import (
 // header is not "dead-letter" (a drop event, or a record that is not ours).
 var ErrNotDeadLetter = errors.New("dropalerts: not a dead letter")
 
+// ErrTruncated is returned by [OriginalRecord] for a dead letter whose value was cut
+// to fit the dead-letter topic: re-publishing it would store a corrupt record.
+var ErrTruncated = errors.New("dropalerts: dead letter was truncated; the original value is lost beyond its first bytes")
+
 // DeadLetterInfo is what the headers of a dead letter say: why and where from. The
 // record's key, value and timestamp are the original record's.
 type DeadLetterInfo struct {
@@ -27,6 +31,15 @@ type DeadLetterInfo struct {
 	// FirstFailure is when the record first failed; zero when the header is absent.
 	FirstFailure time.Time
 	Component    string
+	// Truncated is set when the value was cut to fit the dead-letter topic;
+	// OriginalSize is then the original value's length in bytes.
+	Truncated    bool
+	OriginalSize int
+	// ReplayOf and ReplayCount are the record's lineage ([HeaderReplayOf],
+	// [HeaderReplayCount]), read from the original headers: empty and 0 for a record
+	// that was never replayed.
+	ReplayOf    string
+	ReplayCount int
 	// Headers are the original record's headers, in order, without the dead-letter
 	// headers [Publisher] added.
 	Headers []kgo.RecordHeader
@@ -118,6 +131,19 @@ func ParseDeadLetter(hs []kgo.RecordHeader) (*DeadLetterInfo, error) {
 		}
 		d.FirstFailure = t
 	}
+	if v, ok = headerValue(hs, HeaderOriginalSize); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			errs = append(errs, fmt.Errorf("header %s: %q is not a size", HeaderOriginalSize, v))
+		}
+		d.OriginalSize = n
+	}
+	if v, ok = headerValue(hs, HeaderTruncated); ok {
+		if v != "true" {
+			errs = append(errs, fmt.Errorf("header %s: %q is not \"true\"", HeaderTruncated, v))
+		}
+		d.Truncated = true
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("dropalerts: malformed dead letter: %w", err)
 	}
@@ -126,7 +152,26 @@ func ParseDeadLetter(hs []kgo.RecordHeader) (*DeadLetterInfo, error) {
 			d.Headers = append(d.Headers, h)
 		}
 	}
+	d.ReplayOf, _ = headerValue(d.Headers, HeaderReplayOf)
+	if v, ok := headerValue(d.Headers, HeaderReplayCount); ok {
+		d.ReplayCount, _ = strconv.Atoi(v) // a malformed count reads as 0: lineage is advice, not a contract
+	}
 	return &d, nil
+}
+
+// Root returns the coordinates of the first dead letter of d's lineage: its
+// [DeadLetterInfo.ReplayOf], or at for a record that was never replayed. Dead letters
+// with one root are one failure, however often it was replayed.
+func (d *DeadLetterInfo) Root(at *kgo.Record) string {
+	if d.ReplayOf != "" {
+		return d.ReplayOf
+	}
+	return Coordinates(at)
+}
+
+// Coordinates names a record's place: topic/partition/offset.
+func Coordinates(r *kgo.Record) string {
+	return r.Topic + "/" + itoa(int64(r.Partition)) + "/" + itoa(r.Offset)
 }
 
 // AppendHeaders appends the original headers followed by the dead-letter headers, in
@@ -146,15 +191,46 @@ func (d *DeadLetterInfo) AppendHeaders(dst []kgo.RecordHeader) []kgo.RecordHeade
 	if !d.FirstFailure.IsZero() {
 		dst = append(dst, kgo.RecordHeader{Key: HeaderFirstFailure, Value: []byte(d.FirstFailure.UTC().Format(time.RFC3339Nano))})
 	}
+	if d.Truncated {
+		dst = append(dst, kgo.RecordHeader{Key: HeaderTruncated, Value: []byte("true")})
+	}
+	if d.Truncated || d.OriginalSize > 0 {
+		dst = append(dst, kgo.RecordHeader{Key: HeaderOriginalSize, Value: []byte(itoa(int64(d.OriginalSize)))})
+	}
 	return dst
 }
 
+// EventRecord is the one way a drop event becomes a Kafka record (the consumer's
+// publisher and the producer's reporter both use it): keyed by reason, with the kind,
+// reason and component headers that let readers skip the body.
+func EventRecord(topic string, ev Event) (*kgo.Record, error) {
+	body, err := ev.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("dropalerts: encode drop event: %w", err)
+	}
+	return &kgo.Record{
+		Topic: topic,
+		Key:   []byte(ev.Reason),
+		Value: body,
+		Headers: []kgo.RecordHeader{
+			{Key: HeaderKind, Value: []byte(KindDropEvent)},
+			{Key: HeaderReason, Value: []byte(ev.Reason)},
+			{Key: HeaderComponent, Value: []byte(ev.Component)},
+		},
+	}, nil
+}
+
 // OriginalRecord rebuilds the record a dead letter was made from, ready to produce:
-// source topic and partition, original key, value, headers and timestamp.
+// source topic and partition, original key, value, headers and timestamp. It returns
+// [ErrNotDeadLetter] for other records and [ErrTruncated] (with the parsed info) for
+// a dead letter whose value was cut.
 func OriginalRecord(dl *kgo.Record) (*kgo.Record, *DeadLetterInfo, error) {
 	d, err := ParseDeadLetter(dl.Headers)
 	if err != nil {
 		return nil, nil, err
+	}
+	if d.Truncated {
+		return nil, d, fmt.Errorf("%w (%d of %d bytes kept)", ErrTruncated, len(dl.Value), d.OriginalSize)
 	}
 	return &kgo.Record{
 		Topic:     d.SourceTopic,

@@ -20,7 +20,7 @@ import (
 // of the dead-letter headers.
 func TestOriginalRecordRestoresPublishedDeadLetter(t *testing.T) {
 	c := kafkatest.Cluster(t, 1, "spanpipe.drops")
-	p := publisher(t, c.ListenAddrs())
+	p := kafkatest.Publisher(t, c.ListenAddrs())
 	first := time.Date(2025, 3, 1, 12, 0, 0, 123456789, time.UTC)
 	orig := &kgo.Record{
 		Topic: "spanpipe.spans", Partition: 3, Offset: 77, Key: []byte("trace-1"), Value: []byte(`{"type":"span_ended"}`),

@@ -1,6 +1,7 @@
 package dropalerts
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,34 @@ const (
 	ReasonRetentionExpired Reason = "retention-expired"
 )
 
+// AllReasons lists every [Reason] in the order README documents them: the allow-list
+// for anything that turns a reason read from the drop topic into a label, a
+// threshold key or a suggested command.
+var AllReasons = []Reason{
+	ReasonDecodeError, ReasonTooLarge, ReasonUnsupportedStorage, ReasonRetryExhausted,
+	ReasonSinkRejected, ReasonRetentionExpired, ReasonProducerBufferFull, ReasonProducerSendFailed,
+	ReasonProducerEncodeError,
+}
+
+// Known reports whether r is one of [AllReasons].
+func (r Reason) Known() bool { return slices.Contains(AllReasons, r) }
+
+// ValidTopicName reports whether s is a legal Kafka topic name: 1 to 249 characters
+// of [a-zA-Z0-9._-], and not "." or "..". Topic names read from the drop topic are
+// checked with it before they go into a suggested command.
+func ValidTopicName(s string) bool {
+	if s == "" || len(s) > 249 || s == "." || s == ".." {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // Values of [Event.Component] and of the component label of
 // spanpipe_dropped_records_total.
 const (
@@ -59,6 +88,18 @@ const (
 	HeaderAttempts        = "spanpipe-attempts"
 	HeaderFirstFailure    = "spanpipe-first-failure"
 	HeaderComponent       = "spanpipe-component"
+	// HeaderTruncated ("true") and HeaderOriginalSize (bytes) mark a dead letter whose
+	// value was cut to fit the dead-letter topic's max.message.bytes: it is kept, and
+	// says so, instead of blocking its partition. Replay refuses it.
+	HeaderTruncated    = "spanpipe-drop-truncated"
+	HeaderOriginalSize = "spanpipe-drop-original-size"
+	// HeaderReplayOf and HeaderReplayCount are a replayed record's lineage: the
+	// coordinates (topic/partition/offset) of the first dead letter it descends from,
+	// and how often it was replayed. Replay sets them on what it re-publishes; they
+	// are ordinary headers of that record, so a copy that fails again carries them
+	// into its own dead letter, and the next replay knows it is the same failure.
+	HeaderReplayOf    = "spanpipe-replay-of"
+	HeaderReplayCount = "spanpipe-replay-count"
 
 	KindDropEvent  = "drop-event"
 	KindDeadLetter = "dead-letter"

@@ -96,6 +96,9 @@ func FuzzParseDeadLetter(f *testing.F) {
 	f.Add(append(append([]byte{}, enc...), "\x00garbage\x00spanpipe-kind\x00drop-event"...))
 	f.Add([]byte("spanpipe-kind\x00dead-letter\x00spanpipe-drop-reason\x00r\x00spanpipe-source-topic\x00t\x00spanpipe-source-partition\x00+2147483647\x00spanpipe-source-offset\x009223372036854775807\x00spanpipe-first-failure\x000000-01-01T00:00:00+01:00"))
 	f.Add([]byte("spanpipe-kind\x00dead-letter\x00spanpipe-source-partition\x002147483648"))
+	truncated := (&dropalerts.DeadLetterInfo{Reason: dropalerts.ReasonDecodeError, SourceTopic: "t", Truncated: true, OriginalSize: 3 << 20,
+		Headers: []kgo.RecordHeader{{Key: dropalerts.HeaderReplayOf, Value: []byte("spanpipe.drops/0/5")}, {Key: dropalerts.HeaderReplayCount, Value: []byte("2")}}}).AppendHeaders(nil)
+	f.Add(encodeHeaders(truncated))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		hs := decodeHeaders(data)
 		d1, err := dropalerts.ParseDeadLetter(hs)

@@ -244,14 +244,19 @@ func TestAlertingOnDrops(t *testing.T) {
 		t.Fatal(err)
 	}
 	replayLog := filepath.Join(s.dir, "replay.log")
-	base := []string{"replay", "--brokers", strings.Join(brokers, ","), "--deadletter-topic", s.dropTopic, "--idle-timeout", "20s"}
+	base := []string{"replay", "--brokers", strings.Join(brokers, ","), "--deadletter-topic", s.dropTopic, "--to-topics", s.topic, "--idle-timeout", "20s"}
 	out := runSpanpipe(t, ctx, replayLog, append(base, "--dry-run")...)
 	if mm := dryRunRE.FindStringSubmatch(out); mm == nil || atoiOr(mm[1]) != spans+poison {
 		t.Errorf("replay --dry-run: want %d dead letters, got:\n%s", spans+poison, out)
 	}
 	replays := make([]string, 2)
 	for i := range replays {
-		out := runSpanpipe(t, ctx, replayLog, append(base, "--reason", "retry-exhausted", "--source-topic", s.topic)...)
+		args := append(base, "--reason", "retry-exhausted", "--source-topic", s.topic)
+		if i > 0 {
+			// Replay remembers what it replayed; the second run reads it all again.
+			args = append(args, "--from-start")
+		}
+		out := runSpanpipe(t, ctx, replayLog, args...)
 		replays[i] = strings.TrimSpace(out)
 		if mm := replayedRE.FindStringSubmatch(out); mm == nil || atoiOr(mm[1]) != spans || mm[2] != "0" {
 			t.Fatalf("replay run %d: want %d replayed, 0 failed, got:\n%s", i+1, spans, out)

@@ -374,22 +374,15 @@ func (p *Producer) reportDrops(ctx context.Context) error {
 	for k, a := range pending {
 		ev := dropalerts.Event{
 			Signal: k.signal, Reason: k.reason, Count: a.count, FirstTime: a.first, LastTime: a.last,
-			Component: "producer", Instance: p.cfg.ServiceName + "/" + p.cfg.ClientID,
+			Component: dropalerts.ComponentProducer, Instance: p.cfg.ServiceName + "/" + p.cfg.ClientID,
 			Error: a.err, SampleTraceIDs: a.samples,
 		}
-		body, err := ev.Marshal()
+		rec, err := dropalerts.EventRecord(p.cfg.DropTopic, ev)
 		if err != nil {
 			continue
 		}
-		recs = append(recs, &kgo.Record{
-			Topic: p.cfg.DropTopic, Key: []byte(k.reason), Value: body,
-			Headers: []kgo.RecordHeader{
-				{Key: dropalerts.HeaderKind, Value: []byte(dropalerts.KindDropEvent)},
-				{Key: dropalerts.HeaderReason, Value: []byte(k.reason)},
-				{Key: dropalerts.HeaderComponent, Value: []byte("producer")},
-			},
-		})
-		keys[recs[len(recs)-1]] = k
+		recs = append(recs, rec)
+		keys[rec] = k
 	}
 	// Produce, not TryProduce: a full buffer is often why we are reporting.
 	res := p.cl.ProduceSync(ctx, recs...)
@@ -505,20 +498,13 @@ func (p *Producer) awaitPromises(grace time.Duration) {
 	}
 }
 
+// compression maps producer.compression to a codec: the drop publisher's names, with
+// zstd when empty (the smallest batches for the spans topic, which spanpipe reads).
 func compression(name string) (kgo.CompressionCodec, error) {
-	switch name {
-	case "", "zstd":
-		return kgo.ZstdCompression(), nil
-	case "lz4":
-		return kgo.Lz4Compression(), nil
-	case "snappy":
-		return kgo.SnappyCompression(), nil
-	case "gzip":
-		return kgo.GzipCompression(), nil
-	case "none":
-		return kgo.NoCompression(), nil
+	if name == "" {
+		name = "zstd"
 	}
-	return kgo.CompressionCodec{}, fmt.Errorf("unknown codec %q (want zstd, lz4, snappy, gzip or none)", name)
+	return dropalerts.Codec(name)
 }
 
 type metrics struct {

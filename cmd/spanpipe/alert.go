@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/spanpipe/spanpipe/alerting"
 	"github.com/spanpipe/spanpipe/dropalerts"
 	"github.com/spanpipe/spanpipe/internal/app"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -28,7 +29,7 @@ flags:
 `
 
 func runAlert(ctx context.Context, args []string) error {
-	def := dropalerts.DefaultAlerterConfig()
+	def := alerting.DefaultConfig()
 	fs := flag.NewFlagSet("alert", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), alertHelp); fs.PrintDefaults() }
 	brokers := fs.String("brokers", envOr("SPANPIPE_KAFKA_BROKERS", "127.0.0.1:9092"), "seed brokers, comma-separated (env SPANPIPE_KAFKA_BROKERS)")
@@ -100,7 +101,7 @@ func runAlert(ctx context.Context, args []string) error {
 	log := app.NewLogger(app.LogConfig{Level: *logLevel, Format: *logFormat})
 	reg := app.NewRegistry()
 	kopts := append([]kgo.Opt{kgo.SeedBrokers(splitList(*brokers)...), kgo.ClientID("spanpipe-alert")}, app.KafkaOpts(reg, log, "alert")...)
-	a, err := dropalerts.NewAlerter(cfg, kopts, dropalerts.WithAlerterLogger(log), dropalerts.WithAlerterRegisterer(reg))
+	a, err := alerting.New(cfg, kopts, alerting.WithLogger(log), alerting.WithRegisterer(reg))
 	if err != nil {
 		return err
 	}

@@ -192,6 +192,12 @@ func formatDeadLetter(r *kgo.Record, d *dropalerts.DeadLetterInfo) string {
 	s := fmt.Sprintf("%s dead-letter %s source=%s[%d]:%d key=%s bytes=%d attempts=%d from=%s", t.UTC().Format(tailTime),
 		oneLine(string(d.Reason)), oneLine(d.SourceTopic), d.SourcePartition, d.SourceOffset, strconv.Quote(string(r.Key)),
 		len(r.Value), d.Attempts, oneLine(orDash(d.Component)))
+	if d.Truncated {
+		s += fmt.Sprintf(" truncated_from=%d", d.OriginalSize)
+	}
+	if d.ReplayOf != "" {
+		s += fmt.Sprintf(" replay_of=%s replays=%d", oneLine(d.ReplayOf), d.ReplayCount)
+	}
 	if d.Error != "" {
 		s += " error=" + strconv.Quote(d.Error)
 	}
@@ -211,16 +217,25 @@ type deadLetterOut struct {
 	Component    string            `json:"component,omitempty"`
 	Key          string            `json:"key"`
 	ValueBytes   int               `json:"valueBytes"`
+	// OriginalBytes is set when the value was truncated to fit the topic.
+	OriginalBytes int    `json:"originalBytes,omitempty"`
+	ReplayOf      string `json:"replayOf,omitempty"`
+	ReplayCount   int    `json:"replayCount,omitempty"`
 }
 
 func deadLetterJSON(r *kgo.Record, d *dropalerts.DeadLetterInfo) deadLetterOut {
 	valid := func(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
-	return deadLetterOut{
+	o := deadLetterOut{
 		Kind: dropalerts.KindDeadLetter, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
 		Reason: valid(string(d.Reason)), Error: valid(d.Error), Attempts: d.Attempts, FirstFailure: d.FirstFailure,
 		Source:    dropalerts.Source{Topic: valid(d.SourceTopic), Partition: d.SourcePartition, FirstOffset: d.SourceOffset, LastOffset: d.SourceOffset},
 		Component: valid(d.Component), Key: valid(string(r.Key)), ValueBytes: len(r.Value),
+		ReplayOf: valid(d.ReplayOf), ReplayCount: d.ReplayCount,
 	}
+	if d.Truncated {
+		o.OriginalBytes = d.OriginalSize
+	}
+	return o
 }
 
 func orDash(s string) string {

@@ -134,3 +134,38 @@ func TestAlertCommandPostsToAlertmanager(t *testing.T) {
 		t.Fatalf("bad flags: %v, want exit status 2 naming both problems", err)
 	}
 }
+
+// TestDropsTailShowsEachLettersErrorAndTruncation: dead letters of one drop event
+// each say their own error, and one larger than the drop topic accepts (1 MiB, the
+// broker default) is shown truncated with its original size.
+func TestDropsTailShowsEachLettersErrorAndTruncation(t *testing.T) {
+	c := kafkatest.Cluster(t, 1, "spanpipe.drops")
+	p, err := dropalerts.New(dropalerts.DefaultConfig(), []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	letters := []dropalerts.DeadLetter{
+		{Record: &kgo.Record{Topic: "spanpipe.spans", Offset: 1, Key: []byte("a"), Value: []byte("tru")}, Err: errors.New("invalid character 'h' in literal true")},
+		{Record: &kgo.Record{Topic: "spanpipe.spans", Offset: 2, Key: []byte("b"), Value: []byte("{")}, Err: errors.New("unexpected end of JSON input")},
+		{Record: &kgo.Record{Topic: "spanpipe.spans", Offset: 3, Key: []byte("c"), Value: bytes.Repeat([]byte("x"), 2<<20)}},
+	}
+	ev := dropalerts.Event{Reason: dropalerts.ReasonDecodeError, Count: 3, Component: "consumer", Error: "3 records do not decode"}
+	if err := p.Publish(t.Context(), ev, letters); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if err := dropsTail(t.Context(), []string{"--brokers", c.ListenAddrs()[0], "--from-beginning", "--dead-letters", "--exit-after", "3", "--timeout", "20s"}, &out, &errOut); err != nil {
+		t.Fatalf("drops tail: %v\n%s", err, errOut.String())
+	}
+	got := out.String()
+	for _, want := range []string{
+		`source=spanpipe.spans[0]:1 key="a" bytes=3 attempts=0 from=consumer error="invalid character 'h' in literal true"`,
+		`source=spanpipe.spans[0]:2 key="b" bytes=1 attempts=0 from=consumer error="unexpected end of JSON input"`,
+		`source=spanpipe.spans[0]:3 key="c" bytes=`, `truncated_from=2097152 error="3 records do not decode"`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("drops tail output lacks %q:\n%s", want, got)
+		}
+	}
+}

@@ -1,22 +1,18 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spanpipe/spanpipe/dropalerts"
-	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/spanpipe/spanpipe/replay"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -27,70 +23,43 @@ dead-letter topic to the topic and partition they came from (headers
 spanpipe-source-topic and spanpipe-source-partition), with their original key, value,
 timestamp and headers; the headers the drop path added (spanpipe-kind,
 spanpipe-drop-*, spanpipe-source-*, spanpipe-attempts, spanpipe-first-failure,
-spanpipe-component) are removed. Writes with acks=all through an idempotent producer.
+spanpipe-component) are removed. Writes with acks=all through an idempotent producer,
+in batches cut to the target topic's max.message.bytes.
 
-Reads the dead-letter topic from its start up to the end offsets captured when the
-command starts, then stops; progress goes to stderr every second, a table of what
-matched (per reason, source topic and partition) to stdout. --dry-run prints the table
-and publishes nothing.
+It publishes only to the topics --to-topics allows, whatever a dead letter's headers
+say; dead letters from other topics are counted and left. Truncated dead letters
+(spanpipe-drop-truncated) are never re-published.
 
-Safe to run twice, or over a range that was already replayed: the sinks are
-idempotent (a span is stored once per trace id and span id, the highest version wins;
-logs, metrics, scores and feedback are keyed by their ids), so a record replayed twice
-is stored once. A record that fails again becomes a new dead letter.
+It remembers what it replayed: each run starts where the last one of --group
+stopped and reads up to the end offsets captured when it starts, then commits, after
+publishing, up to the first dead letter it left (filtered out, not allowed, too
+large). Every re-published record carries its lineage (spanpipe-replay-of: the first
+dead letter's topic/partition/offset; spanpipe-replay-count), so a record that fails
+again is the same failure: a run replays each lineage once, and replaying poison twice
+leaves as many failures as before, not twice as many. --from-start reads everything
+again; sinks are idempotent, so a record stored twice is stored once.
+
+Progress goes to stderr every second; a table of what matched (per reason, source
+topic and partition) and the dead-letter offsets read and remembered go to stdout.
+--dry-run prints the table and publishes and remembers nothing.
 
 flags (the filters must all match):
 `
 
 func runReplay(ctx context.Context, args []string) error {
-	return replay(ctx, args, stdout, os.Stderr)
+	return replayCmd(ctx, args, stdout, os.Stderr)
 }
 
-type replayFilter struct {
-	reasons      []dropalerts.Reason
-	sourceTopic  string
-	partition    int // -1: any
-	from, to     int64
-	since, until time.Time
-}
-
-func (f *replayFilter) match(d *dropalerts.DeadLetterInfo, ts time.Time) bool {
-	if len(f.reasons) > 0 && !slices.Contains(f.reasons, d.Reason) {
-		return false
-	}
-	if f.sourceTopic != "" && d.SourceTopic != f.sourceTopic {
-		return false
-	}
-	if f.partition >= 0 && int(d.SourcePartition) != f.partition {
-		return false
-	}
-	if (f.from >= 0 && d.SourceOffset < f.from) || (f.to >= 0 && d.SourceOffset > f.to) {
-		return false
-	}
-	t := d.FirstFailure
-	if t.IsZero() {
-		t = ts
-	}
-	return (f.since.IsZero() || !t.Before(f.since)) && (f.until.IsZero() || !t.After(f.until))
-}
-
-type replayKey struct {
-	reason    string
-	topic     string
-	partition int32
-}
-
-type replayCount struct {
-	n           int64
-	first, last int64
-}
-
-func replay(ctx context.Context, args []string, out, errOut io.Writer) error {
+func replayCmd(ctx context.Context, args []string, out, errOut io.Writer) error {
+	def := replay.DefaultConfig()
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(errOut)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), replayHelp); fs.PrintDefaults() }
 	brokers := fs.String("brokers", envOr("SPANPIPE_KAFKA_BROKERS", "127.0.0.1:9092"), "seed brokers, comma-separated (env SPANPIPE_KAFKA_BROKERS)")
-	dlTopic := fs.String("deadletter-topic", "spanpipe.drops", "topic holding the dead letters (drops.dead_letter_topic, or the drop topic)")
+	dlTopic := fs.String("deadletter-topic", def.DeadLetterTopic, "topic holding the dead letters (drops.dead_letter_topic, or the drop topic)")
+	toTopics := fs.String("to-topics", envOr("SPANPIPE_KAFKA_TOPICS", strings.Join(def.AllowedTopics, ",")), "the only topics replay may publish to, comma-separated (default: the consumers' topics, env SPANPIPE_KAFKA_TOPICS)")
+	group := fs.String("group", def.Group, "consumer group that remembers what was replayed; empty: remember nothing")
+	fromStart := fs.Bool("from-start", false, "read the dead-letter topic from its start, ignoring what --group remembers")
 	reasons := fs.String("reason", "", "only these drop reasons, comma-separated")
 	sourceTopic := fs.String("source-topic", "", "only dead letters from this source topic")
 	partition := fs.Int("source-partition", -1, "only dead letters from this source partition")
@@ -98,219 +67,81 @@ func replay(ctx context.Context, args []string, out, errOut io.Writer) error {
 	to := fs.Int64("to-offset", -1, "with --source-partition: only source offsets <= this")
 	since := fs.String("since", "", "only dead letters that first failed at or after this time (RFC 3339, or a duration ago such as 2h)")
 	until := fs.String("until", "", "only dead letters that first failed at or before this time (RFC 3339, or a duration ago)")
-	dryRun := fs.Bool("dry-run", false, "count what would be replayed, per reason, source topic and partition; publish nothing")
-	idle := fs.Duration("idle-timeout", 30*time.Second, "stop if nothing arrives for this long before the captured end offsets are reached")
+	dryRun := fs.Bool("dry-run", false, "count what would be replayed, per reason, source topic and partition; publish and remember nothing")
+	idle := fs.Duration("idle-timeout", def.IdleTimeout, "stop if nothing arrives for this long before the captured end offsets are reached")
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
 	}
 	now := time.Now()
-	f := replayFilter{sourceTopic: *sourceTopic, partition: *partition, from: *from, to: *to}
-	var bad []error
+	cfg := def
+	cfg.DeadLetterTopic, cfg.AllowedTopics, cfg.Group, cfg.FromStart, cfg.DryRun, cfg.IdleTimeout =
+		*dlTopic, splitList(*toTopics), *group, *fromStart, *dryRun, *idle
+	cfg.Filter = replay.Filter{SourceTopic: *sourceTopic, Partition: *partition, From: *from, To: *to}
 	for _, r := range splitList(*reasons) {
-		if !slices.Contains(dropalerts.AllReasons, dropalerts.Reason(r)) {
-			bad = append(bad, fmt.Errorf("--reason: unknown reason %q (known: %v)", r, dropalerts.AllReasons))
-		}
-		f.reasons = append(f.reasons, dropalerts.Reason(r))
+		cfg.Filter.Reasons = append(cfg.Filter.Reasons, dropalerts.Reason(r))
 	}
+	var bad []error
 	var err error
-	if f.since, err = parseTimeArg(*since, now); err != nil {
+	if cfg.Filter.Since, err = parseTimeArg(*since, now); err != nil {
 		bad = append(bad, fmt.Errorf("--since: %w", err))
 	}
-	if f.until, err = parseTimeArg(*until, now); err != nil {
+	if cfg.Filter.Until, err = parseTimeArg(*until, now); err != nil {
 		bad = append(bad, fmt.Errorf("--until: %w", err))
 	}
-	if !f.since.IsZero() && !f.until.IsZero() && f.until.Before(f.since) {
-		bad = append(bad, errors.New("--until is before --since"))
-	}
-	if (*from >= 0 || *to >= 0) && *partition < 0 {
-		bad = append(bad, errors.New("--from-offset and --to-offset need --source-partition (offsets are per partition)"))
-	}
-	if *from >= 0 && *to >= 0 && *to < *from {
-		bad = append(bad, errors.New("--to-offset is below --from-offset"))
-	}
-	if len(splitList(*brokers)) == 0 || *dlTopic == "" {
-		bad = append(bad, errors.New("--brokers and --deadletter-topic must not be empty"))
+	if len(splitList(*brokers)) == 0 {
+		bad = append(bad, errors.New("--brokers must not be empty"))
 	}
 	if fs.NArg() > 0 {
 		bad = append(bad, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
+	bad = append(bad, cfg.Validate())
 	if err := errors.Join(bad...); err != nil {
 		return exitError{2, fmt.Errorf("replay: %w", err)}
 	}
 
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(splitList(*brokers)...),
-		kgo.ClientID("spanpipe-replay"),
-		kgo.RequiredAcks(kgo.AllISRAcks()), // the default, and idempotent: said here because replay depends on it
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerBatchMaxBytes(16<<20+64<<10),
-		kgo.MaxBufferedBytes(64<<20),
-		kgo.FetchMaxBytes(64<<20),
-	)
-	if err != nil {
-		return fmt.Errorf("replay: %w", err)
-	}
-	defer cl.Close()
-
-	// The range to read: start offsets to the end offsets as of now. Records that
-	// arrive later, replay's own failures among them, are left for a later run.
-	adm := kadm.NewClient(cl)
-	starts, err := adm.ListStartOffsets(ctx, *dlTopic)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
-		return fmt.Errorf("replay: start offsets of %s: %w", *dlTopic, err)
-	}
-	ends, err := adm.ListEndOffsets(ctx, *dlTopic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return fmt.Errorf("replay: end offsets of %s: %w", *dlTopic, err)
-	}
-	end := map[int32]int64{}
-	consume := map[int32]kgo.Offset{}
-	var total int64
-	ends.Each(func(o kadm.ListedOffset) {
-		s, _ := starts.Lookup(o.Topic, o.Partition)
-		if o.Offset > s.Offset {
-			end[o.Partition] = o.Offset
-			consume[o.Partition] = kgo.NewOffset().At(s.Offset)
-			total += o.Offset - s.Offset
-		}
-	})
-
-	var (
-		read, matched, skipped, malformed int64
-		published, failed                 atomic.Int64
-		errMu                             sync.Mutex
-		firstErr                          error
-		counts                            = map[replayKey]*replayCount{}
-	)
-	progress := func() {
+	progress := func(s replay.Stats) {
 		fmt.Fprintf(errOut, "replay: read %d/%d records of %s, %d matched, %d published, %d failed\n",
-			read, total, *dlTopic, matched, published.Load(), failed.Load())
+			s.Read, s.Total, cfg.DeadLetterTopic, s.Matched, s.Published, s.Failed)
 	}
-	if len(consume) > 0 {
-		cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{*dlTopic: consume})
+	res, err := replay.Run(ctx, cfg, []kgo.Opt{kgo.SeedBrokers(splitList(*brokers)...)}, progress)
+	if res != nil {
+		printReplay(out, errOut, &cfg, res)
 	}
-	lastProgress, lastRecord := time.Now(), time.Now()
-	for len(end) > 0 {
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		fetches := cl.PollFetches(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			progress()
-			return fmt.Errorf("replay: interrupted: %w", ctx.Err())
-		}
-		fetches.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) {
-				fmt.Fprintf(errOut, "replay: fetch %s[%d]: %v\n", t, p, err)
-			}
-		})
-		for _, r := range fetches.Records() {
-			e, ok := end[r.Partition]
-			if !ok || r.Offset >= e {
-				continue
-			}
-			lastRecord = time.Now()
-			read++
-			if r.Offset >= e-1 {
-				delete(end, r.Partition)
-			}
-			orig, d, err := dropalerts.OriginalRecord(r)
-			if errors.Is(err, dropalerts.ErrNotDeadLetter) {
-				skipped++ // a drop event, or not ours
-				continue
-			}
-			if err != nil {
-				if malformed++; malformed <= 5 {
-					fmt.Fprintf(errOut, "replay: skipping %s[%d]@%d: %v\n", r.Topic, r.Partition, r.Offset, err)
-				}
-				continue
-			}
-			if !f.match(d, r.Timestamp) {
-				skipped++
-				continue
-			}
-			if orig.Topic == *dlTopic {
-				if malformed++; malformed <= 5 {
-					fmt.Fprintf(errOut, "replay: skipping %s[%d]@%d: its source is the dead-letter topic itself\n", r.Topic, r.Partition, r.Offset)
-				}
-				continue
-			}
-			matched++
-			k := replayKey{string(d.Reason), d.SourceTopic, d.SourcePartition}
-			if c := counts[k]; c == nil {
-				counts[k] = &replayCount{1, d.SourceOffset, d.SourceOffset}
-			} else {
-				c.n++
-				c.first, c.last = min(c.first, d.SourceOffset), max(c.last, d.SourceOffset)
-			}
-			if *dryRun {
-				continue
-			}
-			cl.Produce(ctx, orig, func(_ *kgo.Record, err error) {
-				if err == nil {
-					published.Add(1)
-					return
-				}
-				failed.Add(1)
-				errMu.Lock()
-				if firstErr == nil {
-					firstErr = fmt.Errorf("%s[%d] offset %d: %w", orig.Topic, orig.Partition, d.SourceOffset, err)
-				}
-				errMu.Unlock()
-			})
-		}
-		if time.Since(lastProgress) >= time.Second {
-			lastProgress = time.Now()
-			progress()
-		}
-		if len(end) > 0 && time.Since(lastRecord) > *idle {
-			var left []string
-			for p, e := range end {
-				left = append(left, fmt.Sprintf("%d (to offset %d)", p, e))
-			}
-			fmt.Fprintf(errOut, "replay: nothing read for %s; stopping before the end of partitions %s\n", *idle, strings.Join(left, ", "))
-			break
-		}
-	}
-	if !*dryRun {
-		if err := cl.Flush(ctx); err != nil {
-			return fmt.Errorf("replay: flush: %w", err)
-		}
-	}
-	progress()
-	printReplayTable(out, counts)
-	switch {
-	case *dryRun:
-		fmt.Fprintf(out, "dry run: %d dead letters would be replayed (%d records read, %d skipped, %d malformed)\n", matched, read, skipped, malformed)
-	default:
-		fmt.Fprintf(out, "replayed %d dead letters (%d failed; %d records read, %d skipped, %d malformed)\n", published.Load(), failed.Load(), read, skipped, malformed)
-	}
-	if failed.Load() > 0 {
-		return fmt.Errorf("replay: %d records not published; first error: %w", failed.Load(), firstErr)
-	}
-	return nil
+	return err
 }
 
-func printReplayTable(out io.Writer, counts map[replayKey]*replayCount) {
-	keys := make([]replayKey, 0, len(counts))
-	for k := range counts {
-		keys = append(keys, k)
+func printReplay(out, errOut io.Writer, cfg *replay.Config, res *replay.Result) {
+	for _, e := range res.Examples {
+		fmt.Fprintf(errOut, "replay: left %s\n", oneLine(e))
 	}
-	slices.SortFunc(keys, func(a, b replayKey) int {
-		return cmp.Or(cmp.Compare(a.reason, b.reason), cmp.Compare(a.topic, b.topic), cmp.Compare(a.partition, b.partition))
-	})
+	if res.Stopped != "" {
+		fmt.Fprintf(errOut, "replay: %s\n", res.Stopped)
+	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "REASON\tSOURCE TOPIC\tPARTITION\tDEAD LETTERS\tSOURCE OFFSETS")
-	for _, k := range keys {
-		c := counts[k]
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d-%d\n", oneLine(k.reason), oneLine(k.topic), k.partition, c.n, c.first, c.last)
+	for _, c := range res.Counts {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d-%d\n", oneLine(string(c.Reason)), oneLine(c.Topic), c.Partition, c.DeadLetters, c.FirstOffset, c.LastOffset)
 	}
 	_ = tw.Flush()
+	s := res.Stats
+	detail := fmt.Sprintf("%d records read: %d not dead letters, %d filtered out, %d repeats of a lineage replayed in this run, %d from topics not allowed, %d truncated, %d too large, %d malformed",
+		s.Read, s.NotDeadLetter, s.Filtered, s.Repeated, s.NotAllowed, s.Truncated, s.TooLarge, s.Malformed)
+	if cfg.DryRun {
+		fmt.Fprintf(out, "dry run: %d dead letters would be replayed (%s)\n", s.Matched, detail)
+	} else {
+		fmt.Fprintf(out, "replayed %d dead letters (%d failed; %s)\n", s.Published, s.Failed, detail)
+	}
+	var parts []string
+	for _, r := range res.Ranges {
+		p := fmt.Sprintf("%s[%d] %d-%d", cfg.DeadLetterTopic, r.Partition, r.Start, r.End)
+		if r.Committed >= 0 {
+			p += fmt.Sprintf(" (next run starts at %d)", r.Committed)
+		}
+		parts = append(parts, p)
+	}
+	if len(parts) > 0 {
+		fmt.Fprintf(out, "dead-letter offsets read: %s\n", strings.Join(parts, ", "))
+	}
 }
 
 // parseTimeArg reads an RFC 3339 time, or a duration meaning that long before now.

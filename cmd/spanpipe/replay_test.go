@@ -31,7 +31,7 @@ func TestReplayRepublishesExactlyTheMatchingDeadLetters(t *testing.T) {
 	run := func(args ...string) (string, string) {
 		t.Helper()
 		var out, errOut bytes.Buffer
-		err := replay(t.Context(), append([]string{"--brokers", strings.Join(brokers, ","), "--idle-timeout", "10s"}, args...), &out, &errOut)
+		err := replayCmd(t.Context(), append([]string{"--brokers", strings.Join(brokers, ","), "--idle-timeout", "10s"}, args...), &out, &errOut)
 		if err != nil {
 			t.Fatalf("replay %v: %v\n%s", args, err, errOut.String())
 		}
@@ -43,7 +43,7 @@ func TestReplayRepublishesExactlyTheMatchingDeadLetters(t *testing.T) {
 		"REASON           SOURCE TOPIC    PARTITION  DEAD LETTERS  SOURCE OFFSETS\n" +
 			"retry-exhausted  spanpipe.spans  0          2             1-2\n" +
 			"retry-exhausted  spanpipe.spans  1          1             5-5\n",
-		"dry run: 3 dead letters would be replayed (9 records read, 6 skipped, 0 malformed)",
+		"dry run: 3 dead letters would be replayed (9 records read: 4 not dead letters, 2 filtered out, 0 repeats",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry run output lacks %q:\n%s", want, out)
@@ -71,14 +71,20 @@ func TestReplayRepublishesExactlyTheMatchingDeadLetters(t *testing.T) {
 			t.Errorf("replayed %s[%d] key %q value %q ts %v, want partition 1 key %q value %q ts %v",
 				r.Topic, r.Partition, r.Key, r.Value, r.Timestamp, want.Key, want.Value, want.Timestamp)
 		}
-		if len(r.Headers) != len(hs) {
-			t.Errorf("replayed headers %v, want the original %v", r.Headers, hs)
+		// The original headers, then the lineage: which dead letter this is a replay of.
+		if len(r.Headers) != len(hs)+2 {
+			t.Errorf("replayed headers %v, want the original %v and the lineage", r.Headers, hs)
 			continue
 		}
 		for j, h := range hs {
 			if r.Headers[j].Key != h.Key || !bytes.Equal(r.Headers[j].Value, h.Value) || dropalerts.IsDeadLetterHeader(r.Headers[j].Key) {
 				t.Errorf("replayed header %d: %s=%q, want %s=%q", j, r.Headers[j].Key, r.Headers[j].Value, h.Key, h.Value)
 			}
+		}
+		if of, n := r.Headers[len(hs)], r.Headers[len(hs)+1]; of.Key != dropalerts.HeaderReplayOf || !strings.HasPrefix(string(of.Value), "spanpipe.drops/") ||
+			n.Key != dropalerts.HeaderReplayCount || string(n.Value) != "1" {
+			t.Errorf("lineage headers %s=%q %s=%q, want %s=spanpipe.drops/<partition>/<offset> %s=1", of.Key, of.Value, n.Key, n.Value,
+				dropalerts.HeaderReplayOf, dropalerts.HeaderReplayCount)
 		}
 	}
 
@@ -87,7 +93,7 @@ func TestReplayRepublishesExactlyTheMatchingDeadLetters(t *testing.T) {
 		t.Errorf("--since 1h (the dead letters failed in 2025): %s", out)
 	}
 	for _, args := range [][]string{{"--from-offset", "3"}, {"--reason", "retry-exausted"}, {"--since", "yesterday"}} {
-		err := replay(t.Context(), append([]string{"--brokers", brokers[0]}, args...), &bytes.Buffer{}, &bytes.Buffer{})
+		err := replayCmd(t.Context(), append([]string{"--brokers", brokers[0]}, args...), &bytes.Buffer{}, &bytes.Buffer{})
 		var ee exitError
 		if !errors.As(err, &ee) || ee.code != 2 {
 			t.Errorf("replay %v: %v, want exit status 2", args, err)

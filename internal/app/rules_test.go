@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spanpipe/spanpipe/alerting"
 	"github.com/spanpipe/spanpipe/dropalerts"
 	"github.com/spanpipe/spanpipe/internal/kafkatest"
 	"github.com/spanpipe/spanpipe/producer"
@@ -99,10 +100,10 @@ func allComponents(t *testing.T) map[string]*descRecorder {
 	}
 	t.Cleanup(func() { _ = p.Close(context.Background()) })
 
-	acfg := dropalerts.DefaultAlerterConfig()
+	acfg := alerting.DefaultConfig()
 	acfg.AlertmanagerURLs = []string{"http://127.0.0.1:9093"}
 	reg = out[dropalerts.ComponentAlert]
-	if _, err := dropalerts.NewAlerter(acfg, KafkaOpts(reg, log, "alert"), dropalerts.WithAlerterRegisterer(reg)); err != nil {
+	if _, err := alerting.New(acfg, KafkaOpts(reg, log, "alert"), alerting.WithRegisterer(reg)); err != nil {
 		t.Fatal(err)
 	}
 	return out

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spanpipe/spanpipe/dropalerts"
+
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -61,4 +63,16 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Publisher returns a drop publisher with the default config for the cluster, closed
+// when the test ends.
+func Publisher(t testing.TB, brokers []string) *dropalerts.Publisher {
+	t.Helper()
+	p, err := dropalerts.New(dropalerts.DefaultConfig(), []kgo.Opt{kgo.SeedBrokers(brokers...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	return p
 }

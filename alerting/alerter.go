@@ -1,4 +1,4 @@
-package dropalerts
+package alerting
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spanpipe/spanpipe/dropalerts"
 	"github.com/spanpipe/spanpipe/internal/promx"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -17,8 +18,8 @@ import (
 
 // Alerter reads drop events from the drop topic in a consumer group and turns them
 // into alerts: one per (reason, signal, sink, component), opened when the dropped
-// records within [AlerterConfig.Window] reach the reason's threshold, re-posted while
-// drops continue, and resolved after [AlerterConfig.Quiet] without one. Alerts go to
+// records within [Config.Window] reach the reason's threshold, re-posted while
+// drops continue, and resolved after [Config.Quiet] without one. Alerts go to
 // Alertmanager's API v2 and, optionally, to a JSON webhook.
 //
 // Offsets are committed only up to the first drop event whose alert state has not
@@ -26,9 +27,9 @@ import (
 // delivery), so a crash or an unreachable Alertmanager re-reads drop events instead
 // of losing them: the price is that an alert may be posted twice, which Alertmanager
 // merges by labels. Failed posts are retried forever with jittered backoff; reading
-// continues meanwhile, up to [AlerterConfig.MaxPendingEvents].
+// continues meanwhile, up to [Config.MaxPendingEvents].
 type Alerter struct {
-	cfg   AlerterConfig
+	cfg   Config
 	kopts []kgo.Opt
 	log   *slog.Logger
 	m     *alerterMetrics
@@ -41,8 +42,8 @@ type Alerter struct {
 	invalid int
 }
 
-// AlerterOption configures an [Alerter].
-type AlerterOption func(*alerterOptions)
+// Option configures an [Alerter].
+type Option func(*alerterOptions)
 
 type alerterOptions struct {
 	log *slog.Logger
@@ -50,19 +51,19 @@ type alerterOptions struct {
 	hc  *http.Client
 }
 
-// WithAlerterLogger sets the alerter's logger (default: discard).
-func WithAlerterLogger(l *slog.Logger) AlerterOption {
+// WithLogger sets the alerter's logger (default: discard).
+func WithLogger(l *slog.Logger) Option {
 	return func(o *alerterOptions) { o.log = l }
 }
 
-// WithAlerterRegisterer registers the alerter's metrics (default: none).
-func WithAlerterRegisterer(r prometheus.Registerer) AlerterOption {
+// WithRegisterer registers the alerter's metrics (default: none).
+func WithRegisterer(r prometheus.Registerer) Option {
 	return func(o *alerterOptions) { o.reg = r }
 }
 
 // WithHTTPClient sets the client for Alertmanager and the webhook (TLS, proxies).
-// Default: a client of its own; [AlerterConfig.RequestTimeout] bounds every post.
-func WithHTTPClient(hc *http.Client) AlerterOption {
+// Default: a client of its own; [Config.RequestTimeout] bounds every post.
+func WithHTTPClient(hc *http.Client) Option {
 	return func(o *alerterOptions) { o.hc = hc }
 }
 
@@ -92,13 +93,13 @@ func newAlerterMetrics(reg prometheus.Registerer, receivers []string) *alerterMe
 		}, []string{"reason"})),
 		dropped: promx.DroppedRecords(reg),
 	}
-	m.dropped.WithLabelValues("unknown", string(ReasonDecodeError), ComponentAlert)
+	m.dropped.WithLabelValues("unknown", string(dropalerts.ReasonDecodeError), dropalerts.ComponentAlert)
 	for _, r := range receivers {
 		for _, o := range []string{outcomeOK, outcomeError, outcomeRejected} {
 			m.sent.WithLabelValues(r, o)
 		}
 	}
-	for _, r := range AllReasons {
+	for _, r := range dropalerts.AllReasons {
 		m.consumed.WithLabelValues(string(r))
 	}
 	m.consumed.WithLabelValues("invalid")
@@ -106,10 +107,10 @@ func newAlerterMetrics(reg prometheus.Registerer, receivers []string) *alerterMe
 	return m
 }
 
-// NewAlerter validates cfg and returns an Alerter. kopts are franz-go options for its
+// New validates cfg and returns an Alerter. kopts are franz-go options for its
 // client: seed brokers at least, plus TLS, SASL and hooks. It starts nothing; the
 // Kafka client is created by [Alerter.Run].
-func NewAlerter(cfg AlerterConfig, kopts []kgo.Opt, opts ...AlerterOption) (*Alerter, error) {
+func New(cfg Config, kopts []kgo.Opt, opts ...Option) (*Alerter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("dropalerts: invalid alerter config: %w", err)
 	}
@@ -145,7 +146,7 @@ func NewAlerter(cfg AlerterConfig, kopts []kgo.Opt, opts ...AlerterOption) (*Ale
 }
 
 // Run reads the drop topic and alerts until ctx ends; then it makes one last attempt
-// to deliver and commit (bounded by [AlerterConfig.ShutdownTimeout]) and leaves the
+// to deliver and commit (bounded by [Config.ShutdownTimeout]) and leaves the
 // group. Open alerts are not resolved at shutdown: a restarted alerter re-reads what
 // was not delivered, and Alertmanager expires the rest after 4 × ResendInterval.
 // Run returns nil after a clean shutdown. Call it once.
@@ -209,14 +210,14 @@ func (a *Alerter) Run(ctx context.Context) error {
 // handle takes one record of the drop topic. Called with mu held.
 func (a *Alerter) handle(now time.Time, r *kgo.Record) {
 	tp := topicPartition{r.Topic, r.Partition}
-	if v, _ := headerValue(r.Headers, HeaderKind); v != KindDropEvent {
+	if dropalerts.Kind(r) != dropalerts.KindDropEvent {
 		a.agg.observe(tp, r.Offset) // a dead letter, or not ours
 		return
 	}
-	ev, err := ParseEvent(r.Value)
+	ev, err := dropalerts.ParseEvent(r.Value)
 	if err != nil {
 		a.m.consumed.WithLabelValues("invalid").Inc()
-		a.m.dropped.WithLabelValues("unknown", string(ReasonDecodeError), ComponentAlert).Inc()
+		a.m.dropped.WithLabelValues("unknown", string(dropalerts.ReasonDecodeError), dropalerts.ComponentAlert).Inc()
 		a.invalid++
 		a.log.Debug("unreadable drop event skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
 		a.agg.observe(tp, r.Offset)
@@ -226,8 +227,8 @@ func (a *Alerter) handle(now time.Time, r *kgo.Record) {
 	a.agg.ingest(now, tp, r.Offset, ev)
 }
 
-func reasonLabel(r Reason) string {
-	for _, k := range AllReasons {
+func reasonLabel(r dropalerts.Reason) string {
+	for _, k := range dropalerts.AllReasons {
 		if r == k {
 			return string(r)
 		}

@@ -1,4 +1,4 @@
-package dropalerts_test
+package alerting_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"github.com/spanpipe/spanpipe/alerting"
 	"github.com/spanpipe/spanpipe/dropalerts"
 	"github.com/spanpipe/spanpipe/internal/kafkatest"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -99,13 +100,13 @@ func (am *fakeAM) last(reason string) (postedAlert, amPost, bool) {
 type fakeWebhook struct {
 	*httptest.Server
 	mu       sync.Mutex
-	payloads []dropalerts.WebhookPayload
+	payloads []alerting.WebhookPayload
 }
 
 func newFakeWebhook(t *testing.T) *fakeWebhook {
 	wh := &fakeWebhook{}
 	wh.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var p dropalerts.WebhookPayload
+		var p alerting.WebhookPayload
 		body, _ := io.ReadAll(r.Body)
 		if err := json.Unmarshal(body, &p); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -119,14 +120,14 @@ func newFakeWebhook(t *testing.T) *fakeWebhook {
 	return wh
 }
 
-func (wh *fakeWebhook) snapshot() []dropalerts.WebhookPayload {
+func (wh *fakeWebhook) snapshot() []alerting.WebhookPayload {
 	wh.mu.Lock()
 	defer wh.mu.Unlock()
 	return slices.Clone(wh.payloads)
 }
 
-func fastConfig(amURL string) dropalerts.AlerterConfig {
-	cfg := dropalerts.DefaultAlerterConfig()
+func fastConfig(amURL string) alerting.Config {
+	cfg := alerting.DefaultConfig()
 	if amURL != "" {
 		cfg.AlertmanagerURLs = []string{amURL}
 	}
@@ -141,10 +142,10 @@ func fastConfig(amURL string) dropalerts.AlerterConfig {
 }
 
 // runAlerter runs an alerter until the returned stop is called (or the test ends).
-func runAlerter(t *testing.T, cfg dropalerts.AlerterConfig, brokers []string, reg prometheus.Registerer) (stop func()) {
+func runAlerter(t *testing.T, cfg alerting.Config, brokers []string, reg prometheus.Registerer) (stop func()) {
 	t.Helper()
-	a, err := dropalerts.NewAlerter(cfg, []kgo.Opt{kgo.SeedBrokers(brokers...)},
-		dropalerts.WithAlerterLogger(testLogger(t)), dropalerts.WithAlerterRegisterer(reg))
+	a, err := alerting.New(cfg, []kgo.Opt{kgo.SeedBrokers(brokers...)},
+		alerting.WithLogger(testLogger(t)), alerting.WithRegisterer(reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,16 +163,6 @@ func runAlerter(t *testing.T, cfg dropalerts.AlerterConfig, brokers []string, re
 	}
 	t.Cleanup(stop)
 	return stop
-}
-
-func publisher(t *testing.T, brokers []string) *dropalerts.Publisher {
-	t.Helper()
-	p, err := dropalerts.New(dropalerts.DefaultConfig(), []kgo.Opt{kgo.SeedBrokers(brokers...)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close(context.Background()) })
-	return p
 }
 
 // sinkDrop is a consumer-side drop like the pipeline publishes: count records of
@@ -240,7 +231,7 @@ func TestAlerterPostsOneAggregatedAlertPerKey(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	runAlerter(t, fastConfig(am.URL), brokers, reg)
 
-	p := publisher(t, brokers)
+	p := kafkatest.Publisher(t, brokers)
 	sinkDrop(t, p, dropalerts.ReasonRetryExhausted, 1, 10, 3)
 	sinkDrop(t, p, dropalerts.ReasonRetryExhausted, 2, 5, 2)
 	sinkDrop(t, p, dropalerts.ReasonDecodeError, 0, 7, 1)
@@ -308,7 +299,7 @@ func TestAlerterResolvesAfterQuietPeriod(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	runAlerter(t, cfg, brokers, reg)
 
-	sinkDrop(t, publisher(t, brokers), dropalerts.ReasonSinkRejected, 0, 100, 1)
+	sinkDrop(t, kafkatest.Publisher(t, brokers), dropalerts.ReasonSinkRejected, 0, 100, 1)
 	kafkatest.Eventually(t, 20*time.Second, "a resolved alert", func() bool {
 		a, post, ok := am.last("sink-rejected")
 		return ok && !a.EndsAt.After(post.at)
@@ -348,7 +339,7 @@ func TestAlerterRetriesAndCommitsOnlyDelivered(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	runAlerter(t, fastConfig(am.URL), brokers, reg)
 
-	sinkDrop(t, publisher(t, brokers), dropalerts.ReasonRetryExhausted, 0, 0, 2) // offsets 0, 1: dead letters; 2: the event
+	sinkDrop(t, kafkatest.Publisher(t, brokers), dropalerts.ReasonRetryExhausted, 0, 0, 2) // offsets 0, 1: dead letters; 2: the event
 	kafkatest.Eventually(t, 20*time.Second, "three failed posts", func() bool { return am.failures.Load() >= 3 })
 	committed, _ := offsets(t, brokers, "spanpipe-alert", "spanpipe.drops")
 	if o, ok := committed[0]; ok && o > 2 {
@@ -379,7 +370,7 @@ func TestAlerterRestartRereadsUndelivered(t *testing.T) {
 	cfg := fastConfig(down.URL)
 	cfg.ShutdownTimeout = time.Second
 	stop := runAlerter(t, cfg, brokers, nil)
-	sinkDrop(t, publisher(t, brokers), dropalerts.ReasonTooLarge, 0, 42, 1) // offsets 0: dead letter, 1: event
+	sinkDrop(t, kafkatest.Publisher(t, brokers), dropalerts.ReasonTooLarge, 0, 42, 1) // offsets 0: dead letter, 1: event
 	kafkatest.Eventually(t, 20*time.Second, "two failed posts", func() bool { return down.failures.Load() >= 2 })
 	stop()
 	committed, _ := offsets(t, brokers, "spanpipe-alert", "spanpipe.drops")
@@ -445,7 +436,7 @@ func TestAlerterSkipsDeadLettersAndGarbage(t *testing.T) {
 }
 
 func TestAlerterConfigValidateNamesEveryProblem(t *testing.T) {
-	cfg := dropalerts.DefaultAlerterConfig()
+	cfg := alerting.DefaultConfig()
 	cfg.Topic, cfg.Group = "", ""
 	cfg.Window, cfg.Quiet = 0, -time.Second
 	cfg.Thresholds = map[dropalerts.Reason]int{"retry-exausted": 3, dropalerts.ReasonTooLarge: 0}
@@ -460,7 +451,7 @@ func TestAlerterConfigValidateNamesEveryProblem(t *testing.T) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}
 	}
-	cfg = dropalerts.DefaultAlerterConfig()
+	cfg = alerting.DefaultConfig()
 	cfg.AlertmanagerURLs = []string{"127.0.0.1:9093"}
 	cfg.WebhookURL = "ftp://x"
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "alertmanager_urls[0]") || !strings.Contains(err.Error(), "webhook_url") {
@@ -476,7 +467,7 @@ func TestAlerterMetricsLint(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	cfg := fastConfig("http://127.0.0.1:9093")
 	cfg.WebhookURL = "http://127.0.0.1:1/hook"
-	if _, err := dropalerts.NewAlerter(cfg, nil, dropalerts.WithAlerterRegisterer(reg)); err != nil {
+	if _, err := alerting.New(cfg, nil, alerting.WithRegisterer(reg)); err != nil {
 		t.Fatal(err)
 	}
 	mfs, err := reg.Gather()

@@ -1,4 +1,4 @@
-package dropalerts
+package alerting
 
 import (
 	"errors"
@@ -7,20 +7,13 @@ import (
 	"regexp"
 	"slices"
 	"time"
+
+	"github.com/spanpipe/spanpipe/dropalerts"
 )
 
-// AllReasons lists every [Reason] in the order README documents them. [AlerterConfig]
-// rejects thresholds and severities for any other reason, so that a typo in a reason
-// name is an error instead of a threshold that never applies.
-var AllReasons = []Reason{
-	ReasonDecodeError, ReasonTooLarge, ReasonUnsupportedStorage, ReasonRetryExhausted,
-	ReasonSinkRejected, ReasonRetentionExpired, ReasonProducerBufferFull, ReasonProducerSendFailed,
-	ReasonProducerEncodeError,
-}
-
-// AlerterConfig configures an [Alerter]. Start from [DefaultAlerterConfig]; the Kafka
+// Config configures an [Alerter]. Start from [DefaultConfig]; the Kafka
 // seed brokers, TLS and SASL come as kgo options, as for [New].
-type AlerterConfig struct {
+type Config struct {
 	// Topic is the drop topic to read. Default "spanpipe.drops". Dead letters on the
 	// same topic are skipped (told apart by the spanpipe-kind header).
 	Topic string `yaml:"topic"`
@@ -56,11 +49,11 @@ type AlerterConfig struct {
 	DefaultThreshold int `yaml:"default_threshold"`
 	// Thresholds overrides DefaultThreshold per reason (for example
 	// "producer-buffer-full: 1000"). Keys must be known reasons.
-	Thresholds map[Reason]int `yaml:"thresholds"`
+	Thresholds map[dropalerts.Reason]int `yaml:"thresholds"`
 	// DefaultSeverity is the severity label of alerts. Default "warning".
 	DefaultSeverity string `yaml:"default_severity"`
 	// Severities overrides DefaultSeverity per reason. Keys must be known reasons.
-	Severities map[Reason]string `yaml:"severities"`
+	Severities map[dropalerts.Reason]string `yaml:"severities"`
 	// ExternalLabels are added to every alert (cluster, environment). They may not
 	// replace alertname, reason, signal, sink, component or severity.
 	ExternalLabels map[string]string `yaml:"external_labels"`
@@ -100,9 +93,9 @@ type AlerterConfig struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
 
-// DefaultAlerterConfig returns the defaults (no receivers).
-func DefaultAlerterConfig() AlerterConfig {
-	return AlerterConfig{
+// DefaultConfig returns the defaults (no receivers).
+func DefaultConfig() Config {
+	return Config{
 		Topic:                "spanpipe.drops",
 		Group:                "spanpipe-alert",
 		Window:               time.Minute,
@@ -127,11 +120,11 @@ var labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 var reservedLabels = []string{"alertname", "reason", "signal", "sink", "component", "severity"}
 
 // Validate reports every problem, each naming its key.
-func (c AlerterConfig) Validate() error {
+func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if c.Topic == "" {
-		bad("alert.topic must not be empty")
+	if !dropalerts.ValidTopicName(c.Topic) {
+		bad("alert.topic must be a Kafka topic name ([a-zA-Z0-9._-], at most 249), got %q", c.Topic)
 	}
 	if c.Group == "" {
 		bad("alert.group must not be empty")
@@ -176,8 +169,8 @@ func (c AlerterConfig) Validate() error {
 		bad("alert.default_threshold must be >= 1, got %d", c.DefaultThreshold)
 	}
 	for r, n := range c.Thresholds {
-		if !slices.Contains(AllReasons, r) {
-			bad("alert.thresholds: unknown reason %q (known: %v)", r, AllReasons)
+		if !slices.Contains(dropalerts.AllReasons, r) {
+			bad("alert.thresholds: unknown reason %q (known: %v)", r, dropalerts.AllReasons)
 		} else if n < 1 {
 			bad("alert.thresholds.%s must be >= 1, got %d", r, n)
 		}
@@ -186,8 +179,8 @@ func (c AlerterConfig) Validate() error {
 		bad("alert.default_severity must not be empty")
 	}
 	for r, s := range c.Severities {
-		if !slices.Contains(AllReasons, r) {
-			bad("alert.severities: unknown reason %q (known: %v)", r, AllReasons)
+		if !slices.Contains(dropalerts.AllReasons, r) {
+			bad("alert.severities: unknown reason %q (known: %v)", r, dropalerts.AllReasons)
 		} else if s == "" {
 			bad("alert.severities.%s must not be empty", r)
 		}
@@ -222,14 +215,14 @@ func checkHTTPURL(s string) error {
 	return nil
 }
 
-func (c AlerterConfig) threshold(r Reason) int64 {
+func (c Config) threshold(r dropalerts.Reason) int64 {
 	if n, ok := c.Thresholds[r]; ok {
 		return int64(n)
 	}
 	return int64(c.DefaultThreshold)
 }
 
-func (c AlerterConfig) severity(r Reason) string {
+func (c Config) severity(r dropalerts.Reason) string {
 	if s, ok := c.Severities[r]; ok {
 		return s
 	}

@@ -1,4 +1,4 @@
-package dropalerts
+package alerting
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/go-json-experiment/json"
 	"github.com/prometheus/common/model"
+	"github.com/spanpipe/spanpipe/dropalerts"
+	"github.com/spanpipe/spanpipe/internal/backoff"
 )
 
 // Receiver names, the receiver label of spanpipe_dropalerts_alerts_sent_total.
@@ -60,26 +61,15 @@ func (r *receiver) succeeded(now time.Time, minInterval time.Duration) {
 	r.nextTry = now.Add(minInterval)
 }
 
-// failed schedules the next attempt: jittered exponential backoff, or the server's
-// Retry-After if that is longer.
-func (r *receiver) failed(now time.Time, retryAfter time.Duration, cfg *AlerterConfig) time.Duration {
+// failed schedules the next attempt on the one retry schedule, jittered by half so
+// that alerters restarted together spread their retries; the server's Retry-After
+// wins when it is longer (bounded, so a silly header cannot park a receiver).
+func (r *receiver) failed(now time.Time, retryAfter time.Duration, cfg *Config) time.Duration {
 	r.failures++
-	wait := backoff(r.failures, cfg.RetryInitialInterval, cfg.RetryMaxInterval)
-	wait = max(wait, min(retryAfter, 10*cfg.RetryMaxInterval))
+	p := backoff.Policy{Initial: cfg.RetryInitialInterval, Max: cfg.RetryMaxInterval, Jitter: 0.5}
+	wait := p.Delay(r.failures, min(retryAfter, 10*cfg.RetryMaxInterval))
 	r.nextTry = now.Add(wait)
 	return wait
-}
-
-// backoff is "equal jitter": half of initial·2^(attempt-1), capped, plus a random
-// part of the same size, so that alerters restarted together spread their retries.
-func backoff(attempt int, initial, maxWait time.Duration) time.Duration {
-	d := initial
-	for i := 1; i < attempt && d < maxWait; i++ {
-		d *= 2
-	}
-	d = min(d, maxWait)
-	half := d / 2
-	return half + rand.N(half+1)
 }
 
 // httpError is a non-2xx answer.
@@ -133,7 +123,7 @@ func postJSON(ctx context.Context, hc *http.Client, u *url.URL, body []byte, tim
 		return 0, nil
 	}
 	return retryAfter(resp.Header.Get("Retry-After")), fmt.Errorf("post %s: %w", u.Redacted(),
-		&httpError{status: resp.StatusCode, body: strings.TrimSpace(SanitizeError(errors.New(string(msg))))})
+		&httpError{status: resp.StatusCode, body: strings.TrimSpace(dropalerts.SanitizeError(errors.New(string(msg))))})
 }
 
 func retryAfter(h string) time.Duration {
@@ -172,7 +162,7 @@ func alertmanagerEndpoint(base string) (*url.URL, error) {
 
 // newAlertmanagerReceiver posts to every Alertmanager of a cluster at once; a post
 // succeeds when one of them accepted it (they gossip, as with Prometheus).
-func newAlertmanagerReceiver(cfg *AlerterConfig, hc *http.Client, m *alerterMetrics) (*receiver, error) {
+func newAlertmanagerReceiver(cfg *Config, hc *http.Client, m *alerterMetrics) (*receiver, error) {
 	var eps []*url.URL
 	for _, s := range cfg.AlertmanagerURLs {
 		u, err := alertmanagerEndpoint(s)
@@ -218,7 +208,7 @@ func newAlertmanagerReceiver(cfg *AlerterConfig, hc *http.Client, m *alerterMetr
 	return &receiver{name: ReceiverAlertmanager, resend: true, post: post}, nil
 }
 
-// WebhookPayload is the body posted to [AlerterConfig.WebhookURL]: Alertmanager's
+// WebhookPayload is the body posted to [Config.WebhookURL]: Alertmanager's
 // webhook format (version "4"), so that receivers written for Alertmanager accept it,
 // with spanpipe's details added to each alert.
 type WebhookPayload struct {
@@ -247,7 +237,7 @@ type WebhookAlert struct {
 	Spanpipe     AlertDetails      `json:"spanpipe"`
 }
 
-func newWebhookReceiver(cfg *AlerterConfig, hc *http.Client, m *alerterMetrics) (*receiver, error) {
+func newWebhookReceiver(cfg *Config, hc *http.Client, m *alerterMetrics) (*receiver, error) {
 	u, err := url.Parse(cfg.WebhookURL)
 	if err != nil {
 		return nil, err
@@ -264,7 +254,7 @@ func newWebhookReceiver(cfg *AlerterConfig, hc *http.Client, m *alerterMetrics) 
 	return &receiver{name: ReceiverWebhook, post: post}, nil
 }
 
-func webhookPayload(cfg *AlerterConfig, views []alertView) *WebhookPayload {
+func webhookPayload(cfg *Config, views []alertView) *WebhookPayload {
 	p := &WebhookPayload{
 		Version: "4", GroupKey: "spanpipe-alert", Status: "resolved", Receiver: "spanpipe-alert",
 		GroupLabels: map[string]string{"alertname": "SpanpipeDrops"}, CommonAnnotations: map[string]string{},

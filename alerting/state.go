@@ -1,4 +1,4 @@
-package dropalerts
+package alerting
 
 import (
 	"cmp"
@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/spanpipe/spanpipe/dropalerts"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -102,7 +103,7 @@ type pendingEvent struct {
 
 // aggregator is the state machine. It is not safe for concurrent use.
 type aggregator struct {
-	cfg     *AlerterConfig
+	cfg     *Config
 	nrecv   int
 	seq     uint64
 	nextID  uint64
@@ -111,7 +112,7 @@ type aggregator struct {
 	pending int // entries in all queues
 }
 
-func newAggregator(cfg *AlerterConfig, receivers int) *aggregator {
+func newAggregator(cfg *Config, receivers int) *aggregator {
 	return &aggregator{cfg: cfg, nrecv: receivers, alerts: make(map[alertKey]*alertState), parts: make(map[topicPartition]*partState)}
 }
 
@@ -131,7 +132,7 @@ func (a *aggregator) observe(tp topicPartition, offset int64) {
 }
 
 // ingest adds one drop event read at now from tp at offset.
-func (a *aggregator) ingest(now time.Time, tp topicPartition, offset int64, ev *Event) {
+func (a *aggregator) ingest(now time.Time, tp topicPartition, offset int64, ev *dropalerts.Event) {
 	key := a.keyFor(ev)
 	st := a.alerts[key]
 	if st == nil {
@@ -176,7 +177,7 @@ func (a *aggregator) ingest(now time.Time, tp topicPartition, offset int64, ev *
 		st.instances = append(st.instances, ev.Instance)
 	}
 	for _, id := range ev.SampleTraceIDs {
-		if len(st.samples) >= MaxSampleTraceIDs {
+		if len(st.samples) >= dropalerts.MaxSampleTraceIDs {
 			break
 		}
 		if id != "" && !slices.Contains(st.samples, id) {
@@ -215,7 +216,7 @@ func (a *aggregator) ingest(now time.Time, tp topicPartition, offset int64, ev *
 
 // keyFor maps an event to its key: label-safe values, and one overflow key once
 // MaxAlerts keys exist, so that garbage on the drop topic cannot grow memory.
-func (a *aggregator) keyFor(ev *Event) alertKey {
+func (a *aggregator) keyFor(ev *dropalerts.Event) alertKey {
 	k := alertKey{reason: labelValue(string(ev.Reason)), signal: labelValue(string(ev.Signal)), sink: labelValue(ev.Sink), component: labelValue(ev.Component)}
 	if k.reason == "" {
 		k.reason = "unknown"
@@ -254,7 +255,7 @@ func (a *aggregator) evaluate(now time.Time) {
 		}
 		st.window = slices.Delete(st.window, 0, i)
 		if !st.firing {
-			if st.windowRecords >= a.cfg.threshold(Reason(key.reason)) {
+			if st.windowRecords >= a.cfg.threshold(dropalerts.Reason(key.reason)) {
 				st.firing = true
 				st.startsAt = st.created
 				if !st.firstTime.IsZero() && st.firstTime.Before(st.startsAt) {
@@ -454,10 +455,10 @@ type AlertDetails struct {
 	SampleTraceIDs []string  `json:"sampleTraceIds,omitempty"`
 	// Sources are the offset ranges the dropped records came from, per partition (at
 	// most 8; MoreSources counts drop events from further partitions).
-	Sources         []Source `json:"sources,omitempty"`
-	MoreSources     int      `json:"moreSources,omitempty"`
-	DeadLetterTopic string   `json:"deadLetterTopic,omitempty"`
-	DeadLetters     int64    `json:"deadLetters,omitempty"`
+	Sources         []dropalerts.Source `json:"sources,omitempty"`
+	MoreSources     int                 `json:"moreSources,omitempty"`
+	DeadLetterTopic string              `json:"deadLetterTopic,omitempty"`
+	DeadLetters     int64               `json:"deadLetters,omitempty"`
 	// Replay is a command that re-publishes the dead letters, when there are any.
 	Replay string `json:"replay,omitempty"`
 }
@@ -466,28 +467,18 @@ func (a *aggregator) view(st *alertState) alertView {
 	k := st.key
 	d := AlertDetails{
 		Events: st.events, Records: st.records, WindowRecords: st.windowRecords, WindowSeconds: a.cfg.Window.Seconds(),
-		Threshold: a.cfg.threshold(Reason(k.reason)), FirstDrop: st.firstTime, LastDrop: st.lastTime,
+		Threshold: a.cfg.threshold(dropalerts.Reason(k.reason)), FirstDrop: st.firstTime, LastDrop: st.lastTime,
 		Error: st.lastError, Instances: slices.Clone(st.instances), SampleTraceIDs: slices.Clone(st.samples),
 		MoreSources: st.moreSources, DeadLetterTopic: st.deadLetterTopic, DeadLetters: st.deadLetters,
 	}
 	for tp, r := range st.sources {
-		d.Sources = append(d.Sources, Source{Topic: tp.topic, Partition: tp.partition, FirstOffset: r.first, LastOffset: r.last})
+		d.Sources = append(d.Sources, dropalerts.Source{Topic: tp.topic, Partition: tp.partition, FirstOffset: r.first, LastOffset: r.last})
 	}
-	slices.SortFunc(d.Sources, func(x, y Source) int {
+	slices.SortFunc(d.Sources, func(x, y dropalerts.Source) int {
 		return cmp.Or(cmp.Compare(x.Topic, y.Topic), cmp.Compare(x.Partition, y.Partition))
 	})
-	if d.DeadLetters > 0 {
-		d.Replay = "spanpipe replay --reason " + k.reason
-		if st.deadLetterTopic != "" {
-			d.Replay += " --deadletter-topic " + st.deadLetterTopic
-		}
-		if !st.firstTime.IsZero() {
-			d.Replay += " --since " + st.firstTime.UTC().Format(time.RFC3339)
-		}
-		d.Replay += " --dry-run"
-	}
-
-	labels := map[string]string{"alertname": "SpanpipeDrops", "reason": k.reason, "severity": a.cfg.severity(Reason(k.reason))}
+	d.Replay = replayCommand(k.reason, st.deadLetterTopic, st.firstTime, d.DeadLetters)
+	labels := map[string]string{"alertname": "SpanpipeDrops", "reason": k.reason, "severity": a.cfg.severity(dropalerts.Reason(k.reason))}
 	for _, l := range [...]struct{ name, value string }{{"signal", k.signal}, {"sink", k.sink}, {"component", k.component}} {
 		if l.value != "" { // an empty label is an absent label to Alertmanager
 			labels[l.name] = l.value
@@ -504,6 +495,26 @@ func (a *aggregator) view(st *alertState) alertView {
 		v.endsAt = st.endsAt
 	}
 	return v
+}
+
+// replayCommand suggests the command that replays an alert's dead letters, or ""
+// when there are none or a field it would need is not provably harmless: the reason
+// must be one of [dropalerts.AllReasons] and the topic a legal Kafka topic name (no
+// blanks, quotes or shell metacharacters), because whoever reads the alert may paste
+// it into a shell, and both come from records anyone with write access to the drop
+// topic can forge.
+func replayCommand(reason, topic string, since time.Time, deadLetters int64) string {
+	if deadLetters <= 0 || !dropalerts.Reason(reason).Known() || (topic != "" && !dropalerts.ValidTopicName(topic)) {
+		return ""
+	}
+	cmd := "spanpipe replay --reason " + reason
+	if topic != "" {
+		cmd += " --deadletter-topic " + topic
+	}
+	if !since.IsZero() {
+		cmd += " --since " + since.UTC().Format(time.RFC3339)
+	}
+	return cmd + " --dry-run"
 }
 
 // annotations renders the details for people: summary and description, plus a few
@@ -540,9 +551,12 @@ func annotations(k alertKey, d *AlertDetails) map[string]string {
 	if sources != "" {
 		fmt.Fprintf(&b, "\nSource offsets: %s", sources)
 	}
-	if d.DeadLetters > 0 {
+	switch {
+	case d.DeadLetters > 0 && d.Replay != "":
 		fmt.Fprintf(&b, "\nDead letters: %d on %s. Replay: %s", d.DeadLetters, d.DeadLetterTopic, d.Replay)
-	} else {
+	case d.DeadLetters > 0:
+		fmt.Fprintf(&b, "\nDead letters: %d on %s (no replay command: the drop event's reason or topic is not one spanpipe writes; see the runbook).", d.DeadLetters, strconv.Quote(d.DeadLetterTopic))
+	default:
 		b.WriteString("\nNo dead letters: the records themselves are not kept.")
 	}
 	m := map[string]string{
@@ -559,6 +573,8 @@ func annotations(k alertKey, d *AlertDetails) map[string]string {
 	}
 	if d.DeadLetterTopic != "" {
 		m["dead_letter_topic"] = d.DeadLetterTopic
+	}
+	if d.Replay != "" {
 		m["replay"] = d.Replay
 	}
 	if d.Error != "" {
