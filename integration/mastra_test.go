@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/spanpipe/spanpipe/sinks/duckdb"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // knownGaps are the mismatches between what Mastra publishes and what spanpipe stores
@@ -653,4 +654,149 @@ func short(v any) string {
 		return fmt.Sprintf("%s… (%d bytes)", s[:120], len(s))
 	}
 	return s
+}
+
+// TestMastraExporterBrokerOutage: a Mastra app under load loses its only broker for
+// about ten seconds. Nothing is thrown into the app, its memory stays bounded, and the
+// drops it reports (through Mastra's drop-event path, and as spanpipe drop events on
+// the drop topic once the broker is back) add up to exactly the events that are not
+// on the topic.
+func TestMastraExporterBrokerOutage(t *testing.T) {
+	l := ownLauncher(t, 1)
+	s := newScenario(t, l.bootstrap, 3)
+	node, err := mastraNode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := filepath.Join(s.dir, "published.jsonl")
+	progress := filepath.Join(s.dir, "progress.jsonl")
+	stop := filepath.Join(s.dir, "stop")
+	logf, err := os.Create(filepath.Join(s.dir, "mastra-app.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	var stdout bytes.Buffer
+	cmd := exec.CommandContext(t.Context(), node, filepath.Join(repoRoot, "clients", "mastra", "test", "e2e", "app.mjs"))
+	cmd.Dir = filepath.Join(repoRoot, "clients", "mastra")
+	cmd.Env = append(childEnv(), "BROKERS="+strings.Join(s.brokers, ","), "TOPIC="+s.topic, "DROP_TOPIC="+s.dropTopic,
+		"OUT="+published, "PROGRESS="+progress, "MODE=load", "SECONDS=600", "STOP="+stop,
+		fmt.Sprintf("RATE=%d", envInt("SPANPIPE_IT_MASTRA_OUTAGE_RATE", 60)),
+		"MAX_BUFFER_SIZE=5000", "DELIVERY_TIMEOUT_MS=4000")
+	cmd.Stdout, cmd.Stderr = &stdout, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	type sample struct {
+		At, Traces, Rss, RssBefore, Acked, Dropped, Buffered int64
+		Started                                              int64
+	}
+	lastProgress := func() (first, last sample) {
+		b, _ := os.ReadFile(progress)
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) < 2 {
+			return
+		}
+		_ = json.Unmarshal([]byte(lines[0]), &first)
+		_ = json.Unmarshal([]byte(lines[len(lines)-1]), &last)
+		return
+	}
+	s.eventually(3*time.Minute, "the app to publish under load", func() bool {
+		_, last := lastProgress()
+		return last.Acked > 2000
+	})
+	_, before := lastProgress()
+	outage := time.Now()
+	if err := l.kill(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(envDuration("SPANPIPE_IT_MASTRA_OUTAGE", 10*time.Second)) // the outage itself, not a wait for a condition
+	if err := l.restartNode(t.Context(), 1); err != nil {
+		t.Fatalf("restart the broker: %v\n%s", err, l.serverLog(1, 40))
+	}
+	down := time.Since(outage)
+	// Load goes on until the exporter delivers again, then the app flushes and exits.
+	_, back := lastProgress()
+	s.eventually(3*time.Minute, "the exporter to deliver again after the broker's return", func() bool {
+		_, last := lastProgress()
+		return last.Acked > back.Acked+2000
+	})
+	if err := os.WriteFile(stop, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			b, _ := os.ReadFile(filepath.Join(s.dir, "mastra-app.log"))
+			t.Fatalf("mastra app: %v\n%s", err, tail(string(b), 40))
+		}
+	case <-time.After(5 * time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatal("the app did not finish within 5m of the broker's return")
+	}
+	var sum appSummary
+	if err := json.Unmarshal([]byte(lastLine(stdout.String())), &sum); err != nil {
+		t.Fatalf("summary %q: %v", stdout.String(), err)
+	}
+	first, _ := lastProgress()
+
+	// What reached the topic, against what Mastra handed the exporter.
+	onTopic := map[string]int{}
+	readTopic(t, s.brokers, s.topic, func(r *kgo.Record) { onTopic[string(r.Value)]++ })
+	emitted, lost, dupes := 0, 0, 0
+	f, err := os.Open(published)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 16<<20)
+	for sc.Scan() {
+		emitted++
+		switch n := onTopic[sc.Text()]; {
+		case n == 0:
+			lost++
+		case n > 1:
+			dupes += n - 1
+		}
+	}
+	f.Close()
+	reported := 0
+	for _, n := range sum.ReportedDrops {
+		reported += n
+	}
+	published0 := s.readDropTopic().count("producer", "")
+	t.Logf("outage %s: emitted %d, acked %d, lost %d, reported to Mastra %d (%v), on the drop topic %d, duplicates %d",
+		down.Round(100*time.Millisecond), emitted, sum.Stats.Acked, lost, reported, sum.ReportedDrops, published0, dupes)
+	if emitted != sum.Stats.Emitted {
+		t.Errorf("the recorder saw %d events, the exporter %d", emitted, sum.Stats.Emitted)
+	}
+	if sum.AppExceptions != 0 {
+		t.Errorf("%d exceptions reached the app, want 0", sum.AppExceptions)
+	}
+	if lost == 0 {
+		t.Errorf("no event was lost in a %s outage with a 4 s delivery timeout: the scenario tests nothing", down)
+	}
+	if reported != lost || sum.Stats.Dropped != lost {
+		t.Errorf("lost %d events; reported through Mastra %d, counted by the exporter %d; want all equal", lost, reported, sum.Stats.Dropped)
+	}
+	if published0 != lost {
+		t.Errorf("producer drop events on %s count %d, want %d", s.dropTopic, published0, lost)
+	}
+	if dupes != 0 {
+		t.Errorf("%d duplicate records on the topic, want 0 (idempotent producer)", dupes)
+	}
+	if sum.Stats.Acked != emitted-lost {
+		t.Errorf("acknowledged %d, want %d", sum.Stats.Acked, emitted-lost)
+	}
+	// Bounded memory: the buffer holds at most 5000 events (~1 KB each here).
+	growthMB := float64(int64(sum.MaxRssMB)<<20-first.RssBefore) / (1 << 20)
+	if growthMB > 150 {
+		t.Errorf("RSS grew by %.0f MB over the run (peak %d MB), want < 150 MB", growthMB, sum.MaxRssMB)
+	}
+	logFigures(t, "emitted", emitted, "lost", lost, "reported", reported, "outage", down.Round(100*time.Millisecond),
+		"rss_before_mb", first.RssBefore>>20, "peak_rss_mb", sum.MaxRssMB, "acked_before_outage", before.Acked,
+		"app_cpu_ms", sum.CPUMs, "dropped_by", fmt.Sprint(sum.Stats.DroppedBy))
 }

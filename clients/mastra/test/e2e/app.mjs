@@ -5,11 +5,12 @@
 // the truth the test compares the DuckDB rows with.
 //
 //   MODE=e2e   TRACES traces covering every signal and the awkward cases, then flush.
-//   MODE=load  traces at RATE per second for SECONDS, then flush (the outage test).
+//   MODE=load  traces at RATE per second for SECONDS or until the file STOP exists,
+//              then flush (the outage test).
 //
 // Environment: BROKERS, TOPIC, DROP_TOPIC, OUT, and the exporter's limits
 // (MAX_BUFFER_SIZE, DELIVERY_TIMEOUT_MS). The last stdout line is a JSON summary.
-import { appendFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, openSync, writeSync } from 'node:fs';
 
 import { Mastra } from '@mastra/core/mastra';
 import { SpanType } from '@mastra/core/observability';
@@ -164,7 +165,8 @@ if (mode === 'e2e') {
   const end = t0 + seconds * 1000;
   const rssBefore = process.memoryUsage().rss;
   appendFileSync(env('PROGRESS', '/dev/null'), JSON.stringify({ started: Date.now(), rssBefore }) + '\n');
-  while (Date.now() < end) {
+  const stop = env('STOP', '');
+  while (Date.now() < end && !(stop && existsSync(stop))) {
     const due = Math.floor(((Date.now() - t0) / 1000) * rate);
     while (traces < due) await trace(traces++, { heavy: false });
     appendFileSync(env('PROGRESS', '/dev/null'), JSON.stringify({ at: Date.now(), traces, rss: process.memoryUsage().rss, ...exporter.stats() }) + '\n');
