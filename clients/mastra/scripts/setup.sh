@@ -13,5 +13,9 @@ if ! cmp -s package-lock.json "$stamp" 2>/dev/null; then
 	npm ci --no-audit --no-fund --loglevel=error >&2
 	cp package-lock.json "$stamp"
 fi
-npm run --silent build >&2
+# Build unless dist/ is newer than everything it is built from.
+if [ ! -f dist/.built ] || [ -n "$(find src scripts/build.mjs tsconfig.json package-lock.json -newer dist/.built | head -n1)" ]; then
+	npm run --silent build >&2
+	touch dist/.built
+fi
 echo "$bin/node"

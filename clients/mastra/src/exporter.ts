@@ -222,7 +222,7 @@ export class KafkaExporter implements ObservabilityExporter {
   }
 
   onTracingEvent(event: TracingEvent): void {
-    this.enqueue(event, 'tracing', event.exportedSpan?.traceId);
+    this.enqueue(event, 'tracing', event?.exportedSpan?.traceId);
   }
 
   async exportTracingEvent(event: TracingEvent): Promise<void> {
@@ -230,19 +230,19 @@ export class KafkaExporter implements ObservabilityExporter {
   }
 
   onLogEvent(event: LogEvent): void {
-    this.enqueue(event, 'log', event.log?.traceId);
+    this.enqueue(event, 'log', event?.log?.traceId);
   }
 
   onMetricEvent(event: MetricEvent): void {
-    this.enqueue(event, 'metric', event.metric?.traceId);
+    this.enqueue(event, 'metric', event?.metric?.traceId);
   }
 
   onScoreEvent(event: ScoreEvent): void {
-    this.enqueue(event, 'score', event.score?.traceId);
+    this.enqueue(event, 'score', event?.score?.traceId);
   }
 
   onFeedbackEvent(event: FeedbackEvent): void {
-    this.enqueue(event, 'feedback', event.feedback?.traceId);
+    this.enqueue(event, 'feedback', event?.feedback?.traceId);
   }
 
   /** A snapshot of the counters. */
@@ -299,17 +299,22 @@ export class KafkaExporter implements ObservabilityExporter {
         this.drop(signal, 'producer-send-failed', 1, traceId, 'the exporter is shut down');
         return;
       }
-      let value: string;
+      let value: string | undefined;
       try {
         value = JSON.stringify(event);
       } catch (err) {
         this.drop(signal, 'producer-encode-error', 1, traceId, errorText(err));
         return;
       }
-      // Bytes are counted as UTF-16 code units: exact for ASCII, never more than 3x
-      // under for the rest, and far cheaper than Buffer.byteLength on a hot path.
+      if (typeof value !== 'string') {
+        this.drop(signal, 'producer-encode-error', 1, traceId, `${typeof event} is not a JSON value`);
+        return;
+      }
+      // The buffer counts UTF-16 code units (exact for ASCII, at most 3x under for the
+      // rest) to keep Buffer.byteLength off the hot path; the size limit is exact, as a
+      // record the broker refuses would fail its whole request.
       const bytes = value.length;
-      if (bytes > this.cfg.maxRecordBytes && Buffer.byteLength(value) > this.cfg.maxRecordBytes) {
+      if (bytes * 3 > this.cfg.maxRecordBytes && Buffer.byteLength(value) > this.cfg.maxRecordBytes) {
         this.drop(signal, 'too-large', 1, traceId, `${Buffer.byteLength(value)} bytes > maxRecordBytes ${this.cfg.maxRecordBytes}`);
         return;
       }
@@ -328,8 +333,9 @@ export class KafkaExporter implements ObservabilityExporter {
       this.queuedBytes += bytes;
       this.kick(false);
     } catch (err) {
-      // Nothing reaches the application; this is a bug of ours, still counted.
+      // Nothing reaches the application; a bug of ours, still counted as a drop.
       this.logger.error('KafkaExporter: enqueue failed', { error: errorText(err) });
+      this.drop(signal, 'producer-encode-error', 1, traceId, errorText(err));
     }
   }
 
