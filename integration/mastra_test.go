@@ -76,35 +76,65 @@ type appSummary struct {
 	CPUMs         int            `json:"cpuMs"`
 }
 
-// runMastraApp runs the Mastra application with the exporter against the scenario's
-// topics and returns its summary; env adds MODE and sizes.
-func (s *scenario) runMastraApp(out string, env ...string) appSummary {
+// mastraApp is one run of clients/mastra/test/e2e/app.mjs: a Mastra application with
+// the exporter, publishing to the scenario's topics.
+type mastraApp struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	stdout  bytes.Buffer
+	logPath string
+	exited  chan struct{}
+}
+
+// startMastraApp starts the app, which records what Mastra published in out; env adds
+// MODE and sizes.
+func (s *scenario) startMastraApp(out string, env ...string) *mastraApp {
 	t := s.t
 	t.Helper()
 	node, err := mastraNode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(s.dir, "mastra-app.log")
-	logf, err := os.Create(logPath)
+	a := &mastraApp{t: t, logPath: filepath.Join(s.dir, "mastra-app.log"), exited: make(chan struct{})}
+	logf, err := os.Create(a.logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer logf.Close()
-	var stdout bytes.Buffer
-	cmd := exec.CommandContext(t.Context(), node, filepath.Join(repoRoot, "clients", "mastra", "test", "e2e", "app.mjs"))
-	cmd.Dir = filepath.Join(repoRoot, "clients", "mastra")
-	cmd.Env = append(childEnv(), append([]string{
+	a.cmd = exec.CommandContext(t.Context(), node, filepath.Join(repoRoot, "clients", "mastra", "test", "e2e", "app.mjs"))
+	a.cmd.Dir = filepath.Join(repoRoot, "clients", "mastra")
+	a.cmd.Env = append(childEnv(), append([]string{
 		"BROKERS=" + strings.Join(s.brokers, ","), "TOPIC=" + s.topic, "DROP_TOPIC=" + s.dropTopic, "OUT=" + out,
 	}, env...)...)
-	cmd.Stdout, cmd.Stderr = &stdout, logf
-	if err := cmd.Run(); err != nil {
-		b, _ := os.ReadFile(logPath)
-		t.Fatalf("mastra app: %v\n%s\n%s", err, stdout.String(), tail(string(b), 40))
+	a.cmd.Stdout, a.cmd.Stderr = &a.stdout, logf
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = a.cmd.Wait()
+		logf.Close()
+		close(a.exited)
+	}()
+	return a
+}
+
+// wait waits for the app to exit, at most timeout, and returns its summary.
+func (a *mastraApp) wait(timeout time.Duration) appSummary {
+	t := a.t
+	t.Helper()
+	select {
+	case <-a.exited:
+	case <-time.After(timeout):
+		_ = a.cmd.Process.Kill()
+		<-a.exited
+		t.Fatalf("the mastra app did not exit within %s", timeout)
 	}
 	var sum appSummary
-	if err := json.Unmarshal([]byte(lastLine(stdout.String())), &sum); err != nil {
-		t.Fatalf("mastra app summary %q: %v", lastLine(stdout.String()), err)
+	if code := a.cmd.ProcessState.ExitCode(); code != 0 {
+		b, _ := os.ReadFile(a.logPath)
+		t.Fatalf("mastra app exited with %d\n%s\n%s", code, a.stdout.String(), tail(string(b), 40))
+	}
+	if err := json.Unmarshal([]byte(lastLine(a.stdout.String())), &sum); err != nil {
+		t.Fatalf("mastra app summary %q: %v", lastLine(a.stdout.String()), err)
 	}
 	return sum
 }
@@ -117,7 +147,7 @@ func TestMastraExporterEndToEnd(t *testing.T) {
 	brokers := sharedBrokers(t)
 	s := newScenario(t, brokers, 3)
 	published := filepath.Join(s.dir, "published.jsonl")
-	sum := s.runMastraApp(published, "MODE=e2e", fmt.Sprintf("TRACES=%d", envInt("SPANPIPE_IT_MASTRA_TRACES", 12)))
+	sum := s.startMastraApp(published, "MODE=e2e", fmt.Sprintf("TRACES=%d", envInt("SPANPIPE_IT_MASTRA_TRACES", 12))).wait(5 * time.Minute)
 	if sum.AppExceptions != 0 || sum.Stats.Dropped != 0 || sum.Stats.Acked != sum.Stats.Emitted {
 		t.Fatalf("the app: %d exceptions, %d dropped, %d of %d acknowledged; want 0, 0, all", sum.AppExceptions, sum.Stats.Dropped, sum.Stats.Acked, sum.Stats.Emitted)
 	}
@@ -664,31 +694,11 @@ func short(v any) string {
 func TestMastraExporterBrokerOutage(t *testing.T) {
 	l := ownLauncher(t, 1)
 	s := newScenario(t, l.bootstrap, 3)
-	node, err := mastraNode()
-	if err != nil {
-		t.Fatal(err)
-	}
 	published := filepath.Join(s.dir, "published.jsonl")
 	progress := filepath.Join(s.dir, "progress.jsonl")
 	stop := filepath.Join(s.dir, "stop")
-	logf, err := os.Create(filepath.Join(s.dir, "mastra-app.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	var stdout bytes.Buffer
-	cmd := exec.CommandContext(t.Context(), node, filepath.Join(repoRoot, "clients", "mastra", "test", "e2e", "app.mjs"))
-	cmd.Dir = filepath.Join(repoRoot, "clients", "mastra")
-	cmd.Env = append(childEnv(), "BROKERS="+strings.Join(s.brokers, ","), "TOPIC="+s.topic, "DROP_TOPIC="+s.dropTopic,
-		"OUT="+published, "PROGRESS="+progress, "MODE=load", "SECONDS=600", "STOP="+stop,
-		fmt.Sprintf("RATE=%d", envInt("SPANPIPE_IT_MASTRA_OUTAGE_RATE", 60)),
-		"MAX_BUFFER_SIZE=5000", "DELIVERY_TIMEOUT_MS=4000")
-	cmd.Stdout, cmd.Stderr = &stdout, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	app := s.startMastraApp(published, "PROGRESS="+progress, "MODE=load", "SECONDS=600", "STOP="+stop,
+		fmt.Sprintf("RATE=%d", envInt("SPANPIPE_IT_MASTRA_OUTAGE_RATE", 60)), "MAX_BUFFER_SIZE=5000", "DELIVERY_TIMEOUT_MS=4000")
 
 	type sample struct {
 		At, Traces, Rss, RssBefore, Acked, Dropped, Buffered int64
@@ -727,20 +737,7 @@ func TestMastraExporterBrokerOutage(t *testing.T) {
 	if err := os.WriteFile(stop, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			b, _ := os.ReadFile(filepath.Join(s.dir, "mastra-app.log"))
-			t.Fatalf("mastra app: %v\n%s", err, tail(string(b), 40))
-		}
-	case <-time.After(5 * time.Minute):
-		_ = cmd.Process.Kill()
-		t.Fatal("the app did not finish within 5m of the broker's return")
-	}
-	var sum appSummary
-	if err := json.Unmarshal([]byte(lastLine(stdout.String())), &sum); err != nil {
-		t.Fatalf("summary %q: %v", stdout.String(), err)
-	}
+	sum := app.wait(5 * time.Minute)
 	first, _ := lastProgress()
 
 	// What reached the topic, against what Mastra handed the exporter.
