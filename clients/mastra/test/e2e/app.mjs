@@ -8,8 +8,8 @@
 //   MODE=load  traces at RATE per second for SECONDS or until the file STOP exists,
 //              then flush (the outage test).
 //
-// Environment: BROKERS, TOPIC, DROP_TOPIC, OUT, and the exporter's limits
-// (MAX_BUFFER_SIZE, DELIVERY_TIMEOUT_MS). The last stdout line is a JSON summary.
+// Environment: BROKERS, TOPIC, DROP_TOPIC, OUT, and the exporter's options
+// (COMPRESSION, MAX_BUFFER_SIZE, DELIVERY_TIMEOUT_MS). The last stdout line is a JSON summary.
 import { appendFileSync, closeSync, existsSync, openSync, writeSync } from 'node:fs';
 
 import { Mastra } from '@mastra/core/mastra';
@@ -60,6 +60,7 @@ const exporter = new KafkaExporter({
   topic: env('TOPIC', 'spanpipe.spans'),
   dropTopic: env('DROP_TOPIC', 'spanpipe.drops'),
   clientId: 'e2e-app',
+  compression: env('COMPRESSION', 'none'),
   maxBufferSize: Number(env('MAX_BUFFER_SIZE', 10000)),
   deliveryTimeoutMs: Number(env('DELIVERY_TIMEOUT_MS', 30000)),
   dropReportIntervalMs: 200,
