@@ -157,6 +157,7 @@ func TestMastraExporterEndToEnd(t *testing.T) {
 	if len(events) != sum.Stats.Emitted {
 		t.Fatalf("the recorder saw %d events, the exporter %d", len(events), sum.Stats.Emitted)
 	}
+	checkCases(t, published, events)
 	base := s.group
 	gaps := map[string]int{}
 	for i, strategy := range []string{"insert-only", "batch-with-updates"} {
@@ -798,4 +799,57 @@ func TestMastraExporterBrokerOutage(t *testing.T) {
 	logFigures(t, "emitted", emitted, "lost", lost, "reported", reported, "outage", down.Round(100*time.Millisecond),
 		"rss_before_mb", first.RssBefore>>20, "peak_rss_mb", sum.MaxRssMB, "acked_before_outage", before.Acked,
 		"app_cpu_ms", sum.CPUMs, "dropped_by", fmt.Sprint(sum.Stats.DroppedBy))
+}
+
+// checkCases asserts that the published data holds every case the comparison is meant
+// to cover, so that a change to the app cannot quietly drop one.
+func checkCases(t *testing.T, path string, events []pubEvent) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("hunter")) || !bytes.Contains(raw, []byte(`"password":"[REDACTED]"`)) {
+		t.Error("Mastra's sensitive-data filter did not redact the password in what it published")
+	}
+	cases := map[string]int{}
+	ended := map[string]bool{}
+	for _, e := range events {
+		b := e.body
+		k := fmt.Sprint(b["traceId"], "/", b["id"])
+		switch {
+		case e.typ == "span_ended":
+			ended[k] = true
+			if b["errorInfo"] != nil {
+				cases["error span"]++
+			}
+			if b["isEvent"] == true {
+				cases["event span"]++
+			}
+			if strings.HasPrefix(fmt.Sprint(b["type"]), "workflow_") {
+				cases["workflow span"]++
+			}
+			if out, _ := json.Marshal(b["output"]); len(out) >= 40<<10 {
+				cases["40 KB payload"]++
+			}
+		case e.typ == "span_updated":
+			cases["span update"]++
+		}
+		if e.lone {
+			cases["lone surrogate"]++
+		}
+		cases[e.typ]++
+	}
+	for _, e := range events {
+		if e.typ == "span_started" && !ended[fmt.Sprint(e.body["traceId"], "/", e.body["id"])] {
+			cases["never-ended span"]++
+		}
+	}
+	for _, c := range []string{"error span", "event span", "workflow span", "40 KB payload", "span update", "lone surrogate",
+		"never-ended span", "log", "metric", "score", "feedback"} {
+		if cases[c] == 0 {
+			t.Errorf("the published data has no %s", c)
+		}
+	}
+	t.Logf("cases: %v", cases)
 }
