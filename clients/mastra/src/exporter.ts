@@ -310,12 +310,11 @@ export class KafkaExporter implements ObservabilityExporter {
         this.drop(signal, 'producer-encode-error', 1, traceId, `${typeof event} is not a JSON value`);
         return;
       }
-      // The buffer counts UTF-16 code units (exact for ASCII, at most 3x under for the
-      // rest) to keep Buffer.byteLength off the hot path; the size limit is exact, as a
-      // record the broker refuses would fail its whole request.
-      const bytes = value.length;
-      if (bytes * 3 > this.cfg.maxRecordBytes && Buffer.byteLength(value) > this.cfg.maxRecordBytes) {
-        this.drop(signal, 'too-large', 1, traceId, `${Buffer.byteLength(value)} bytes > maxRecordBytes ${this.cfg.maxRecordBytes}`);
+      // UTF-8 bytes, not string length: requests must stay under the broker's limit
+      // also for text that is mostly multi-byte (a refused request fails every record in it).
+      const bytes = Buffer.byteLength(value);
+      if (bytes > this.cfg.maxRecordBytes) {
+        this.drop(signal, 'too-large', 1, traceId, `${bytes} bytes > maxRecordBytes ${this.cfg.maxRecordBytes}`);
         return;
       }
       if (this.queue.length - this.head + this.inFlight.length >= this.cfg.maxBufferSize || this.queuedBytes + bytes > this.cfg.maxBufferBytes) {

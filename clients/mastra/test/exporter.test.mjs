@@ -107,6 +107,18 @@ test('flush waits for the acknowledgement of every event emitted before it', asy
   assert.equal(transport.data().length, 10);
 });
 
+test('maxBatchBytes counts UTF-8 bytes, not string length', async () => {
+  const { exporter, transport } = setup({ maxBatchBytes: 3000 });
+  transport.mode = 'hang';
+  exporter.onTracingEvent(span('span_ended', 't', 'first'));
+  await waitFor(() => transport.hung.length === 1, 'the first request');
+  // 700 three-byte characters: ~800 UTF-16 units but ~2.2 KB each.
+  for (let i = 0; i < 3; i++) exporter.onTracingEvent(span('span_ended', 't', `s${i}`, { output: '文'.repeat(700) }));
+  transport.release();
+  await exporter.flush();
+  assert.deepEqual(transport.requests, [1, 1, 1, 1]);
+});
+
 test('requests respect maxBatchSize and maxBatchBytes', async () => {
   const { exporter, transport } = setup({ maxBatchSize: 4, maxBatchBytes: 2000 });
   transport.mode = 'hang';
