@@ -5,16 +5,17 @@ GO ?= go
 SHELL := /bin/bash
 GOTESTFLAGS ?= -timeout 20m
 
-.PHONY: test unit race deps-check vet build bench bench-smoke fuzz sql-check rules-check integration clickhouse-local
+.PHONY: test unit race deps-check vet build bench bench-smoke fuzz sql-check rules-check integration clickhouse-local mastra
 
 # Everything but the real-broker suite, which has its own target (and time budget).
 UNIT_PKGS = $$($(GO) list ./... | grep -v /integration)
 
 ## test: everything CI runs: vet, the producer import check, unit and race tests (the
 ## ClickHouse sink's against a real server), the ClickHouse SQL on chdb, the Prometheus
-## rules with promtool, the real-Kafka and real-ClickHouse integration suite, and a
-## smoke-sized `spanpipe bench`.
-test: vet deps-check clickhouse-local unit race sql-check rules-check integration bench-smoke
+## rules with promtool, the TypeScript Mastra client, the real-Kafka and
+## real-ClickHouse integration suite (which drives that client too), and a smoke-sized
+## `spanpipe bench`.
+test: vet deps-check clickhouse-local unit race sql-check rules-check mastra integration bench-smoke
 
 ## clickhouse-local: installs the local ClickHouse server (deploy/local/clickhouse.sh:
 ## a venv with the pinned chdb-core, python3-venv from apt when missing; ~1-2 min and
@@ -54,6 +55,14 @@ integration: clickhouse-local
 	grep -E '^(--- |\s+--- |PASS|FAIL|ok)|FIGURES|SKIP' integration.log; \
 	if [ $$rc -ne 0 ]; then echo "== integration failed (rc=$$rc); last 400 lines of integration.log:"; tail -n 400 integration.log; fi; \
 	exit $$rc
+
+## mastra: the @spanpipe/mastra package (clients/mastra): Node 22 from the npm registry
+## (cached in clients/mastra/.cache), npm ci from the committed lock, the ESM and CJS
+## builds, the type check against the pinned Mastra packages, and the unit tests. Its
+## real-broker tests (TestMastra*) run in the integration suite.
+mastra:
+	@bin=$$(bash clients/mastra/scripts/setup.sh | tail -n1) && export PATH="$$(dirname "$$bin"):$$PATH" && \
+	cd clients/mastra && npm run --silent typecheck && npm test
 
 ## sql-check: every ClickHouse statement the sink issues, run on chdb (the launcher's venv).
 sql-check: clickhouse-local
