@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,19 +12,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-json-experiment/json"
-
 	"github.com/spanpipe/spanpipe/internal/app"
+	"github.com/spanpipe/spanpipe/query"
 	"github.com/spanpipe/spanpipe/schema"
 	"github.com/spanpipe/spanpipe/sinks/clickhouse"
 	"github.com/spanpipe/spanpipe/sinks/duckdb"
 )
 
-// traceReader is what `spanpipe trace` needs of a store: the newest snapshot of each
-// span of a trace. *clickhouse.Writer implements it (reading with FINAL); duckTrace
-// adapts a read-only DuckDB file.
+// traceReader is a store's query side and what closes it.
 type traceReader interface {
-	Trace(ctx context.Context, traceID string) ([]*schema.Span, error)
+	query.Reader
 	Close() error
 }
 
@@ -60,7 +56,7 @@ func runTrace(ctx context.Context, args []string) error {
 		return err
 	}
 	defer r.Close()
-	spans, err := r.Trace(ctx, traceID)
+	spans, err := r.TraceSpans(ctx, traceID)
 	if err != nil {
 		return err
 	}
@@ -88,6 +84,8 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// openTraceReader opens the store cfg selects for reading only: ClickHouse without
+// migrating, a DuckDB file read-only.
 func openTraceReader(ctx context.Context, cfg app.SinkConfig) (traceReader, error) {
 	switch cfg.Type {
 	case app.SinkClickHouse:
@@ -96,62 +94,30 @@ func openTraceReader(ctx context.Context, cfg app.SinkConfig) (traceReader, erro
 		if err := ch.Validate(); err != nil {
 			return nil, exitError{2, err}
 		}
-		return clickhouse.Open(ctx, ch)
+		w, err := clickhouse.Open(ctx, ch)
+		if err != nil {
+			return nil, err
+		}
+		return closer{w.Reader(), w.Close}, nil
 	case app.SinkDuckDB:
 		if err := cfg.DuckDB.Validate(); err != nil {
 			return nil, exitError{2, err}
 		}
-		d, err := duckdb.OpenReadOnly(ctx, cfg.DuckDB.Path)
+		db, err := duckdb.OpenReadOnly(ctx, cfg.DuckDB.Path)
 		if err != nil {
 			return nil, err
 		}
-		return duckTrace{d}, nil
+		return closer{duckdb.NewReader(db), db.Close}, nil
 	}
 	return nil, exitError{2, fmt.Errorf("sink.type must be duckdb or clickhouse, got %q", cfg.Type)}
 }
 
-// duckTrace reads a trace from a DuckDB file, which holds one row (the newest
-// snapshot) per span. It reads only the columns the tree shows.
-type duckTrace struct{ db *sql.DB }
-
-func (d duckTrace) Close() error { return d.db.Close() }
-
-func (d duckTrace) Trace(ctx context.Context, traceID string) ([]*schema.Span, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT span_id, coalesce(parent_span_id, ''), name, span_type, version,
-		started_at, ended_at, error, is_event FROM main.spans WHERE trace_id = $1 ORDER BY started_at, span_id`, traceID)
-	if err != nil {
-		return nil, fmt.Errorf("duckdb: read trace %s: %w", traceID, err)
-	}
-	defer rows.Close()
-	var out []*schema.Span
-	for rows.Next() {
-		s := &schema.Span{TraceID: traceID}
-		var (
-			typ   string
-			ended sql.NullTime
-			errJS sql.NullString
-		)
-		if err := rows.Scan(&s.SpanID, &s.ParentSpanID, &s.Name, &typ, &s.Version, &s.StartTime, &ended, &errJS, &s.IsEvent); err != nil {
-			return nil, fmt.Errorf("duckdb: read trace %s: %w", traceID, err)
-		}
-		s.Type = schema.SpanType(typ)
-		s.StartTime = s.StartTime.UTC()
-		if ended.Valid {
-			s.EndTime = ended.Time.UTC()
-		}
-		if errJS.Valid && errJS.String != "" {
-			s.ErrorInfo = new(schema.ErrorInfo)
-			if err := json.Unmarshal([]byte(errJS.String), s.ErrorInfo); err != nil {
-				s.ErrorInfo.Message = errJS.String // show what is stored rather than fail
-			}
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("duckdb: read trace %s: %w", traceID, err)
-	}
-	return out, nil
+type closer struct {
+	query.Reader
+	close func() error
 }
+
+func (c closer) Close() error { return c.close() }
 
 // printTrace writes the spans as a tree: children under their parent, ordered by
 // start time. A span whose parent is not in the trace (not stored yet, or outside
