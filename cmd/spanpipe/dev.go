@@ -134,7 +134,13 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	emitted := 0
 	if *demoN > 0 {
-		g := demo.New(prod, demo.Options{Seed: uint64(time.Now().UnixNano())})
+		// Every explorer view has something to show: long traces, errors and, where the
+		// strategy stores them, running spans.
+		o := demo.Options{Seed: uint64(time.Now().UnixNano()), Long: 0.1, Running: 0.05}
+		if c.Pipeline.Strategy() == pipeline.InsertOnly {
+			o.Running = 0
+		}
+		g := demo.New(prod, o)
 		for i := 0; i < *demoN; i++ {
 			emitted += g.Trace()
 		}
