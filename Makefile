@@ -5,7 +5,7 @@ GO ?= go
 SHELL := /bin/bash
 GOTESTFLAGS ?= -timeout 20m
 
-.PHONY: test unit race deps-check vet build bench bench-smoke fuzz sql-check rules-check integration
+.PHONY: test unit race deps-check vet build bench bench-smoke fuzz sql-check rules-check integration browser-test screenshots
 
 # Everything but the real-broker suite, which has its own target (and time budget).
 UNIT_PKGS = $$($(GO) list ./... | grep -v /integration)
@@ -52,6 +52,20 @@ rules-check:
 ## bench-smoke: a tiny `spanpipe bench` so that the command cannot rot.
 bench-smoke:
 	$(GO) run ./cmd/spanpipe bench --spans 5000 --latency-seconds 2 --out "" --db-dir "$${TMPDIR:-/tmp}"
+
+## browser-test: the explorer in Debian's chromium (installed with apt-get when missing),
+## driven by chromedp against a real `spanpipe dev --demo 50`.
+browser-test: chromium
+	$(GO) test -tags browser -count=1 -timeout 10m -run '^TestBrowser$$' -v ./query/
+
+## screenshots: the README's explorer screenshots, taken by the browser test.
+screenshots: chromium
+	SPANPIPE_SCREENSHOTS=$(CURDIR)/docs/explorer $(GO) test -tags browser -count=1 -timeout 10m -run '^TestBrowser$$' ./query/
+
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium; }
 
 ## race: the packages with concurrency, under the race detector (DuckDB's cgo build is
 ## left out: it takes minutes to build with -race and has no Go concurrency of its own).

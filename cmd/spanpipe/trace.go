@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spanpipe/spanpipe/internal/app"
 	"github.com/spanpipe/spanpipe/query"
@@ -43,7 +44,10 @@ func runTrace(ctx context.Context, args []string) error {
 		fs.Usage()
 		return exitError{2, errors.New("trace: want exactly one trace id")}
 	}
-	traceID := pos[0]
+	traceID, err := query.TraceID(pos[0])
+	if err != nil {
+		return exitError{2, fmt.Errorf("trace: %s", strings.TrimPrefix(err.Error(), query.ErrInvalid.Error()+": "))}
+	}
 	cfg, err := app.Load(*path, os.Environ())
 	if err != nil {
 		return exitError{2, err}
@@ -153,9 +157,9 @@ func printTrace(w io.Writer, traceID string, spans []*schema.Span) {
 	for _, c := range children {
 		slices.SortFunc(c, byStart)
 	}
-	fmt.Fprintf(w, "trace %s: %d spans, %s", traceID, len(spans), fmtDuration(last.Sub(first)))
+	fmt.Fprintf(w, "trace %s: %s, %s", traceID, plural(len(spans), "span", "spans"), fmtDuration(last.Sub(first)))
 	if errs > 0 {
-		fmt.Fprintf(w, ", %d with errors", errs)
+		fmt.Fprintf(w, ", %s", plural(errs, "with an error", "with errors"))
 	}
 	if running > 0 {
 		fmt.Fprintf(w, ", %d running", running)
@@ -168,9 +172,9 @@ func printTrace(w io.Writer, traceID string, spans []*schema.Span) {
 		seen[s.SpanID] = true
 		note := ""
 		if p := s.ParentSpanID; p != "" && byID[p] == nil {
-			note = "  (parent " + p + " not in trace)"
+			note = "  (parent " + escape(p) + " not in trace)"
 		}
-		fmt.Fprintf(w, "%s%s%s [%s] %s %s%s\n", prefix, branch, s.Name, s.Type, spanDuration(s), spanStatus(s), note)
+		fmt.Fprintf(w, "%s%s%s [%s] %s %s%s\n", prefix, branch, escape(s.Name), escape(string(s.Type)), spanDuration(s), spanStatus(s), note)
 		kids := children[s.SpanID]
 		next := prefix
 		if branch != "" {
@@ -216,19 +220,57 @@ func spanStatus(s *schema.Span) string {
 	switch {
 	case s.ErrorInfo != nil:
 		msg := strings.Join(strings.Fields(s.ErrorInfo.Message), " ")
-		if len(msg) > 120 {
-			msg = msg[:117] + "..."
+		if r := []rune(msg); len(r) > 120 {
+			msg = string(r[:117]) + "..."
 		}
 		if msg == "" {
 			msg = cmp.Or(s.ErrorInfo.Name, s.ErrorInfo.ID, "(no message)")
 		}
-		return "ERROR: " + msg
+		return "ERROR: " + escape(msg)
 	case s.IsEvent:
 		return "ok"
 	case s.EndTime.IsZero():
 		return "running"
 	}
 	return "ok"
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// escape makes stored text safe to print on a terminal: control characters (escape
+// sequences could rewrite the screen or the title), bidirectional overrides (which
+// reorder what is shown) and invalid UTF-8 are printed as Go escapes.
+func escape(s string) string {
+	unsafe := func(r rune) bool {
+		return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == 0x200e || r == 0x200f ||
+			(r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) || r == utf8.RuneError
+	}
+	if !strings.ContainsFunc(s, unsafe) {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			if _, n := utf8.DecodeRuneInString(s[i:]); n == 1 {
+				fmt.Fprintf(&b, `\x%02x`, s[i])
+			} else {
+				b.WriteString(`\ufffd`)
+			}
+		case unsafe(r) && r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case unsafe(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // fmtDuration rounds to a readable precision: 850µs, 12.3ms, 1.25s, 2m3s.

@@ -92,7 +92,7 @@ func (g *Generator) Trace() int {
 	if g.rnd.Float64() < g.o.Long {
 		for i, n := 0, 12+g.rnd.IntN(38); i < n; i++ {
 			stepStart := at
-			st := add(schema.WorkflowStep, fmt.Sprintf("research step %d", i+1), -1, 0, false)
+			st := add(schema.WorkflowStep, "research step", -1, 0, false)
 			at = stepStart + time.Millisecond
 			add(schema.ModelGeneration, "llm plan", st, llm(), false)
 			for j, m := 0, 1+g.rnd.IntN(3); j < m; j++ {
