@@ -235,7 +235,7 @@ func (a *chArgs) micros(t time.Time) string {
 // listSQL is ListTraces' first statement: the page of root spans.
 func (p ddlParams) listSQL(f query.TraceFilter) (string, ch.Parameters) {
 	var a chArgs
-	where := []string{"is_event = false"}
+	where := []string{"true"} // root events are traces too, as in DuckDB
 	if !f.From.IsZero() {
 		where = append(where, "started_at >= "+a.micros(f.From))
 	}
