@@ -1,14 +1,12 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -123,116 +121,76 @@ type closer struct {
 
 func (c closer) Close() error { return c.close() }
 
-// printTrace writes the spans as a tree: children under their parent, ordered by
-// start time. A span whose parent is not in the trace (not stored yet, or outside
-// it) is printed at the top level with a note.
+// printTrace writes the spans as a tree (query.BuildTrace's order: children under
+// their parent by start time). A span whose parent is not in the trace (not stored
+// yet, or outside it) is printed at the top level with a note.
 func printTrace(w io.Writer, traceID string, spans []*schema.Span) {
-	byID := make(map[string]*schema.Span, len(spans))
-	for _, s := range spans {
-		byID[s.SpanID] = s
-	}
-	children := map[string][]*schema.Span{}
-	var roots []*schema.Span
-	errs, running := 0, 0
-	first, last := spans[0].StartTime, time.Time{}
-	for _, s := range spans {
-		if p := s.ParentSpanID; p != "" && p != s.SpanID && byID[p] != nil {
-			children[p] = append(children[p], s)
-		} else {
-			roots = append(roots, s)
-		}
-		if s.ErrorInfo != nil {
-			errs++
-		}
-		if s.EndTime.IsZero() && !s.IsEvent {
+	t := query.BuildTrace(traceID, spans)
+	last, running := t.StartedAt, 0
+	for _, n := range t.Spans {
+		last = maxTime(last, n.StartedAt)
+		if n.EndedAt != nil {
+			last = maxTime(last, *n.EndedAt)
+		} else if !n.IsEvent {
 			running++
 		}
-		first = minTime(first, s.StartTime)
-		last = maxTime(last, s.StartTime, s.EndTime)
 	}
-	byStart := func(a, b *schema.Span) int {
-		return cmp.Or(a.StartTime.Compare(b.StartTime), strings.Compare(a.SpanID, b.SpanID))
-	}
-	slices.SortFunc(roots, byStart)
-	for _, c := range children {
-		slices.SortFunc(c, byStart)
-	}
-	fmt.Fprintf(w, "trace %s: %s, %s", traceID, plural(len(spans), "span", "spans"), fmtDuration(last.Sub(first)))
-	if errs > 0 {
-		fmt.Fprintf(w, ", %s", plural(errs, "with an error", "with errors"))
+	fmt.Fprintf(w, "trace %s: %s, %s", traceID, plural(len(t.Spans), "span", "spans"), fmtDuration(last.Sub(t.StartedAt)))
+	if t.ErrorCount > 0 {
+		fmt.Fprintf(w, ", %s", plural(t.ErrorCount, "with an error", "with errors"))
 	}
 	if running > 0 {
 		fmt.Fprintf(w, ", %d running", running)
 	}
 	fmt.Fprintln(w)
 
-	seen := map[string]bool{}
-	var walk func(s *schema.Span, prefix, branch string, last bool)
-	walk = func(s *schema.Span, prefix, branch string, isLast bool) {
-		seen[s.SpanID] = true
+	// isLast: no later sibling, i.e. the next span at this depth or above is above.
+	isLast := func(i int) bool {
+		for _, n := range t.Spans[i+1:] {
+			if n.Depth <= t.Spans[i].Depth {
+				return n.Depth < t.Spans[i].Depth
+			}
+		}
+		return true
+	}
+	var more []bool // more[d]: the ancestor at depth d has later siblings (draw │)
+	for i, n := range t.Spans {
+		lastChild := isLast(i)
+		var prefix strings.Builder
+		for d := 1; d < n.Depth; d++ {
+			prefix.WriteString(map[bool]string{true: "│  ", false: "   "}[more[d]])
+		}
+		if n.Depth > 0 {
+			prefix.WriteString(map[bool]string{true: "└─ ", false: "├─ "}[lastChild])
+		}
+		more = append(more[:n.Depth], !lastChild)
 		note := ""
-		if p := s.ParentSpanID; p != "" && byID[p] == nil {
-			note = "  (parent " + escape(p) + " not in trace)"
+		if n.Orphan {
+			note = "  (parent " + escape(n.ParentSpanID) + " not in trace)"
 		}
-		fmt.Fprintf(w, "%s%s%s [%s] %s %s%s\n", prefix, branch, escape(s.Name), escape(string(s.Type)), spanDuration(s), spanStatus(s), note)
-		kids := children[s.SpanID]
-		next := prefix
-		if branch != "" {
-			if isLast {
-				next += "   "
-			} else {
-				next += "│  "
-			}
-		}
-		for i, c := range kids {
-			if seen[c.SpanID] { // a parent cycle in bad data: print each span once
-				continue
-			}
-			b := "├─ "
-			if i == len(kids)-1 {
-				b = "└─ "
-			}
-			walk(c, next, b, i == len(kids)-1)
-		}
-	}
-	for _, r := range roots {
-		walk(r, "", "", true)
-	}
-	// Spans only reachable through a cycle.
-	for _, s := range spans {
-		if !seen[s.SpanID] {
-			walk(s, "", "", true)
-		}
+		fmt.Fprintf(w, "%s%s [%s] %s %s%s\n", prefix.String(), escape(n.Name), escape(n.SpanType), spanDuration(n), spanStatus(n), note)
 	}
 }
 
-func spanDuration(s *schema.Span) string {
+func spanDuration(n query.SpanNode) string {
 	switch {
-	case s.IsEvent:
+	case n.IsEvent:
 		return "event"
-	case s.EndTime.IsZero():
+	case n.EndedAt == nil:
 		return "-"
 	}
-	return fmtDuration(s.EndTime.Sub(s.StartTime))
+	return fmtDuration(n.EndedAt.Sub(n.StartedAt))
 }
 
-func spanStatus(s *schema.Span) string {
-	switch {
-	case s.ErrorInfo != nil:
-		msg := strings.Join(strings.Fields(s.ErrorInfo.Message), " ")
-		if r := []rune(msg); len(r) > 120 {
-			msg = string(r[:117]) + "..."
-		}
-		if msg == "" {
-			msg = cmp.Or(s.ErrorInfo.Name, s.ErrorInfo.ID, "(no message)")
-		}
-		return "ERROR: " + escape(msg)
-	case s.IsEvent:
-		return "ok"
-	case s.EndTime.IsZero():
-		return "running"
+func spanStatus(n query.SpanNode) string {
+	if n.Status != query.StatusError {
+		return string(n.Status)
 	}
-	return "ok"
+	msg := strings.Join(strings.Fields(n.Error), " ")
+	if r := []rune(msg); len(r) > 120 {
+		msg = string(r[:117]) + "..."
+	}
+	return "ERROR: " + escape(msg)
 }
 
 func plural(n int, one, many string) string {
@@ -288,18 +246,9 @@ func fmtDuration(d time.Duration) string {
 	return d.Round(time.Second).String()
 }
 
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
 		return b
-	}
-	return a
-}
-
-func maxTime(a time.Time, ts ...time.Time) time.Time {
-	for _, t := range ts {
-		if t.After(a) {
-			a = t
-		}
 	}
 	return a
 }
