@@ -216,6 +216,16 @@ type TracePage struct {
 	NextCursor string         `json:"nextCursor,omitempty"`
 }
 
+// Trim cuts a page read with limit+1 rows to limit, and sets NextCursor when there
+// was more.
+func (p *TracePage) Trim(limit int) {
+	if len(p.Traces) > limit {
+		p.Traces = p.Traces[:limit]
+		last := p.Traces[limit-1]
+		p.NextCursor = Cursor{Start: last.StartedAt, TraceID: last.TraceID}.String()
+	}
+}
+
 // StatsQuery selects the spans aggregated by [Reader.Stats].
 type StatsQuery struct {
 	From, To             time.Time

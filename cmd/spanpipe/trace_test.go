@@ -81,26 +81,9 @@ func TestPrintTraceSurvivesParentCycle(t *testing.T) {
 // DuckDB sink and prints it with `spanpipe trace <id> --db FILE`.
 func TestTraceFromDuckDB(t *testing.T) {
 	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
-	db := filepath.Join(t.TempDir(), "t.duckdb")
-	cfg := duckdb.DefaultConfig()
-	cfg.Path = db
-	w, err := duckdb.Open(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	older := *traceSpans(trace)[2]
 	older.Version, older.EndTime, older.Name = 1, time.Time{}, "plan (started)"
-	for _, b := range []*pipeline.Batch{
-		{Strategy: pipeline.BatchWithUpdates, Spans: traceSpans(trace)},
-		{Strategy: pipeline.BatchWithUpdates, Spans: []*schema.Span{&older}}, // an older snapshot arriving late
-	} {
-		if err := w.Write(t.Context(), b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	db := storeSpans(t, traceSpans(trace), []*schema.Span{&older}) // an older snapshot arriving late
 
 	out := captureStdout(t)
 	if err := runTrace(t.Context(), []string{trace, "--db", db}); err != nil {
@@ -110,11 +93,32 @@ func TestTraceFromDuckDB(t *testing.T) {
 		t.Errorf("got:\n%s\nwant:\n%s", out.String(), wantTree)
 	}
 
-	err = runTrace(t.Context(), []string{"--db", db, "00000000000000000000000000000000"})
+	err := runTrace(t.Context(), []string{"--db", db, "00000000000000000000000000000000"})
 	var ee exitError
 	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("unknown trace: got %v, want exit status 1, not found", err)
 	}
+}
+
+// storeSpans writes each batch of spans with the DuckDB sink into a new file and
+// returns its path.
+func storeSpans(t *testing.T, batches ...[]*schema.Span) string {
+	t.Helper()
+	cfg := duckdb.DefaultConfig()
+	cfg.Path = filepath.Join(t.TempDir(), "t.duckdb")
+	w, err := duckdb.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, spans := range batches {
+		if err := w.Write(t.Context(), &pipeline.Batch{Strategy: pipeline.BatchWithUpdates, Spans: spans}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Path
 }
 
 func TestTraceUsageErrors(t *testing.T) {
@@ -175,22 +179,10 @@ func spanpipeBinary(t *testing.T) string {
 // terminal escape sequences printed escaped.
 func TestTraceBinaryOutput(t *testing.T) {
 	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
-	db := filepath.Join(t.TempDir(), "t.duckdb")
-	cfg := duckdb.DefaultConfig()
-	cfg.Path = db
-	w, err := duckdb.Open(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	evil := &schema.Span{TraceID: trace, SpanID: "0000000000000001", Name: "agent\x1b]0;pwned\x07 \x1b[2J\u202eevil",
 		Type: schema.AgentRun, StartTime: t0, EndTime: t0.Add(time.Second), IsRootSpan: true, Version: 3,
 		ErrorInfo: &schema.ErrorInfo{Message: "bad\x1b[31m red\r\nline " + strings.Repeat("é", 130)}}
-	if err := w.Write(t.Context(), &pipeline.Batch{Strategy: pipeline.BatchWithUpdates, Spans: []*schema.Span{evil}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	db := storeSpans(t, []*schema.Span{evil})
 	bin := spanpipeBinary(t)
 	run := func(args ...string) (string, string, int) {
 		cmd := exec.Command(bin, append([]string{"trace"}, args...)...)

@@ -340,11 +340,7 @@ func (r *Reader) ListTraces(ctx context.Context, f query.TraceFilter) (query.Tra
 	if err := rows.Err(); err != nil {
 		return query.TracePage{}, fmt.Errorf("clickhouse: list traces: %w", err)
 	}
-	if len(page.Traces) > f.Limit {
-		page.Traces = page.Traces[:f.Limit]
-		last := page.Traces[f.Limit-1]
-		page.NextCursor = query.Cursor{Start: last.StartedAt, TraceID: last.TraceID}.String()
-	}
+	page.Trim(f.Limit)
 	if len(page.Traces) == 0 {
 		return page, nil
 	}

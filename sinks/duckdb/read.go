@@ -193,11 +193,7 @@ func (r *Reader) ListTraces(ctx context.Context, f query.TraceFilter) (query.Tra
 	if err := rows.Err(); err != nil {
 		return query.TracePage{}, fmt.Errorf("duckdb: list traces: %w", err)
 	}
-	if len(page.Traces) > f.Limit {
-		page.Traces = page.Traces[:f.Limit]
-		last := page.Traces[f.Limit-1]
-		page.NextCursor = query.Cursor{Start: last.StartedAt, TraceID: last.TraceID}.String()
-	}
+	page.Trim(f.Limit)
 	return page, nil
 }
 
