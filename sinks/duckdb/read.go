@@ -152,48 +152,71 @@ func (r *Reader) ListTraces(ctx context.Context, f query.TraceFilter) (query.Tra
 	case query.StatusOK:
 		where = append(where, "r.ended_at IS NOT NULL", "NOT "+anySpan("s.error IS NOT NULL"))
 	}
-	// The page is chosen on root spans alone; only its traces are then joined with
-	// their spans for the counts.
-	q := `WITH page AS (
-		SELECT r.trace_id, r.span_id, r.name, r.span_type, r.entity_type, r.entity_name, r.service_name,
-			r.environment, r.user_id, r.started_at, r.ended_at
+	// The page is chosen on root spans alone; only its traces are then counted.
+	q := `SELECT trace_id, span_id, name, span_type, coalesce(entity_type, ''), coalesce(entity_name, ''),
+		coalesce(service_name, ''), coalesce(environment, ''), coalesce(user_id, ''), started_at, ended_at
 		FROM main.spans r WHERE ` + strings.Join(where, " AND ") + `
-		ORDER BY r.started_at DESC, r.trace_id DESC LIMIT ` + a.add(f.Limit+1) + `)
-	SELECT p.trace_id, p.span_id, p.name, p.span_type, coalesce(p.entity_type, ''), coalesce(p.entity_name, ''),
-		coalesce(p.service_name, ''), coalesce(p.environment, ''), coalesce(p.user_id, ''), p.started_at, p.ended_at,
-		count(*), count(s.error)
-	FROM page p JOIN main.spans s ON s.trace_id = p.trace_id
-	-- A trace's spans start after its root (an hour of clock skew allowed): the bound
-	-- lets the scan skip the row groups of older data by their min/max.
-	WHERE s.started_at >= (SELECT min(started_at) FROM page) - INTERVAL 1 HOUR
-	GROUP BY ALL ORDER BY p.started_at DESC, p.trace_id DESC`
+		ORDER BY started_at DESC, trace_id DESC LIMIT ` + a.add(f.Limit+1)
 	rows, err := r.db.QueryContext(ctx, q, a...)
 	if err != nil {
 		return query.TracePage{}, fmt.Errorf("duckdb: list traces: %w", err)
 	}
-	defer rows.Close()
 	page := query.TracePage{Traces: []query.TraceSummary{}}
-	for rows.Next() {
+	err = scanAll(rows, func() error {
 		var (
 			t     query.TraceSummary
 			ended sql.NullTime
 		)
 		if err := rows.Scan(&t.TraceID, &t.RootSpanID, &t.Name, &t.SpanType, &t.EntityType, &t.EntityName,
-			&t.ServiceName, &t.Environment, &t.UserID, &t.StartedAt, &ended, &t.SpanCount, &t.ErrorCount); err != nil {
-			return query.TracePage{}, fmt.Errorf("duckdb: list traces: %w", err)
+			&t.ServiceName, &t.Environment, &t.UserID, &t.StartedAt, &ended); err != nil {
+			return err
 		}
 		t.StartedAt = t.StartedAt.UTC()
 		if ended.Valid {
 			e := ended.Time.UTC()
 			t.EndedAt = &e
 		}
-		t.Finish()
 		page.Traces = append(page.Traces, t)
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return query.TracePage{}, fmt.Errorf("duckdb: list traces: %w", err)
 	}
 	page.Trim(f.Limit)
+	if len(page.Traces) == 0 {
+		return page, nil
+	}
+	// A trace's spans start after its root (an hour of clock skew allowed): a constant
+	// bound lets the scan skip the row groups of older data by their min/max.
+	var ca args
+	ids := make([]string, len(page.Traces))
+	for i, t := range page.Traces {
+		ids[i] = ca.add(t.TraceID)
+	}
+	oldest := page.Traces[len(page.Traces)-1].StartedAt.Add(-time.Hour)
+	rows, err = r.db.QueryContext(ctx, `SELECT trace_id, count(*), count(error) FROM main.spans
+		WHERE started_at >= `+ca.add(oldest)+` AND trace_id IN (`+strings.Join(ids, ", ")+`) GROUP BY trace_id`, ca...)
+	if err != nil {
+		return query.TracePage{}, fmt.Errorf("duckdb: list traces: counts: %w", err)
+	}
+	counts := map[string][2]int{}
+	err = scanAll(rows, func() error {
+		var id string
+		var c [2]int
+		if err := rows.Scan(&id, &c[0], &c[1]); err != nil {
+			return err
+		}
+		counts[id] = c
+		return nil
+	})
+	if err != nil {
+		return query.TracePage{}, fmt.Errorf("duckdb: list traces: counts: %w", err)
+	}
+	for i := range page.Traces {
+		t := &page.Traces[i]
+		t.SpanCount, t.ErrorCount = counts[t.TraceID][0], counts[t.TraceID][1]
+		t.Finish()
+	}
 	return page, nil
 }
 
