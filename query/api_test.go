@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -337,5 +338,22 @@ func TestServerConfigValidate(t *testing.T) {
 		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
 			t.Errorf("Validate(%+v): got %v, want %q", tt.cfg, err, tt.want)
 		}
+	}
+}
+
+func TestReadToken(t *testing.T) {
+	env := func(v string) func(string) string { return func(string) string { return v } }
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte("  0123456789abcdef-from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := query.ReadToken(file, env("from-env")); err != nil || got != "0123456789abcdef-from-file" {
+		t.Errorf("from file: got %q, %v", got, err)
+	}
+	if got, err := query.ReadToken("", env("from-env")); err != nil || got != "from-env" {
+		t.Errorf("from env: got %q, %v", got, err)
+	}
+	if _, err := query.ReadToken(filepath.Join(t.TempDir(), "missing"), env("")); err == nil {
+		t.Error("missing file: no error")
 	}
 }
