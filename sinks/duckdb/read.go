@@ -394,10 +394,10 @@ func (r *Reader) Stats(ctx context.Context, q query.StatsQuery) (*query.Stats, e
 	ma := append(args{}, a...)
 	costWhere := strings.NewReplacer("started_at", `"timestamp"`).Replace(where)
 	rows, err = r.db.QueryContext(ctx, `WITH u AS (
-			SELECT json_extract_string(attributes, '$.model') AS model, count(*) AS calls,
-				sum(TRY_CAST(json_extract_string(attributes, '$.usage.inputTokens') AS BIGINT)) AS input_tokens,
-				sum(TRY_CAST(json_extract_string(attributes, '$.usage.outputTokens') AS BIGINT)) AS output_tokens
-			FROM main.spans WHERE `+where+` AND span_type = 'model_generation' GROUP BY 1),
+			SELECT j[1] AS model, count(*) AS calls, sum(TRY_CAST(j[2] AS BIGINT)) AS input_tokens,
+				sum(TRY_CAST(j[3] AS BIGINT)) AS output_tokens
+			FROM (SELECT json_extract_string(attributes, ['$.model', '$.usage.inputTokens', '$.usage.outputTokens']) AS j
+				FROM main.spans WHERE `+where+` AND span_type = 'model_generation') GROUP BY 1),
 		c AS (SELECT model, sum(estimated_cost) AS cost FROM main.metrics WHERE `+costWhere+` AND model IS NOT NULL GROUP BY 1)
 		SELECT coalesce(u.model, c.model, ''), coalesce(u.calls, 0), coalesce(u.input_tokens, 0),
 			coalesce(u.output_tokens, 0), c.cost
