@@ -5,7 +5,7 @@ GO ?= go
 SHELL := /bin/bash
 GOTESTFLAGS ?= -timeout 20m
 
-.PHONY: test unit race deps-check vet build bench bench-smoke fuzz sql-check rules-check integration clickhouse-local mastra
+.PHONY: test unit race deps-check vet build bench bench-smoke fuzz sql-check rules-check integration clickhouse-local mastra browser-test screenshots chromium
 
 # Everything but the real-broker suite, which has its own target (and time budget).
 UNIT_PKGS = $$($(GO) list ./... | grep -v /integration)
@@ -15,7 +15,7 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v /integration)
 ## rules with promtool, the TypeScript Mastra client, the real-Kafka and
 ## real-ClickHouse integration suite (which drives that client too), and a smoke-sized
 ## `spanpipe bench`.
-test: vet deps-check clickhouse-local unit race sql-check rules-check mastra integration bench-smoke
+test: vet deps-check clickhouse-local unit race sql-check rules-check mastra integration bench-smoke browser-test
 
 ## clickhouse-local: installs the local ClickHouse server (deploy/local/clickhouse.sh:
 ## a venv with the pinned chdb-core, python3-venv from apt when missing; ~1-2 min and
@@ -75,6 +75,20 @@ rules-check:
 ## bench-smoke: a tiny `spanpipe bench` so that the command cannot rot.
 bench-smoke:
 	$(GO) run ./cmd/spanpipe bench --spans 5000 --latency-seconds 2 --out "" --db-dir "$${TMPDIR:-/tmp}"
+
+## browser-test: the explorer in Debian's chromium (installed with apt-get when missing),
+## driven by chromedp against a real `spanpipe dev --demo 50`.
+browser-test: chromium
+	$(GO) test -tags browser -count=1 -timeout 10m -run '^TestBrowser$$' -v ./query/
+
+## screenshots: the README's explorer screenshots, taken by the browser test.
+screenshots: chromium
+	SPANPIPE_SCREENSHOTS=$(CURDIR)/docs/explorer $(GO) test -tags browser -count=1 -timeout 10m -run '^TestBrowser$$' ./query/
+
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium; }
 
 ## race: the packages with concurrency, under the race detector (DuckDB's cgo build is
 ## left out: it takes minutes to build with -race and has no Go concurrency of its own).

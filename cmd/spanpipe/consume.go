@@ -14,6 +14,7 @@ import (
 
 	"github.com/spanpipe/spanpipe/internal/app"
 	"github.com/spanpipe/spanpipe/pipeline"
+	"github.com/spanpipe/spanpipe/query"
 	"github.com/spanpipe/spanpipe/sinks/clickhouse"
 	"github.com/spanpipe/spanpipe/sinks/duckdb"
 )
@@ -28,8 +29,18 @@ func runConsume(ctx context.Context, args []string) error {
 	strategy := fs.String("strategy", "", "realtime, batch-with-updates, insert-only or auto (overrides pipeline.strategy)")
 	metricsAddr := fs.String("metrics-addr", "", "address for /metrics and /healthz (overrides metrics.listen)")
 	check := fs.Bool("check", false, "validate the config, sink included, and exit without connecting")
+	ui := addUIFlags(fs, "")
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
+	}
+	token, err := query.ReadToken(*ui.tokenFile, os.Getenv)
+	if err != nil {
+		return exitError{2, err}
+	}
+	if *ui.addr != "" {
+		if err := (query.ServerConfig{Addr: *ui.addr, Token: token}).Validate(); err != nil {
+			return exitError{2, err}
+		}
 	}
 	cfg, err := app.Load(*path, os.Environ())
 	if err != nil {
@@ -83,6 +94,19 @@ func runConsume(ctx context.Context, args []string) error {
 			return err
 		}
 		defer stop()
+	}
+	if *ui.addr != "" {
+		r, err := readerOf(sink)
+		if err == nil {
+			var srv *query.Server
+			if srv, err = startUI(*ui.addr, false, token, r, log); err == nil {
+				defer stopUI(srv, log)
+			}
+		}
+		if err != nil {
+			c.Member.Close()
+			return err
+		}
 	}
 	if err := c.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err

@@ -14,6 +14,7 @@ import (
 	"github.com/spanpipe/spanpipe/internal/demo"
 	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/producer"
+	"github.com/spanpipe/spanpipe/query"
 	"github.com/spanpipe/spanpipe/sinks/duckdb"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -31,6 +32,7 @@ type devSummary struct {
 	Strategy     string `json:"strategy"`
 	Broker       string `json:"broker"`
 	Metrics      string `json:"metrics"`
+	UI           string `json:"ui,omitempty"`
 }
 
 func runDev(ctx context.Context, args []string) error {
@@ -44,7 +46,12 @@ func runDev(ctx context.Context, args []string) error {
 	partitions := fs.Int("partitions", 4, "partitions of the spans topic")
 	timeout := fs.Duration("timeout", 5*time.Minute, "with --exit-when-done: give up after this long")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	ui := addUIFlags(fs, query.DefaultAddr)
 	if err := fs.Parse(args); err != nil {
+		return exitError{2, err}
+	}
+	token, err := query.ReadToken(*ui.tokenFile, os.Getenv)
+	if err != nil {
 		return exitError{2, err}
 	}
 	start := time.Now()
@@ -88,8 +95,23 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	defer ms.Close(context.Background())
+	uiURL := ""
+	if *ui.addr != "" {
+		// The explorer reads through the sink's handle: DuckDB lets one process open the file.
+		srv, err := startUI(*ui.addr, *ui.addr == query.DefaultAddr, token, duckdb.NewReader(sink.DB()), log)
+		if err != nil {
+			c.Member.Close()
+			return exitError{2, err}
+		}
+		defer stopUI(srv, log)
+		uiURL = srv.URL()
+	}
 	log.Info("spanpipe dev running", "broker", cfg.Kafka.Brokers[0], "db", *dbPath, "metrics", "http://"+ms.Addr+"/metrics", "strategy", c.Batcher.Strategy())
-	fmt.Fprintf(os.Stderr, "\n  broker   %s\n  duckdb   %s\n  metrics  http://%s/metrics\n\n", cfg.Kafka.Brokers[0], *dbPath, ms.Addr)
+	fmt.Fprintf(os.Stderr, "\n  broker   %s\n  duckdb   %s\n  metrics  http://%s/metrics\n", cfg.Kafka.Brokers[0], *dbPath, ms.Addr)
+	if uiURL != "" {
+		fmt.Fprintf(os.Stderr, "  explorer %s\n", uiURL)
+	}
+	fmt.Fprintln(os.Stderr)
 
 	consumeCtx, stopConsume := context.WithCancel(ctx)
 	defer stopConsume()
@@ -112,7 +134,13 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	emitted := 0
 	if *demoN > 0 {
-		g := demo.New(prod, demo.Options{Seed: uint64(time.Now().UnixNano())})
+		// Every explorer view has something to show: long traces, errors and, where the
+		// strategy stores them, running spans.
+		o := demo.Options{Seed: uint64(time.Now().UnixNano()), Long: 0.1, Running: 0.05}
+		if c.Batcher.Strategy() == pipeline.InsertOnly {
+			o.Running = 0
+		}
+		g := demo.New(prod, o)
 		for i := 0; i < *demoN; i++ {
 			emitted += g.Trace()
 		}
@@ -156,7 +184,7 @@ func runDev(ctx context.Context, args []string) error {
 	sum := devSummary{
 		Traces: *demoN, SpansEmitted: emitted, SpansStored: stored, Dropped: int64(droppedTotal(reg)),
 		ElapsedMS: time.Since(start).Milliseconds(), DB: *dbPath, Strategy: string(c.Batcher.Strategy()),
-		Broker: cfg.Kafka.Brokers[0], Metrics: ms.Addr,
+		Broker: cfg.Kafka.Brokers[0], Metrics: ms.Addr, UI: uiURL,
 	}
 	line, _ := json.Marshal(sum)
 	fmt.Fprintln(stdout, string(line))

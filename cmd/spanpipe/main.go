@@ -22,6 +22,7 @@ commands:
   consume   run a consumer-group member against real brokers (--config FILE)
   migrate   apply the ClickHouse schema migrations (--config FILE or --dsn DSN)
   trace     print a stored trace as a tree: trace <trace-id> --config FILE (or --db / --dsn)
+  serve     the explorer (web UI) and query API over ClickHouse or a DuckDB file no consumer holds
   produce   publish generated agent traces to real brokers (load generator)
   alert     alert on drop events: Alertmanager API v2 and/or a webhook (--alertmanager URL)
   drops     drops tail: print drop events (and --dead-letters) as they arrive
@@ -72,6 +73,8 @@ func main() {
 		err = runMigrate(ctx, args)
 	case "trace":
 		err = runTrace(ctx, args)
+	case "serve":
+		err = runServe(ctx, args)
 	case "produce":
 		err = runProduce(ctx, args)
 	case "alert":

@@ -1,31 +1,26 @@
 package main
 
 import (
-	"cmp"
 	"context"
-	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"time"
-
-	"github.com/go-json-experiment/json"
+	"unicode/utf8"
 
 	"github.com/spanpipe/spanpipe/internal/app"
+	"github.com/spanpipe/spanpipe/query"
 	"github.com/spanpipe/spanpipe/schema"
 	"github.com/spanpipe/spanpipe/sinks/clickhouse"
 	"github.com/spanpipe/spanpipe/sinks/duckdb"
 )
 
-// traceReader is what `spanpipe trace` needs of a store: the newest snapshot of each
-// span of a trace. *clickhouse.Writer implements it (reading with FINAL); duckTrace
-// adapts a read-only DuckDB file.
+// traceReader is a store's query side and what closes it.
 type traceReader interface {
-	Trace(ctx context.Context, traceID string) ([]*schema.Span, error)
+	query.Reader
 	Close() error
 }
 
@@ -47,7 +42,10 @@ func runTrace(ctx context.Context, args []string) error {
 		fs.Usage()
 		return exitError{2, errors.New("trace: want exactly one trace id")}
 	}
-	traceID := pos[0]
+	traceID, err := query.TraceID(pos[0])
+	if err != nil {
+		return exitError{2, fmt.Errorf("trace: %s", strings.TrimPrefix(err.Error(), query.ErrInvalid.Error()+": "))}
+	}
 	cfg, err := app.Load(*path, os.Environ())
 	if err != nil {
 		return exitError{2, err}
@@ -60,7 +58,7 @@ func runTrace(ctx context.Context, args []string) error {
 		return err
 	}
 	defer r.Close()
-	spans, err := r.Trace(ctx, traceID)
+	spans, err := r.TraceSpans(ctx, traceID)
 	if err != nil {
 		return err
 	}
@@ -88,6 +86,8 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// openTraceReader opens the store cfg selects for reading only: ClickHouse without
+// migrating, a DuckDB file read-only.
 func openTraceReader(ctx context.Context, cfg app.SinkConfig) (traceReader, error) {
 	switch cfg.Type {
 	case app.SinkClickHouse:
@@ -96,173 +96,139 @@ func openTraceReader(ctx context.Context, cfg app.SinkConfig) (traceReader, erro
 		if err := ch.Validate(); err != nil {
 			return nil, exitError{2, err}
 		}
-		return clickhouse.Open(ctx, ch)
+		w, err := clickhouse.Open(ctx, ch)
+		if err != nil {
+			return nil, err
+		}
+		return closer{w.Reader(), w.Close}, nil
 	case app.SinkDuckDB:
 		if err := cfg.DuckDB.Validate(); err != nil {
 			return nil, exitError{2, err}
 		}
-		d, err := duckdb.OpenReadOnly(ctx, cfg.DuckDB.Path)
+		db, err := duckdb.OpenReadOnly(ctx, cfg.DuckDB.Path)
 		if err != nil {
 			return nil, err
 		}
-		return duckTrace{d}, nil
+		return closer{duckdb.NewReader(db), db.Close}, nil
 	}
 	return nil, exitError{2, fmt.Errorf("sink.type must be duckdb or clickhouse, got %q", cfg.Type)}
 }
 
-// duckTrace reads a trace from a DuckDB file, which holds one row (the newest
-// snapshot) per span. It reads only the columns the tree shows.
-type duckTrace struct{ db *sql.DB }
-
-func (d duckTrace) Close() error { return d.db.Close() }
-
-func (d duckTrace) Trace(ctx context.Context, traceID string) ([]*schema.Span, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT span_id, coalesce(parent_span_id, ''), name, span_type, version,
-		started_at, ended_at, error, is_event FROM main.spans WHERE trace_id = $1 ORDER BY started_at, span_id`, traceID)
-	if err != nil {
-		return nil, fmt.Errorf("duckdb: read trace %s: %w", traceID, err)
-	}
-	defer rows.Close()
-	var out []*schema.Span
-	for rows.Next() {
-		s := &schema.Span{TraceID: traceID}
-		var (
-			typ   string
-			ended sql.NullTime
-			errJS sql.NullString
-		)
-		if err := rows.Scan(&s.SpanID, &s.ParentSpanID, &s.Name, &typ, &s.Version, &s.StartTime, &ended, &errJS, &s.IsEvent); err != nil {
-			return nil, fmt.Errorf("duckdb: read trace %s: %w", traceID, err)
-		}
-		s.Type = schema.SpanType(typ)
-		s.StartTime = s.StartTime.UTC()
-		if ended.Valid {
-			s.EndTime = ended.Time.UTC()
-		}
-		if errJS.Valid && errJS.String != "" {
-			s.ErrorInfo = new(schema.ErrorInfo)
-			if err := json.Unmarshal([]byte(errJS.String), s.ErrorInfo); err != nil {
-				s.ErrorInfo.Message = errJS.String // show what is stored rather than fail
-			}
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("duckdb: read trace %s: %w", traceID, err)
-	}
-	return out, nil
+type closer struct {
+	query.Reader
+	close func() error
 }
 
-// printTrace writes the spans as a tree: children under their parent, ordered by
-// start time. A span whose parent is not in the trace (not stored yet, or outside
-// it) is printed at the top level with a note.
+func (c closer) Close() error { return c.close() }
+
+// printTrace writes the spans as a tree (query.BuildTrace's order: children under
+// their parent by start time). A span whose parent is not in the trace (not stored
+// yet, or outside it) is printed at the top level with a note.
 func printTrace(w io.Writer, traceID string, spans []*schema.Span) {
-	byID := make(map[string]*schema.Span, len(spans))
-	for _, s := range spans {
-		byID[s.SpanID] = s
-	}
-	children := map[string][]*schema.Span{}
-	var roots []*schema.Span
-	errs, running := 0, 0
-	first, last := spans[0].StartTime, time.Time{}
-	for _, s := range spans {
-		if p := s.ParentSpanID; p != "" && p != s.SpanID && byID[p] != nil {
-			children[p] = append(children[p], s)
-		} else {
-			roots = append(roots, s)
-		}
-		if s.ErrorInfo != nil {
-			errs++
-		}
-		if s.EndTime.IsZero() && !s.IsEvent {
+	t := query.BuildTrace(traceID, spans)
+	last, running := t.StartedAt, 0
+	for _, n := range t.Spans {
+		last = maxTime(last, n.StartedAt)
+		if n.EndedAt != nil {
+			last = maxTime(last, *n.EndedAt)
+		} else if !n.IsEvent {
 			running++
 		}
-		first = minTime(first, s.StartTime)
-		last = maxTime(last, s.StartTime, s.EndTime)
 	}
-	byStart := func(a, b *schema.Span) int {
-		return cmp.Or(a.StartTime.Compare(b.StartTime), strings.Compare(a.SpanID, b.SpanID))
-	}
-	slices.SortFunc(roots, byStart)
-	for _, c := range children {
-		slices.SortFunc(c, byStart)
-	}
-	fmt.Fprintf(w, "trace %s: %d spans, %s", traceID, len(spans), fmtDuration(last.Sub(first)))
-	if errs > 0 {
-		fmt.Fprintf(w, ", %d with errors", errs)
+	fmt.Fprintf(w, "trace %s: %s, %s", traceID, plural(len(t.Spans), "span", "spans"), fmtDuration(last.Sub(t.StartedAt)))
+	if t.ErrorCount > 0 {
+		fmt.Fprintf(w, ", %s", plural(t.ErrorCount, "with an error", "with errors"))
 	}
 	if running > 0 {
 		fmt.Fprintf(w, ", %d running", running)
 	}
 	fmt.Fprintln(w)
 
-	seen := map[string]bool{}
-	var walk func(s *schema.Span, prefix, branch string, last bool)
-	walk = func(s *schema.Span, prefix, branch string, isLast bool) {
-		seen[s.SpanID] = true
+	// isLast: no later sibling, i.e. the next span at this depth or above is above.
+	isLast := func(i int) bool {
+		for _, n := range t.Spans[i+1:] {
+			if n.Depth <= t.Spans[i].Depth {
+				return n.Depth < t.Spans[i].Depth
+			}
+		}
+		return true
+	}
+	var more []bool // more[d]: the ancestor at depth d has later siblings (draw │)
+	for i, n := range t.Spans {
+		lastChild := isLast(i)
+		var prefix strings.Builder
+		for d := 1; d < n.Depth; d++ {
+			prefix.WriteString(map[bool]string{true: "│  ", false: "   "}[more[d]])
+		}
+		if n.Depth > 0 {
+			prefix.WriteString(map[bool]string{true: "└─ ", false: "├─ "}[lastChild])
+		}
+		more = append(more[:n.Depth], !lastChild)
 		note := ""
-		if p := s.ParentSpanID; p != "" && byID[p] == nil {
-			note = "  (parent " + p + " not in trace)"
+		if n.Orphan {
+			note = "  (parent " + escape(n.ParentSpanID) + " not in trace)"
 		}
-		fmt.Fprintf(w, "%s%s%s [%s] %s %s%s\n", prefix, branch, s.Name, s.Type, spanDuration(s), spanStatus(s), note)
-		kids := children[s.SpanID]
-		next := prefix
-		if branch != "" {
-			if isLast {
-				next += "   "
-			} else {
-				next += "│  "
-			}
-		}
-		for i, c := range kids {
-			if seen[c.SpanID] { // a parent cycle in bad data: print each span once
-				continue
-			}
-			b := "├─ "
-			if i == len(kids)-1 {
-				b = "└─ "
-			}
-			walk(c, next, b, i == len(kids)-1)
-		}
-	}
-	for _, r := range roots {
-		walk(r, "", "", true)
-	}
-	// Spans only reachable through a cycle.
-	for _, s := range spans {
-		if !seen[s.SpanID] {
-			walk(s, "", "", true)
-		}
+		fmt.Fprintf(w, "%s%s [%s] %s %s%s\n", prefix.String(), escape(n.Name), escape(n.SpanType), spanDuration(n), spanStatus(n), note)
 	}
 }
 
-func spanDuration(s *schema.Span) string {
+func spanDuration(n query.SpanNode) string {
 	switch {
-	case s.IsEvent:
+	case n.IsEvent:
 		return "event"
-	case s.EndTime.IsZero():
+	case n.EndedAt == nil:
 		return "-"
 	}
-	return fmtDuration(s.EndTime.Sub(s.StartTime))
+	return fmtDuration(n.EndedAt.Sub(n.StartedAt))
 }
 
-func spanStatus(s *schema.Span) string {
-	switch {
-	case s.ErrorInfo != nil:
-		msg := strings.Join(strings.Fields(s.ErrorInfo.Message), " ")
-		if len(msg) > 120 {
-			msg = msg[:117] + "..."
-		}
-		if msg == "" {
-			msg = cmp.Or(s.ErrorInfo.Name, s.ErrorInfo.ID, "(no message)")
-		}
-		return "ERROR: " + msg
-	case s.IsEvent:
-		return "ok"
-	case s.EndTime.IsZero():
-		return "running"
+func spanStatus(n query.SpanNode) string {
+	if n.Status != query.StatusError {
+		return string(n.Status)
 	}
-	return "ok"
+	msg := strings.Join(strings.Fields(n.Error), " ")
+	if r := []rune(msg); len(r) > 120 {
+		msg = string(r[:117]) + "..."
+	}
+	return "ERROR: " + escape(msg)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// escape makes stored text safe to print on a terminal: control characters (escape
+// sequences could rewrite the screen or the title), bidirectional overrides (which
+// reorder what is shown) and invalid UTF-8 are printed as Go escapes.
+func escape(s string) string {
+	unsafe := func(r rune) bool {
+		return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == 0x200e || r == 0x200f ||
+			(r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) || r == utf8.RuneError
+	}
+	if !strings.ContainsFunc(s, unsafe) {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			if _, n := utf8.DecodeRuneInString(s[i:]); n == 1 {
+				fmt.Fprintf(&b, `\x%02x`, s[i])
+			} else {
+				b.WriteString(`\ufffd`)
+			}
+		case unsafe(r) && r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case unsafe(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // fmtDuration rounds to a readable precision: 850µs, 12.3ms, 1.25s, 2m3s.
@@ -280,18 +246,9 @@ func fmtDuration(d time.Duration) string {
 	return d.Round(time.Second).String()
 }
 
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
 		return b
-	}
-	return a
-}
-
-func maxTime(a time.Time, ts ...time.Time) time.Time {
-	for _, t := range ts {
-		if t.After(a) {
-			a = t
-		}
 	}
 	return a
 }

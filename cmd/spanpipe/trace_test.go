@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/schema"
@@ -44,7 +48,7 @@ func traceSpans(trace string) []*schema.Span {
 	}
 }
 
-const wantTree = `trace 4bf92f3577b34da6a3ce929d0e0e4736: 5 spans, 1.5s, 1 with errors, 1 running
+const wantTree = `trace 4bf92f3577b34da6a3ce929d0e0e4736: 5 spans, 1.5s, 1 with an error, 1 running
 support-agent [agent_run] 1.5s ok
 ├─ plan [model_generation] 800ms ok
 │  └─ search [tool_call] 50ms ERROR: upstream timeout
@@ -77,26 +81,9 @@ func TestPrintTraceSurvivesParentCycle(t *testing.T) {
 // DuckDB sink and prints it with `spanpipe trace <id> --db FILE`.
 func TestTraceFromDuckDB(t *testing.T) {
 	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
-	db := filepath.Join(t.TempDir(), "t.duckdb")
-	cfg := duckdb.DefaultConfig()
-	cfg.Path = db
-	w, err := duckdb.Open(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	older := *traceSpans(trace)[2]
 	older.Version, older.EndTime, older.Name = 1, time.Time{}, "plan (started)"
-	for _, b := range []*pipeline.Batch{
-		{Strategy: pipeline.BatchWithUpdates, Spans: traceSpans(trace)},
-		{Strategy: pipeline.BatchWithUpdates, Spans: []*schema.Span{&older}}, // an older snapshot arriving late
-	} {
-		if err := w.Write(t.Context(), b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	db := storeSpans(t, traceSpans(trace), []*schema.Span{&older}) // an older snapshot arriving late
 
 	out := captureStdout(t)
 	if err := runTrace(t.Context(), []string{trace, "--db", db}); err != nil {
@@ -106,11 +93,32 @@ func TestTraceFromDuckDB(t *testing.T) {
 		t.Errorf("got:\n%s\nwant:\n%s", out.String(), wantTree)
 	}
 
-	err = runTrace(t.Context(), []string{"--db", db, "00000000000000000000000000000000"})
+	err := runTrace(t.Context(), []string{"--db", db, "00000000000000000000000000000000"})
 	var ee exitError
 	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("unknown trace: got %v, want exit status 1, not found", err)
 	}
+}
+
+// storeSpans writes each batch of spans with the DuckDB sink into a new file and
+// returns its path.
+func storeSpans(t *testing.T, batches ...[]*schema.Span) string {
+	t.Helper()
+	cfg := duckdb.DefaultConfig()
+	cfg.Path = filepath.Join(t.TempDir(), "t.duckdb")
+	w, err := duckdb.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, spans := range batches {
+		if err := w.Write(t.Context(), &pipeline.Batch{Strategy: pipeline.BatchWithUpdates, Spans: spans}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Path
 }
 
 func TestTraceUsageErrors(t *testing.T) {
@@ -132,5 +140,101 @@ func TestTraceUsageErrors(t *testing.T) {
 				t.Errorf("runTrace(%q): got %v, want exit status 2 mentioning %q", tt.args, err, tt.want)
 			}
 		})
+	}
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// spanpipeBinary builds the command once per test run ($SPANPIPE_BIN overrides it,
+// e.g. to check a test against an older build).
+func spanpipeBinary(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("SPANPIPE_BIN"); p != "" {
+		return p
+	}
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "spanpipe-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "spanpipe")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// TestTraceBinaryOutput runs `spanpipe trace` as a user does: ids in any case, an
+// invalid id named invalid, singular counts, and stored names and errors that carry
+// terminal escape sequences printed escaped.
+func TestTraceBinaryOutput(t *testing.T) {
+	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	evil := &schema.Span{TraceID: trace, SpanID: "0000000000000001", Name: "agent\x1b]0;pwned\x07 \x1b[2J\u202eevil",
+		Type: schema.AgentRun, StartTime: t0, EndTime: t0.Add(time.Second), IsRootSpan: true, Version: 3,
+		ErrorInfo: &schema.ErrorInfo{Message: "bad\x1b[31m red\r\nline " + strings.Repeat("é", 130)}}
+	db := storeSpans(t, []*schema.Span{evil})
+	bin := spanpipeBinary(t)
+	run := func(args ...string) (string, string, int) {
+		cmd := exec.Command(bin, append([]string{"trace"}, args...)...)
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "SPANPIPE_") {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), errb.String(), code
+	}
+
+	out, stderr, code := run(trace, "--db", db)
+	if code != 0 {
+		t.Fatalf("trace: exit %d: %s", code, stderr)
+	}
+	if upper, stderr, code := run(strings.ToUpper(trace), "--db", db); code != 0 || upper != out {
+		t.Errorf("trace with the id in upper case: exit %d, %s%s; want the same trace", code, stderr, upper)
+	}
+	wantHead := "trace " + trace + ": 1 span, 1s, 1 with an error\n"
+	if !strings.HasPrefix(out, wantHead) {
+		t.Errorf("header: got %q, want %q", strings.SplitAfter(out, "\n")[0], wantHead)
+	}
+	if strings.ContainsFunc(out, func(r rune) bool { return r < 0x20 && r != '\n' || r == 0x7f || r == 0x202e }) {
+		t.Errorf("output carries raw control characters: %q", out)
+	}
+	for _, want := range []string{`agent\x1b]0;pwned\x07 \x1b[2J\u202eevil [agent_run]`, `ERROR: bad\x1b[31m red line éé`, "é..."} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if !utf8.ValidString(out) {
+		t.Errorf("output is not valid UTF-8 (a message cut inside a character): %q", out)
+	}
+
+	for _, id := range []string{"not-a-trace-id", strings.Repeat("a", 33)} {
+		_, stderr, code = run(id, "--db", db)
+		if code != 2 || !strings.Contains(stderr, "invalid trace id") {
+			t.Errorf("trace %s: exit %d, stderr %q; want 2 and 'invalid trace id'", id, code, stderr)
+		}
+	}
+	_, stderr, code = run(strings.Repeat("f", 32), "--db", db)
+	if code != 1 || !strings.Contains(stderr, "not found") {
+		t.Errorf("unknown trace: exit %d, stderr %q; want 1 and 'not found'", code, stderr)
 	}
 }

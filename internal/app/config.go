@@ -205,8 +205,8 @@ func UnknownEnv(environ []string) []string {
 
 // ignoredEnv are SPANPIPE_ variables read elsewhere, not config keys. The
 // ClickHouse sink reads its password from SPANPIPE_CLICKHOUSE_PASSWORD when the
-// config has none.
-var ignoredEnv = map[string]bool{"SPANPIPE_CONFIG": true, clickhouse.PasswordEnv: true}
+// config has none; the explorer reads its token from SPANPIPE_UI_TOKEN (query.TokenEnv).
+var ignoredEnv = map[string]bool{"SPANPIPE_CONFIG": true, clickhouse.PasswordEnv: true, "SPANPIPE_UI_TOKEN": true}
 
 func walkYAML(v reflect.Value, prefix string, fn func(string, reflect.Value)) {
 	t := v.Type()

@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
 	duckdbdriver "github.com/duckdb/duckdb-go/v2"
 
+	"github.com/spanpipe/spanpipe/query"
 	"github.com/spanpipe/spanpipe/schema"
 )
 
@@ -49,7 +52,230 @@ func (w *Writer) CountRows(ctx context.Context, table string) (int64, error) {
 // included, or an error matching [ErrNotFound]. NULL columns come back as zero
 // values; times are in UTC with microsecond precision.
 func (w *Writer) Span(ctx context.Context, traceID, spanID string) (*schema.Span, error) {
-	q := "SELECT " + quoteAll(spansTable.cols) + " FROM main.spans WHERE trace_id = $1 AND span_id = $2"
+	s, err := NewReader(w.db).Span(ctx, traceID, spanID)
+	if err == nil && s == nil {
+		err = fmt.Errorf("duckdb: span %s/%s: %w", traceID, spanID, ErrNotFound)
+	}
+	return s, err
+}
+
+// OpenReadOnly opens the database file at path read-only (DuckDB's
+// access_mode=READ_ONLY), for tests and tools that inspect a file another process
+// writes. DuckDB locks the file: this fails while another process has it open
+// read-write, and the other process cannot open it read-write until the returned
+// database is closed. Within one process, open the file either read-only or through
+// a [Writer], not both. The caller must close the returned database.
+func OpenReadOnly(ctx context.Context, path string) (*sql.DB, error) {
+	if path == "" || path == ":memory:" || strings.Contains(path, "?") {
+		return nil, fmt.Errorf("duckdb: open read-only: invalid path %q", path)
+	}
+	connector, err := duckdbdriver.NewConnector(path+"?"+url.Values{"access_mode": {"READ_ONLY"}}.Encode(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("duckdb: open read-only %s: %w", path, err)
+	}
+	db := sql.OpenDB(connector)
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("duckdb: open read-only %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// Reader implements query.Reader on a DuckDB database: the handle of the process's
+// [Writer] ([Writer.DB]; DuckDB allows one process to open a file read-write), or a
+// file opened with [OpenReadOnly]. Every statement is a parameterised SELECT.
+type Reader struct{ db *sql.DB }
+
+// NewReader returns a reader on db; the caller keeps closing db.
+func NewReader(db *sql.DB) *Reader { return &Reader{db: db} }
+
+// args collects positional parameters for one statement.
+type args []any
+
+func (a *args) add(v any) string {
+	*a = append(*a, v)
+	return "$" + strconv.Itoa(len(*a))
+}
+
+// isRoot matches a trace's root span; producers that do not set isRootSpan still
+// leave the parent empty.
+const isRoot = "(r.is_root_span OR r.parent_span_id IS NULL)"
+
+// ListTraces returns a page of traces, newest root span first. Filters on the trace
+// as a whole match its root span; span type, name search and the error status look
+// for a matching span of the trace (restricted to spans started since f.From, which
+// every span of a trace whose root started then satisfies).
+func (r *Reader) ListTraces(ctx context.Context, f query.TraceFilter) (query.TracePage, error) {
+	var a args
+	where := []string{isRoot}
+	if !f.From.IsZero() {
+		where = append(where, "r.started_at >= "+a.add(f.From.UTC()))
+	}
+	if !f.To.IsZero() {
+		where = append(where, "r.started_at < "+a.add(f.To.UTC()))
+	}
+	if c := f.Cursor; c != nil {
+		t := a.add(c.Start.UTC())
+		where = append(where, fmt.Sprintf("(r.started_at < %s OR (r.started_at = %s AND r.trace_id < %s))", t, t, a.add(c.TraceID)))
+	}
+	for col, v := range map[string]string{"service_name": f.Service, "environment": f.Environment,
+		"entity_type": f.EntityType, "entity_name": f.EntityName, "user_id": f.UserID, "session_id": f.SessionID,
+		"thread_id": f.ThreadID, "resource_id": f.ResourceID, "run_id": f.RunID} {
+		if v != "" {
+			where = append(where, "r."+col+" = "+a.add(v))
+		}
+	}
+	for _, t := range f.Tags {
+		where = append(where, "list_contains(r.tags, "+a.add(t)+")")
+	}
+	for _, kv := range f.Metadata {
+		where = append(where, fmt.Sprintf("json_extract_string(r.metadata, %s) = %s", a.add(`$."`+kv.Key+`"`), a.add(kv.Value)))
+	}
+	anySpan := func(cond string) string {
+		q := "r.trace_id IN (SELECT s.trace_id FROM main.spans s WHERE " + cond
+		if !f.From.IsZero() {
+			q += " AND s.started_at >= " + a.add(f.From.UTC())
+		}
+		return q + ")"
+	}
+	if f.SpanType != "" {
+		where = append(where, anySpan("s.span_type = "+a.add(f.SpanType)))
+	}
+	if f.Search != "" {
+		where = append(where, anySpan("contains(lower(s.name), "+a.add(strings.ToLower(f.Search))+")"))
+	}
+	switch f.Status {
+	case query.StatusError:
+		where = append(where, anySpan("s.error IS NOT NULL"))
+	case query.StatusRunning:
+		where = append(where, "r.ended_at IS NULL", "NOT "+anySpan("s.error IS NOT NULL"))
+	case query.StatusOK:
+		where = append(where, "r.ended_at IS NOT NULL", "NOT "+anySpan("s.error IS NOT NULL"))
+	}
+	// The page is chosen on root spans alone; only its traces are then counted.
+	q := `SELECT trace_id, span_id, name, span_type, coalesce(entity_type, ''), coalesce(entity_name, ''),
+		coalesce(service_name, ''), coalesce(environment, ''), coalesce(user_id, ''), started_at, ended_at
+		FROM main.spans r WHERE ` + strings.Join(where, " AND ") + `
+		ORDER BY started_at DESC, trace_id DESC LIMIT ` + a.add(f.Limit+1)
+	rows, err := r.db.QueryContext(ctx, q, a...)
+	if err != nil {
+		return query.TracePage{}, fmt.Errorf("duckdb: list traces: %w", err)
+	}
+	page := query.TracePage{Traces: []query.TraceSummary{}}
+	err = scanAll(rows, func() error {
+		var (
+			t     query.TraceSummary
+			ended sql.NullTime
+		)
+		if err := rows.Scan(&t.TraceID, &t.RootSpanID, &t.Name, &t.SpanType, &t.EntityType, &t.EntityName,
+			&t.ServiceName, &t.Environment, &t.UserID, &t.StartedAt, &ended); err != nil {
+			return err
+		}
+		t.StartedAt = t.StartedAt.UTC()
+		if ended.Valid {
+			e := ended.Time.UTC()
+			t.EndedAt = &e
+		}
+		page.Traces = append(page.Traces, t)
+		return nil
+	})
+	if err != nil {
+		return query.TracePage{}, fmt.Errorf("duckdb: list traces: %w", err)
+	}
+	page.Trim(f.Limit)
+	if len(page.Traces) == 0 {
+		return page, nil
+	}
+	// A trace's spans start after its root (an hour of clock skew allowed): a constant
+	// bound lets the scan skip the row groups of older data by their min/max.
+	var ca args
+	ids := make([]string, len(page.Traces))
+	for i, t := range page.Traces {
+		ids[i] = ca.add(t.TraceID)
+	}
+	oldest := page.Traces[len(page.Traces)-1].StartedAt.Add(-time.Hour)
+	rows, err = r.db.QueryContext(ctx, `SELECT trace_id, count(*), count(error) FROM main.spans
+		WHERE started_at >= `+ca.add(oldest)+` AND trace_id IN (`+strings.Join(ids, ", ")+`) GROUP BY trace_id`, ca...)
+	if err != nil {
+		return query.TracePage{}, fmt.Errorf("duckdb: list traces: counts: %w", err)
+	}
+	counts := map[string][2]int{}
+	err = scanAll(rows, func() error {
+		var id string
+		var c [2]int
+		if err := rows.Scan(&id, &c[0], &c[1]); err != nil {
+			return err
+		}
+		counts[id] = c
+		return nil
+	})
+	if err != nil {
+		return query.TracePage{}, fmt.Errorf("duckdb: list traces: counts: %w", err)
+	}
+	for i := range page.Traces {
+		t := &page.Traces[i]
+		t.SpanCount, t.ErrorCount = counts[t.TraceID][0], counts[t.TraceID][1]
+		t.Finish()
+	}
+	return page, nil
+}
+
+// TraceSpans returns the spans of a trace without their payloads (errors included).
+func (r *Reader) TraceSpans(ctx context.Context, traceID string) ([]*schema.Span, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT span_id, coalesce(parent_span_id, ''), name, span_type, version,
+		coalesce(entity_type, ''), coalesce(entity_name, ''), started_at, ended_at, error, is_event, is_root_span
+		FROM main.spans WHERE trace_id = $1 ORDER BY started_at, span_id`, traceID)
+	if err != nil {
+		return nil, fmt.Errorf("duckdb: read trace %s: %w", traceID, err)
+	}
+	defer rows.Close()
+	var out []*schema.Span
+	for rows.Next() {
+		s := &schema.Span{TraceID: traceID}
+		var (
+			typ   string
+			ended sql.NullTime
+			errJS sql.NullString
+		)
+		if err := rows.Scan(&s.SpanID, &s.ParentSpanID, &s.Name, &typ, &s.Version, &s.EntityType, &s.EntityName,
+			&s.StartTime, &ended, &errJS, &s.IsEvent, &s.IsRootSpan); err != nil {
+			return nil, fmt.Errorf("duckdb: read trace %s: %w", traceID, err)
+		}
+		s.Type = schema.SpanType(typ)
+		s.StartTime = s.StartTime.UTC()
+		if ended.Valid {
+			s.EndTime = ended.Time.UTC()
+		}
+		if errJS.Valid && errJS.String != "" {
+			s.ErrorInfo = new(schema.ErrorInfo)
+			if err := json.Unmarshal([]byte(errJS.String), s.ErrorInfo); err != nil {
+				s.ErrorInfo.Message = errJS.String // show what is stored rather than fail
+			}
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("duckdb: read trace %s: %w", traceID, err)
+	}
+	return out, nil
+}
+
+// spanReadCols are the columns Span reads, in its scan order; named here rather than
+// taken from the writer's list so that a column added to the table leaves reads alone.
+var spanReadCols = cols(
+	[]string{"trace_id", "span_id", "version", "parent_span_id", "external_parent_span_id", "name", "span_type"},
+	[]string{"entity_type", "entity_id", "entity_name", "entity_version_id",
+		"parent_entity_type", "parent_entity_id", "parent_entity_name", "parent_entity_version_id",
+		"root_entity_type", "root_entity_id", "root_entity_name", "root_entity_version_id",
+		"user_id", "organization_id", "resource_id", "run_id", "session_id", "thread_id",
+		"request_id", "environment", "source", "service_name", "experiment_id", "tags"},
+	[]string{"started_at", "ended_at", "attributes", "metadata", "input", "output", "error", "request_context",
+		"is_event", "is_root_span", "is_internal"},
+)
+
+// Span returns one span with its payloads, or nil when no row has the key.
+func (r *Reader) Span(ctx context.Context, traceID, spanID string) (*schema.Span, error) {
+	q := "SELECT " + quoteAll(spanReadCols) + " FROM main.spans WHERE trace_id = $1 AND span_id = $2"
 	var (
 		s        schema.Span
 		spanType string
@@ -70,9 +296,9 @@ func (w *Writer) Span(ctx context.Context, traceID, spanID string) (*schema.Span
 	}
 	dest = append(dest, &s.IsEvent, &s.IsRootSpan, &s.IsInternal)
 
-	err := w.db.QueryRowContext(ctx, q, traceID, spanID).Scan(dest...)
+	err := r.db.QueryRowContext(ctx, q, traceID, spanID).Scan(dest...)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("duckdb: span %s/%s: %w", traceID, spanID, ErrNotFound)
+		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("duckdb: read span %s/%s: %w", traceID, spanID, err)
@@ -107,24 +333,102 @@ func (w *Writer) Span(ctx context.Context, traceID, spanID string) (*schema.Span
 	return &s, nil
 }
 
-// OpenReadOnly opens the database file at path read-only (DuckDB's
-// access_mode=READ_ONLY), for tests and tools that inspect a file another process
-// writes. DuckDB locks the file: this fails while another process has it open
-// read-write, and the other process cannot open it read-write until the returned
-// database is closed. Within one process, open the file either read-only or through
-// a [Writer], not both. The caller must close the returned database.
-func OpenReadOnly(ctx context.Context, path string) (*sql.DB, error) {
-	if path == "" || path == ":memory:" || strings.Contains(path, "?") {
-		return nil, fmt.Errorf("duckdb: open read-only: invalid path %q", path)
+// Stats aggregates the spans started in [q.From, q.To): counts per bucket, duration
+// percentiles per entity, and token usage and cost per model.
+func (r *Reader) Stats(ctx context.Context, q query.StatsQuery) (*query.Stats, error) {
+	var a args
+	where := "started_at >= " + a.add(q.From.UTC()) + " AND started_at < " + a.add(q.To.UTC())
+	if q.Service != "" {
+		where += " AND service_name = " + a.add(q.Service)
 	}
-	connector, err := duckdbdriver.NewConnector(path+"?"+url.Values{"access_mode": {"READ_ONLY"}}.Encode(), nil)
+	if q.Environment != "" {
+		where += " AND environment = " + a.add(q.Environment)
+	}
+	st := &query.Stats{From: q.From.UTC(), To: q.To.UTC(), BucketSeconds: int64(q.Bucket / time.Second),
+		Durations: []query.EntityDuration{}, Models: []query.ModelUsage{}}
+
+	series := map[int64]query.Bucket{}
+	ba := append(args{}, a...)
+	step := ba.add(q.Bucket.Microseconds())
+	rows, err := r.db.QueryContext(ctx, `SELECT epoch_us(started_at) // `+step+` * `+step+` AS b,
+		count(*) FILTER (is_root_span OR parent_span_id IS NULL), count(*), count(error),
+		count(DISTINCT trace_id) FILTER (error IS NOT NULL)
+		FROM main.spans WHERE `+where+` GROUP BY b`, ba...)
 	if err != nil {
-		return nil, fmt.Errorf("duckdb: open read-only %s: %w", path, err)
+		return nil, fmt.Errorf("duckdb: stats: series: %w", err)
 	}
-	db := sql.OpenDB(connector)
-	if err := db.PingContext(ctx); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("duckdb: open read-only %s: %w", path, err)
+	err = scanAll(rows, func() error {
+		var us int64
+		var b query.Bucket
+		if err := rows.Scan(&us, &b.Traces, &b.Spans, &b.ErrorSpans, &b.ErrorTraces); err != nil {
+			return err
+		}
+		series[us] = b
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("duckdb: stats: series: %w", err)
 	}
-	return db, nil
+	st.Series = query.FillSeries(q, series)
+
+	rows, err = r.db.QueryContext(ctx, `SELECT span_type, coalesce(entity_name, name) AS entity, count(*),
+		quantile_cont(d, 0.5), quantile_cont(d, 0.95), quantile_cont(d, 0.99)
+		FROM (SELECT span_type, entity_name, name, (epoch_us(ended_at) - epoch_us(started_at)) / 1000.0 AS d
+			FROM main.spans WHERE `+where+` AND ended_at IS NOT NULL AND NOT is_event)
+		GROUP BY ALL ORDER BY count(*) DESC, span_type, entity LIMIT `+fmt.Sprint(query.MaxStatsRows), a...)
+	if err != nil {
+		return nil, fmt.Errorf("duckdb: stats: durations: %w", err)
+	}
+	err = scanAll(rows, func() error {
+		var d query.EntityDuration
+		if err := rows.Scan(&d.SpanType, &d.Entity, &d.Count, &d.P50MS, &d.P95MS, &d.P99MS); err != nil {
+			return err
+		}
+		st.Durations = append(st.Durations, d)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("duckdb: stats: durations: %w", err)
+	}
+
+	ma := append(args{}, a...)
+	costWhere := strings.NewReplacer("started_at", `"timestamp"`).Replace(where)
+	rows, err = r.db.QueryContext(ctx, `WITH u AS (
+			SELECT j[1] AS model, count(*) AS calls, sum(TRY_CAST(j[2] AS BIGINT)) AS input_tokens,
+				sum(TRY_CAST(j[3] AS BIGINT)) AS output_tokens
+			FROM (SELECT json_extract_string(attributes, ['$.model', '$.usage.inputTokens', '$.usage.outputTokens']) AS j
+				FROM main.spans WHERE `+where+` AND span_type = 'model_generation') GROUP BY 1),
+		c AS (SELECT model, sum(estimated_cost) AS cost FROM main.metrics WHERE `+costWhere+` AND model IS NOT NULL GROUP BY 1)
+		SELECT coalesce(u.model, c.model, ''), coalesce(u.calls, 0), coalesce(u.input_tokens, 0),
+			coalesce(u.output_tokens, 0), c.cost
+		FROM u FULL JOIN c ON u.model = c.model ORDER BY 2 DESC, 1 LIMIT `+fmt.Sprint(query.MaxStatsRows), ma...)
+	if err != nil {
+		return nil, fmt.Errorf("duckdb: stats: models: %w", err)
+	}
+	err = scanAll(rows, func() error {
+		var m query.ModelUsage
+		var cost sql.NullFloat64
+		if err := rows.Scan(&m.Model, &m.Calls, &m.InputTokens, &m.OutputTokens, &cost); err != nil {
+			return err
+		}
+		if cost.Valid {
+			m.Cost = &cost.Float64
+		}
+		st.Models = append(st.Models, m)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("duckdb: stats: models: %w", err)
+	}
+	return st, nil
+}
+
+func scanAll(rows *sql.Rows, scan func() error) error {
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }

@@ -13,7 +13,7 @@ Checks, in order:
   4. the writer's inserts (the Go driver's own Native encoding) are accepted, with
      their settings; a retried batch (same insert_deduplication_token) is not
      inserted twice, a redelivered one (other token) is, and FINAL collapses it;
-  5. every read query of the writer gives the expected rows: FINAL returns the newest
+  5. every read query of the writer, and of the query side (chdb_reader.py), gives the expected rows: FINAL returns the newest
      version of a span, the materialized view fills trace_roots;
   6. a trace lookup uses the primary key (EXPLAIN indexes = 1 on 300k rows); without
      non_replicated_deduplication_window the token does nothing; the engine raises
@@ -301,6 +301,10 @@ def main(d):
         except Exception as e:
             fail(f"TTL change {st['name']}: {e}")
     check_ttl(m["ttl"]["expect_after"], m["ttl"]["none_after"], "after ALTER")
+
+    # The query side's statements, on the same data (before the probe rows below).
+    from chdb_reader import check_reader
+    check_reader(db, d, ok, fail)
 
     # 6. The sort key serves a trace lookup.
     db.q(f"""INSERT INTO {name}.spans (trace_id, span_id, version, parent_span_id, started_at)

@@ -29,7 +29,7 @@ fi
 out="$(mktemp -d "${TMPDIR:-/tmp}/spanpipe-chdb-sql.XXXXXX")"
 trap 'rm -rf "$out"' EXIT
 
-if ! log="$(cd "$root" && SPANPIPE_CHDB_OUT="$out" "$go" test -count=1 -run '^TestRenderSQLForChdb$' ./sinks/clickhouse 2>&1)"; then
+if ! log="$(cd "$root" && SPANPIPE_CHDB_OUT="$out" "$go" test -count=1 -run '^TestRender(Reader)?SQLForChdb$' ./sinks/clickhouse 2>&1)"; then
 	echo "$log" >&2
 	echo "chdb_check: rendering the SQL failed" >&2
 	exit 1

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/spanpipe/spanpipe/internal/app"
+	"github.com/spanpipe/spanpipe/query"
+	"github.com/spanpipe/spanpipe/sinks/clickhouse"
+	"github.com/spanpipe/spanpipe/sinks/duckdb"
+)
+
+// runServe serves the explorer and the query API over a store no consumer of this
+// process writes: ClickHouse (any number of replicas), or a DuckDB file no other
+// process holds (for a DuckDB file a consumer writes, use its --ui).
+func runServe(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	path := fs.String("config", os.Getenv("SPANPIPE_CONFIG"), "YAML config file; reads the sink it selects (env SPANPIPE_CONFIG)")
+	db := fs.String("db", "", "read this DuckDB file (not while a consumer has it open: use the consumer's --ui)")
+	dsn := fs.String("dsn", "", "read this ClickHouse DSN clickhouse://user:pass@host:9000/db (a readonly user is enough)")
+	listen := fs.String("listen", query.DefaultAddr, "address of the explorer; other than loopback requires a token")
+	tokenFile := fs.String("token-file", "", "file holding the token every request must carry (else env "+query.TokenEnv+")")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: spanpipe serve [--config FILE | --db FILE | --dsn DSN] [--listen ADDR] [--token-file FILE]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitError{2, err}
+	}
+	if fs.NArg() > 0 {
+		return exitError{2, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))}
+	}
+	cfg, err := app.Load(*path, os.Environ())
+	if err != nil {
+		return exitError{2, err}
+	}
+	if err := applySinkFlags(&cfg, *db, *dsn); err != nil {
+		return exitError{2, err}
+	}
+	token, err := query.ReadToken(*tokenFile, os.Getenv)
+	if err != nil {
+		return exitError{2, err}
+	}
+	if err := (query.ServerConfig{Addr: *listen, Token: token}).Validate(); err != nil {
+		return exitError{2, err}
+	}
+	log := app.NewLogger(app.LogConfig{Level: *logLevel})
+	r, err := openTraceReader(ctx, cfg.Sink)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	srv, err := startUI(*listen, false, token, r, log)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return stopUI(srv, log)
+}
+
+// uiFlags are the explorer flags of consume and dev.
+type uiFlags struct{ addr, tokenFile *string }
+
+func addUIFlags(fs *flag.FlagSet, def string) uiFlags {
+	return uiFlags{
+		addr:      fs.String("ui", def, "serve the explorer and the query API on this address (empty: off); other than loopback requires a token"),
+		tokenFile: fs.String("ui-token-file", "", "file holding the token every explorer request must carry (else env "+query.TokenEnv+")"),
+	}
+}
+
+// startUI serves the explorer over r. With fallback, a taken port is replaced by a
+// free one (dev's default address); otherwise it is an error.
+func startUI(addr string, fallback bool, token string, r query.Reader, log *slog.Logger) (*query.Server, error) {
+	cfg := query.ServerConfig{Addr: addr, Token: token}
+	srv, err := query.Serve(cfg, r, log.With("component", "explorer"))
+	var opErr *net.OpError
+	if err != nil && fallback && errors.As(err, &opErr) {
+		host, _, _ := net.SplitHostPort(addr)
+		cfg.Addr = net.JoinHostPort(host, "0")
+		srv, err = query.Serve(cfg, r, log.With("component", "explorer"))
+	}
+	if err != nil {
+		return nil, err
+	}
+	log.Info("explorer listening", "url", srv.URL(), "auth", token != "")
+	return srv, nil
+}
+
+func stopUI(srv *query.Server, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Close(ctx); err != nil {
+		log.Error("stopping explorer", "err", err)
+		return err
+	}
+	return nil
+}
+
+// readerOf returns the query side of an open sink: the UI of a DuckDB consumer reads
+// through the consumer's own handle, since DuckDB lets one process open the file.
+func readerOf(s sink) (query.Reader, error) {
+	switch w := s.(type) {
+	case *duckdb.Writer:
+		return duckdb.NewReader(w.DB()), nil
+	case *clickhouse.Writer:
+		return w.Reader(), nil
+	}
+	return nil, fmt.Errorf("--ui: the %T sink has no reader", s)
+}
