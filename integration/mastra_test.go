@@ -462,7 +462,13 @@ func expectSignal(e pubEvent) *expRow {
 	case "feedback":
 		b.first("feedback_source", "feedbackSource", "source")
 		b.col("feedback_type", "feedbackType")
-		b.jsonCol("value", "value")
+		// A string value is stored as itself, anything else as its JSON text (the sinks'
+		// documented convention); value_string / value_number tell them apart.
+		if v, ok := e.body["value"].(string); ok {
+			b.set("value", v, "value")
+		} else {
+			b.jsonCol("value", "value")
+		}
 		str, _ := e.body["value"].(string)
 		num, isNum := e.body["value"].(float64)
 		b.set("value_string", nullable(str), "value")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -299,8 +300,9 @@ func TestMigrateAgainstServer(t *testing.T) {
 	}
 	cfg.TTL.Spans = 30
 	res, err := clickhouse.Migrate(t.Context(), cfg)
-	if err != nil || len(res.Applied) != 1 || res.Applied[0] != "0001_init" {
-		t.Fatalf("Migrate: got %+v, %v; want 0001_init applied", res, err)
+	want := []string{"0001_init", "0002_span_rank", "0003_newest_score_feedback"}
+	if err != nil || !slices.Equal(res.Applied, want) {
+		t.Fatalf("Migrate: got %+v, %v; want %v applied", res, err, want)
 	}
 	cfg.TTL.Spans = 7
 	if res, err := clickhouse.Migrate(t.Context(), cfg); err != nil || len(res.Applied) != 0 || len(res.TTL) != 2 {

@@ -95,7 +95,8 @@ func migrate(ctx context.Context, conn driver.Conn, p ddlParams, log *slog.Logge
 }
 
 // guarded runs the guard of a statement (see [statement.unless]) and reports whether
-// the statement has been done already.
+// the statement has been done already. A guard returns one UInt64 (count(), or
+// toUInt64 of a condition): clickhouse-go scans only the exact width.
 func guarded(ctx context.Context, conn driver.Conn, migration string, s statement) (bool, error) {
 	if s.unless == "" {
 		return false, nil

@@ -81,7 +81,7 @@ ALTER TABLE {{.DB}}.trace_roots {{.OnCluster}} ADD COLUMN IF NOT EXISTS rank UIn
 {{- end}}
 
 -- name: copy_spans
--- unless: SELECT count() = 0 FROM system.tables WHERE database = {{.DBLit}} AND name = '{{local "spans_swap"}}'
+-- unless: SELECT toUInt64(count() = 0) FROM system.tables WHERE database = {{.DBLit}} AND name = '{{local "spans_swap"}}'
 INSERT INTO {{.DB}}.spans
 SELECT *
 FROM {{if .Cluster}}cluster({{.ClusterLit}}, {{.DBLit}}, 'spans_swap_local'){{else}}{{.DB}}.spans_swap{{end}}

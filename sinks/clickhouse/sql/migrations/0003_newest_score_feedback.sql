@@ -24,7 +24,7 @@ ORDER BY (trace_id, score_id)
 EXCHANGE TABLES {{.DB}}.{{local "scores"}} AND {{.DB}}.{{local "scores_swap"}} {{.OnCluster}};
 
 -- name: copy_scores
--- unless: SELECT count() = 0 FROM system.tables WHERE database = {{.DBLit}} AND name = '{{local "scores_swap"}}'
+-- unless: SELECT toUInt64(count() = 0) FROM system.tables WHERE database = {{.DBLit}} AND name = '{{local "scores_swap"}}'
 INSERT INTO {{.DB}}.scores
 SELECT *
 FROM {{if .Cluster}}cluster({{.ClusterLit}}, {{.DBLit}}, 'scores_swap_local'){{else}}{{.DB}}.scores_swap{{end}}
@@ -47,7 +47,7 @@ ORDER BY (trace_id, feedback_id)
 EXCHANGE TABLES {{.DB}}.{{local "feedback"}} AND {{.DB}}.{{local "feedback_swap"}} {{.OnCluster}};
 
 -- name: copy_feedback
--- unless: SELECT count() = 0 FROM system.tables WHERE database = {{.DBLit}} AND name = '{{local "feedback_swap"}}'
+-- unless: SELECT toUInt64(count() = 0) FROM system.tables WHERE database = {{.DBLit}} AND name = '{{local "feedback_swap"}}'
 INSERT INTO {{.DB}}.feedback
 SELECT * REPLACE (if(startsWith(value, '"'), value_string, value) AS value)
 FROM {{if .Cluster}}cluster({{.ClusterLit}}, {{.DBLit}}, 'feedback_swap_local'){{else}}{{.DB}}.feedback_swap{{end}}
