@@ -88,6 +88,9 @@ type Batcher struct {
 	agesMu sync.Mutex
 	ages   []unitAge
 	seq    uint64
+
+	// unended tracks running spans skipped under insert-only (nil otherwise).
+	unended *unendedTracker
 }
 
 type unitAge struct {
@@ -109,6 +112,9 @@ func NewBatcher(cfg Config, caps Capabilities, opts ...Option) (*Batcher, error)
 	if warn {
 		b.log.Warn("strategy not supported by sink, falling back to its preferred strategy",
 			"requested", cfg.Strategy, "supported", caps.Supported, "using", b.strategy)
+	}
+	if b.strategy == InsertOnly {
+		b.unended = newUnendedTracker(unendedMaxSpans, unendedMaxAge)
 	}
 	b.m = newBatcherMetrics(o.reg, b.oldestAge)
 	return b, nil
@@ -247,9 +253,18 @@ func (b *Batcher) route(u *Unit, rec *kgo.Record, d Decoded) {
 			}
 			b.m.repaired.WithLabelValues(repairMissingEndTime).Inc()
 		}
-		if b.strategy == InsertOnly && !s.Ended() {
-			b.m.skipped.WithLabelValues(string(b.strategy)).Inc()
-			return
+		if b.unended != nil {
+			k := spanKey{s.TraceID, s.SpanID}
+			if !s.Ended() {
+				b.m.skipped.WithLabelValues(string(b.strategy)).Inc()
+				if n := b.unended.started(k, b.now()); n > 0 {
+					b.m.neverEnded.Add(float64(n))
+				}
+				b.m.unended.Set(float64(b.unended.len()))
+				return
+			}
+			b.unended.ended(k)
+			b.m.unended.Set(float64(b.unended.len()))
 		}
 	}
 	if u.add(item{rec: rec, ev: ev}) {

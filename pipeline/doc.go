@@ -34,6 +34,8 @@
 //   - spanpipe_pipeline_span_events_skipped_total{strategy}
 //   - spanpipe_pipeline_span_snapshots_coalesced_total
 //   - spanpipe_pipeline_repaired_records_total{kind}
+//   - spanpipe_pipeline_running_spans (gauge; insert-only: started, not yet ended)
+//   - spanpipe_pipeline_spans_never_ended_total (insert-only: running past an hour, never stored)
 //   - spanpipe_pipeline_flushes_total{trigger}
 //   - spanpipe_pipeline_batch_size_records (histogram)
 //   - spanpipe_pipeline_buffered_records (gauge)

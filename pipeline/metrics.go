@@ -16,9 +16,12 @@ type batcherMetrics struct {
 	skipped   *prometheus.CounterVec
 	coalesced prometheus.Counter
 	repaired  *prometheus.CounterVec
-	flushes   *prometheus.CounterVec
-	batchSize prometheus.Histogram
-	buffered  prometheus.Gauge
+	// unended and neverEnded watch running spans skipped under insert-only.
+	unended    prometheus.Gauge
+	neverEnded prometheus.Counter
+	flushes    *prometheus.CounterVec
+	batchSize  prometheus.Histogram
+	buffered   prometheus.Gauge
 }
 
 // newBatcherMetrics registers the batcher's metrics; age reports the oldest unwritten
@@ -42,6 +45,14 @@ func newBatcherMetrics(reg prometheus.Registerer, age func() float64) *batcherMe
 			Name: "spanpipe_pipeline_repaired_records_total",
 			Help: "Records stored after a repair, by kind (missing_end_time: a span_ended without endTime ends at the record's Kafka timestamp; lone_surrogate: a JavaScript string cut inside a surrogate pair, the half replaced by U+FFFD).",
 		}, []string{"kind"})),
+		unended: promx.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spanpipe_pipeline_running_spans",
+			Help: "Spans seen started but not yet ended under insert-only (whose running snapshots are skipped), tracked up to 100000 and for an hour.",
+		})),
+		neverEnded: promx.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spanpipe_pipeline_spans_never_ended_total",
+			Help: "Spans skipped as running under insert-only and not seen ending within an hour (or pushed out of the 100000 tracked): stored nowhere unless they end later. An upper bound: a span whose partition moved to another member before it ended counts here too.",
+		})),
 		flushes: promx.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spanpipe_pipeline_flushes_total",
 			Help: "Batches sealed for writing, by trigger.",

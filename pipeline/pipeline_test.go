@@ -589,3 +589,45 @@ func TestLoneSurrogateIsStoredAndCounted(t *testing.T) {
 		t.Errorf("spanpipe_pipeline_repaired_records_total{kind=lone_surrogate} = %v, want 1", v)
 	}
 }
+
+// Under insert-only a span that never ends is skipped like every running snapshot;
+// the tracker makes it visible: counted as running, then as never ended once it has
+// run longer than the tracker keeps it. A span that ends leaves the tracker.
+func TestNeverEndedSpansAreCounted(t *testing.T) {
+	now := t0
+	cfg := pipeline.DefaultConfig()
+	cfg.Strategy = pipeline.InsertOnly
+	reg := prometheus.NewRegistry()
+	p := newPipeline(t, cfg, &fakeSink{caps: allCaps()}, &fakeDrops{}, pipeline.WithRegisterer(reg), pipeline.WithClock(func() time.Time { return now }))
+	p.Add(spanRecord(t, 0, schema.SpanStarted, trace, "00000000000000a1", 1)) // never ends
+	p.Add(spanRecord(t, 1, schema.SpanStarted, trace, "00000000000000a2", 1))
+	p.Add(spanRecord(t, 2, schema.SpanEnded, trace, "00000000000000a2", 3))
+	if v := unlabelled(t, reg, "spanpipe_pipeline_running_spans"); v != 1 {
+		t.Errorf("spanpipe_pipeline_running_spans = %v, want 1 (a2 ended)", v)
+	}
+	now = now.Add(2 * time.Hour)
+	p.Add(spanRecord(t, 3, schema.SpanStarted, trace, "00000000000000a3", 1))
+	if v := unlabelled(t, reg, "spanpipe_pipeline_spans_never_ended_total"); v != 1 {
+		t.Errorf("spanpipe_pipeline_spans_never_ended_total = %v, want 1 (a1, running for 2h)", v)
+	}
+}
+
+// unlabelled is the value of a metric without labels in reg.
+func unlabelled(t *testing.T, reg prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			m := mf.GetMetric()[0]
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue()
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
+}
