@@ -466,6 +466,7 @@ func expectSignal(e pubEvent) *expRow {
 		// documented convention); value_string / value_number tell them apart.
 		if v, ok := e.body["value"].(string); ok {
 			b.set("value", v, "value")
+			b.used["value"] = true
 		} else {
 			b.jsonCol("value", "value")
 		}
