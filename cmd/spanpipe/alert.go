@@ -99,7 +99,11 @@ func runAlert(ctx context.Context, args []string) error {
 
 	log := app.NewLogger(app.LogConfig{Level: *logLevel, Format: *logFormat})
 	reg := app.NewRegistry()
-	kopts := append([]kgo.Opt{kgo.SeedBrokers(splitList(*brokers)...), kgo.ClientID("spanpipe-alert")}, app.KafkaOpts(reg, log, "alert")...)
+	sec, err := envKafkaSecurityOpts(ctx, splitList(*brokers))
+	if err != nil {
+		return err
+	}
+	kopts := append(append([]kgo.Opt{kgo.SeedBrokers(splitList(*brokers)...), kgo.ClientID("spanpipe-alert")}, app.KafkaOpts(reg, log, "alert")...), sec...)
 	a, err := dropalerts.NewAlerter(cfg, kopts, dropalerts.WithAlerterLogger(log), dropalerts.WithAlerterRegisterer(reg))
 	if err != nil {
 		return err

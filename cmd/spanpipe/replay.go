@@ -138,7 +138,11 @@ func replay(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return exitError{2, fmt.Errorf("replay: %w", err)}
 	}
 
-	cl, err := kgo.NewClient(
+	sec, err := envKafkaSecurityOpts(ctx, splitList(*brokers))
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(splitList(*brokers)...),
 		kgo.ClientID("spanpipe-replay"),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // the default, and idempotent: said here because replay depends on it
@@ -146,7 +150,7 @@ func replay(ctx context.Context, args []string, out, errOut io.Writer) error {
 		kgo.ProducerBatchMaxBytes(16<<20+64<<10),
 		kgo.MaxBufferedBytes(64<<20),
 		kgo.FetchMaxBytes(64<<20),
-	)
+	}, sec...)...)
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
