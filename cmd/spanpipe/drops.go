@@ -83,7 +83,7 @@ func dropsTail(ctx context.Context, args []string, out, errOut io.Writer) error 
 		return err
 	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(splitList(*brokers)...), kgo.ClientID("spanpipe-drops-tail"),
-		kgo.ConsumeTopics(*topic), kgo.ConsumeResetOffset(reset), kgo.FetchMaxBytes(64<<20)}, sec...)...)
+		kgo.ConsumeTopics(*topic), kgo.ConsumeResetOffset(reset), kgo.FetchMaxBytes(64 << 20)}, sec...)...)
 	if err != nil {
 		return fmt.Errorf("drops tail: %w", err)
 	}

@@ -147,9 +147,9 @@ func replay(ctx context.Context, args []string, out, errOut io.Writer) error {
 		kgo.ClientID("spanpipe-replay"),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // the default, and idempotent: said here because replay depends on it
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerBatchMaxBytes(16<<20+64<<10),
-		kgo.MaxBufferedBytes(64<<20),
-		kgo.FetchMaxBytes(64<<20),
+		kgo.ProducerBatchMaxBytes(16<<20 + 64<<10),
+		kgo.MaxBufferedBytes(64 << 20),
+		kgo.FetchMaxBytes(64 << 20),
 	}, sec...)...)
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
