@@ -28,11 +28,17 @@ var helmBin struct {
 	err  error
 }
 
-// helm builds the pinned Helm CLI once per run (`go install helm.sh/helm/v3/cmd/helm@…`
-// into a temporary GOBIN: one link instead of one per `go run`).
+// helm runs the Helm CLI: $HELM when set, else the pinned version, built once per
+// run (`go install helm.sh/helm/v3/cmd/helm@…` into a temporary GOBIN: one link
+// instead of one per `go run`). A cold build of Helm takes minutes (see the README).
 func helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	helmBin.once.Do(func() {
+		if p := os.Getenv("HELM"); p != "" {
+			helmBin.path = p // a Helm 3 CLI of the caller's choice; CI builds the pinned one
+			fmt.Fprintf(os.Stderr, "deploy: using HELM=%s instead of building helm %s\n", p, helmVersion)
+			return
+		}
 		start := time.Now()
 		cmd := exec.Command("go", "install", "helm.sh/helm/v3/cmd/helm@"+helmVersion)
 		cmd.Env = append(os.Environ(), "GOBIN="+toolDir(t), "GOFLAGS=")
@@ -479,10 +485,9 @@ func checkChart(t *testing.T, r rendered, dev devProcess, partitions int, secret
 	if err := os.WriteFile(cfgPath, []byte(strings.ReplaceAll(cmYAML, "/etc/spanpipe/kafka-ca/ca.pem", ca)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	checkConfig(t, cfgPath, "SPANPIPE_KAFKA_SASL_PASSWORD=x", "SPANPIPE_SINK_CLICKHOUSE_PASSWORD=x")
-
 	listenPort := cfg.Metrics.Listen[strings.LastIndex(cfg.Metrics.Listen, ":")+1:]
 	consumer := r.deployment(t, "-consumer")
+	checkConfig(t, cfgPath, podEnv(t, r, consumer, cfgPath)...)
 	grace := consumer.Spec.Template.Spec.TerminationGracePeriodSeconds
 	if grace == nil || time.Duration(*grace)*time.Second <= shutdown {
 		t.Errorf("consumer terminationGracePeriodSeconds = %v, want > kafka.shutdown_timeout %s", grace, shutdown)
@@ -591,4 +596,32 @@ func checkChart(t *testing.T, r rendered, dev devProcess, partitions int, secret
 			}
 		}
 	}
+}
+
+// podEnv is the SPANPIPE_* environment the container of d gets: plain values, and
+// secretKeyRef values from the rendered Secrets (an optional key that no Secret
+// holds is left unset, as the kubelet does).
+func podEnv(t *testing.T, r rendered, d deployment, cfgPath string) []string {
+	t.Helper()
+	var env []string
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		switch {
+		case e.Name == "SPANPIPE_CONFIG":
+			env = append(env, e.Name+"="+cfgPath)
+		case e.ValueFrom == nil:
+			env = append(env, e.Name+"="+e.Value)
+		case e.ValueFrom.SecretKeyRef != nil:
+			ref := e.ValueFrom.SecretKeyRef
+			found := false
+			for _, s := range r.secrets {
+				if v, ok := s.StringData[ref.Key]; ok && s.Metadata.Name == ref.Name {
+					env, found = append(env, e.Name+"="+v), true
+				}
+			}
+			if !found && !ref.Optional {
+				t.Errorf("%s: %s reads key %s of Secret %s, which is not rendered", d.Metadata.Name, e.Name, ref.Key, ref.Name)
+			}
+		}
+	}
+	return env
 }
