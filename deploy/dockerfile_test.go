@@ -129,13 +129,19 @@ func TestDockerfile(t *testing.T) {
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", script, err, b)
 	}
+	v, err := exec.Command(out, "version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(v), "spanpipe ") {
+		t.Fatalf("spanpipe version: %v\n%s", err, v)
+	}
+	// cmd/go stamps the commit only where .git is a directory (a clone, as in the
+	// image build and CI), not in a `git worktree`, whose .git is a file.
+	if fi, err := os.Stat(filepath.Join(repoRoot, ".git")); err != nil || !fi.IsDir() {
+		t.Logf("%s/.git is not a directory (a worktree?): go build records no commit here, so it is not compared; version: %s", repoRoot, v)
+		return
+	}
 	head, err := exec.Command("git", "-C", repoRoot, "rev-parse", "HEAD").Output()
 	if err != nil {
-		t.Skipf("not a git checkout (%v): the commit check needs one, as the image build does", err)
-	}
-	v, err := exec.Command(out, "version").CombinedOutput()
-	if err != nil {
-		t.Fatalf("spanpipe version: %v\n%s", err, v)
+		t.Fatalf("git rev-parse HEAD: %v", err)
 	}
 	if want := "commit " + strings.TrimSpace(string(head)); !strings.Contains(string(v), want) {
 		t.Errorf("spanpipe version = %q, want it to contain %q (the Dockerfile's check and revision label)", v, want)
