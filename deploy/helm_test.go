@@ -68,6 +68,19 @@ func helm(t *testing.T, args ...string) (string, error) {
 
 const chartDir = "deploy/helm/spanpipe"
 
+// helmTemplate renders the chart as release "sp" with values files and --set items.
+func helmTemplate(t *testing.T, overlays, set []string) (string, error) {
+	t.Helper()
+	args := []string{"template", "sp", chartDir}
+	for _, o := range overlays {
+		args = append(args, "-f", o)
+	}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	return helm(t, args...)
+}
+
 // The manifests the chart renders, decoded strictly: an unknown field (a typo such
 // as terminationGracePeriodSecond, or a field at the wrong level) fails the test, as
 // the API server would reject it. Local structs instead of k8s.io/api: they cover the
@@ -300,32 +313,23 @@ func decodeManifests(t *testing.T, out string) rendered {
 		var target any
 		switch h.APIVersion + " " + h.Kind {
 		case "v1 ConfigMap":
-			r.configMaps = append(r.configMaps, configMap{})
-			target = &r.configMaps[len(r.configMaps)-1]
+			target = grow(&r.configMaps)
 		case "v1 Secret":
-			r.secrets = append(r.secrets, secret{})
-			target = &r.secrets[len(r.secrets)-1]
+			target = grow(&r.secrets)
 		case "apps/v1 Deployment":
-			r.deployments = append(r.deployments, deployment{})
-			target = &r.deployments[len(r.deployments)-1]
+			target = grow(&r.deployments)
 		case "v1 Service":
-			r.services = append(r.services, service{})
-			target = &r.services[len(r.services)-1]
+			target = grow(&r.services)
 		case "policy/v1 PodDisruptionBudget":
-			r.pdbs = append(r.pdbs, pdb{})
-			target = &r.pdbs[len(r.pdbs)-1]
+			target = grow(&r.pdbs)
 		case "keda.sh/v1alpha1 ScaledObject":
-			r.scaledObjects = append(r.scaledObjects, scaledObject{})
-			target = &r.scaledObjects[len(r.scaledObjects)-1]
+			target = grow(&r.scaledObjects)
 		case "keda.sh/v1alpha1 TriggerAuthentication":
-			r.triggerAuths = append(r.triggerAuths, triggerAuth{})
-			target = &r.triggerAuths[len(r.triggerAuths)-1]
+			target = grow(&r.triggerAuths)
 		case "monitoring.coreos.com/v1 ServiceMonitor":
-			r.serviceMonitors = append(r.serviceMonitors, serviceMonitor{})
-			target = &r.serviceMonitors[len(r.serviceMonitors)-1]
+			target = grow(&r.serviceMonitors)
 		case "monitoring.coreos.com/v1 PrometheusRule":
-			r.prometheusRules = append(r.prometheusRules, prometheusRule{})
-			target = &r.prometheusRules[len(r.prometheusRules)-1]
+			target = grow(&r.prometheusRules)
 		default:
 			t.Fatalf("unexpected manifest %s %s: add it to the decoder and its checks", h.APIVersion, h.Kind)
 		}
@@ -334,6 +338,12 @@ func decodeManifests(t *testing.T, out string) rendered {
 		}
 	}
 	return r
+}
+
+// grow appends a zero element to *s and returns a pointer to it, to decode into.
+func grow[T any](s *[]T) any {
+	*s = append(*s, *new(T))
+	return &(*s)[len(*s)-1]
 }
 
 func nameOf(doc []byte) string {
@@ -414,14 +424,7 @@ func TestHelmChart(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			args := []string{"template", "sp", chartDir}
-			for _, o := range c.overlays {
-				args = append(args, "-f", o)
-			}
-			for _, s := range c.set {
-				args = append(args, "--set", s)
-			}
-			out, err := helm(t, args...)
+			out, err := helmTemplate(t, c.overlays, c.set)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -451,11 +454,7 @@ func TestHelmChart(t *testing.T) {
 		{"unparsable shutdown_timeout", []string{"config.kafka.shutdown_timeout=1.5m"}, "use h, m and s units"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			args := []string{"template", "sp", chartDir}
-			for _, s := range c.set {
-				args = append(args, "--set", s)
-			}
-			_, err := helm(t, args...)
+			_, err := helmTemplate(t, nil, c.set)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("helm template --set %v: %v, want a failure containing %q", c.set, err, c.want)
 			}
