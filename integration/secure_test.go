@@ -230,6 +230,14 @@ sink:
 		t.Errorf("DuckDB holds %d distinct spans (%d duplicate rows), want the %d produced", v.distinct(), v.fileDupes, sum.Spans)
 	}
 
+	// The other commands share the settings: drops tail reads the drop topic over
+	// SASL_SSL (its preflight would exit 1 on a refused login).
+	tailRun := runWithEnv(t, ctx, b.env(), "drops", "tail", "--from-beginning", "--timeout", "3s")
+	seen = append(seen, tailRun.stdout, tailRun.stderr)
+	if tailRun.code != 0 || strings.Contains(tailRun.stderr, "drops tail:") {
+		t.Errorf("drops tail over SASL_SSL: exit %d\n%s", tailRun.code, tailRun.stderr)
+	}
+
 	// Misconfiguration: a clear error naming the keys to check, exit 1, within seconds
 	// (the preflight answers before any retry loop starts).
 	for _, c := range []struct {
@@ -238,6 +246,8 @@ sink:
 		args []string
 		want string
 	}{
+		{"alert, wrong password", b.env("SPANPIPE_KAFKA_SASL_PASSWORD_FILE=", "SPANPIPE_KAFKA_SASL_PASSWORD=wrong-"+b.password),
+			[]string{"alert", "--alertmanager", "http://127.0.0.1:9", "--metrics-addr", ""}, "rejected the SASL credentials"},
 		{"consume, wrong password", b.env("SPANPIPE_KAFKA_SASL_PASSWORD_FILE=", "SPANPIPE_KAFKA_SASL_PASSWORD=wrong-"+b.password, "SPANPIPE_KAFKA_BROKERS="),
 			[]string{"consume", "--config", cfgPath, "--metrics-addr", ""}, "rejected the SASL credentials"},
 		{"produce, wrong password", b.env("SPANPIPE_KAFKA_SASL_PASSWORD_FILE=", "SPANPIPE_KAFKA_SASL_PASSWORD=wrong-"+b.password),
