@@ -47,6 +47,7 @@ func toolDir(t *testing.T) string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	stopDev()
 	if tools.dir != "" {
 		os.RemoveAll(tools.dir)
 	}
@@ -103,56 +104,74 @@ type devProcess struct {
 
 var devMetricsRE = regexp.MustCompile(`metrics\s+(http://\S+)/metrics`)
 
-// startDev runs `spanpipe dev --demo 50` (so that every pipeline metric has moved)
-// and returns once its metrics server is up. It is stopped when the test ends.
+// dev is the package's one `spanpipe dev`, started by the first test that needs it
+// and stopped by TestMain.
+var dev struct {
+	once sync.Once
+	cmd  *exec.Cmd
+	base string
+	err  error
+}
+
+// startDev returns the running `spanpipe dev --demo 50` (so that every pipeline
+// metric has moved), starting it on first use, once its metrics server is up.
 func startDev(t *testing.T) devProcess {
 	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command(spanpipeBin(t), "dev", "--demo", "50", "--db", filepath.Join(dir, "dev.duckdb"),
-		"--port", "0", "--metrics-addr", "127.0.0.1:0", "--log-level", "warn")
-	cmd.Env = cleanEnv()
-	cmd.Dir = dir
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
+	bin := spanpipeBin(t)
+	dev.once.Do(func() {
+		dir := toolDir(t)
+		cmd := exec.Command(bin, "dev", "--demo", "50", "--db", filepath.Join(dir, "dev.duckdb"),
+			"--port", "0", "--metrics-addr", "127.0.0.1:0", "--log-level", "warn")
+		cmd.Env = cleanEnv()
+		cmd.Dir = dir
+		stderr, err := cmd.StderrPipe()
+		if err == nil {
+			err = cmd.Start()
+		}
+		if err != nil {
+			dev.err = err
+			return
+		}
+		dev.cmd = cmd
+		found := make(chan string, 1)
+		go func() {
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() {
+				if m := devMetricsRE.FindStringSubmatch(sc.Text()); m != nil {
+					select {
+					case found <- m[1]:
+					default:
+					}
+				}
+			}
+			_, _ = io.Copy(io.Discard, stderr)
+		}()
 		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
+		case dev.base = <-found:
+		case <-time.After(2 * time.Minute):
+			dev.err = fmt.Errorf("spanpipe dev did not print its metrics address within 2m")
 		}
 	})
-	found := make(chan string, 1)
-	var logTail strings.Builder
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := devMetricsRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case found <- m[1]:
-				default:
-				}
-			} else if logTail.Len() < 4096 {
-				logTail.WriteString(sc.Text() + "\n")
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-	}()
-	select {
-	case base := <-found:
-		return devProcess{metricsBase: base}
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("spanpipe dev did not print its metrics address within 2m")
+	if dev.err != nil {
+		t.Fatal(dev.err)
 	}
-	return devProcess{}
+	return devProcess{metricsBase: dev.base}
+}
+
+// stopDev ends the shared `spanpipe dev` (SIGINT: its graceful stop).
+func stopDev() {
+	if dev.cmd == nil {
+		return
+	}
+	_ = dev.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = dev.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = dev.cmd.Process.Kill()
+		<-done
+	}
 }
 
 // get fetches base+path and returns the status code and body.
