@@ -5,7 +5,7 @@ GO ?= go
 SHELL := /bin/bash
 GOTESTFLAGS ?= -timeout 20m
 
-.PHONY: test unit race deps-check vet build bench bench-smoke fuzz sql-check rules-check integration clickhouse-local mastra browser-test screenshots chromium
+.PHONY: test unit race deps-check vet build bench bench-smoke fuzz sql-check rules-check integration clickhouse-local mastra browser-test screenshots chromium deploy-check image
 
 # Everything but the real-broker suite, which has its own target (and time budget).
 UNIT_PKGS = $$($(GO) list ./... | grep -v /integration)
@@ -102,3 +102,16 @@ bench:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./schema/
 	$(GO) test -run '^$$' -fuzz FuzzRedactJSON -fuzztime 30s ./producer/
+
+## deploy-check: the Helm chart (helm lint/template, built from the module proxy), the
+## compose file, the Grafana dashboard and the Dockerfile, checked without Docker or
+## Kubernetes (deploy/*_test.go; also part of `unit`).
+deploy-check:
+	$(GO) test -count=1 -v ./deploy/
+
+## image: the container image (needs Docker); labels carry the version and commit that
+## `spanpipe version` prints.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+image:
+	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t spanpipe:$(VERSION) .

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spanpipe/spanpipe/dropalerts"
 	"github.com/spanpipe/spanpipe/internal/backoff"
+	"github.com/spanpipe/spanpipe/internal/kafkasec"
 	"github.com/spanpipe/spanpipe/internal/promx"
 	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -48,6 +49,9 @@ type Config struct {
 	// StartFromEnd makes a group without committed offsets start at the end of the
 	// topics instead of the beginning. Default false (nothing already in Kafka is skipped).
 	StartFromEnd bool `yaml:"start_from_end"`
+	// Security holds kafka.tls and kafka.sasl (see [kafkasec.Config]); the commands
+	// turn it into franz-go options passed with [WithKgoOpts].
+	Security kafkasec.Config `yaml:",inline"`
 }
 
 // DefaultConfig returns the defaults (no brokers).

@@ -91,8 +91,9 @@ func launcherEnv(cacheDir string) []string {
 }
 
 // startLauncher starts a nodes-node cluster on free ports in a new data dir under the
-// run's work dir. It is stopped at exit in any case; callers may stop it earlier.
-func startLauncher(ctx context.Context, nodes int) (*launcher, error) {
+// run's work dir, passing extra to `kafka.sh start` (--secure). It is stopped at exit
+// in any case; callers may stop it earlier.
+func startLauncher(ctx context.Context, nodes int, extra ...string) (*launcher, error) {
 	if err := launcherPrereqs(ctx); err != nil {
 		return nil, err
 	}
@@ -125,7 +126,7 @@ func startLauncher(ctx context.Context, nodes int) (*launcher, error) {
 		}
 		l := &launcher{script: launcherScript(), cacheDir: cache, dataDir: data, nodes: nodes, port: port}
 		atExit(l.stop)
-		out, err := l.run(ctx, "start", "--brokers", strconv.Itoa(nodes), "--port", strconv.Itoa(port), "--data-dir", data)
+		out, err := l.run(ctx, append([]string{"start", "--brokers", strconv.Itoa(nodes), "--port", strconv.Itoa(port), "--data-dir", data}, extra...)...)
 		if err == nil {
 			lines := strings.Split(strings.TrimSpace(out), "\n")
 			l.bootstrap = strings.Split(lines[len(lines)-1], ",")

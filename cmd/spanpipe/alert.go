@@ -100,7 +100,11 @@ func runAlert(ctx context.Context, args []string) error {
 
 	log := app.NewLogger(app.LogConfig{Level: *logLevel, Format: *logFormat})
 	reg := app.NewRegistry()
-	kopts := append([]kgo.Opt{kgo.SeedBrokers(splitList(*brokers)...), kgo.ClientID("spanpipe-alert")}, app.KafkaOpts(reg, log, "alert")...)
+	sec, err := envKafkaSecurityOpts(ctx, splitList(*brokers))
+	if err != nil {
+		return err
+	}
+	kopts := append(append([]kgo.Opt{kgo.SeedBrokers(splitList(*brokers)...), kgo.ClientID("spanpipe-alert")}, app.KafkaOpts(reg, log, "alert")...), sec...)
 	a, err := alerting.New(cfg, kopts, alerting.WithLogger(log), alerting.WithRegisterer(reg))
 	if err != nil {
 		return err

@@ -83,7 +83,11 @@ func runConsume(ctx context.Context, args []string) error {
 			log.Error("closing sink", "err", err)
 		}
 	}()
-	c, err := app.NewConsumer(cfg, app.WithFault(sink, app.FaultInjector(os.Environ(), log)), log, reg, nil)
+	sec, err := kafkaSecurityOpts(ctx, cfg.Kafka.Security, cfg.Kafka.Brokers)
+	if err != nil {
+		return err
+	}
+	c, err := app.NewConsumer(cfg, app.WithFault(sink, app.FaultInjector(os.Environ(), log)), log, reg, sec)
 	if err != nil {
 		return err
 	}

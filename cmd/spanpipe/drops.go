@@ -78,8 +78,12 @@ func dropsTail(ctx context.Context, args []string, out, errOut io.Writer) error 
 	if *fromBeginning {
 		reset = kgo.NewOffset().AtStart()
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(splitList(*brokers)...), kgo.ClientID("spanpipe-drops-tail"),
-		kgo.ConsumeTopics(*topic), kgo.ConsumeResetOffset(reset), kgo.FetchMaxBytes(64<<20))
+	sec, err := envKafkaSecurityOpts(ctx, splitList(*brokers))
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(splitList(*brokers)...), kgo.ClientID("spanpipe-drops-tail"),
+		kgo.ConsumeTopics(*topic), kgo.ConsumeResetOffset(reset), kgo.FetchMaxBytes(64 << 20)}, sec...)...)
 	if err != nil {
 		return fmt.Errorf("drops tail: %w", err)
 	}

@@ -38,7 +38,11 @@ func runProduce(ctx context.Context, args []string) error {
 	}
 	log := app.NewLogger(app.LogConfig{Level: "warn"})
 	var drops atomic.Int64
-	p, err := producer.New(cfg, producer.WithLogger(log), producer.WithOnDrop(func(producer.Drop) { drops.Add(1) }))
+	sec, err := envKafkaSecurityOpts(ctx, cfg.Brokers)
+	if err != nil {
+		return err
+	}
+	p, err := producer.New(cfg, producer.WithLogger(log), producer.WithOnDrop(func(producer.Drop) { drops.Add(1) }), producer.WithKgoOpts(sec...))
 	if err != nil {
 		return err
 	}

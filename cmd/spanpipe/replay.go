@@ -99,11 +99,15 @@ func replayCmd(ctx context.Context, args []string, out, errOut io.Writer) error 
 		return exitError{2, fmt.Errorf("replay: %w", err)}
 	}
 
+	sec, err := envKafkaSecurityOpts(ctx, splitList(*brokers))
+	if err != nil {
+		return err
+	}
 	progress := func(s replay.Stats) {
 		fmt.Fprintf(errOut, "replay: read %d/%d records of %s, %d matched, %d published, %d failed\n",
 			s.Read, s.Total, cfg.DeadLetterTopic, s.Matched, s.Published, s.Failed)
 	}
-	res, err := replay.Run(ctx, cfg, []kgo.Opt{kgo.SeedBrokers(splitList(*brokers)...)}, progress)
+	res, err := replay.Run(ctx, cfg, append([]kgo.Opt{kgo.SeedBrokers(splitList(*brokers)...)}, sec...), progress)
 	if res != nil {
 		printReplay(out, errOut, &cfg, res)
 	}

@@ -87,7 +87,7 @@ func DefaultConfig() Config {
 
 // Validate reports every problem of every component.
 func (c Config) Validate() error {
-	errs := []error{c.Kafka.Validate(), c.Pipeline.Validate(), c.Drops.Validate()}
+	errs := []error{c.Kafka.Validate(), c.Kafka.Security.Validate("kafka."), c.Pipeline.Validate(), c.Drops.Validate()}
 	switch c.Sink.Type {
 	case SinkDuckDB:
 		if err := c.Sink.DuckDB.Validate(); err != nil {
@@ -212,7 +212,11 @@ func walkYAML(v reflect.Value, prefix string, fn func(string, reflect.Value)) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
 		sf := t.Field(i)
-		tag, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+		tag, flags, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+		if flags == "inline" && sf.Type.Kind() == reflect.Struct {
+			walkYAML(v.Field(i), prefix, fn) // its keys sit in the enclosing block
+			continue
+		}
 		if tag == "" || tag == "-" || !sf.IsExported() {
 			continue
 		}
