@@ -47,15 +47,25 @@ type Handler struct {
 	token [32]byte // sha256 of the token, compared in constant time
 	auth  bool
 	mux   *http.ServeMux
+	drops *Drops
 }
+
+// HandlerOption configures a [Handler].
+type HandlerOption func(*Handler)
+
+// WithDrops serves d as GET /api/v1/drops; without it that endpoint answers 404.
+func WithDrops(d *Drops) HandlerOption { return func(h *Handler) { h.drops = d } }
 
 // NewHandler returns the explorer's handler over r; token "" means no
 // authentication (for loopback listeners only: see [ServerConfig.Validate]).
-func NewHandler(r Reader, token string, log *slog.Logger) *Handler {
+func NewHandler(r Reader, token string, log *slog.Logger, opts ...HandlerOption) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{r: r, log: log, mux: http.NewServeMux()}
+	for _, o := range opts {
+		o(h)
+	}
 	if token != "" {
 		h.auth, h.token = true, sha256.Sum256([]byte(token))
 	}
@@ -71,6 +81,7 @@ func NewHandler(r Reader, token string, log *slog.Logger) *Handler {
 	h.mux.HandleFunc("GET /api/v1/traces/{traceId}", h.getTrace)
 	h.mux.HandleFunc("GET /api/v1/traces/{traceId}/spans/{spanId}", h.getSpan)
 	h.mux.HandleFunc("GET /api/v1/stats", h.stats)
+	h.mux.HandleFunc("GET /api/v1/drops", h.dropSummary)
 	h.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
@@ -321,19 +332,26 @@ func (h *Handler) getSpan(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, d)
 }
 
+// bucket accepts seconds or a Go duration (5m, 1h).
+func (p *params) bucket(k string) time.Duration {
+	s := p.str(k)
+	if s == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	if n, nerr := strconv.Atoi(s); nerr == nil {
+		d, err = time.Duration(n)*time.Second, nil
+	}
+	if err != nil {
+		p.errs = append(p.errs, invalidf("%s: want seconds or a duration (5m, 1h), got %q", k, clip(s)))
+	}
+	return d
+}
+
 func (h *Handler) stats(w http.ResponseWriter, r *http.Request) {
 	p := newParams(r, "from", "to", "bucket", "service", "environment")
-	q := StatsQuery{From: p.time("from"), To: p.time("to"), Service: p.str("service"), Environment: p.str("environment")}
-	if s := p.str("bucket"); s != "" {
-		d, err := time.ParseDuration(s)
-		if n, nerr := strconv.Atoi(s); nerr == nil {
-			d, err = time.Duration(n)*time.Second, nil
-		}
-		if err != nil {
-			p.errs = append(p.errs, invalidf("bucket: want seconds or a duration (5m, 1h), got %q", clip(s)))
-		}
-		q.Bucket = d
-	}
+	q := StatsQuery{From: p.time("from"), To: p.time("to"), Service: p.str("service"), Environment: p.str("environment"),
+		Bucket: p.bucket("bucket")}
 	if q.To.IsZero() && !q.From.IsZero() {
 		q.To = time.Now().UTC()
 	}
@@ -353,4 +371,32 @@ func (h *Handler) stats(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+func (h *Handler) dropSummary(w http.ResponseWriter, r *http.Request) {
+	if h.drops == nil {
+		writeError(w, http.StatusNotFound, "this process reads no drop topic: the drop summary needs the explorer of "+
+			"spanpipe consume or dev, or spanpipe serve --brokers")
+		return
+	}
+	p := newParams(r, "from", "to", "bucket", "reason", "signal", "samples")
+	q := DropQuery{From: p.time("from"), To: p.time("to"), Bucket: p.bucket("bucket"), Reason: p.str("reason"),
+		Signal: p.str("signal"), Samples: 20}
+	if s := p.str("samples"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			p.errs = append(p.errs, invalidf("samples must be 0 to %d, got %q", MaxDropSamples, clip(s)))
+		}
+		q.Samples = n
+	}
+	if err := p.err(); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	s, err := h.drops.Summary(q)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s)
 }

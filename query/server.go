@@ -21,6 +21,8 @@ type ServerConfig struct {
 	// Token, when set, is required on every request (bearer, or the basic-auth
 	// password). Read it with [ReadToken].
 	Token string
+	// Drops, when set, is served as the drop summary.
+	Drops *Drops
 }
 
 // DefaultAddr is where the explorer listens unless told otherwise.
@@ -95,7 +97,7 @@ func Serve(cfg ServerConfig, r Reader, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("explorer: listen on %s: %w", cfg.Addr, err)
 	}
 	s := &Server{Addr: ln.Addr().String(), srv: &http.Server{
-		Handler:           NewHandler(r, cfg.Token, log),
+		Handler:           NewHandler(r, cfg.Token, log, WithDrops(cfg.Drops)),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      QueryTimeout + 10*time.Second,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spanpipe/spanpipe/internal/app"
 	"github.com/spanpipe/spanpipe/pipeline"
@@ -102,9 +103,10 @@ func runConsume(ctx context.Context, args []string) error {
 	if *ui.addr != "" {
 		r, err := readerOf(sink)
 		if err == nil {
-			var srv *query.Server
-			if srv, err = startUI(*ui.addr, false, token, r, log); err == nil {
-				defer stopUI(srv, log)
+			var e *explorer
+			drops := &dropSource{topic: cfg.Drops.Topic, opts: append([]kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...)}, sec...)}
+			if e, err = startUI(ctx, *ui.addr, false, token, r, drops, log); err == nil {
+				defer stopUI(e, log)
 			}
 		}
 		if err != nil {

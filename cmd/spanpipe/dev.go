@@ -98,13 +98,14 @@ func runDev(ctx context.Context, args []string) error {
 	uiURL := ""
 	if *ui.addr != "" {
 		// The explorer reads through the sink's handle: DuckDB lets one process open the file.
-		srv, err := startUI(*ui.addr, *ui.addr == query.DefaultAddr, token, duckdb.NewReader(sink.DB()), log)
+		drops := &dropSource{topic: cfg.Drops.Topic, opts: []kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...)}}
+		e, err := startUI(ctx, *ui.addr, *ui.addr == query.DefaultAddr, token, duckdb.NewReader(sink.DB()), drops, log)
 		if err != nil {
 			c.Member.Close()
 			return exitError{2, err}
 		}
-		defer stopUI(srv, log)
-		uiURL = srv.URL()
+		defer stopUI(e, log)
+		uiURL = e.srv.URL()
 	}
 	log.Info("spanpipe dev running", "broker", cfg.Kafka.Brokers[0], "db", *dbPath, "metrics", "http://"+ms.Addr+"/metrics", "strategy", c.Batcher.Strategy())
 	fmt.Fprintf(os.Stderr, "\n  broker   %s\n  duckdb   %s\n  metrics  http://%s/metrics\n", cfg.Kafka.Brokers[0], *dbPath, ms.Addr)

@@ -10,6 +10,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/spanpipe/spanpipe/internal/app"
 	"github.com/spanpipe/spanpipe/query"
 	"github.com/spanpipe/spanpipe/sinks/clickhouse"
@@ -26,9 +28,10 @@ func runServe(ctx context.Context, args []string) error {
 	dsn := fs.String("dsn", "", "read this ClickHouse DSN clickhouse://user:pass@host:9000/db (a readonly user is enough)")
 	listen := fs.String("listen", query.DefaultAddr, "address of the explorer; other than loopback requires a token")
 	tokenFile := fs.String("token-file", "", "file holding the token every request must carry (else env "+query.TokenEnv+")")
+	brokers := fs.String("brokers", "", "read the drop summary from the drop topic (drops.topic) of these seed brokers, comma-separated (empty: no drop summary)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: spanpipe serve [--config FILE | --db FILE | --dsn DSN] [--listen ADDR] [--token-file FILE]")
+		fmt.Fprintln(fs.Output(), "usage: spanpipe serve [--config FILE | --db FILE | --dsn DSN] [--listen ADDR] [--token-file FILE] [--brokers HOST:PORT]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -57,12 +60,20 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	defer r.Close()
-	srv, err := startUI(*listen, false, token, r, log)
+	var drops *dropSource
+	if bs := splitList(*brokers); len(bs) > 0 {
+		sec, err := kafkaSecurityOpts(ctx, cfg.Kafka.Security, bs)
+		if err != nil {
+			return err
+		}
+		drops = &dropSource{topic: cfg.Drops.Topic, opts: append([]kgo.Opt{kgo.SeedBrokers(bs...)}, sec...)}
+	}
+	e, err := startUI(ctx, *listen, false, token, r, drops, log)
 	if err != nil {
 		return err
 	}
 	<-ctx.Done()
-	return stopUI(srv, log)
+	return stopUI(e, log)
 }
 
 // uiFlags are the explorer flags of consume and dev.
@@ -75,10 +86,32 @@ func addUIFlags(fs *flag.FlagSet, def string) uiFlags {
 	}
 }
 
-// startUI serves the explorer over r. With fallback, a taken port is replaced by a
-// free one (dev's default address); otherwise it is an error.
-func startUI(addr string, fallback bool, token string, r query.Reader, log *slog.Logger) (*query.Server, error) {
+// dropSource is the Kafka the explorer's drop summary reads: the drop topic, and
+// client options (seed brokers, security). nil: no drop summary.
+type dropSource struct {
+	topic string
+	opts  []kgo.Opt
+}
+
+// explorer is a running explorer and the drop feed it owns.
+type explorer struct {
+	srv  *query.Server
+	feed *query.DropFeed
+}
+
+// startUI serves the explorer over r, with the drop summary of drops when not nil.
+// With fallback, a taken port is replaced by a free one (dev's default address);
+// otherwise it is an error.
+func startUI(ctx context.Context, addr string, fallback bool, token string, r query.Reader, drops *dropSource, log *slog.Logger) (*explorer, error) {
+	e := &explorer{}
 	cfg := query.ServerConfig{Addr: addr, Token: token}
+	if drops != nil {
+		feed, err := query.StartDropFeed(ctx, drops.topic, log.With("component", "explorer"), drops.opts...)
+		if err != nil {
+			return nil, err
+		}
+		e.feed, cfg.Drops = feed, feed.Drops
+	}
 	srv, err := query.Serve(cfg, r, log.With("component", "explorer"))
 	var opErr *net.OpError
 	if err != nil && fallback && errors.As(err, &opErr) {
@@ -87,20 +120,27 @@ func startUI(addr string, fallback bool, token string, r query.Reader, log *slog
 		srv, err = query.Serve(cfg, r, log.With("component", "explorer"))
 	}
 	if err != nil {
+		if e.feed != nil {
+			e.feed.Close()
+		}
 		return nil, err
 	}
-	log.Info("explorer listening", "url", srv.URL(), "auth", token != "")
-	return srv, nil
+	e.srv = srv
+	log.Info("explorer listening", "url", srv.URL(), "auth", token != "", "drops", drops != nil)
+	return e, nil
 }
 
-func stopUI(srv *query.Server, log *slog.Logger) error {
+func stopUI(e *explorer, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := srv.Close(ctx); err != nil {
-		log.Error("stopping explorer", "err", err)
-		return err
+	err := e.srv.Close(ctx)
+	if e.feed != nil {
+		e.feed.Close()
 	}
-	return nil
+	if err != nil {
+		log.Error("stopping explorer", "err", err)
+	}
+	return err
 }
 
 // readerOf returns the query side of an open sink: the UI of a DuckDB consumer reads
