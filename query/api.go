@@ -373,13 +373,15 @@ func (h *Handler) stats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
+var dropParams = []string{"from", "to", "bucket", "reason", "signal", "samples"}
+
 func (h *Handler) dropSummary(w http.ResponseWriter, r *http.Request) {
 	if h.drops == nil {
 		writeError(w, http.StatusNotFound, "this process reads no drop topic: the drop summary needs the explorer of "+
 			"spanpipe consume or dev, or spanpipe serve --brokers")
 		return
 	}
-	p := newParams(r, "from", "to", "bucket", "reason", "signal", "samples")
+	p := newParams(r, dropParams...)
 	q := DropQuery{From: p.time("from"), To: p.time("to"), Bucket: p.bucket("bucket"), Reason: p.str("reason"),
 		Signal: p.str("signal"), Samples: 20}
 	if s := p.str("samples"); s != "" {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spanpipe/spanpipe/producer"
 	"github.com/spanpipe/spanpipe/query"
@@ -171,6 +172,28 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible(fmt.Sprintf(`#live tr[data-trace-id=%q]`, fresh.TraceID())))
 
 	run("metrics", chromedp.Navigate(ui+"#/metrics?range=1h"), chromedp.WaitVisible(`#charts svg rect`), shot("metrics.png"))
+
+	// Drops: a poison record on the spans topic becomes a decode-error drop event,
+	// which the drops view shows, reason and error.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: pcfg.Topic, Value: []byte("{poison")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	var drops string
+	run("drops",
+		chromedp.Navigate(ui+"#/drops?range=1h"),
+		// The drop event takes a moment to be published and read: re-route until it shows.
+		chromedp.Poll(`(() => { const d = document.querySelector("#drop-samples"); if (d && d.textContent.includes("decode-error")) return true; `+
+			`if (d) route(); return false; })()`, nil, chromedp.WithPollingTimeout(60*time.Second), chromedp.WithPollingInterval(time.Second)),
+		chromedp.Text(`#drops`, &drops),
+	)
+	if !strings.Contains(drops, "decode-error") || !strings.Contains(drops, "tracing") && !strings.Contains(drops, "unknown") {
+		t.Errorf("drops view: %q, want the poison record's decode-error", drops)
+	}
 
 	// XSS: the payloads are shown as text in the list, the tree, the span details,
 	// and nothing ran.

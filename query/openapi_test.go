@@ -31,6 +31,13 @@ func TestOpenAPIMatchesHandler(t *testing.T) {
 	if !slices.Equal(got, listParams) {
 		t.Errorf("/traces parameters: document %v, handler %v", got, listParams)
 	}
+	got = nil
+	for _, p := range doc.Paths["/drops"]["get"].Parameters {
+		got = append(got, p.Name)
+	}
+	if !slices.Equal(got, dropParams) {
+		t.Errorf("/drops parameters: document %v, handler %v", got, dropParams)
+	}
 	for _, path := range []string{"/traces/{traceId}", "/traces/{traceId}/spans/{spanId}", "/stats"} {
 		if _, ok := doc.Paths[path]["get"]; !ok {
 			t.Errorf("document lacks GET %s", path)

@@ -49,7 +49,7 @@ function fmtTime(t) { const d = new Date(t); return d.toLocaleString(undefined, 
 function statusBadge(s) { return el('span', { class: 'status ' + s }, s); }
 function errorBox(msg) { return el('div', { class: 'error-msg' }, msg); }
 
-// Routing: #/traces?filters, #/trace/<id>?span=<id>, #/live, #/metrics?range=.
+// Routing: #/traces?filters, #/trace/<id>?span=<id>, #/live, #/metrics?range=, #/drops?range=&reason=.
 function route() {
   const h = location.hash.slice(1) || '/traces';
   const [path, qs] = h.split('?');
@@ -61,6 +61,7 @@ function route() {
   if (parts[0] === 'trace' && parts[1]) { nav('nav-traces'); return traceView(parts[1], params); }
   if (parts[0] === 'live') { nav('nav-live'); return liveView(); }
   if (parts[0] === 'metrics') { nav('nav-metrics'); return metricsView(params); }
+  if (parts[0] === 'drops') { nav('nav-drops'); return dropsView(params); }
   nav('nav-traces');
   return tracesView(params);
 }
@@ -262,6 +263,40 @@ async function metricsView(params) {
   const models = el('table', {}, el('thead', {}, el('tr', {}, ['Model', 'Calls', 'Input tokens', 'Output tokens', 'Cost'].map((h) => el('th', {}, h)))),
     el('tbody', {}, st.models.map((m) => el('tr', {}, el('td', {}, m.model || '(none)'), el('td', {}, m.calls), el('td', {}, m.inputTokens.toLocaleString()), el('td', {}, m.outputTokens.toLocaleString()), el('td', {}, m.cost === undefined ? '–' : m.cost.toFixed(4))))));
   body.replaceChildren(charts, el('h2', {}, 'Duration by entity'), dur, el('h2', {}, 'Tokens and cost by model'), models);
+}
+
+// Drops: what the drop topic says was lost, by reason and signal, and the newest
+// drop events. Reasons and errors come from the topic: text only, as everything else.
+const DROP_RANGES = ['15m', '1h', '6h', '24h'];
+async function dropsView(params) {
+  const range = DROP_RANGES.includes(params.get('range')) ? params.get('range') : '24h';
+  const reason = params.get('reason') || '';
+  const sel = el('select', { name: 'range', id: 'drops-range' }, DROP_RANGES.map((r) => el('option', { value: r, selected: r === range }, 'last ' + r)));
+  sel.addEventListener('change', () => { location.hash = '#/drops?range=' + sel.value; });
+  const body = el('div', { id: 'drops' }, el('p', { class: 'muted' }, 'Loading…'));
+  show(el('h1', {}, 'Drops ', sel), body);
+  const to = Date.now(), from = to - RANGES[range];
+  const p = new URLSearchParams(); p.set('from', String(from)); p.set('to', String(to)); p.set('samples', '50');
+  if (reason) p.set('reason', reason);
+  let d;
+  try { d = await api('drops', p); } catch (e) { body.replaceChildren(errorBox(e.message)); return; }
+  const step = d.bucketSeconds * 1000, first = Math.floor(from / step) * step;
+  const byStart = new Map(d.series.map((b) => [Date.parse(b.start), b.counts.reduce((n, c) => n + c.count, 0)]));
+  const series = [];
+  for (let t = first; t < to; t += step) series.push({ start: t, n: byStart.get(t) || 0 });
+  const totals = el('table', { id: 'drop-totals' }, el('thead', {}, el('tr', {}, ['Reason', 'Signal', 'Records'].map((h) => el('th', {}, h)))),
+    el('tbody', {}, d.totals.map((c) => el('tr', {}, el('td', {}, el('a', { href: '#/drops?range=' + range + '&reason=' + encodeURIComponent(c.reason) }, c.reason)), el('td', {}, c.signal), el('td', {}, c.count)))));
+  const samples = el('table', { id: 'drop-samples' }, el('thead', {}, el('tr', {}, ['Time', 'Reason', 'Signal', 'Count', 'From', 'Source', 'Error'].map((h) => el('th', {}, h)))),
+    el('tbody', {}, d.samples.map((e) => el('tr', {}, el('td', {}, fmtTime(e.lastTime)), el('td', {}, e.reason), el('td', {}, e.signal || '–'), el('td', {}, e.count),
+      el('td', {}, e.component + (e.instance ? '/' + e.instance : '')),
+      el('td', {}, e.source ? `${e.source.topic}[${e.source.partition}]:${e.source.firstOffset}-${e.source.lastOffset}` : '–'),
+      el('td', { class: 'error-text' }, e.error || '')))));
+  body.replaceChildren(
+    el('p', { class: 'muted' }, `From topic ${d.topic}` + (reason ? `, reason ${reason} (` : ''), reason ? el('a', { href: '#/drops?range=' + range }, 'all reasons') : '', reason ? ')' : '',
+      d.unreadable ? `; ${d.unreadable} unreadable drop events` : ''),
+    el('div', { class: 'charts' }, chart('Records dropped per ' + fmtMs(step), series, (b) => b.n, 'bar')),
+    el('h2', {}, 'By reason and signal'), d.totals.length ? totals : el('p', { class: 'muted' }, 'Nothing dropped in this range.'),
+    el('h2', {}, 'Newest drop events'), samples);
 }
 
 function chart(title, series, value, kind, overlay) {
