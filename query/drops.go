@@ -1,11 +1,13 @@
 package query
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -234,22 +236,7 @@ func sortedCounts(m map[[2]string]int64) []DropCount {
 		out = append(out, DropCount{Reason: k[0], Signal: k[1], Count: n})
 	}
 	slices.SortFunc(out, func(a, b DropCount) int {
-		if a.Count != b.Count {
-			return int(b.Count - a.Count)
-		}
-		if a.Reason != b.Reason {
-			if a.Reason < b.Reason {
-				return -1
-			}
-			return 1
-		}
-		if a.Signal < b.Signal {
-			return -1
-		}
-		if a.Signal > b.Signal {
-			return 1
-		}
-		return 0
+		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Reason, b.Reason), strings.Compare(a.Signal, b.Signal))
 	})
 	return out
 }
