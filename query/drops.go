@@ -50,6 +50,7 @@ type Drops struct {
 	counts     map[dropKey]int64
 	samples    []dropalerts.Event // newest last
 	unreadable int64
+	evicted    int64 // the minute evict last ran for
 }
 
 // NewDrops returns an empty summary of topic.
@@ -100,8 +101,14 @@ func (d *Drops) Add(r *kgo.Record) {
 	}
 }
 
+// evict forgets counts older than the window, once a minute at most: Add runs it for
+// every record while the topic is read from its start.
 func (d *Drops) evict(now time.Time) {
 	oldest := now.Add(-DropWindow).Unix() / 60
+	if oldest == d.evicted {
+		return
+	}
+	d.evicted = oldest
 	for k := range d.counts {
 		if k.slot < oldest {
 			delete(d.counts, k)
