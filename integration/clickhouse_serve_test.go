@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -24,7 +25,8 @@ var explorerURLRE = regexp.MustCompile(`msg="explorer listening" url=(\S+)`)
 // migrate` creates the database, `spanpipe consume --dsn` stores a few traces (one
 // with a failed tool call), and `spanpipe serve --dsn` answers the list with a filter,
 // a trace as a tree with its error message, one span with its payloads, and stats:
-// the read side's SQL run on a real server, not only on chdb.
+// the read side's SQL run on a real server, not only on chdb. A poison record among
+// the spans shows in the drop summary serve reads from the drop topic (--brokers).
 func TestClickHouseServe(t *testing.T) {
 	s := newScenario(t, sharedBrokers(t), 1)
 	srv := sharedClickHouse(t)
@@ -60,6 +62,7 @@ func TestClickHouseServe(t *testing.T) {
 		recs = append(recs, &kgo.Record{Topic: s.topic, Key: []byte(sp.TraceID), Value: b,
 			Headers: []kgo.RecordHeader{{Key: schema.HeaderCodec, Value: []byte(schema.CodecJSON)}}})
 	}
+	recs = append(recs, &kgo.Record{Topic: s.topic, Key: []byte("poison"), Value: []byte("{poison")})
 	cl := newClient(t, s.brokers)
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatalf("produce: %v", err)
@@ -67,8 +70,12 @@ func TestClickHouseServe(t *testing.T) {
 	s.waitCommitted(5 * time.Minute)
 	s.stopAll()
 
+	conf := filepath.Join(s.dir, "serve.yaml")
+	if err := os.WriteFile(conf, []byte("drops:\n  topic: "+s.dropTopic+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	sv := startBg(t, "serve", filepath.Join(s.dir, "serve.log"), []*regexp.Regexp{explorerURLRE}, spanpipeBinary(t),
-		"serve", "--dsn", dsn, "--listen", "127.0.0.1:0")
+		"serve", "--config", conf, "--dsn", dsn, "--listen", "127.0.0.1:0", "--brokers", strings.Join(s.brokers, ","))
 	base := strings.TrimSuffix(sv.await(t, explorerURLRE, 2*time.Minute), "/")
 	get := func(path string, v any) {
 		t.Helper()
@@ -153,6 +160,22 @@ func TestClickHouseServe(t *testing.T) {
 	}
 	if traces != 2 || nspans != 3 || errs != 1 || durs != 3 {
 		t.Errorf("stats: %d traces, %d spans, %d error spans, %d durations; want 2, 3, 1, 3 (%+v)", traces, nspans, errs, durs, st)
+	}
+	var drops struct {
+		Totals []struct {
+			Reason string `json:"reason"`
+			Count  int64  `json:"count"`
+		} `json:"totals"`
+		Samples []struct {
+			Error string `json:"error"`
+		} `json:"samples"`
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for get("/api/v1/drops", &drops); len(drops.Totals) == 0 && time.Now().Before(deadline); get("/api/v1/drops", &drops) {
+		time.Sleep(200 * time.Millisecond) // the feed reads the drop topic in the background
+	}
+	if len(drops.Totals) != 1 || drops.Totals[0].Reason != "decode-error" || drops.Totals[0].Count != 1 || len(drops.Samples) != 1 {
+		t.Errorf("drop summary = %+v, want the poison record: 1 decode-error", drops)
 	}
 	if code := sv.stop(t); code != 0 {
 		t.Errorf("serve exited %d on SIGTERM:\n%s", code, sv.logTail(20))
