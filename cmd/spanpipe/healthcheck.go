@@ -37,4 +37,3 @@ func runHealthcheck(ctx context.Context, args []string) error {
 	}
 	return nil
 }
-
