@@ -234,25 +234,8 @@ func TestReadyzDropTopicNotWritable(t *testing.T) {
 	dropsID := c.TopicInfo("spanpipe.drops").TopicID
 	var refuse atomic.Bool
 	refuse.Store(true)
-	c.ControlKey(kmsg.Produce.Int16(), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		req := kreq.(*kmsg.ProduceRequest)
-		if !refuse.Load() || len(req.Topics) == 0 || (req.Topics[0].Topic != "spanpipe.drops" && req.Topics[0].TopicID != dropsID) {
-			return nil, nil, false
-		}
-		resp := req.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range req.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+	kafkatest.RefuseProduce(c, kerr.TopicAuthorizationFailed.Code, func(req *kmsg.ProduceRequest) bool {
+		return refuse.Load() && len(req.Topics) > 0 && (req.Topics[0].Topic == "spanpipe.drops" || req.Topics[0].TopicID == dropsID)
 	})
 	r := startHealth(t, c, newHealthSink("ok"), nil)
 	r.run(t, func() { refuse.Store(false) })

@@ -2,9 +2,7 @@ package app
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -86,13 +84,8 @@ func TestMetricsEndpoint(t *testing.T) {
 
 func get(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	_, body := probe(t, url)
+	return body
 }
 
 func mustGather(t *testing.T, reg interface {
