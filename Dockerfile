@@ -42,7 +42,7 @@ COPY --from=build /out/spanpipe /usr/local/bin/spanpipe
 # distroless' nonroot user; Kubernetes can check runAsNonRoot against the number.
 USER 65532:65532
 WORKDIR /home/nonroot
-# 9464: consume's /metrics and /healthz; 9465: alert's.
+# 9464: consume's /metrics, /livez and /readyz; 9465: alert's.
 EXPOSE 9464 9465
 ENTRYPOINT ["/usr/local/bin/spanpipe"]
 CMD ["consume", "--config", "/etc/spanpipe/spanpipe.yaml"]

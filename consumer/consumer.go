@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -195,6 +196,9 @@ type Consumer struct {
 
 	retry backoff.Policy
 
+	// lastTick is when the poll loop last went round (unix nanoseconds), for /livez.
+	lastTick atomic.Int64
+
 	// recs and decoded are the poll loop's scratch space, reused across polls.
 	recs    []*kgo.Record
 	decoded []pipeline.Decoded
@@ -292,6 +296,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	wg.Go(func() { c.lagLoop(lagCtx) })
 
 	c.log.Info("consuming", "topics", c.cfg.Topics)
+	c.tick()
 	for ctx.Err() == nil && c.err() == nil {
 		if !c.pollOnce(ctx) {
 			break
@@ -335,16 +340,18 @@ func (c *Consumer) setErr(err error) {
 
 // pollOnce runs one poll cycle; false means the client is closed or failed fatally.
 func (c *Consumer) pollOnce(ctx context.Context) bool {
-	pollCtx := ctx
+	c.tick()
 	c.mu.Lock()
 	u, at := c.b.Due()
 	c.push(u)
 	c.mu.Unlock()
-	if !at.IsZero() {
-		var cancel context.CancelFunc
-		pollCtx, cancel = context.WithDeadline(ctx, at)
-		defer cancel()
+	// An idle poll returns every heartbeat, so that a loop that stops going round
+	// shows on /livez even when no records come.
+	if hb := time.Now().Add(heartbeat); at.IsZero() || hb.Before(at) {
+		at = hb
 	}
+	pollCtx, cancel := context.WithDeadline(ctx, at)
+	defer cancel()
 
 	fetches := c.cl.PollRecords(pollCtx, c.cfg.MaxPollRecords)
 	if fetches.IsClientClosed() {
@@ -587,13 +594,17 @@ func (c *Consumer) waitForRoom(ctx context.Context) {
 	c.cl.PauseFetchTopics(c.cfg.Topics...)
 	c.m.paused.Set(float64(c.assignedCount()))
 	c.log.Info("buffer full, fetching paused")
+	hb := time.NewTicker(heartbeat)
+	defer hb.Stop()
 	for {
+		c.tick()
 		progress := c.progressed()
 		if !c.b.Full() {
 			break
 		}
 		select {
 		case <-progress:
+		case <-hb.C:
 		case <-ctx.Done():
 			// Shutdown while full: keep what we hold, the drain writes it.
 			return
@@ -678,6 +689,31 @@ func (c *Consumer) release(ctx context.Context, parts map[string][]int32, how st
 	}
 	c.assignedMu.Unlock()
 	c.commitMu.Unlock()
+}
+
+// heartbeat bounds how long the poll loop waits in one place (an idle poll, a full
+// buffer) before it goes round again.
+const heartbeat = time.Second
+
+func (c *Consumer) tick() { c.lastTick.Store(time.Now().UnixNano()) }
+
+// Health is what /livez and /readyz need of a member.
+type Health struct {
+	// LastTick is when the poll loop last went round; zero before Run.
+	LastTick time.Time
+	// Assigned is the number of partitions this member owns.
+	Assigned int
+	// Err is the fatal error that ends Run, if any.
+	Err error
+}
+
+// Health reports the member's state; safe from any goroutine.
+func (c *Consumer) Health() Health {
+	h := Health{Assigned: c.assignedCount(), Err: c.err()}
+	if n := c.lastTick.Load(); n != 0 {
+		h.LastTick = time.Unix(0, n)
+	}
+	return h
 }
 
 func (c *Consumer) assignedCount() int {

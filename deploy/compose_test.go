@@ -1,6 +1,8 @@
 package deploy
 
 import (
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -142,6 +144,33 @@ func TestCompose(t *testing.T) {
 	}
 	if checked < 4 {
 		t.Errorf("%d services mount spanpipe.yaml, want the migrate, consumer, alert and loadgen services", checked)
+	}
+
+	// The spanpipe services' healthchecks run the binary (the image has no curl) on
+	// the port the service serves metrics on, at a path a running spanpipe answers.
+	dev := startDev(t)
+	alertAddr := ""
+	if cmd := c.Services["alert"].Command; slices.Contains(cmd, "--metrics-addr") {
+		alertAddr = cmd[slices.Index(cmd, "--metrics-addr")+1]
+	}
+	portOf := func(addr string) string { return addr[strings.LastIndex(addr, ":")+1:] }
+	for name, port := range map[string]string{"consumer": portOf(cfg.Metrics.Listen), "alert": portOf(alertAddr)} {
+		hc := c.Services[name].Healthcheck
+		if hc == nil || len(hc.Test) != 5 || hc.Test[0] != "CMD" || hc.Test[1] != "/usr/local/bin/spanpipe" || hc.Test[2] != "healthcheck" || hc.Test[3] != "--url" {
+			t.Errorf("%s healthcheck %v, want [CMD /usr/local/bin/spanpipe healthcheck --url URL]", name, hc)
+			continue
+		}
+		u, err := url.Parse(hc.Test[4])
+		if err != nil || u.Port() != port {
+			t.Errorf("%s healthcheck asks %s, want the metrics port %s (%v)", name, hc.Test[4], port, err)
+			continue
+		}
+		if u.Path != "/readyz" {
+			t.Errorf("%s healthcheck asks %s, want /readyz", name, u.Path)
+		}
+		if code, body := getOK(t, dev.metricsBase+u.Path); code != http.StatusOK {
+			t.Errorf("%s healthcheck path %s: spanpipe answers %d %q, want 200", name, u.Path, code, body)
+		}
 	}
 
 	// What Prometheus and Grafana load exists: the rules, the dashboard.

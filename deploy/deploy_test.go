@@ -175,6 +175,20 @@ func stopDev() {
 }
 
 // get fetches base+path and returns the status code and body.
+// getOK polls url until it answers 200 or a minute passes, and returns the last
+// answer: /readyz of a process that just started fails until its partitions arrive.
+func getOK(t *testing.T, url string) (int, string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		code, body := get(t, url)
+		if code == http.StatusOK || time.Now().After(deadline) {
+			return code, body
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)

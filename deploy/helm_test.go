@@ -536,7 +536,7 @@ func checkChart(t *testing.T, r rendered, dev devProcess, partitions int, secret
 				if got := strconv.Itoa(ports[p.HTTPGet.Port]); got != want {
 					t.Errorf("%s/%s %s probe port %q = container port %s, want the metrics port %s", d.Metadata.Name, c.Name, kind, p.HTTPGet.Port, got, want)
 				}
-				if code, body := get(t, dev.metricsBase+p.HTTPGet.Path); code != 200 {
+				if code, body := getOK(t, dev.metricsBase+p.HTTPGet.Path); code != 200 {
 					t.Errorf("%s/%s %s probe path %s: spanpipe answers %d %q, want 200", d.Metadata.Name, c.Name, kind, p.HTTPGet.Path, code, body)
 				}
 			}

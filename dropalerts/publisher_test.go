@@ -309,23 +309,7 @@ func TestPublishReturnsPermanentErrorsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		req := kreq.(*kmsg.ProduceRequest)
-		resp := req.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range req.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
+	kafkatest.RefuseProduce(c, kerr.TopicAuthorizationFailed.Code, func(*kmsg.ProduceRequest) bool { return true })
 	reg := prometheus.NewRegistry()
 	p, err := dropalerts.New(dropalerts.DefaultConfig(), []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, dropalerts.WithRegisterer(reg))
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spanpipe/spanpipe/dropalerts"
@@ -41,6 +43,48 @@ type Writer struct {
 	log      *slog.Logger
 	m        *writerMetrics
 	now      func() time.Time
+
+	// callSince is when the sink call in flight started (unix nanoseconds, 0: none).
+	callSince atomic.Int64
+	// healthMu guards the failing streak: when sink writes started failing without a
+	// success since, and the last error.
+	healthMu     sync.Mutex
+	failingSince time.Time
+	lastErr      error
+}
+
+// WriterHealth is what /livez and /readyz need of the writer.
+type WriterHealth struct {
+	// CallSince is when the sink call in flight started; zero when none (idle or
+	// backing off). A call that never returns is a hung writer.
+	CallSince time.Time
+	// FailingSince is when sink writes started failing, with no success since; zero
+	// when the last write succeeded. LastErr is the last failure.
+	FailingSince time.Time
+	LastErr      error
+}
+
+// Health reports the writer's state; safe from any goroutine.
+func (w *Writer) Health() WriterHealth {
+	w.healthMu.Lock()
+	h := WriterHealth{FailingSince: w.failingSince, LastErr: w.lastErr}
+	w.healthMu.Unlock()
+	if n := w.callSince.Load(); n != 0 {
+		h.CallSince = time.Unix(0, n)
+	}
+	return h
+}
+
+func (w *Writer) noteResult(err error) {
+	w.healthMu.Lock()
+	defer w.healthMu.Unlock()
+	w.lastErr = err
+	switch {
+	case err == nil:
+		w.failingSince = time.Time{}
+	case w.failingSince.IsZero():
+		w.failingSince = w.now()
+	}
 }
 
 // NewWriter returns a writer to sink that dead-letters through drops.
@@ -130,7 +174,12 @@ func (w *Writer) writeWithRetry(ctx context.Context, b *Batch) (reason dropalert
 	retries := 0 // failures that count against MaxRetries (not Unavailable ones)
 	for attempts = 1; ; attempts++ {
 		start := time.Now()
+		w.callSince.Store(start.UnixNano())
 		err = w.sink.Write(ctx, b)
+		w.callSince.Store(0)
+		if ctx.Err() == nil {
+			w.noteResult(err)
+		}
 		if err == nil {
 			w.m.writeDuration.WithLabelValues(name, "ok").Observe(time.Since(start).Seconds())
 			w.m.lastSuccess.WithLabelValues(name).SetToCurrentTime()

@@ -110,7 +110,7 @@ func runAlert(ctx context.Context, args []string) error {
 		return err
 	}
 	if *metricsAddr != "" {
-		stop, err := serveMetrics(*metricsAddr, reg, log)
+		stop, err := serveMetrics(*metricsAddr, reg, nil, log)
 		if err != nil {
 			return err
 		}

@@ -28,7 +28,7 @@ func runConsume(ctx context.Context, args []string) error {
 	db := fs.String("db", "", "DuckDB file (sets sink.type duckdb and sink.duckdb.path)")
 	dsn := fs.String("dsn", "", "ClickHouse DSN clickhouse://user:pass@host:9000/db (sets sink.type clickhouse and sink.clickhouse.dsn)")
 	strategy := fs.String("strategy", "", "realtime, batch-with-updates, insert-only or auto (overrides pipeline.strategy)")
-	metricsAddr := fs.String("metrics-addr", "", "address for /metrics and /healthz (overrides metrics.listen)")
+	metricsAddr := fs.String("metrics-addr", "", "address for /metrics, /livez and /readyz (overrides metrics.listen)")
 	check := fs.Bool("check", false, "validate the config, sink included, and exit without connecting")
 	ui := addUIFlags(fs, "")
 	if err := fs.Parse(args); err != nil {
@@ -93,7 +93,7 @@ func runConsume(ctx context.Context, args []string) error {
 		return err
 	}
 	if cfg.Metrics.Listen != "" {
-		stop, err := serveMetrics(cfg.Metrics.Listen, reg, log)
+		stop, err := serveMetrics(cfg.Metrics.Listen, reg, c.Probes(), log)
 		if err != nil {
 			c.Member.Close()
 			return err
@@ -151,9 +151,10 @@ func openSink(ctx context.Context, cfg app.SinkConfig, log *slog.Logger, reg pro
 	return nil, fmt.Errorf("sink.type must be duckdb or clickhouse, got %q", cfg.Type)
 }
 
-// serveMetrics serves /metrics and /healthz on addr until the returned stop is called.
-func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
-	ms, err := app.ServeMetrics(addr, false, reg, func() error { return nil })
+// serveMetrics serves /metrics, /livez, /readyz and /healthz on addr until the
+// returned stop is called; probes nil: a process whose checks always pass.
+func serveMetrics(addr string, reg *prometheus.Registry, probes app.Probes, log *slog.Logger) (stop func(), err error) {
+	ms, err := app.ServeMetrics(addr, false, reg, probes)
 	if err != nil {
 		return nil, err
 	}

@@ -41,7 +41,7 @@ func runDev(ctx context.Context, args []string) error {
 	exitWhenDone := fs.Bool("exit-when-done", false, "exit once every emitted span is stored; the last stdout line is a JSON summary")
 	dbPath := fs.String("db", "spanpipe.duckdb", "DuckDB file")
 	port := fs.Int("port", 9092, "broker port on 127.0.0.1 (a free port is used if it is taken)")
-	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9464", "address for /metrics and /healthz (a free port is used if it is taken)")
+	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9464", "address for /metrics, /livez and /readyz (a free port is used if it is taken)")
 	strategy := fs.String("strategy", "auto", "realtime, batch-with-updates, insert-only or auto")
 	partitions := fs.Int("partitions", 4, "partitions of the spans topic")
 	timeout := fs.Duration("timeout", 5*time.Minute, "with --exit-when-done: give up after this long")
@@ -89,7 +89,7 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ms, err := app.ServeMetrics(*metricsAddr, true, reg, func() error { return nil })
+	ms, err := app.ServeMetrics(*metricsAddr, true, reg, c.Probes())
 	if err != nil {
 		c.Member.Close()
 		return err

@@ -37,7 +37,7 @@ func TestHelpExitsZero(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range []string{"dev", "consume", "migrate", "trace", "produce", "alert", "drops", "replay", "bench"} {
+	for _, cmd := range []string{"dev", "consume", "migrate", "trace", "produce", "alert", "drops", "replay", "bench", "healthcheck"} {
 		t.Run(cmd, func(t *testing.T) {
 			out, err := exec.Command(bin, cmd, "-h").CombinedOutput()
 			if err != nil {

@@ -28,6 +28,7 @@ commands:
   drops     drops tail: print drop events (and --dead-letters) as they arrive
   replay    re-publish dead letters to their source topics (--dry-run counts them)
   bench     end-to-end throughput, latency and memory against a real broker
+  healthcheck  ask a running spanpipe's /readyz (--url): exit 0 when it answers 200
   version   print the version and commit (also: spanpipe --version)
 
 Run 'spanpipe <command> -h' for the flags of a command.
@@ -85,6 +86,8 @@ func main() {
 		err = runReplay(ctx, args)
 	case "bench":
 		err = runBench(ctx, args)
+	case "healthcheck":
+		err = runHealthcheck(ctx, args)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, app.BuildInfo())
 		return

@@ -58,11 +58,46 @@ type SinkConfig struct {
 	ClickHouse clickhouse.Config `yaml:"clickhouse"`
 }
 
-// MetricsConfig configures the HTTP server for /metrics and /healthz.
+// MetricsConfig configures the HTTP server for /metrics, /livez and /readyz
+// (/healthz is /livez), and the thresholds of the health checks.
 type MetricsConfig struct {
 	// Listen is the address to serve on; empty disables the server.
 	// Default "127.0.0.1:9464".
 	Listen string `yaml:"listen"`
+	// LiveMaxPollGap: /livez fails when the poll loop has not gone round for this
+	// long (it goes round every second even when idle or paused; a rebalance may hold
+	// it up to kafka.rebalance_timeout, so this must be longer). Default 2m.
+	LiveMaxPollGap time.Duration `yaml:"live_max_poll_gap"`
+	// LiveMaxSinkCall: /livez fails when one sink write call has not returned for
+	// this long (a hung call; retries and backoff between calls do not count).
+	// Default 5m.
+	LiveMaxSinkCall time.Duration `yaml:"live_max_sink_call"`
+	// ReadyMaxStall: /readyz fails when the oldest record neither written nor
+	// dead-lettered is older than this. Must exceed pipeline.max_batch_wait.
+	// Default 2m.
+	ReadyMaxStall time.Duration `yaml:"ready_max_stall"`
+	// ReadyMaxSinkFailing: /readyz fails when sink writes have failed (unavailable or
+	// erroring) with no success for this long. Default 1m.
+	ReadyMaxSinkFailing time.Duration `yaml:"ready_max_sink_failing"`
+	// ReadyAssignmentGrace: /readyz fails until the member holds a partition or
+	// this long has passed since it started; after that a member without partitions
+	// (more members than partitions) is a ready standby. Default 30s.
+	ReadyAssignmentGrace time.Duration `yaml:"ready_assignment_grace"`
+}
+
+// Validate reports every problem, each naming its key.
+func (c MetricsConfig) Validate() error {
+	var errs []error
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"live_max_poll_gap", c.LiveMaxPollGap}, {"live_max_sink_call", c.LiveMaxSinkCall}, {"ready_max_stall", c.ReadyMaxStall},
+		{"ready_max_sink_failing", c.ReadyMaxSinkFailing}, {"ready_assignment_grace", c.ReadyAssignmentGrace}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("metrics.%s must be > 0, got %s", d.key, d.v))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // LogConfig configures logging.
@@ -80,14 +115,23 @@ func DefaultConfig() Config {
 		Pipeline: pipeline.DefaultConfig(),
 		Sink:     SinkConfig{Type: SinkDuckDB, DuckDB: duckdb.DefaultConfig(), ClickHouse: clickhouse.DefaultConfig()},
 		Drops:    dropalerts.DefaultConfig(),
-		Metrics:  MetricsConfig{Listen: "127.0.0.1:9464"},
-		Log:      LogConfig{Level: "info", Format: "text"},
+		Metrics: MetricsConfig{Listen: "127.0.0.1:9464", LiveMaxPollGap: 2 * time.Minute, LiveMaxSinkCall: 5 * time.Minute,
+			ReadyMaxStall: 2 * time.Minute, ReadyMaxSinkFailing: time.Minute, ReadyAssignmentGrace: 30 * time.Second},
+		Log: LogConfig{Level: "info", Format: "text"},
 	}
 }
 
 // Validate reports every problem of every component.
 func (c Config) Validate() error {
-	errs := []error{c.Kafka.Validate(), c.Kafka.Security.Validate("kafka."), c.Pipeline.Validate(), c.Drops.Validate()}
+	errs := []error{c.Kafka.Validate(), c.Kafka.Security.Validate("kafka."), c.Pipeline.Validate(), c.Drops.Validate(), c.Metrics.Validate()}
+	if c.Metrics.LiveMaxPollGap > 0 && c.Metrics.LiveMaxPollGap <= c.Kafka.RebalanceTimeout {
+		errs = append(errs, fmt.Errorf("metrics.live_max_poll_gap (%s) must be > kafka.rebalance_timeout (%s): a rebalance holds the poll loop that long",
+			c.Metrics.LiveMaxPollGap, c.Kafka.RebalanceTimeout))
+	}
+	if c.Metrics.ReadyMaxStall > 0 && c.Metrics.ReadyMaxStall <= c.Pipeline.MaxBatchWait {
+		errs = append(errs, fmt.Errorf("metrics.ready_max_stall (%s) must be > pipeline.max_batch_wait (%s): a healthy batch waits that long",
+			c.Metrics.ReadyMaxStall, c.Pipeline.MaxBatchWait))
+	}
 	switch c.Sink.Type {
 	case SinkDuckDB:
 		if err := c.Sink.DuckDB.Validate(); err != nil {

@@ -277,3 +277,27 @@ func TestDeployClickHouseConfigsLoad(t *testing.T) {
 		})
 	}
 }
+
+// Every health threshold is validated under its key, and against the setting it must
+// exceed; YAML and the environment both reach them.
+func TestMetricsHealthConfig(t *testing.T) {
+	cfg, err := Load("", []string{"SPANPIPE_METRICS_READY_MAX_STALL=3m", "SPANPIPE_KAFKA_BROKERS=b:9092"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil || cfg.Metrics.ReadyMaxStall != 3*time.Minute {
+		t.Fatalf("ready_max_stall from env = %s, Validate: %v", cfg.Metrics.ReadyMaxStall, err)
+	}
+	cfg.Metrics = MetricsConfig{LiveMaxPollGap: 30 * time.Second, ReadyMaxStall: time.Second}
+	err = cfg.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted zero and too-short health thresholds")
+	}
+	for _, want := range []string{"metrics.live_max_sink_call must be > 0", "metrics.ready_max_sink_failing must be > 0",
+		"metrics.ready_assignment_grace must be > 0", "metrics.live_max_poll_gap (30s) must be > kafka.rebalance_timeout",
+		"metrics.ready_max_stall (1s) must be > pipeline.max_batch_wait"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate: %v\nwant it to mention %q", err, want)
+		}
+	}
+}

@@ -2,9 +2,7 @@ package app
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +47,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	p.StartSpan(producer.SpanOptions{Name: "x", Type: "agent_run"}).End(producer.EndOptions{})
 	p.Flush(t.Context())
 
-	ms, err := ServeMetrics("127.0.0.1:0", false, reg, func() error { return nil })
+	ms, err := ServeMetrics("127.0.0.1:0", false, reg, cons.Probes())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,13 +61,13 @@ func TestMetricsEndpoint(t *testing.T) {
 	for _, want := range []string{
 		"spanpipe_build_info", "spanpipe_pipeline_records_consumed_total", "spanpipe_dropped_records_total",
 		"spanpipe_consumer_lag_records", "spanpipe_producer_records_sent_total", "spanpipe_kafka_",
-		"spanpipe_sink_last_success_timestamp_seconds", "process_resident_memory_bytes", "go_goroutines",
+		"spanpipe_sink_last_success_timestamp_seconds", "spanpipe_consumer_ready 1", "process_resident_memory_bytes", "go_goroutines",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	if got := get(t, "http://"+ms.Addr+"/healthz"); got != "ok\n" {
+	if got := get(t, "http://"+ms.Addr+"/healthz"); !strings.HasPrefix(got, "ok poll-loop:") {
 		t.Errorf("/healthz = %q", got)
 	}
 	problems, err := promlint.NewWithMetricFamilies(mustGather(t, reg)).Lint()
@@ -86,13 +84,8 @@ func TestMetricsEndpoint(t *testing.T) {
 
 func get(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	_, body := probe(t, url)
+	return body
 }
 
 func mustGather(t *testing.T, reg interface {

@@ -55,16 +55,17 @@ func KafkaOpts(reg prometheus.Registerer, log *slog.Logger, role string) []kgo.O
 	return []kgo.Opt{kgo.WithHooks(kp), kgo.WithLogger(kslog.New(log.With("component", "kafka", "client", role)))}
 }
 
-// MetricsServer serves /metrics and /healthz.
+// MetricsServer serves /metrics, /livez, /readyz and /healthz.
 type MetricsServer struct {
 	Addr string // the address actually bound, useful with port 0
 	srv  *http.Server
 	wg   sync.WaitGroup
 }
 
-// ServeMetrics starts the HTTP server on addr; healthy reports /healthz (nil = ok).
+// ServeMetrics starts the HTTP server on addr; probes answers /livez and /readyz
+// (nil: both always pass), and /healthz is /livez, as it was before /livez existed.
 // If addr is taken and fallback is true, a free port is used instead.
-func ServeMetrics(addr string, fallback bool, reg *prometheus.Registry, healthy func() error) (*MetricsServer, error) {
+func ServeMetrics(addr string, fallback bool, reg *prometheus.Registry, probes Probes) (*MetricsServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil && fallback {
 		host, _, _ := net.SplitHostPort(addr)
@@ -75,13 +76,13 @@ func ServeMetrics(addr string, fallback bool, reg *prometheus.Registry, healthy 
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := healthy(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	if probes == nil {
+		probes = noProbes{}
+	}
+	live := healthHandler(probes.Live)
+	mux.Handle("/livez", live)
+	mux.Handle("/healthz", live)
+	mux.Handle("/readyz", healthHandler(probes.Ready))
 	s := &MetricsServer{Addr: ln.Addr().String(), srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	s.wg.Go(func() { _ = s.srv.Serve(ln) })
 	return s, nil
@@ -102,20 +103,26 @@ func (s *MetricsServer) Close(ctx context.Context) error {
 type Consumer struct {
 	Batcher *pipeline.Batcher
 	Member  *consumer.Consumer
-	drops   *dropalerts.Publisher
+	writer  *pipeline.Writer
+	drops   *trackedDrops
+	health  *health
 	log     *slog.Logger
 }
+
+// Probes are the consumer's /livez and /readyz checks.
+func (c *Consumer) Probes() Probes { return c.health }
 
 // NewConsumer wires the consume path around sink. kopts are extra client options
 // (TLS, SASL) for both of its Kafka clients.
 func NewConsumer(cfg Config, sink pipeline.Sink, log *slog.Logger, reg prometheus.Registerer, kopts []kgo.Opt) (*Consumer, error) {
 	host, _ := os.Hostname()
 	instance := cfg.Kafka.Group + "/" + host + "/" + fmt.Sprint(os.Getpid())
-	drops, err := dropalerts.New(cfg.Drops, append([]kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.ClientID(cfg.Kafka.ClientID + "-drops")}, append(KafkaOpts(reg, log, "drops"), kopts...)...),
+	pub, err := dropalerts.New(cfg.Drops, append([]kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.ClientID(cfg.Kafka.ClientID + "-drops")}, append(KafkaOpts(reg, log, "drops"), kopts...)...),
 		dropalerts.WithLogger(log), dropalerts.WithRegisterer(reg))
 	if err != nil {
 		return nil, err
 	}
+	drops := &trackedDrops{Publisher: pub}
 	popts := []pipeline.Option{pipeline.WithLogger(log), pipeline.WithRegisterer(reg), pipeline.WithInstance(instance)}
 	b, err := pipeline.NewBatcher(cfg.Pipeline, sink.Capabilities(), popts...)
 	if err != nil {
@@ -134,7 +141,10 @@ func NewConsumer(cfg Config, sink pipeline.Sink, log *slog.Logger, reg prometheu
 		return nil, err
 	}
 	log.Info("pipeline", "strategy", b.Strategy(), "sink", sink.Name())
-	return &Consumer{Batcher: b, Member: member, drops: drops, log: log}, nil
+	c := &Consumer{Batcher: b, Member: member, writer: w, drops: drops, log: log}
+	c.health = &health{cfg: cfg.Metrics, c: c, start: time.Now(), now: time.Now}
+	registerReady(reg, c.health)
+	return c, nil
 }
 
 // Run consumes until ctx ends, drains, commits and leaves the group, then flushes

@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Cluster starts a kfake cluster with the given topics (partitions each) and closes it
@@ -75,4 +76,31 @@ func Publisher(t testing.TB, brokers []string) *dropalerts.Publisher {
 	}
 	t.Cleanup(func() { _ = p.Close(context.Background()) })
 	return p
+}
+
+// RefuseProduce makes c answer produce requests with code on every partition while
+// refuse(req) is true (e.g. TopicAuthorizationFailed: a topic this principal may not
+// write); other requests are served as usual. Requests name topics by TopicID from
+// produce v13 on, so refuse should match on both.
+func RefuseProduce(c *kfake.Cluster, code int16, refuse func(*kmsg.ProduceRequest) bool) {
+	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kreq.(*kmsg.ProduceRequest)
+		if !refuse(req) {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
 }
