@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +23,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spanpipe/spanpipe/internal/kafkasec"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // secureBroker is a `kafka.sh start --secure` cluster: SASL_SSL only, a CA of its own,
@@ -168,6 +172,26 @@ sink:
 		t.Fatalf("produce summary %q: %v (want spans > 0, none dropped)", prod.stdout, err)
 	}
 
+	// A few poison records: the consumer dead-letters them to the drop topic over
+	// SASL_SSL, where drops tail, alert and replay read them below.
+	const poisonN = 3
+	sec := kafkasec.Config{TLS: kafkasec.TLS{Enable: true, CAFile: b.caFile},
+		SASL: kafkasec.SASL{Mechanism: "scram-sha-512", Username: b.user, PasswordFile: b.pwFile}}
+	secOpts, err := sec.Opts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(b.brokers...), kgo.DefaultProduceTopic(topic)}, secOpts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range poisonN {
+		if err := raw.ProduceSync(ctx, &kgo.Record{Key: fmt.Appendf(nil, "poison-%d", i), Value: []byte(`{"type":"log","log":`)}).FirstErr(); err != nil {
+			t.Fatalf("produce poison over SASL_SSL: %v", err)
+		}
+	}
+	raw.Close()
+
 	port, err := freePort()
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +225,8 @@ sink:
 		default:
 		}
 		if m, err := scrapeURL(ctx, metricsURL); err == nil && m.sum("spanpipe_sink_rows_written_total") > 0 &&
-			m.sum("spanpipe_consumer_commits_total") > 0 && m.sum("spanpipe_consumer_lag_records") == 0 {
+			m.sum("spanpipe_consumer_commits_total") > 0 && m.sum("spanpipe_consumer_lag_records") == 0 &&
+			m.sum("spanpipe_dropped_records_total", "reason=decode-error", "component=consumer") == poisonN {
 			page = rawPage(t, ctx, metricsURL)
 			break
 		}
@@ -230,13 +255,55 @@ sink:
 		t.Errorf("DuckDB holds %d distinct spans (%d duplicate rows), want the %d produced", v.distinct(), v.fileDupes, sum.Spans)
 	}
 
-	// The other commands share the settings: drops tail reads the drop topic over
-	// SASL_SSL (its preflight would exit 1 on a refused login).
-	tailRun := runWithEnv(t, ctx, b.env(), "drops", "tail", "--from-beginning", "--timeout", "3s")
+	// The other commands share the settings. drops tail reads the drop events the
+	// consumer published over SASL_SSL.
+	tailRun := runWithEnv(t, ctx, b.env(), "drops", "tail", "--from-beginning", "--json", "--exit-after", "1", "--timeout", "30s")
 	seen = append(seen, tailRun.stdout, tailRun.stderr)
-	if tailRun.code != 0 || strings.Contains(tailRun.stderr, "drops tail:") {
-		t.Errorf("drops tail over SASL_SSL: exit %d\n%s", tailRun.code, tailRun.stderr)
+	if tailRun.code != 0 || !strings.Contains(tailRun.stdout, `"reason":"decode-error"`) {
+		t.Errorf("drops tail over SASL_SSL: exit %d, want the decode-error drop event\nstdout: %s\nstderr: %s", tailRun.code, tailRun.stdout, tail(tailRun.stderr, 10))
 	}
+
+	// replay reads the dead letters and re-publishes them to the spans topic.
+	replayRun := runWithEnv(t, ctx, b.env(), "replay", "--to-topics", topic, "--group", "")
+	seen = append(seen, replayRun.stdout, replayRun.stderr)
+	if replayRun.code != 0 || !strings.Contains(replayRun.stdout, fmt.Sprintf("replayed %d dead letters", poisonN)) {
+		t.Errorf("replay over SASL_SSL: exit %d, want %d replayed\nstdout: %s\nstderr: %s", replayRun.code, poisonN, replayRun.stdout, tail(replayRun.stderr, 10))
+	}
+
+	// alert reads the drop topic and posts the decode-error alert to a webhook.
+	posted := make(chan string, 16)
+	hook := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		select {
+		case posted <- string(body):
+		default:
+		}
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = hook.Serve(ln) }()
+	defer hook.Close()
+	alertCtx, stopAlert := context.WithTimeout(ctx, 2*time.Minute)
+	defer stopAlert()
+	alertDone := make(chan secureRun, 1)
+	go func() {
+		alertDone <- runWithEnv(t, alertCtx, b.env(), "alert", "--webhook", "http://"+ln.Addr().String()+"/", "--group", "alert-"+randomHex(4), "--metrics-addr", "")
+	}()
+	var body string
+	select {
+	case body = <-posted:
+	case r := <-alertDone:
+		t.Fatalf("alert over SASL_SSL exited %d before posting:\n%s", r.code, tail(r.stderr, 20))
+	case <-time.After(90 * time.Second):
+		t.Error("alert over SASL_SSL posted nothing to the webhook within 90s")
+	}
+	if body != "" && !strings.Contains(body, "decode-error") {
+		t.Errorf("alert posted %q, want the decode-error alert", body)
+	}
+	stopAlert()
+	seen = append(seen, (<-alertDone).stderr)
 
 	// Misconfiguration: a clear error naming the keys to check, exit 1, within seconds
 	// (the preflight answers before any retry loop starts).
@@ -276,7 +343,7 @@ sink:
 			t.Errorf("the SASL password appears in the output of a command:\n%s", s)
 		}
 	}
-	logFigures(t, "secure_spans", sum.Spans, "produce_s", prod.took.Seconds())
+	logFigures(t, "secure_spans", sum.Spans, "poison_dead_lettered", poisonN, "produce_s", prod.took.Seconds())
 }
 
 // untrustedCA writes a self-signed CA certificate that signed nothing the broker has.
