@@ -25,7 +25,8 @@ import (
 type devSummary struct {
 	Traces       int    `json:"traces"`
 	SpansEmitted int    `json:"spans_emitted"`
-	SpansStored  int64  `json:"spans_stored"`
+	SpansStored  int64  `json:"spans_stored"` // by this run
+	SpansInDB    int64  `json:"spans_in_db"`  // by this run and earlier ones
 	Dropped      int64  `json:"dropped"`
 	ElapsedMS    int64  `json:"elapsed_ms"`
 	DB           string `json:"db"`
@@ -133,6 +134,15 @@ func runDev(ctx context.Context, args []string) error {
 		wg.Wait()
 		return err
 	}
+	// The database may hold earlier runs' spans (the README's command, run twice):
+	// this run's are what it holds beyond them, since demo trace ids are new each run.
+	before, err := sink.CountSpans(ctx)
+	if err != nil {
+		stopConsume()
+		wg.Wait()
+		_ = prod.Close(context.Background())
+		return err
+	}
 	emitted := 0
 	if *demoN > 0 {
 		// Every explorer view has something to show: long traces, errors and, where the
@@ -159,7 +169,7 @@ func runDev(ctx context.Context, args []string) error {
 		log.Info("shutting down")
 	} else {
 		wctx, cancel := context.WithTimeout(ctx, *timeout)
-		err := waitStored(wctx, cfg, sink, int64(emitted))
+		err := waitStored(wctx, cfg, sink, before+int64(emitted))
 		cancel()
 		if err != nil {
 			log.Error("not every span was stored", "err", err)
@@ -178,12 +188,13 @@ func runDev(ctx context.Context, args []string) error {
 	if !*exitWhenDone {
 		return nil
 	}
-	stored, err := sink.CountSpans(context.Background())
+	total, err := sink.CountSpans(context.Background())
 	if err != nil {
 		return err
 	}
+	stored := total - before
 	sum := devSummary{
-		Traces: *demoN, SpansEmitted: emitted, SpansStored: stored, Dropped: int64(droppedTotal(reg)),
+		Traces: *demoN, SpansEmitted: emitted, SpansStored: stored, SpansInDB: total, Dropped: int64(droppedTotal(reg)),
 		ElapsedMS: time.Since(start).Milliseconds(), DB: *dbPath, Strategy: string(c.Batcher.Strategy()),
 		Broker: cfg.Kafka.Brokers[0], Metrics: ms.Addr, UI: uiURL,
 	}

@@ -10,25 +10,34 @@ import (
 	"testing"
 )
 
-// TestDevExitWhenDone runs the README's first command (smaller) in-process.
+// TestDevExitWhenDone runs the README's first command (smaller) in-process, twice on
+// the same database: the second run counts its own spans, not the file's (it used to
+// print "stored 3109 of 1153" and exit 1).
 func TestDevExitWhenDone(t *testing.T) {
 	var out bytes.Buffer
 	stdout = &out
 	t.Cleanup(func() { stdout = os.Stdout })
 	db := filepath.Join(t.TempDir(), "dev.duckdb")
-	// Port 0 and a taken-or-not metrics port: the command falls back to free ports.
-	err := runDev(t.Context(), []string{"--demo", "100", "--exit-when-done", "--db", db, "--port", "0",
-		"--metrics-addr", "127.0.0.1:0", "--log-level", "warn"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	var sum devSummary
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil {
-		t.Fatalf("last line is not JSON: %q", lines[len(lines)-1])
-	}
-	if sum.Traces != 100 || sum.SpansEmitted == 0 || sum.SpansStored != int64(sum.SpansEmitted) || sum.Dropped != 0 || sum.DB != db {
-		t.Fatalf("summary %+v: want 100 traces, stored == emitted > 0, nothing dropped", sum)
+	var inDB int64
+	for run := 1; run <= 2; run++ {
+		out.Reset()
+		// Port 0 and a taken-or-not metrics port: the command falls back to free ports.
+		err := runDev(t.Context(), []string{"--demo", "100", "--exit-when-done", "--db", db, "--port", "0",
+			"--metrics-addr", "127.0.0.1:0", "--ui", "", "--log-level", "warn"})
+		if err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		var sum devSummary
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil {
+			t.Fatalf("run %d: last line is not JSON: %q", run, lines[len(lines)-1])
+		}
+		if sum.Traces != 100 || sum.SpansEmitted == 0 || sum.SpansStored != int64(sum.SpansEmitted) || sum.Dropped != 0 || sum.DB != db {
+			t.Fatalf("run %d: summary %+v: want 100 traces, stored == emitted > 0, nothing dropped", run, sum)
+		}
+		if inDB += sum.SpansStored; sum.SpansInDB != inDB {
+			t.Fatalf("run %d: spans_in_db %d, want %d (both runs)", run, sum.SpansInDB, inDB)
+		}
 	}
 }
 
