@@ -124,6 +124,15 @@ type Config struct {
 	// needs only INSERT and SELECT; a consumer that meets a schema newer or older than
 	// it expects fails at start instead of altering a shared cluster.
 	AutoMigrate bool `yaml:"auto_migrate"`
+
+	// Layout selects the tables the sink writes. "spanpipe" is spanpipe's own layout
+	// (every snapshot of every span, versions, running spans; read by `spanpipe serve`).
+	// "mastra" writes Mastra's base tables (mastra_span_events, mastra_log_events,
+	// mastra_metric_events, mastra_score_events, mastra_feedback_events) in Database,
+	// as @mastra/clickhouse's ClickhouseStoreVNext does, so that Mastra Studio reads
+	// them: ended spans only, insert-only (see the package documentation).
+	// Default "spanpipe" (also when empty).
+	Layout string `yaml:"layout"`
 }
 
 // TLSConfig configures TLS to the server.
@@ -171,6 +180,7 @@ func DefaultConfig() Config {
 		MaxBytesPerInsert:      64 << 20,
 		MaxPartitionsPerInsert: 100,
 		AutoMigrate:            true,
+		Layout:                 LayoutSpanpipe,
 	}
 }
 
@@ -312,6 +322,11 @@ func (c Config) Validate() error {
 	if c.MaxPartitionsPerInsert <= 0 {
 		bad("max_partitions_per_insert must be > 0, got %d", c.MaxPartitionsPerInsert)
 	}
+	if c.Layout != "" && c.Layout != LayoutSpanpipe && c.Layout != LayoutMastra {
+		bad("layout must be %s or %s, got %q", LayoutSpanpipe, LayoutMastra, c.Layout)
+	} else if c.Layout == LayoutMastra && (c.Cluster != "" || c.Replicated || c.TTL != (TTLConfig{})) {
+		bad("layout %s takes Mastra's tables as @mastra/clickhouse created them: cluster, replicated and ttl must be unset", LayoutMastra)
+	}
 	t := c.TLS
 	if !t.Enable && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.InsecureSkipVerify) {
 		bad("tls.ca_file, tls.cert_file, tls.key_file and tls.insecure_skip_verify need tls.enable: true")
@@ -395,6 +410,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("replicated", c.Replicated),
 		slog.Bool("async_insert", c.AsyncInsert),
 		slog.Any("ttl_days", c.TTL),
+		slog.String("layout", c.Layout),
 	)
 }
 

@@ -40,6 +40,10 @@ func Migrate(ctx context.Context, cfg Config, opts ...Option) (MigrateResult, er
 		return MigrateResult{}, err
 	}
 	defer conn.Close()
+	if cfg.Layout == LayoutMastra {
+		ran, err := checkMastraSchema(ctx, conn, paramsOf(cfg), true)
+		return MigrateResult{Applied: ran}, err
+	}
 	return migrate(ctx, conn, paramsOf(cfg), o.logger.With("component", "clickhouse"))
 }
 

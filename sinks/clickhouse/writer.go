@@ -46,6 +46,7 @@ type Writer struct {
 	metrics  metricCols
 	scores   scoreCols
 	feedback feedbackCols
+	mastra   *mastraCols // set with layout mastra (mastra_layout.go)
 }
 
 // dial opens a connection pool and checks that the server answers. The connection
@@ -83,7 +84,9 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 	}
 	w := newWriter(cfg, conn, o)
 	var res MigrateResult
-	if cfg.AutoMigrate {
+	if w.mastra != nil {
+		res.Applied, err = checkMastraSchema(ctx, conn, w.p, cfg.AutoMigrate)
+	} else if cfg.AutoMigrate {
 		res, err = migrate(ctx, conn, w.p, w.log)
 	} else {
 		var todo []string
@@ -113,6 +116,9 @@ func newWriter(cfg Config, conn driver.Conn, o options) *Writer {
 	for _, t := range allTables {
 		w.insertSQL[t] = "INSERT INTO " + w.p.qualified(t.name) + " (" + t.colNames() + ")"
 	}
+	if cfg.Layout == LayoutMastra {
+		w.initMastra()
+	}
 	return w
 }
 
@@ -125,6 +131,9 @@ func (w *Writer) Name() string { return sinkName }
 // [Config.AsyncInsert]: one synchronous INSERT per event would create a part per
 // event and soon fail with TOO_MANY_PARTS.
 func (w *Writer) Capabilities() pipeline.Capabilities {
+	if w.mastra != nil {
+		return mastraCapabilities()
+	}
 	supported := []pipeline.Strategy{pipeline.InsertOnly, pipeline.BatchWithUpdates}
 	if w.cfg.AsyncInsert {
 		supported = append(supported, pipeline.Realtime)
@@ -159,6 +168,9 @@ func (w *Writer) Write(ctx context.Context, b *pipeline.Batch) error {
 	}
 	start := time.Now()
 	src := sourcesDigest(b.Sources)
+	if w.mastra != nil {
+		return w.writeMastra(ctx, b, src)
+	}
 	if err := writeTable(ctx, w, spansTable, b.Spans, &w.spans, spanMeta, spanKey, src); err != nil {
 		return err
 	}
