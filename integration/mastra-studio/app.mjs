@@ -135,7 +135,7 @@ await observability.flush();
 const flushedMs = Date.now() - t0;
 await observability.shutdown();
 const cpu = process.cpuUsage(cpu0);
-console.log(
+process.stdout.write(
   JSON.stringify({
     mode,
     traces,
@@ -145,6 +145,6 @@ console.log(
     kafka: kafka ? kafka.stats() : null,
     drops,
     appExceptions,
-  }),
+  }) + '\n',
+  () => process.exit(0),
 );
-process.exit(0);

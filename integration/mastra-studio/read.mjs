@@ -10,8 +10,7 @@ import { ClickhouseStoreVNext } from '@mastra/clickhouse';
 const store = new ClickhouseStoreVNext({ id: 'studio-read', url: process.env.CH_URL, username: 'default', password: '', database: process.env.DB });
 await store.init();
 if (process.env.INIT === '1') {
-  console.log('{}');
-  process.exit(0);
+  process.stdout.write('{}\n', () => process.exit(0));
 }
 const o = await store.getStore('observability');
 
@@ -81,5 +80,5 @@ const ingestOrderFree = (key) => async () => {
 };
 for (const key of ['traces', 'logs', 'metrics', 'scores', 'feedback']) await call(`delta.${key}`, ingestOrderFree(key));
 
-process.stdout.write(JSON.stringify(out) + '\n');
-process.exit(0);
+// A pipe is written asynchronously: exit once the answers are out.
+process.stdout.write(JSON.stringify(out) + '\n', () => process.exit(0));
