@@ -39,22 +39,31 @@ var studioNode = sync.OnceValues(func() (string, error) {
 // studioScript runs one of integration/mastra-studio's scripts and returns its last
 // stdout line; a failure fails the test.
 func (s *scenario) studioScript(script string, env ...string) string {
-	t := s.t
-	t.Helper()
+	s.t.Helper()
+	line, err := s.runStudio(script, env...)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return line
+}
+
+// runStudio is studioScript for any goroutine: it returns the failure.
+func (s *scenario) runStudio(script string, env ...string) (string, error) {
 	node, err := studioNode()
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
-	cmd := exec.CommandContext(t.Context(), node, filepath.Join(repoRoot, "integration", "mastra-studio", script))
+	cmd := exec.CommandContext(s.t.Context(), node, filepath.Join(repoRoot, "integration", "mastra-studio", script))
 	cmd.Dir = filepath.Join(repoRoot, "integration", "mastra-studio")
 	cmd.Env = append(childEnv(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("node %s: %v\n%s\n%s", script, err, tail(stdout.String(), 5), tail(stderr.String(), 40))
+	err = cmd.Run()
+	_ = os.WriteFile(filepath.Join(s.dir, strings.TrimSuffix(script, ".mjs")+"-"+time.Now().Format("150405.000000")+".log"), stderr.Bytes(), 0o644)
+	if err != nil {
+		return "", fmt.Errorf("node %s %v: %w\n%s\n%s", script, env, err, tail(stdout.String(), 5), tail(stderr.String(), 40))
 	}
-	_ = os.WriteFile(filepath.Join(s.dir, strings.TrimSuffix(script, ".mjs")+"-"+time.Now().Format("150405.000")+".log"), stderr.Bytes(), 0o644)
-	return lastLine(stdout.String())
+	return lastLine(stdout.String()), nil
 }
 
 // httpURL is the HTTP endpoint of the server (what @mastra/clickhouse talks to),
@@ -106,6 +115,12 @@ func (s *scenario) runStudioApp(env ...string) studioApp {
 func TestMastraStudioLayout(t *testing.T) {
 	brokers := sharedBrokers(t)
 	chs := sharedClickHouse(t)
+	if _, err := studioNode(); err != nil {
+		t.Fatal(err)
+	}
+	spanpipeBinary(t)
+	began := time.Now()
+	phase := func(what string) { t.Logf("%s: %s", what, time.Since(began).Round(100*time.Millisecond)) }
 	s := newScenario(t, brokers, 3)
 	httpURL := chs.httpURL(t)
 	conn := chs.conn(t)
@@ -118,9 +133,11 @@ func TestMastraStudioLayout(t *testing.T) {
 	}
 	// Mastra's init() creates B's tables, as the Mastra server that serves Studio does.
 	s.studioScript("read.mjs", "CH_URL="+httpURL, "DB="+dbB, "INIT=1")
+	phase("Mastra's init() on B")
 
 	app := s.runStudioApp("MODE=both", "CH_URL="+httpURL, "DB_A="+dbA, fmt.Sprintf("TRACES=%d", envInt("SPANPIPE_IT_STUDIO_TRACES", 12)))
 	s.env = append(s.env, "SPANPIPE_SINK_CLICKHOUSE_LAYOUT=mastra")
+	phase("the app published to A and Kafka")
 
 	// A consumer killed once rows are arriving, then a second member that finishes.
 	c1 := s.startConsumer("c1", dsnB)
@@ -129,19 +146,36 @@ func TestMastraStudioLayout(t *testing.T) {
 	c2 := s.startConsumer("c2", dsnB)
 	s.waitCommitted(3 * time.Minute)
 	c2.stop()
+	phase("consumed into B across a kill -9")
 
-	read := func(db string) map[string]any {
-		var out map[string]any
-		line := s.studioScript("read.mjs", "CH_URL="+httpURL, "DB="+db)
-		if err := json.Unmarshal([]byte(line), &out); err != nil {
-			t.Fatalf("read.mjs on %s: %v", db, err)
+	// Studio's reads of each database, run side by side.
+	read := func(dbs ...string) []map[string]any {
+		out := make([]map[string]any, len(dbs))
+		errs := make([]error, len(dbs))
+		var wg sync.WaitGroup
+		for i, db := range dbs {
+			wg.Go(func() {
+				line, err := s.runStudio("read.mjs", "CH_URL="+httpURL, "DB="+db)
+				if err == nil {
+					err = json.Unmarshal([]byte(line), &out[i])
+				}
+				errs[i] = err
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("read.mjs on %s: %v", dbs[i], err)
+			}
 		}
 		return out
 	}
-	want := read(dbA)
+	answers := read(dbA, dbB)
+	want := answers[0]
 	checkStudioAnswers(t, want, app.Traces)
-	compareStudio(t, "after a kill -9", want, read(dbB))
+	compareStudio(t, "after a kill -9", want, answers[1])
 	rows := studioRowCounts(t, conn, dbB)
+	phase("compared")
 
 	// Every record again, under another group: batched differently, so with other
 	// deduplication tokens; nothing may change, in the base or the delta tables.
@@ -149,7 +183,7 @@ func TestMastraStudioLayout(t *testing.T) {
 	c3 := s.startConsumer("c3", dsnB)
 	s.waitCommitted(3 * time.Minute)
 	c3.stop()
-	compareStudio(t, "after every record was delivered twice", want, read(dbB))
+	compareStudio(t, "after every record was delivered twice", want, read(dbB)[0])
 	if again := studioRowCounts(t, conn, dbB); !reflect.DeepEqual(again, rows) {
 		t.Errorf("row counts changed by the redelivery:\nbefore %v\nafter  %v", rows, again)
 	}
@@ -157,11 +191,12 @@ func TestMastraStudioLayout(t *testing.T) {
 		t.Errorf("%d drop events, want none", len(d.events))
 	}
 	t.Logf("compared %d calls; redelivery added no row: %v", len(want), rows)
+	phase("redelivered and compared again")
 
 	// Throughput into the same server: Mastra's exporter (from the first event to the
 	// end of its flush) and spanpipe (from the consumer's start to its last commit,
 	// process start and group join included), the same light traces on each path.
-	n := envInt("SPANPIPE_IT_STUDIO_LOAD_TRACES", 400)
+	n := envInt("SPANPIPE_IT_STUDIO_LOAD_TRACES", 300)
 	dbC := dbB + "_load_mastra"
 	if err := conn.Exec(t.Context(), "CREATE DATABASE IF NOT EXISTS "+dbC); err != nil {
 		t.Fatal(err)
@@ -181,6 +216,7 @@ func TestMastraStudioLayout(t *testing.T) {
 	load.waitCommitted(3 * time.Minute)
 	took := time.Since(start)
 	c4.stop()
+	phase("throughput")
 	spanpipeSpans := countRows(t, conn, dbD, "mastra_span_events")
 	if spanpipeSpans != mastraSpans {
 		t.Errorf("load: spanpipe stored %d spans, Mastra's exporter %d", spanpipeSpans, mastraSpans)

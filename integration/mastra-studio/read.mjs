@@ -43,9 +43,10 @@ const traceFilters = {
 };
 for (const [k, filters] of Object.entries(traceFilters)) {
   await call(`listTraces.${k}`, () => o.listTraces({ filters, ...all, orderBy: { field: 'startedAt', direction: 'ASC' } }));
-  await call(`listTracesLight.${k}`, () => o.listTracesLight({ filters, ...all, orderBy: { field: 'startedAt', direction: 'ASC' } }));
 }
-const roots = out['listTraces.all']?.spans ?? [];
+await call('listTracesLight.all', () => o.listTracesLight({ ...all, orderBy: { field: 'startedAt', direction: 'ASC' } }));
+// The workload's shapes repeat every 6 traces (i % 2, % 3); the first 6 cover them.
+const roots = (out['listTraces.all']?.spans ?? []).slice(0, 6);
 for (const r of roots) {
   await call(`getTrace.${r.name}`, () => o.getTrace({ traceId: r.traceId }));
   await call(`getTraceLight.${r.name}`, () => o.getTraceLight({ traceId: r.traceId }));

@@ -26,6 +26,14 @@
 // <table> is a Distributed table (spans and trace_roots sharded by trace id, so that
 // a span's snapshots meet on one shard); inserts into it are synchronous.
 //
+// With [Config.Layout] "mastra" ([LayoutMastra], mastra_layout.go) the writer inserts
+// into Mastra's own base tables instead (mastra_span_events, mastra_log_events,
+// mastra_metric_events, mastra_score_events, mastra_feedback_events, as
+// @mastra/clickhouse 1.16.0's ClickhouseStoreVNext writes them), for Mastra Studio to
+// read. Mastra's init() creates them; [Open] and [Migrate] only check their columns
+// and set non_replicated_deduplication_window. Ended spans only (insert-only), and
+// rows whose key is already stored are left out before each insert.
+//
 // # Configuration
 //
 // [Config] names the servers either with Addr, Username, Password, Database and TLS,
