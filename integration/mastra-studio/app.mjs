@@ -10,7 +10,7 @@
 // MODE=storage  TRACES light traces through MastraStorageExporter only (its throughput).
 // MODE=kafka    TRACES light traces through the KafkaExporter only (spanpipe's input).
 //
-// Environment: CH_URL (HTTP), DB_A, BROKERS, TOPIC, DROP_TOPIC, TRACES, MODE. The last
+// Environment: CH_URL (HTTP), DB_A, DISABLE_INIT, BROKERS, TOPIC, DROP_TOPIC, TRACES, MODE. The last
 // stdout line is a JSON summary.
 import { Mastra } from '@mastra/core/mastra';
 import { SpanType } from '@mastra/core/observability';
@@ -47,7 +47,8 @@ if (mode !== 'storage') {
 }
 let storage;
 if (mode !== 'kafka') {
-  storage = new ClickhouseStoreVNext({ id: 'studio-a', url: env('CH_URL'), username: 'default', password: '', database: env('DB_A') });
+  // DISABLE_INIT=1: the tables exist already (init() costs seconds on a busy server).
+  storage = new ClickhouseStoreVNext({ id: 'studio-a', url: env('CH_URL'), username: 'default', password: '', database: env('DB_A'), disableInit: env('DISABLE_INIT') === '1' });
   exporters.push(new MastraStorageExporter());
 }
 exporters.push({
@@ -60,7 +61,7 @@ exporters.push({
 
 const observability = new Observability({ configs: { default: { serviceName: 'studio-proof', exporters } } });
 new Mastra({ observability, logger: false, ...(storage ? { storage } : {}) });
-if (storage) await storage.init();
+if (storage && env('DISABLE_INIT') !== '1') await storage.init();
 const obs = observability.getDefaultInstance();
 
 // rich: every signal and the shapes Studio filters on (entity, metadata ids, tags,
