@@ -78,13 +78,7 @@ func BenchmarkSpanColumns(b *testing.B) {
 			b.SetBytes(bytes)
 			b.ReportAllocs()
 			for b.Loop() {
-				c.reset(len(spans))
-				for _, s := range spans {
-					if err := c.add(s); err != nil {
-						b.Fatal(err)
-					}
-				}
-				_ = c.columns()
+				_ = convert(b, &c, spans)
 			}
 			reportRowsPerSecond(b, size)
 		})
@@ -104,13 +98,7 @@ func BenchmarkSpanColumns(b *testing.B) {
 				b.SetBytes(bytes)
 				b.ReportAllocs()
 				for b.Loop() {
-					c.reset(len(spans))
-					for _, s := range spans {
-						if err := c.add(s); err != nil {
-							b.Fatal(err)
-						}
-					}
-					for i, col := range c.columns() {
+					for i, col := range convert(b, &c, spans) {
 						fb.block.Columns[i].Reset()
 						if err := fb.Column(i).Append(col); err != nil {
 							b.Fatal(err)
@@ -130,6 +118,17 @@ func BenchmarkSpanColumns(b *testing.B) {
 			})
 		}
 	}
+}
+
+// convert fills c with spans, as Write does for one insert, and returns its columns.
+func convert(b *testing.B, c *spanCols, spans []*schema.Span) []any {
+	c.reset(len(spans))
+	for _, s := range spans {
+		if err := c.add(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return c.columns()
 }
 
 func reportRowsPerSecond(b *testing.B, rows int) {

@@ -179,6 +179,18 @@ func serverConfig(t *testing.T) clickhouse.Config {
 	return cfg
 }
 
+// openWriter opens the writer on cfg, closed when the test ends, and a plain
+// connection beside it.
+func openWriter(t *testing.T, cfg clickhouse.Config) (*clickhouse.Writer, ch.Conn) {
+	t.Helper()
+	w, err := clickhouse.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	return w, rawConn(t, cfg)
+}
+
 // rawConn is a plain driver connection, for what the writer does not expose.
 func rawConn(t *testing.T, cfg clickhouse.Config) ch.Conn {
 	t.Helper()
@@ -223,12 +235,7 @@ func itSpan(traceID, spanID, parent string, v uint64) *schema.Span {
 func TestWriterAgainstServer(t *testing.T) {
 	cfg := serverConfig(t)
 	ctx := t.Context()
-	w, err := clickhouse.Open(ctx, cfg)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { _ = w.Close() })
-	raw := rawConn(t, cfg)
+	w, raw := openWriter(t, cfg)
 
 	const trace = "11111111111111111111111111111111"
 	b1 := &pipeline.Batch{
@@ -300,12 +307,7 @@ func TestWriterAgainstServer(t *testing.T) {
 func TestMetadataSearchAgainstServer(t *testing.T) {
 	cfg := serverConfig(t)
 	ctx := t.Context()
-	w, err := clickhouse.Open(ctx, cfg)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { _ = w.Close() })
-	raw := rawConn(t, cfg)
+	w, raw := openWriter(t, cfg)
 	long := strings.Repeat("x", 1025)
 	tests := []struct {
 		metadata string
