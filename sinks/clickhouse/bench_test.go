@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/ch-go/compress"
 	chproto "github.com/ClickHouse/ch-go/proto"
 	"github.com/go-json-experiment/json/jsontext"
 
@@ -66,7 +67,9 @@ func benchSpans(n int) ([]*schema.Span, int64) {
 // network: "convert" turns spans into the writer's column slices (what Write does per
 // insert before the driver sees them); "encode" adds what the driver does with them,
 // appending to clickhouse-go's columns and encoding the Native block that goes on the
-// wire (compression excluded). SetBytes is the estimated uncompressed row size.
+// wire; "encode+LZ4" adds the driver's default compression of that block (these
+// payloads repeat, so it is cheaper here than on LLM text: `spanpipe bench` measures
+// that). SetBytes is the estimated uncompressed row size.
 func BenchmarkSpanColumns(b *testing.B) {
 	for _, size := range []int{100, 1000, 10000} {
 		spans, bytes := benchSpans(size)
@@ -75,46 +78,57 @@ func BenchmarkSpanColumns(b *testing.B) {
 			b.SetBytes(bytes)
 			b.ReportAllocs()
 			for b.Loop() {
-				c.reset(len(spans))
-				for _, s := range spans {
-					if err := c.add(s); err != nil {
-						b.Fatal(err)
-					}
-				}
-				_ = c.columns()
+				_ = convert(b, &c, spans)
 			}
 			reportRowsPerSecond(b, size)
 		})
-		b.Run("encode/size="+strconv.Itoa(size), func(b *testing.B) {
-			var c spanCols
-			fb, err := newFakeBatch(spansTable, "", nil)
-			if err != nil {
-				b.Fatal(err)
+		for _, method := range []compress.Method{compress.None, compress.LZ4} {
+			name := "encode"
+			if method != compress.None {
+				name += "+" + method.String()
 			}
-			var buf chproto.Buffer
-			b.SetBytes(bytes)
-			b.ReportAllocs()
-			for b.Loop() {
-				c.reset(len(spans))
-				for _, s := range spans {
-					if err := c.add(s); err != nil {
-						b.Fatal(err)
-					}
-				}
-				for i, col := range c.columns() {
-					fb.block.Columns[i].Reset()
-					if err := fb.Column(i).Append(col); err != nil {
-						b.Fatal(err)
-					}
-				}
-				buf.Reset()
-				if err := fb.block.Encode(&buf, 0); err != nil {
+			b.Run(name+"/size="+strconv.Itoa(size), func(b *testing.B) {
+				var c spanCols
+				fb, err := newFakeBatch(spansTable, "", nil)
+				if err != nil {
 					b.Fatal(err)
 				}
-			}
-			reportRowsPerSecond(b, size)
-		})
+				var buf chproto.Buffer
+				cw := compress.NewWriter(compress.LevelZero, method)
+				b.SetBytes(bytes)
+				b.ReportAllocs()
+				for b.Loop() {
+					for i, col := range convert(b, &c, spans) {
+						fb.block.Columns[i].Reset()
+						if err := fb.Column(i).Append(col); err != nil {
+							b.Fatal(err)
+						}
+					}
+					buf.Reset()
+					if err := fb.block.Encode(&buf, 0); err != nil {
+						b.Fatal(err)
+					}
+					if method != compress.None {
+						if err := cw.Compress(buf.Buf); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				reportRowsPerSecond(b, size)
+			})
+		}
 	}
+}
+
+// convert fills c with spans, as Write does for one insert, and returns its columns.
+func convert(b *testing.B, c *spanCols, spans []*schema.Span) []any {
+	c.reset(len(spans))
+	for _, s := range spans {
+		if err := c.add(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return c.columns()
 }
 
 func reportRowsPerSecond(b *testing.B, rows int) {

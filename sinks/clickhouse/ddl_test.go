@@ -63,7 +63,9 @@ func TestDDLSingleNode(t *testing.T) {
 		"drop_trace_roots_swap",
 		// 0003_newest_score_feedback
 		"create_scores_swap", "exchange_scores", "copy_scores", "drop_scores_swap",
-		"create_feedback_swap", "exchange_feedback", "copy_feedback", "drop_feedback_swap"}
+		"create_feedback_swap", "exchange_feedback", "copy_feedback", "drop_feedback_swap",
+		// 0004_metadata_search_default
+		"metadata_search_default"}
 	if len(stmts) != len(wantNames) {
 		t.Errorf("got %d statements, want %d", len(stmts), len(wantNames))
 	}
@@ -103,6 +105,9 @@ func TestDDLSingleNode(t *testing.T) {
 		mustContain(t, "create_"+tab+"_swap", stmts["create_"+tab+"_swap"], "AS spanpipe."+tab+"\nENGINE = ReplacingMergeTree(ordering)")
 	}
 	mustContain(t, "create_trace_roots_rank_mv", stmts["create_trace_roots_rank_mv"], "version, rank, ended_at")
+	mustContain(t, "metadata_search_default", stmts["metadata_search_default"],
+		"ALTER TABLE spanpipe.spans ", "MODIFY COLUMN metadata_search Map(LowCardinality(String), String) DEFAULT CAST(",
+		"JSONExtractKeysAndValuesRaw(metadata)")
 	mustContain(t, "exchange_spans", stmts["exchange_spans"], "EXCHANGE TABLES spanpipe.spans AND spanpipe.spans_swap")
 	mustContain(t, "copy_spans", stmts["copy_spans"], "FROM spanpipe.spans_swap")
 	for _, n := range []string{"scores", "feedback"} {
@@ -150,6 +155,10 @@ func TestDDLCluster(t *testing.T) {
 		"TTL toDate(timestamp) + toIntervalDay(7)")
 	mustContain(t, "create_trace_roots_mv", stmts["create_trace_roots_mv"],
 		"TO spanpipe.trace_roots_local", "FROM spanpipe.spans_local")
+	// Inserts go through the Distributed table, which computes the DEFAULT.
+	mustContain(t, "metadata_search_default", stmts["metadata_search_default"], "ALTER TABLE spanpipe.spans_local ON CLUSTER")
+	mustContain(t, "metadata_search_default_distributed", stmts["metadata_search_default_distributed"],
+		"ALTER TABLE spanpipe.spans ON CLUSTER `main` MODIFY COLUMN metadata_search Map(LowCardinality(String), String) DEFAULT CAST(")
 	for tab, key := range map[string]string{"spans": "trace_id", "trace_roots": "trace_id", "logs": "log_id",
 		"metrics": "metric_id", "scores": "score_id", "feedback": "feedback_id"} {
 		n := "create_" + tab + "_distributed"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -178,6 +179,18 @@ func serverConfig(t *testing.T) clickhouse.Config {
 	return cfg
 }
 
+// openWriter opens the writer on cfg, closed when the test ends, and a plain
+// connection beside it.
+func openWriter(t *testing.T, cfg clickhouse.Config) (*clickhouse.Writer, ch.Conn) {
+	t.Helper()
+	w, err := clickhouse.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	return w, rawConn(t, cfg)
+}
+
 // rawConn is a plain driver connection, for what the writer does not expose.
 func rawConn(t *testing.T, cfg clickhouse.Config) ch.Conn {
 	t.Helper()
@@ -222,12 +235,7 @@ func itSpan(traceID, spanID, parent string, v uint64) *schema.Span {
 func TestWriterAgainstServer(t *testing.T) {
 	cfg := serverConfig(t)
 	ctx := t.Context()
-	w, err := clickhouse.Open(ctx, cfg)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { _ = w.Close() })
-	raw := rawConn(t, cfg)
+	w, raw := openWriter(t, cfg)
 
 	const trace = "11111111111111111111111111111111"
 	b1 := &pipeline.Batch{
@@ -292,6 +300,63 @@ func TestWriterAgainstServer(t *testing.T) {
 	}
 }
 
+// metadata_search is derived by the server from metadata (migration 0004): the
+// top-level string values, non-empty, at most 1024 bytes, unescaped; also in
+// trace_roots, which the view fills from the inserted block. A writer that still sends
+// the column (an older release) keeps working.
+func TestMetadataSearchAgainstServer(t *testing.T) {
+	cfg := serverConfig(t)
+	ctx := t.Context()
+	w, raw := openWriter(t, cfg)
+	long := strings.Repeat("x", 1025)
+	tests := []struct {
+		metadata string
+		want     map[string]string
+	}{
+		{``, map[string]string{}},
+		{`null`, map[string]string{}},
+		{`[1,2]`, map[string]string{}},
+		{`{"a":"b","n":1,"o":{"x":"y"},"l":["z"],"t":true,"e":""}`, map[string]string{"a": "b"}},
+		{`{"esc":"caf\u00e9 \"q\""}`, map[string]string{"esc": `café "q"`}},
+		{`{"long":"` + long + `","ok":"1","max":"` + long[1:] + `"}`, map[string]string{"ok": "1", "max": long[1:]}},
+		{`{"a":"b", broken`, map[string]string{}},
+		{" { \"k\" :\t\"v\" ,\n \"x\":\"y\" } ", map[string]string{"k": "v", "x": "y"}},
+		{`{"na\u006de":"v","ü":"ö"}`, map[string]string{"name": "v", "ü": "ö"}},
+	}
+	const trace = "22222222222222222222222222222222"
+	b := &pipeline.Batch{Sources: []pipeline.SourceRange{{Topic: "spanpipe.spans", Partition: 0, First: 0, Last: int64(len(tests))}}}
+	for i, tt := range tests {
+		s := itSpan(trace, fmt.Sprintf("%016x", i+1), "", 3)
+		s.Metadata = jsontext.Value(tt.metadata)
+		b.Spans = append(b.Spans, s)
+	}
+	if err := w.Write(ctx, b); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	for _, table := range []string{"spans", "trace_roots"} {
+		for i, tt := range tests {
+			var got map[string]string
+			q := "SELECT metadata_search FROM " + cfg.Database + "." + table + " FINAL WHERE trace_id = ? AND span_id = ?"
+			if err := raw.QueryRow(ctx, q, trace, fmt.Sprintf("%016x", i+1)).Scan(&got); err != nil {
+				t.Fatalf("%s: %v", table, err)
+			}
+			if !maps.Equal(got, tt.want) {
+				t.Errorf("%s: metadata %.40q: got metadata_search %v, want %v", table, tt.metadata, got, tt.want)
+			}
+		}
+	}
+
+	// An older writer sent metadata_search itself.
+	if err := raw.Exec(ctx, "INSERT INTO "+cfg.Database+".spans (trace_id, span_id, version, started_at, metadata, metadata_search) "+
+		"VALUES ('t', 's', 1, now64(9), '{}', map('customer', 'acme'))"); err != nil {
+		t.Fatalf("insert with metadata_search: %v", err)
+	}
+	var n uint64
+	if err := raw.QueryRow(ctx, "SELECT count() FROM "+cfg.Database+".spans WHERE metadata_search['customer'] = 'acme'").Scan(&n); err != nil || n != 1 {
+		t.Errorf("explicit metadata_search: got %d rows, %v; want 1", n, err)
+	}
+}
+
 func TestMigrateAgainstServer(t *testing.T) {
 	cfg := serverConfig(t)
 	cfg.AutoMigrate = false
@@ -300,7 +365,7 @@ func TestMigrateAgainstServer(t *testing.T) {
 	}
 	cfg.TTL.Spans = 30
 	res, err := clickhouse.Migrate(t.Context(), cfg)
-	want := []string{"0001_init", "0002_span_rank", "0003_newest_score_feedback"}
+	want := []string{"0001_init", "0002_span_rank", "0003_newest_score_feedback", "0004_metadata_search_default"}
 	if err != nil || !slices.Equal(res.Applied, want) {
 		t.Fatalf("Migrate: got %+v, %v; want %v applied", res, err, want)
 	}

@@ -1,7 +1,6 @@
 package clickhouse
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"strconv"
@@ -83,8 +82,9 @@ var (
 		defs("trace_id", tString, "span_id", tString, "version", tUInt64, "rank", tUInt8, "parent_span_id", tString,
 			"external_parent_span_id", tString, "name", tString, "span_type", tLowCard),
 		correlationDefs,
+		// metadata_search is left out: the server derives it from metadata (0004).
 		defs("started_at", tTime, "ended_at", tNullTime, "attributes", tString, "metadata", tString,
-			"metadata_search", tStrMap, "input", tString, "output", tString, "error", tString,
+			"input", tString, "output", tString, "error", tString,
 			"request_context", tString, "is_event", tBool, "is_root_span", tBool, "is_internal", tBool),
 	)}
 	logsTable = &table{name: "logs", cols: join(
@@ -228,10 +228,8 @@ type spanCols struct {
 	endedAt                         []*time.Time
 	ends                            []time.Time // backing array of endedAt
 	attributes, metadata            []string
-	metadataSearch                  []map[string]string
 	input, output, errJSON, request []string
 	isEvent, isRoot, isInternal     []bool
-	search                          searcher
 }
 
 func (c *spanCols) reset(n int) {
@@ -250,8 +248,6 @@ func (c *spanCols) reset(n int) {
 		c.ends = make([]time.Time, 0, n)
 	}
 	c.ends = c.ends[:0]
-	clear(c.metadataSearch)
-	c.metadataSearch = c.metadataSearch[:0]
 	c.isEvent, c.isRoot, c.isInternal = c.isEvent[:0], c.isRoot[:0], c.isInternal[:0]
 }
 
@@ -291,7 +287,6 @@ func (c *spanCols) add(s *schema.Span) error {
 	c.endedAt = append(c.endedAt, ended)
 	c.attributes = append(c.attributes, text(s.Attributes))
 	c.metadata = append(c.metadata, text(s.Metadata))
-	c.metadataSearch = append(c.metadataSearch, c.search.searchable(s.Metadata))
 	c.input = append(c.input, text(s.Input))
 	c.output = append(c.output, text(s.Output))
 	c.errJSON = append(c.errJSON, errJSON)
@@ -306,13 +301,13 @@ func (c *spanCols) columns() []any {
 	cols := make([]any, 0, len(spansTable.cols))
 	cols = append(cols, c.traceID, c.spanID, c.version, c.rank, c.parent, c.extParent, c.name, c.typ)
 	cols = c.corr.appendTo(cols)
-	return append(cols, c.startedAt, c.endedAt, c.attributes, c.metadata, c.metadataSearch,
+	return append(cols, c.startedAt, c.endedAt, c.attributes, c.metadata,
 		c.input, c.output, c.errJSON, c.request, c.isEvent, c.isRoot, c.isInternal)
 }
 
 func spanMeta(s *schema.Span) (int32, int) {
 	n := rowOverhead + len(s.TraceID) + len(s.SpanID) + len(s.ParentSpanID) + len(s.ExternalParentSpanID) +
-		len(s.Name) + len(s.Type) + corrSize(&s.Correlation) + len(s.Attributes) + 2*len(s.Metadata) +
+		len(s.Name) + len(s.Type) + corrSize(&s.Correlation) + len(s.Attributes) + len(s.Metadata) +
 		len(s.Input) + len(s.Output) + len(s.RequestContext)
 	if s.ErrorInfo != nil {
 		n += len(s.ErrorInfo.Message) + len(s.ErrorInfo.Stack) + len(s.ErrorInfo.Details) + 64
@@ -327,88 +322,6 @@ func spanKey(h *xxhash.Digest, s *schema.Span) {
 	_, _ = h.WriteString(s.SpanID)
 	_, _ = h.WriteString("\x00")
 	_, _ = h.Write(append(binary.LittleEndian.AppendUint64(b[:0], s.Version), s.Rank()))
-}
-
-// maxSearchValue is the longest metadata value copied into metadata_search; longer
-// values (pasted documents, not identifiers) are left out rather than truncated, so
-// that an equality search never matches a prefix.
-const maxSearchValue = 1024
-
-// searcher extracts metadata_search from metadata; it reuses one JSON decoder.
-type searcher struct {
-	dec jsontext.Decoder
-	rd  strings.Reader
-}
-
-// noEntries is the metadata_search of a span without string metadata. It is shared,
-// and never written to.
-var noEntries = map[string]string{}
-
-// searchable returns the top-level entries of a metadata object whose values are
-// non-empty strings of at most maxSearchValue bytes. Anything else, including invalid
-// JSON, yields no entries: metadata itself is stored verbatim either way. Names and
-// values without escape sequences are substrings of v, not copies (as with text, the
-// batch owns the bytes and the driver copies them): decoding metadata_search was
-// most of the allocations of a span row.
-func (z *searcher) searchable(v jsontext.Value) map[string]string {
-	if len(v) == 0 || v.Kind() != '{' {
-		return noEntries
-	}
-	src := text(v)
-	var out map[string]string
-	z.rd.Reset(src)
-	z.dec.Reset(&z.rd)
-	if tok, err := z.dec.ReadToken(); err != nil || tok.Kind() != '{' {
-		return noEntries
-	}
-	for z.dec.PeekKind() != '}' {
-		name, ok := z.str(src)
-		if !ok {
-			break
-		}
-		if z.dec.PeekKind() != '"' {
-			if err := z.dec.SkipValue(); err != nil {
-				break
-			}
-			continue
-		}
-		val, ok := z.str(src)
-		if !ok {
-			break
-		}
-		if len(val) <= maxSearchValue && val != "" {
-			if out == nil {
-				out = make(map[string]string, 4)
-			}
-			out[name] = val
-		}
-	}
-	z.rd.Reset("") // drop the reference to the batch
-	if out == nil {
-		return noEntries
-	}
-	return out
-}
-
-// str reads the next value, which must be a JSON string, and returns its contents: a
-// substring of src, the decoder's whole input, when it has no escape sequence, and an
-// unquoted copy otherwise.
-func (z *searcher) str(src string) (string, bool) {
-	raw, err := z.dec.ReadValue() // valid until the next read
-	if err != nil || len(raw) < 2 || raw[0] != '"' {
-		return "", false
-	}
-	if bytes.IndexByte(raw, '\\') < 0 {
-		end := int(z.dec.InputOffset())
-		if start := end - len(raw); start >= 0 && end <= len(src) && src[start] == '"' {
-			return src[start+1 : end-1], true
-		}
-	}
-	b, err := jsontext.AppendUnquote(nil, raw)
-	if err != nil {
-		return "", false
-	}
-	return string(b), true
 }
 
 type logCols struct {

@@ -13,7 +13,6 @@ import (
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/schema"
@@ -113,7 +112,6 @@ func TestWriteRowValues(t *testing.T) {
 		{"started_at", 0, t0},
 		{"ended_at", 0, nil},
 		{"ended_at", 1, t0.Add(time.Second).Add(3 * time.Second)},
-		{"metadata_search", 0, map[string]string{"customer": "acme"}},
 		{"attributes", 0, `{"step":1}`},
 		{"output", 0, ""},
 		{"output", 1, `{"text":"sunny"}`},
@@ -405,31 +403,6 @@ func TestCapabilities(t *testing.T) {
 	w, _ = testWriter(t, cfg)
 	if !w.Capabilities().Supports(pipeline.Realtime) {
 		t.Error("async_insert: realtime should be supported")
-	}
-}
-
-func TestSearchable(t *testing.T) {
-	long := strings.Repeat("x", maxSearchValue+1)
-	tests := []struct {
-		in   string
-		want map[string]string
-	}{
-		{``, map[string]string{}},
-		{`null`, map[string]string{}},
-		{`[1,2]`, map[string]string{}},
-		{`{"a":"b","n":1,"o":{"x":"y"},"l":["z"],"t":true,"e":""}`, map[string]string{"a": "b"}},
-		{`{"esc":"caf\u00e9 \"q\""}`, map[string]string{"esc": `café "q"`}},
-		{`{"long":"` + long + `","ok":"1"}`, map[string]string{"ok": "1"}},
-		{`{"a":"b", broken`, map[string]string{"a": "b"}},
-		{" { \"k\" :\t\"v\" ,\n \"x\":\"y\" } ", map[string]string{"k": "v", "x": "y"}},
-		{`{"na\u006de":"v","ü":"ö"}`, map[string]string{"name": "v", "ü": "ö"}},
-		{`{"dup":"a","dup":"b"}`, map[string]string{"dup": "a"}},
-	}
-	for _, tt := range tests {
-		var z searcher
-		if got := z.searchable(jsontext.Value(tt.in)); !maps.Equal(got, tt.want) {
-			t.Errorf("searchable(%.40q): got %v, want %v", tt.in, got, tt.want)
-		}
 	}
 }
 
