@@ -194,7 +194,7 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	stored := total - before
 	sum := devSummary{
-		Traces: *demoN, SpansEmitted: emitted, SpansStored: stored, SpansInDB: total, Dropped: int64(droppedTotal(reg)),
+		Traces: *demoN, SpansEmitted: emitted, SpansStored: stored, SpansInDB: total, Dropped: int64(metricSum(reg, "spanpipe_dropped_records_total")),
 		ElapsedMS: time.Since(start).Milliseconds(), DB: *dbPath, Strategy: string(c.Batcher.Strategy()),
 		Broker: cfg.Kafka.Brokers[0], Metrics: ms.Addr, UI: uiURL,
 	}
@@ -236,15 +236,15 @@ func waitStored(ctx context.Context, cfg app.Config, sink *duckdb.Writer, want i
 	}
 }
 
-// droppedTotal sums spanpipe_dropped_records_total over all labels.
-func droppedTotal(g prometheus.Gatherer) float64 {
+// metricSum sums a counter over all its labels; -1 if the registry cannot say.
+func metricSum(g prometheus.Gatherer, name string) float64 {
 	mfs, err := g.Gather()
 	if err != nil {
 		return -1
 	}
 	var sum float64
 	for _, mf := range mfs {
-		if mf.GetName() != "spanpipe_dropped_records_total" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
