@@ -45,6 +45,12 @@ func (w *brokerWatch) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, 
 		}
 		return
 	}
+	// A dial cut short by the caller's deadline says "i/o timeout": it must not hide
+	// the reason the broker could not be reached before ("connection refused").
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && w.problem != "" && time.Since(w.said) < repeatProblemEvery {
+		return
+	}
 	msg := err.Error()
 	if msg != w.problem || time.Since(w.said) >= repeatProblemEvery {
 		w.log.Warn("cannot reach Kafka broker", "addr", addr, "err", msg)
