@@ -30,6 +30,7 @@ func runConsume(ctx context.Context, args []string) error {
 	strategy := fs.String("strategy", "", "realtime, batch-with-updates, insert-only or auto (overrides pipeline.strategy)")
 	metricsAddr := fs.String("metrics-addr", "", "address for /metrics, /livez and /readyz (overrides metrics.listen)")
 	check := fs.Bool("check", false, "validate the config, sink included, and exit without connecting")
+	kafkaLogLevel := fs.String("kafka-log-level", "", "level of the Kafka client's own lines: debug, info, warn or error (overrides log.kafka_level, default warn)")
 	connectTimeout := fs.Duration("connect-timeout", 30*time.Second, "at start, fail when no broker answers within this long (0: wait forever)")
 	ui := addUIFlags(fs, "")
 	if err := fs.Parse(args); err != nil {
@@ -62,6 +63,9 @@ func runConsume(ctx context.Context, args []string) error {
 	}
 	if *metricsAddr != "" {
 		cfg.Metrics.Listen = *metricsAddr
+	}
+	if *kafkaLogLevel != "" {
+		cfg.Log.KafkaLevel = *kafkaLogLevel
 	}
 	if err := cfg.Validate(); err != nil {
 		return exitError{2, fmt.Errorf("invalid config:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))}

@@ -51,6 +51,7 @@ func runDev(ctx context.Context, args []string) error {
 	partitions := fs.Int("partitions", 4, "partitions of the spans topic")
 	timeout := fs.Duration("timeout", 5*time.Minute, "with --exit-when-done: give up after this long")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	kafkaLogLevel := fs.String("kafka-log-level", "warn", "level of the Kafka client's own lines: debug, info, warn or error")
 	ui := addUIFlags(fs, query.DefaultAddr)
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
@@ -64,6 +65,7 @@ func runDev(ctx context.Context, args []string) error {
 	start := time.Now()
 	cfg := app.DefaultConfig()
 	cfg.Log.Level = *logLevel
+	cfg.Log.KafkaLevel = *kafkaLogLevel
 	cfg.Sink.DuckDB.Path = *dbPath
 	cfg.Pipeline.Strategy = pipeline.Strategy(*strategy)
 	// Dev is interactive: show data within a second rather than after Mastra's 5s.
@@ -138,7 +140,7 @@ func runDev(ctx context.Context, args []string) error {
 	// The demo must not drop what it means to count: block for room instead.
 	pcfg.OnBufferFull = producer.OnFullBlock
 	pcfg.BlockTimeout = time.Minute
-	prod, err := producer.New(pcfg, producer.WithLogger(log), producer.WithRegisterer(reg), producer.WithKgoOpts(app.KafkaOpts(reg, log, "producer")...))
+	prod, err := producer.New(pcfg, producer.WithLogger(log), producer.WithRegisterer(reg), producer.WithKgoOpts(app.KafkaOpts(reg, app.KafkaLogger(cfg.Log), "producer")...))
 	if err != nil {
 		stopConsume()
 		wg.Wait()
@@ -184,8 +186,7 @@ func runDev(ctx context.Context, args []string) error {
 				log.Error("flushing demo traces", "err", err)
 			}
 			log.Info("demo traces published", "traces", traces, "spans", emitted)
-			hint := "spanpipe trace %s --db " + *dbPath + "   (once dev has exited: DuckDB admits one process)"
-			printTraceHint(os.Stderr, ids.list(), hint, uiURL)
+			printTraceHint(os.Stderr, ids.list(), "spanpipe trace %s --db "+*dbPath, uiURL, "spanpipe trace once dev has exited: DuckDB admits one process")
 		} else {
 			log.Warn("demo interrupted", "traces", traces, "of", *demoN, "spans", emitted)
 		}

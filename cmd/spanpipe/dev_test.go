@@ -59,16 +59,33 @@ func TestDevPortInUseIsAnError(t *testing.T) {
 }
 
 // TestDevPrintsTracesToOpen: after the demo, dev names a few trace ids with the
-// command that opens them and their explorer URL.
+// command that opens them and their explorer URL. The Kafka client logs at WARN unless
+// --kafka-log-level says otherwise: its INFO lines (45 for a 3 s demo) used to drown
+// spanpipe's own.
 func TestDevPrintsTracesToOpen(t *testing.T) {
-	p := start(t, "dev", "--demo", "20", "--exit-when-done", "--db", filepath.Join(t.TempDir(), "dev.duckdb"), "--port", "0",
-		"--metrics-addr", "127.0.0.1:0", "--ui", "127.0.0.1:0", "--log-level", "warn")
-	if code := p.wait(t, 120*time.Second); code != 0 {
-		t.Fatalf("exit status %d; stderr:\n%s", code, p.stderrText())
-	}
-	out := p.stderrText()
-	cmd := regexp.MustCompile(`spanpipe trace ([0-9a-f]{32}) --db `).FindStringSubmatch(out)
-	if cmd == nil || !regexp.MustCompile(`http://127\.0\.0\.1:[0-9]+/#/trace/`+cmd[1]).MatchString(out) {
-		t.Fatalf("stderr lacks a trace id with its command and explorer URL:\n%s", out)
+	kafkaInfo := regexp.MustCompile(`level=INFO .*component=kafka`)
+	for _, tc := range []struct {
+		kafkaLevel    string
+		wantKafkaInfo bool
+	}{{"", false}, {"info", true}} {
+		t.Run("kafka-log-level="+tc.kafkaLevel, func(t *testing.T) {
+			args := []string{"dev", "--demo", "20", "--exit-when-done", "--db", filepath.Join(t.TempDir(), "dev.duckdb"), "--port", "0",
+				"--metrics-addr", "127.0.0.1:0", "--ui", "127.0.0.1:0"}
+			if tc.kafkaLevel != "" {
+				args = append(args, "--kafka-log-level", tc.kafkaLevel)
+			}
+			p := start(t, args...)
+			if code := p.wait(t, 120*time.Second); code != 0 {
+				t.Fatalf("exit status %d; stderr:\n%s", code, p.stderrText())
+			}
+			out := p.stderrText()
+			cmd := regexp.MustCompile(`spanpipe trace ([0-9a-f]{32}) --db `).FindStringSubmatch(out)
+			if cmd == nil || !regexp.MustCompile(`http://127\.0\.0\.1:[0-9]+/#/trace/`+cmd[1]).MatchString(out) {
+				t.Fatalf("stderr lacks a trace id with its command and explorer URL:\n%s", out)
+			}
+			if got := kafkaInfo.MatchString(out); got != tc.wantKafkaInfo {
+				t.Fatalf("Kafka client INFO lines present: %v, want %v:\n%s", got, tc.wantKafkaInfo, out)
+			}
+		})
 	}
 }

@@ -136,7 +136,7 @@ func runProduce(ctx context.Context, args []string) error {
 	fmt.Fprintln(stdout, string(line))
 	lost := sum.Failed + sum.NotSent
 	if lost == 0 {
-		printTraceHint(os.Stderr, ids.list(), "spanpipe trace %s --db FILE (or --dsn DSN: the store the consumer writes)", "")
+		printTraceHint(os.Stderr, ids.list(), "spanpipe trace %s --db FILE", "", "or --dsn DSN: the store your consumer writes to")
 	}
 	switch {
 	case lost > 0:
@@ -206,8 +206,8 @@ func (s *traceSample) list() []string {
 }
 
 // printTraceHint shows a few trace ids and how to open them: cmd has one %s for the
-// id; uiURL, when set, is the explorer.
-func printTraceHint(w io.Writer, ids []string, cmd, uiURL string) {
+// id; uiURL, when set, is the explorer; note, when set, follows the list.
+func printTraceHint(w io.Writer, ids []string, cmd, uiURL, note string) {
 	if len(ids) == 0 {
 		return
 	}
@@ -217,6 +217,9 @@ func printTraceHint(w io.Writer, ids []string, cmd, uiURL string) {
 		if uiURL != "" {
 			fmt.Fprintf(w, "    %s#/trace/%s\n", uiURL, id)
 		}
+	}
+	if note != "" {
+		fmt.Fprintf(w, "  (%s)\n", note)
 	}
 	fmt.Fprintln(w)
 }
