@@ -175,3 +175,21 @@ func TestProduceBrokerGoesAwayThenSIGTERM(t *testing.T) {
 		t.Fatalf("summary %+v: the run was interrupted, yet claims every planned trace", sum)
 	}
 }
+
+// TestProduceDeliversAndNamesTraces: the happy path exits 0 with every record
+// delivered and names a few traces with the command to open them.
+func TestProduceDeliversAndNamesTraces(t *testing.T) {
+	c := kafkatest.Cluster(t, 2, "spanpipe.spans", "spanpipe.drops")
+	p := start(t, "produce", "--brokers", c.ListenAddrs()[0], "--traces", "20")
+	if code := p.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("exit status %d; stderr:\n%s", code, p.stderrText())
+	}
+	var sum produceSummary
+	p.lastJSON(t, &sum)
+	if sum.Traces != 20 || sum.Records == 0 || sum.Delivered != sum.Records || sum.Failed+sum.NotSent != 0 {
+		t.Fatalf("summary %+v: want 20 traces, every record delivered", sum)
+	}
+	if p.stderrMatch(regexp.MustCompile(`spanpipe trace [0-9a-f]{32} --db `)) == "" {
+		t.Fatalf("stderr names no trace to open:\n%s", p.stderrText())
+	}
+}
