@@ -10,6 +10,7 @@ import (
 	"github.com/spanpipe/spanpipe/internal/kafkatest"
 	"github.com/spanpipe/spanpipe/producer"
 	"github.com/spanpipe/spanpipe/schema"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -20,12 +21,7 @@ import (
 // written, so a load generator sat 14 minutes on a stopped broker.
 func TestDeliveryTimeoutFailsRecordsInFlight(t *testing.T) {
 	c := kafkatest.Cluster(t, 1, "spanpipe.spans", "spanpipe.drops")
-	hold := make(chan struct{})
-	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		c.SleepControl(func() { <-hold })
-		return nil, nil, false
-	})
+	hold := holdProduce(c)
 	cfg := producer.DefaultConfig()
 	cfg.Brokers, cfg.ServiceName = c.ListenAddrs(), "timeout-test"
 	cfg.DeliveryTimeout = 2 * time.Second
@@ -55,13 +51,8 @@ func TestDeliveryTimeoutFailsRecordsInFlight(t *testing.T) {
 // lost. SIGTERM to `spanpipe produce` on a stopped broker used to take 127 s.
 func TestCloseEndsEmitWaitingForRoom(t *testing.T) {
 	c := kafkatest.Cluster(t, 1, "spanpipe.spans", "spanpipe.drops")
-	hold := make(chan struct{})
+	hold := holdProduce(c)
 	defer close(hold)
-	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		c.SleepControl(func() { <-hold })
-		return nil, nil, false
-	})
 	cfg := producer.DefaultConfig()
 	cfg.Brokers, cfg.ServiceName = c.ListenAddrs(), "block-test"
 	cfg.MaxBufferedRecords, cfg.OnBufferFull, cfg.BlockTimeout = 4, producer.OnFullBlock, time.Hour
@@ -110,4 +101,16 @@ func gauge(g prometheus.Gatherer, name string) float64 {
 		}
 	}
 	return -1
+}
+
+// holdProduce makes c take produce requests and answer none until hold is closed:
+// a broker that went away with the requests in flight.
+func holdProduce(c *kfake.Cluster) (hold chan struct{}) {
+	hold = make(chan struct{})
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() { <-hold })
+		return nil, nil, false
+	})
+	return hold
 }

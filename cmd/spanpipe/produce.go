@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spanpipe/spanpipe/internal/app"
+	"github.com/spanpipe/spanpipe/internal/backoff"
 	"github.com/spanpipe/spanpipe/internal/demo"
 	"github.com/spanpipe/spanpipe/producer"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -90,7 +91,7 @@ func runProduce(ctx context.Context, args []string) error {
 		for i := 0; i < *traces && ctx.Err() == nil; i++ {
 			if *rate > 0 {
 				due := start.Add(time.Duration(float64(i) / *rate * float64(time.Second)))
-				if sleepCtx(ctx, time.Until(due)) != nil {
+				if backoff.Sleep(ctx, time.Until(due)) != nil {
 					return
 				}
 			}
@@ -246,20 +247,6 @@ func every(d time.Duration, fn func()) (stop func()) {
 	})
 	var once sync.Once
 	return func() { once.Do(func() { close(quit); wg.Wait() }) }
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func envOr(k, def string) string {
