@@ -167,8 +167,11 @@ func runDev(ctx context.Context, args []string) error {
 		g := demo.New(prod, o)
 		var published, spans atomic.Int64
 		stopProgress := every(2*time.Second, func() {
-			n, _ := sink.CountSpans(ctx)
-			fmt.Fprintf(os.Stderr, "dev: %d/%d demo traces published, %d spans, %d stored\n", published.Load(), *demoN, spans.Load(), n-before)
+			line := fmt.Sprintf("dev: %d/%d demo traces published, %d spans", published.Load(), *demoN, spans.Load())
+			if n, err := sink.CountSpans(ctx); err == nil {
+				line += fmt.Sprintf(", %d stored", n-before)
+			}
+			fmt.Fprintln(os.Stderr, line)
 		})
 		for traces < *demoN && ctx.Err() == nil {
 			emitted += g.Trace()
