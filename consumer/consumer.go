@@ -593,7 +593,9 @@ const minRecordsPerDecoder = 64
 func (c *Consumer) waitForRoom(ctx context.Context) {
 	c.cl.PauseFetchTopics(c.cfg.Topics...)
 	c.m.paused.Set(float64(c.assignedCount()))
-	c.log.Info("buffer full, fetching paused")
+	c.m.pauses.Inc()
+	// A metric, not an INFO line: under a slow sink fetching pauses many times a minute.
+	c.log.Debug("buffer full, fetching paused")
 	hb := time.NewTicker(heartbeat)
 	defer hb.Stop()
 	for {
@@ -612,7 +614,7 @@ func (c *Consumer) waitForRoom(ctx context.Context) {
 	}
 	c.cl.ResumeFetchTopics(c.cfg.Topics...)
 	c.m.paused.Set(0)
-	c.log.Info("fetching resumed")
+	c.log.Debug("fetching resumed")
 }
 
 func (c *Consumer) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
@@ -815,6 +817,7 @@ func (q *queue) isClosed() bool {
 type metrics struct {
 	lag         *prometheus.GaugeVec
 	paused      prometheus.Gauge
+	pauses      prometheus.Counter
 	rebalances  *prometheus.CounterVec
 	commits     *prometheus.CounterVec
 	fetchErrors prometheus.Counter
@@ -830,6 +833,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		paused: promx.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "spanpipe_consumer_paused_partitions",
 			Help: "Partitions whose fetching is paused because the pipeline buffer is full.",
+		})),
+		pauses: promx.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spanpipe_consumer_fetch_pauses_total",
+			Help: "Times fetching paused because the pipeline buffer was full (spanpipe_consumer_paused_partitions says whether it is paused now).",
 		})),
 		rebalances: promx.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spanpipe_consumer_rebalances_total",

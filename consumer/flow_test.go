@@ -197,6 +197,9 @@ func TestSinkOutageThenRecoveryLosesNothingAndBoundsMemory(t *testing.T) {
 	kafkatest.Eventually(t, 30*time.Second, "fetching paused", func() bool {
 		return sumMetric(e.reg, "spanpipe_consumer_paused_partitions") > 0
 	})
+	if n := sumMetric(e.reg, "spanpipe_consumer_fetch_pauses_total"); n < 1 {
+		t.Errorf("spanpipe_consumer_fetch_pauses_total = %v while paused, want >= 1", n)
+	}
 	maxBuffered := 0
 	for range 20 {
 		maxBuffered = max(maxBuffered, m.batcher.Buffered())

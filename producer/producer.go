@@ -79,6 +79,10 @@ type Producer struct {
 	// after the encoder stopped would be lost without a trace.
 	emitMu sync.RWMutex
 	closed bool
+	// closing ends an Emit waiting for room under the block policy: Close must not
+	// wait BlockTimeout for it before it can take emitMu.
+	closing   chan struct{}
+	closeOnce sync.Once
 	// encCtx is the life of records handed to the Kafka client; Close cancels it so
 	// that what cannot be delivered fails (and is counted) instead of blocking Close.
 	encCtx    context.Context
@@ -139,6 +143,12 @@ func New(cfg Config, opts ...Option) (*Producer, error) {
 		// poorly once made 1.4 MB batches out of a 4 MiB limit.
 		kgo.ProducerBatchMaxBytes(int32(cfg.MaxRecordBytes) + batchOverheadBytes),
 		kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout),
+		// Without it kgo never fails a record whose request was written to a broker
+		// that then went away: DeliveryTimeout (and Close) waited forever, the way a
+		// load generator once hung 14 minutes on a stopped broker. A record failed in
+		// flight may still have been stored, and a retry by the caller could store it
+		// twice; spanpipe's writes are idempotent, so a duplicate costs nothing.
+		kgo.AllowIdempotentProduceCancellation(),
 		kgo.AllowAutoTopicCreation(),
 	}
 	cl, err := kgo.NewClient(append(kopts, o.kopts...)...)
@@ -146,17 +156,18 @@ func New(cfg Config, opts ...Option) (*Producer, error) {
 		return nil, fmt.Errorf("producer: new kafka client: %w", err)
 	}
 	p := &Producer{
-		cfg:    cfg,
-		cl:     cl,
-		redact: red,
-		log:    o.log.With("component", "producer", "service", cfg.ServiceName),
-		onDrop: o.onDrop,
-		now:    o.now,
-		m:      newMetrics(o.reg, cl),
-		drops:  make(map[dropKey]*dropAgg),
-		stop:   make(chan struct{}),
-		slots:  make(chan struct{}, cfg.MaxBufferedRecords),
-		queue:  make(chan queued, cfg.MaxBufferedRecords+1),
+		cfg:     cfg,
+		cl:      cl,
+		redact:  red,
+		log:     o.log.With("component", "producer", "service", cfg.ServiceName),
+		onDrop:  o.onDrop,
+		now:     o.now,
+		m:       newMetrics(o.reg, cl),
+		drops:   make(map[dropKey]*dropAgg),
+		stop:    make(chan struct{}),
+		closing: make(chan struct{}),
+		slots:   make(chan struct{}, cfg.MaxBufferedRecords),
+		queue:   make(chan queued, cfg.MaxBufferedRecords+1),
 	}
 	p.encCtx, p.encCancel = context.WithCancel(context.Background())
 	p.wg.Go(p.reportLoop)
@@ -187,7 +198,11 @@ func (p *Producer) Emit(ev *schema.Event) error {
 	case p.slots <- struct{}{}:
 	default:
 		if err := p.waitForRoom(); err != nil {
-			p.dropped(dropalerts.ReasonProducerBufferFull, ev.Signal(), ev.TraceID(), err)
+			reason := dropalerts.ReasonProducerBufferFull
+			if errors.Is(err, ErrClosed) {
+				reason = dropalerts.ReasonProducerSendFailed
+			}
+			p.dropped(reason, ev.Signal(), ev.TraceID(), err)
 			return fmt.Errorf("%w: %w", ErrDropped, err)
 		}
 	}
@@ -208,6 +223,8 @@ func (p *Producer) waitForRoom() error {
 		return nil
 	case <-t.C:
 		return fmt.Errorf("no room within %s: %w", p.cfg.BlockTimeout, full)
+	case <-p.closing:
+		return ErrClosed
 	}
 }
 
@@ -448,6 +465,7 @@ func (p *Producer) flush(ctx context.Context) error {
 // still buffered when ctx ends are reported as drops (producer-send-failed) in the
 // metrics and OnDrop; Emit returns ErrClosed afterwards.
 func (p *Producer) Close(ctx context.Context) error {
+	p.closeOnce.Do(func() { close(p.closing) })
 	p.emitMu.Lock()
 	if p.closed {
 		p.emitMu.Unlock()

@@ -30,6 +30,8 @@ func runConsume(ctx context.Context, args []string) error {
 	strategy := fs.String("strategy", "", "realtime, batch-with-updates, insert-only or auto (overrides pipeline.strategy)")
 	metricsAddr := fs.String("metrics-addr", "", "address for /metrics, /livez and /readyz (overrides metrics.listen)")
 	check := fs.Bool("check", false, "validate the config, sink included, and exit without connecting")
+	kafkaLogLevel := fs.String("kafka-log-level", "", "level of the Kafka client's own lines: debug, info, warn or error (overrides log.kafka_level, default warn)")
+	connectTimeout := fs.Duration("connect-timeout", 30*time.Second, "at start, fail when no broker answers within this long (0: wait forever)")
 	ui := addUIFlags(fs, "")
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
@@ -62,6 +64,9 @@ func runConsume(ctx context.Context, args []string) error {
 	if *metricsAddr != "" {
 		cfg.Metrics.Listen = *metricsAddr
 	}
+	if *kafkaLogLevel != "" {
+		cfg.Log.KafkaLevel = *kafkaLogLevel
+	}
 	if err := cfg.Validate(); err != nil {
 		return exitError{2, fmt.Errorf("invalid config:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))}
 	}
@@ -74,6 +79,16 @@ func runConsume(ctx context.Context, args []string) error {
 		log.Warn(w)
 	}
 	reg := app.NewRegistry()
+	sec, err := kafkaSecurityOpts(ctx, cfg.Kafka.Security, cfg.Kafka.Brokers)
+	if err != nil {
+		return err
+	}
+	if err := checkKafka(ctx, cfg.Kafka.Brokers, cfg.Kafka.Topics, *connectTimeout, sec, log); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 
 	sink, err := openSink(ctx, cfg.Sink, log, reg)
 	if err != nil {
@@ -84,10 +99,6 @@ func runConsume(ctx context.Context, args []string) error {
 			log.Error("closing sink", "err", err)
 		}
 	}()
-	sec, err := kafkaSecurityOpts(ctx, cfg.Kafka.Security, cfg.Kafka.Brokers)
-	if err != nil {
-		return err
-	}
 	c, err := app.NewConsumer(cfg, app.WithFault(sink, app.FaultInjector(os.Environ(), log)), log, reg, sec)
 	if err != nil {
 		return err
@@ -116,6 +127,30 @@ func runConsume(ctx context.Context, args []string) error {
 	}
 	if err := c.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
+	}
+	return nil
+}
+
+// checkKafka waits up to timeout for a broker to answer: a consumer of brokers
+// nobody can reach used to run forever with only the client's WARN lines. Topics that
+// do not exist yet are said at WARN and waited for (a producer may create them).
+// Only Kafka is checked: a sink that is down is backpressure, never a reason to fail.
+func checkKafka(ctx context.Context, brokers, topics []string, timeout time.Duration, sec []kgo.Opt, log *slog.Logger) error {
+	if timeout <= 0 {
+		return nil
+	}
+	watch := newBrokerWatch(log.With("component", "kafka"))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.WithHooks(watch)}, sec...)...)
+	if err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	defer cl.Close()
+	missing, err := awaitKafka(ctx, cl, watch, brokers, topics, timeout, false)
+	if err != nil {
+		return fmt.Errorf("consume: %w (check kafka.brokers / --brokers, or raise --connect-timeout)", err)
+	}
+	if len(missing) > 0 {
+		log.Warn("topics do not exist yet: consuming them once they are created", "topics", strings.Join(missing, ","))
 	}
 	return nil
 }

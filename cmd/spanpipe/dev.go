@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,9 @@ type devSummary struct {
 	Broker       string `json:"broker"`
 	Metrics      string `json:"metrics"`
 	UI           string `json:"ui,omitempty"`
+	// Interrupted: a signal stopped the demo; Traces and SpansEmitted are what it
+	// published before that, not what --demo asked for.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 func runDev(ctx context.Context, args []string) error {
@@ -41,16 +45,19 @@ func runDev(ctx context.Context, args []string) error {
 	demoN := fs.Int("demo", 0, "publish N demo agent traces through the producer")
 	exitWhenDone := fs.Bool("exit-when-done", false, "exit once every emitted span is stored; the last stdout line is a JSON summary")
 	dbPath := fs.String("db", "spanpipe.duckdb", "DuckDB file")
-	port := fs.Int("port", 9092, "broker port on 127.0.0.1 (a free port is used if it is taken)")
+	port := fs.Int("port", 9092, "broker port on 127.0.0.1 (a free port is used if the default is taken; a port given here is used or an error)")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9464", "address for /metrics, /livez and /readyz (a free port is used if it is taken)")
 	strategy := fs.String("strategy", "auto", "realtime, batch-with-updates, insert-only or auto")
 	partitions := fs.Int("partitions", 4, "partitions of the spans topic")
 	timeout := fs.Duration("timeout", 5*time.Minute, "with --exit-when-done: give up after this long")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	kafkaLogLevel := fs.String("kafka-log-level", "warn", "level of the Kafka client's own lines: debug, info, warn or error")
 	ui := addUIFlags(fs, query.DefaultAddr)
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
 	}
+	portGiven := false
+	fs.Visit(func(f *flag.Flag) { portGiven = portGiven || f.Name == "port" })
 	token, err := query.ReadToken(*ui.tokenFile, os.Getenv)
 	if err != nil {
 		return exitError{2, err}
@@ -58,6 +65,7 @@ func runDev(ctx context.Context, args []string) error {
 	start := time.Now()
 	cfg := app.DefaultConfig()
 	cfg.Log.Level = *logLevel
+	cfg.Log.KafkaLevel = *kafkaLogLevel
 	cfg.Sink.DuckDB.Path = *dbPath
 	cfg.Pipeline.Strategy = pipeline.Strategy(*strategy)
 	// Dev is interactive: show data within a second rather than after Mastra's 5s.
@@ -66,6 +74,10 @@ func runDev(ctx context.Context, args []string) error {
 
 	broker, err := kfake.NewCluster(kfake.Ports(*port), kfake.SeedTopics(int32(*partitions), cfg.Kafka.Topics...),
 		kfake.SeedTopics(1, cfg.Drops.Topic), kfake.AllowAutoTopicCreation())
+	if err != nil && portGiven {
+		// Moving elsewhere would leave the user's clients talking to whatever holds it.
+		return exitError{1, fmt.Errorf("dev: --port %d: %w (another spanpipe dev or a Kafka broker may hold it; leave --port out to use a free port)", *port, err)}
+	}
 	if err != nil {
 		broker, err = kfake.NewCluster(kfake.SeedTopics(int32(*partitions), cfg.Kafka.Topics...),
 			kfake.SeedTopics(1, cfg.Drops.Topic), kfake.AllowAutoTopicCreation())
@@ -128,7 +140,7 @@ func runDev(ctx context.Context, args []string) error {
 	// The demo must not drop what it means to count: block for room instead.
 	pcfg.OnBufferFull = producer.OnFullBlock
 	pcfg.BlockTimeout = time.Minute
-	prod, err := producer.New(pcfg, producer.WithLogger(log), producer.WithRegisterer(reg), producer.WithKgoOpts(app.KafkaOpts(reg, log, "producer")...))
+	prod, err := producer.New(pcfg, producer.WithLogger(log), producer.WithRegisterer(reg), producer.WithKgoOpts(app.KafkaOpts(reg, app.KafkaLogger(cfg.Log), "producer")...))
 	if err != nil {
 		stopConsume()
 		wg.Wait()
@@ -143,7 +155,8 @@ func runDev(ctx context.Context, args []string) error {
 		_ = prod.Close(context.Background())
 		return err
 	}
-	emitted := 0
+	emitted, traces := 0, 0
+	var ids traceSample
 	if *demoN > 0 {
 		// Every explorer view has something to show: long traces, errors and, where the
 		// strategy stores them, running spans.
@@ -152,22 +165,44 @@ func runDev(ctx context.Context, args []string) error {
 			o.Running = 0
 		}
 		g := demo.New(prod, o)
-		for i := 0; i < *demoN; i++ {
+		var published, spans atomic.Int64
+		stopProgress := every(2*time.Second, func() {
+			line := fmt.Sprintf("dev: %d/%d demo traces published, %d spans", published.Load(), *demoN, spans.Load())
+			if n, err := sink.CountSpans(ctx); err == nil {
+				line += fmt.Sprintf(", %d stored", n-before)
+			}
+			fmt.Fprintln(os.Stderr, line)
+		})
+		for traces < *demoN && ctx.Err() == nil {
 			emitted += g.Trace()
+			ids.add(g.LastTraceID())
+			traces++
+			published.Store(int64(traces))
+			spans.Store(int64(emitted))
 		}
-		fctx, cancel := context.WithTimeout(ctx, time.Minute)
-		err := prod.Flush(fctx)
-		cancel()
-		if err != nil {
-			log.Error("flushing demo traces", "err", err)
+		stopProgress()
+		if ctx.Err() == nil {
+			fctx, cancel := context.WithTimeout(ctx, time.Minute)
+			err := prod.Flush(fctx)
+			cancel()
+			if err != nil {
+				log.Error("flushing demo traces", "err", err)
+			}
+			log.Info("demo traces published", "traces", traces, "spans", emitted)
+			printTraceHint(os.Stderr, ids.list(), "spanpipe trace %s --db "+*dbPath, uiURL, "spanpipe trace once dev has exited: DuckDB admits one process")
+		} else {
+			log.Warn("demo interrupted", "traces", traces, "of", *demoN, "spans", emitted)
 		}
-		log.Info("demo traces published", "traces", *demoN, "spans", emitted)
 	}
 
-	if !*exitWhenDone {
+	interrupted := *demoN > 0 && traces < *demoN
+	switch {
+	case interrupted:
+		// Stop at once: the consumer stores, as it drains, what reached the broker.
+	case !*exitWhenDone:
 		<-ctx.Done()
 		log.Info("shutting down")
-	} else {
+	default:
 		wctx, cancel := context.WithTimeout(ctx, *timeout)
 		err := waitStored(wctx, cfg, sink, before+int64(emitted))
 		cancel()
@@ -185,7 +220,7 @@ func runDev(ctx context.Context, args []string) error {
 	if runErr != nil {
 		return runErr
 	}
-	if !*exitWhenDone {
+	if !*exitWhenDone && !interrupted {
 		return nil
 	}
 	total, err := sink.CountSpans(context.Background())
@@ -194,12 +229,15 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	stored := total - before
 	sum := devSummary{
-		Traces: *demoN, SpansEmitted: emitted, SpansStored: stored, SpansInDB: total, Dropped: int64(droppedTotal(reg)),
+		Traces: traces, SpansEmitted: emitted, SpansStored: stored, SpansInDB: total, Dropped: int64(metricSum(reg, "spanpipe_dropped_records_total")),
 		ElapsedMS: time.Since(start).Milliseconds(), DB: *dbPath, Strategy: string(c.Batcher.Strategy()),
-		Broker: cfg.Kafka.Brokers[0], Metrics: ms.Addr, UI: uiURL,
+		Broker: cfg.Kafka.Brokers[0], Metrics: ms.Addr, UI: uiURL, Interrupted: interrupted,
 	}
 	line, _ := json.Marshal(sum)
 	fmt.Fprintln(stdout, string(line))
+	if interrupted {
+		return exitError{130, fmt.Errorf("dev: interrupted after %d of %d demo traces; stored %d of their %d spans, %d dropped", traces, *demoN, stored, emitted, sum.Dropped)}
+	}
 	if stored != int64(emitted) || sum.Dropped != 0 {
 		return exitError{1, fmt.Errorf("dev: stored %d of %d spans, %d dropped", stored, emitted, sum.Dropped)}
 	}
@@ -236,15 +274,15 @@ func waitStored(ctx context.Context, cfg app.Config, sink *duckdb.Writer, want i
 	}
 }
 
-// droppedTotal sums spanpipe_dropped_records_total over all labels.
-func droppedTotal(g prometheus.Gatherer) float64 {
+// metricSum sums a counter over all its labels; -1 if the registry cannot say.
+func metricSum(g prometheus.Gatherer, name string) float64 {
 	mfs, err := g.Gather()
 	if err != nil {
 		return -1
 	}
 	var sum float64
 	for _, mf := range mfs {
-		if mf.GetName() != "spanpipe_dropped_records_total" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {

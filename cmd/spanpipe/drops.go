@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -35,7 +36,8 @@ With --dead-letters, dead letters too (one line per original record). With --jso
 each drop event as published (JSON, one per line), and dead letters as JSON objects
 without their payload. Reads every partition directly (no consumer group, nothing
 committed), from the end unless --from-beginning. Exits on SIGINT, after
---exit-after lines, or after --timeout (status 0 in all three cases).
+--exit-after lines, or after --timeout (status 0 in all three cases); with status 1
+when no broker answers, or the topic does not exist, within --connect-timeout.
 
 flags:
 `
@@ -68,11 +70,12 @@ func dropsTail(ctx context.Context, args []string, out, errOut io.Writer) error 
 	deadLetters := fs.Bool("dead-letters", false, "print dead letters too")
 	exitAfter := fs.Int("exit-after", 0, "exit after printing N lines (0: never)")
 	timeout := fs.Duration("timeout", 0, "exit after this long (0: never)")
+	connectTimeout := fs.Duration("connect-timeout", 30*time.Second, "fail when no broker answers, or the topic does not exist, within this long")
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
 	}
-	if len(splitList(*brokers)) == 0 || *exitAfter < 0 || *timeout < 0 {
-		return exitError{2, errors.New("drops tail: need --brokers, and --exit-after and --timeout must be >= 0")}
+	if len(splitList(*brokers)) == 0 || *exitAfter < 0 || *timeout < 0 || *connectTimeout <= 0 {
+		return exitError{2, errors.New("drops tail: need --brokers, --exit-after and --timeout must be >= 0, --connect-timeout > 0")}
 	}
 	reset := kgo.NewOffset().AtEnd()
 	if *fromBeginning {
@@ -82,8 +85,9 @@ func dropsTail(ctx context.Context, args []string, out, errOut io.Writer) error 
 	if err != nil {
 		return err
 	}
+	watch := newBrokerWatch(slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(splitList(*brokers)...), kgo.ClientID("spanpipe-drops-tail"),
-		kgo.ConsumeTopics(*topic), kgo.ConsumeResetOffset(reset), kgo.FetchMaxBytes(64 << 20)}, sec...)...)
+		kgo.ConsumeTopics(*topic), kgo.ConsumeResetOffset(reset), kgo.FetchMaxBytes(64 << 20), kgo.WithHooks(watch)}, sec...)...)
 	if err != nil {
 		return fmt.Errorf("drops tail: %w", err)
 	}
@@ -92,6 +96,21 @@ func dropsTail(ctx context.Context, args []string, out, errOut io.Writer) error 
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
+	}
+	// Tailing a broker nobody reaches, or a topic that is not there, printed nothing
+	// and exited 0: indistinguishable from "no drops".
+	wait := *connectTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+		wait = time.Until(dl)
+	}
+	if _, err := awaitKafka(ctx, cl, watch, splitList(*brokers), []string{*topic}, wait, true); err != nil {
+		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil // SIGINT
+		}
+		if ctx.Err() != nil {
+			err = fmt.Errorf("no answer from %s within --timeout %s: %s", *brokers, *timeout, orDash(watch.Problem()))
+		}
+		return exitError{1, fmt.Errorf("drops tail: %w (check --brokers and --topic; the drop topic exists once something was dropped)", err)}
 	}
 	printed := 0
 	var lastErr string

@@ -106,6 +106,9 @@ type LogConfig struct {
 	Level string `yaml:"level"`
 	// Format is text or json. Default text.
 	Format string `yaml:"format"`
+	// KafkaLevel is the level of the Kafka client's own lines (debug, info, warn or
+	// error). Default warn: at info it logs every connection and rebalance step.
+	KafkaLevel string `yaml:"kafka_level"`
 }
 
 // DefaultConfig returns the defaults of every component.
@@ -117,7 +120,7 @@ func DefaultConfig() Config {
 		Drops:    dropalerts.DefaultConfig(),
 		Metrics: MetricsConfig{Listen: "127.0.0.1:9464", LiveMaxPollGap: 2 * time.Minute, LiveMaxSinkCall: 5 * time.Minute,
 			ReadyMaxStall: 2 * time.Minute, ReadyMaxSinkFailing: time.Minute, ReadyAssignmentGrace: 30 * time.Second},
-		Log: LogConfig{Level: "info", Format: "text"},
+		Log: LogConfig{Level: "info", Format: "text", KafkaLevel: "warn"},
 	}
 }
 
@@ -146,6 +149,11 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("log.level must be debug, info, warn or error, got %q", c.Log.Level))
+	}
+	switch c.Log.KafkaLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.kafka_level must be debug, info, warn or error, got %q", c.Log.KafkaLevel))
 	}
 	switch c.Log.Format {
 	case "text", "json":

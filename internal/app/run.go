@@ -46,9 +46,19 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
+// KafkaLogger is the logger for franz-go clients: c with the level c.KafkaLevel (warn
+// when empty), so that the client's INFO lines do not drown spanpipe's own.
+func KafkaLogger(c LogConfig) *slog.Logger {
+	c.Level = c.KafkaLevel
+	if c.Level == "" {
+		c.Level = "warn"
+	}
+	return NewLogger(c)
+}
+
 // KafkaOpts returns franz-go options that export the client's metrics (kprom, with a
 // "client" label naming its role, since every client needs its own kprom instance) and
-// bridge its logs into slog.
+// bridge its logs into slog: log is the clients' logger (KafkaLogger).
 func KafkaOpts(reg prometheus.Registerer, log *slog.Logger, role string) []kgo.Opt {
 	kp := kprom.NewMetrics("spanpipe", kprom.Registerer(reg), kprom.Subsystem("kafka"),
 		kprom.WithStaticLabel(prometheus.Labels{"client": role}))
@@ -117,7 +127,7 @@ func (c *Consumer) Probes() Probes { return c.health }
 func NewConsumer(cfg Config, sink pipeline.Sink, log *slog.Logger, reg prometheus.Registerer, kopts []kgo.Opt) (*Consumer, error) {
 	host, _ := os.Hostname()
 	instance := cfg.Kafka.Group + "/" + host + "/" + fmt.Sprint(os.Getpid())
-	pub, err := dropalerts.New(cfg.Drops, append([]kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.ClientID(cfg.Kafka.ClientID + "-drops")}, append(KafkaOpts(reg, log, "drops"), kopts...)...),
+	pub, err := dropalerts.New(cfg.Drops, append([]kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.ClientID(cfg.Kafka.ClientID + "-drops")}, append(KafkaOpts(reg, KafkaLogger(cfg.Log), "drops"), kopts...)...),
 		dropalerts.WithLogger(log), dropalerts.WithRegisterer(reg))
 	if err != nil {
 		return nil, err
@@ -135,7 +145,7 @@ func NewConsumer(cfg Config, sink pipeline.Sink, log *slog.Logger, reg prometheu
 		return nil, err
 	}
 	member, err := consumer.New(cfg.Kafka, b, w, drops, consumer.WithLogger(log), consumer.WithRegisterer(reg),
-		consumer.WithDropSource(instance, sink.Name()), consumer.WithKgoOpts(append(KafkaOpts(reg, log, "consumer"), kopts...)...))
+		consumer.WithDropSource(instance, sink.Name()), consumer.WithKgoOpts(append(KafkaOpts(reg, KafkaLogger(cfg.Log), "consumer"), kopts...)...))
 	if err != nil {
 		_ = drops.Close(context.Background())
 		return nil, err

@@ -32,10 +32,14 @@ type Options struct {
 
 // Generator emits traces. It is not safe for concurrent use.
 type Generator struct {
-	p   *producer.Producer
-	o   Options
-	rnd *rand.Rand
+	p    *producer.Producer
+	o    Options
+	rnd  *rand.Rand
+	last string
 }
+
+// LastTraceID is the id of the trace the last call to Trace emitted.
+func (g *Generator) LastTraceID() string { return g.last }
 
 // New returns a generator writing through p.
 func New(p *producer.Producer, o Options) *Generator {
@@ -119,6 +123,7 @@ func (g *Generator) Trace() int {
 		Metadata:    map[string]any{"userId": userID, "threadId": thread, "apiKey": "sk-demo-should-be-redacted"},
 		Input:       []map[string]string{{"role": "user", "content": g.text(g.o.MinPayload, g.o.MaxPayload/4)}},
 	})
+	g.last = root.TraceID()
 	live := make([]*producer.Span, len(plan))
 	for i, st := range plan {
 		parent := root

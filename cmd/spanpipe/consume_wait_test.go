@@ -1,0 +1,43 @@
+package main
+
+import (
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spanpipe/spanpipe/internal/kafkatest"
+)
+
+// TestConsumeBadBrokerFailsNamingIt: consume against brokers nobody can reach names
+// the reason and exits 1 after --connect-timeout; it used to run forever with only
+// the client's WARN lines.
+func TestConsumeBadBrokerFailsNamingIt(t *testing.T) {
+	p := start(t, "consume", "--brokers", closedPort(t), "--db", filepath.Join(t.TempDir(), "c.duckdb"),
+		"--metrics-addr", "127.0.0.1:0", "--connect-timeout", "2s")
+	if code := p.wait(t, 30*time.Second); code != 1 {
+		t.Fatalf("exit status %d, want 1; stderr:\n%s", code, p.stderrText())
+	}
+	if out := p.stderrText(); !strings.Contains(out, "no Kafka broker reachable") || !strings.Contains(out, "connection refused") {
+		t.Fatalf("stderr does not name the problem:\n%s", out)
+	}
+}
+
+// TestConsumeMissingTopicWarnsAndWaits: a consumer whose topic does not exist yet
+// says so at WARN and keeps waiting (a producer may create it), until SIGTERM.
+func TestConsumeMissingTopicWarnsAndWaits(t *testing.T) {
+	c := kafkatest.Cluster(t, 1, "spanpipe.drops")
+	p := start(t, "consume", "--brokers", c.ListenAddrs()[0], "--db", filepath.Join(t.TempDir(), "c.duckdb"),
+		"--metrics-addr", "127.0.0.1:0", "--connect-timeout", "2s")
+	warn := regexp.MustCompile(`level=WARN .*topics do not exist yet.*spanpipe\.spans`)
+	kafkatest.Eventually(t, 30*time.Second, "a WARN naming the missing topic", func() bool { return p.stderrMatch(warn) != "" })
+	kafkatest.Eventually(t, 30*time.Second, "the consumer running", func() bool { return p.stderrMatch(regexp.MustCompile(`msg=pipeline `)) != "" })
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM, want 0; stderr:\n%s", code, p.stderrText())
+	}
+}
