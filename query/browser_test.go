@@ -190,6 +190,7 @@ func TestBrowser(t *testing.T) {
 		chromedp.Poll(`(() => { const d = document.querySelector("#drop-samples"); if (d && d.textContent.includes("decode-error")) return true; `+
 			`if (d) route(); return false; })()`, nil, chromedp.WithPollingTimeout(60*time.Second), chromedp.WithPollingInterval(time.Second)),
 		chromedp.Text(`#drops`, &drops),
+		shot("drops.png"),
 	)
 	if !strings.Contains(drops, "decode-error") || !strings.Contains(drops, "tracing") && !strings.Contains(drops, "unknown") {
 		t.Errorf("drops view: %q, want the poison record's decode-error", drops)

@@ -233,6 +233,10 @@ func (a *chArgs) micros(t time.Time) string {
 	return "fromUnixTimestamp64Micro(" + a.add("Int64", strconv.FormatInt(t.UnixMicro(), 10)) + ", 'UTC')"
 }
 
+// spanSkew is how long before its root a span of the trace may start (clocks of
+// different services disagree), as in duckdb.Reader.ListTraces.
+const spanSkew = time.Hour
+
 // listSQL is ListTraces' first statement: the page of root spans.
 func (p ddlParams) listSQL(f query.TraceFilter) (string, ch.Parameters) {
 	var a chArgs
@@ -263,7 +267,7 @@ func (p ddlParams) listSQL(f query.TraceFilter) (string, ch.Parameters) {
 	anySpan := func(cond string) string {
 		q := "trace_id IN (SELECT trace_id FROM " + p.qualified("spans") + " WHERE " + cond
 		if !f.From.IsZero() {
-			q += " AND started_at >= " + a.micros(f.From)
+			q += " AND started_at >= " + a.micros(f.From.Add(-spanSkew))
 		}
 		return q + ")"
 	}

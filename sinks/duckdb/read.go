@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -101,15 +102,111 @@ func (a *args) add(v any) string {
 // leave the parent empty.
 const isRoot = "(r.is_root_span OR r.parent_span_id IS NULL)"
 
+// skew is how long before its root a span of the trace may start (clocks of
+// different services disagree): the lower bound on the start of a trace's spans.
+const skew = time.Hour
+
+// ListTraces searches the newest hour of root spans first, then windows that grow
+// at least fourfold (more when the matches found so far say a page needs more),
+// and everything once a window would exceed maxWindow. Spans are appended roughly
+// in start order, so DuckDB skips the row groups outside a window by their min/max
+// (zone maps): a page of recent traces reads recent rows only, whatever the size
+// of the file. A window that holds a full page answers the query, because every
+// trace outside it is older.
+const (
+	firstWindow = time.Hour
+	maxWindow   = 64 * 24 * time.Hour
+)
+
 // ListTraces returns a page of traces, newest root span first. Filters on the trace
 // as a whole match its root span; span type, name search and the error status look
-// for a matching span of the trace (restricted to spans started since f.From, which
-// every span of a trace whose root started then satisfies).
+// for a matching span of the trace (among the spans that started at most [skew]
+// before the oldest root searched).
 func (r *Reader) ListTraces(ctx context.Context, f query.TraceFilter) (query.TracePage, error) {
+	// The newest bound of the search: To, the cursor, or the newest span stored.
+	upper := f.To
+	if c := f.Cursor; c != nil {
+		if after := c.Start.Add(time.Microsecond); upper.IsZero() || after.Before(upper) {
+			upper = after
+		}
+	}
+	if upper.IsZero() {
+		var newest sql.NullTime
+		if err := r.db.QueryRowContext(ctx, "SELECT max(started_at) FROM main.spans").Scan(&newest); err != nil {
+			return query.TracePage{}, fmt.Errorf("duckdb: list traces: newest span: %w", err)
+		}
+		if !newest.Valid {
+			return query.TracePage{Traces: []query.TraceSummary{}}, nil
+		}
+		upper = newest.Time.Add(time.Microsecond)
+	}
+	var page query.TracePage
+	for window := firstWindow; ; {
+		from, last := f.From, window > maxWindow
+		if w := upper.Add(-window); !last && (from.IsZero() || w.After(from)) {
+			from = w
+		} else {
+			last = true
+		}
+		var err error
+		if page, err = r.listRoots(ctx, f, from); err != nil {
+			return query.TracePage{}, err
+		}
+		found := len(page.Traces)
+		if last || found > f.Limit {
+			break
+		}
+		next := 4 * window
+		if found > 0 {
+			next = max(next, window*time.Duration(2*(f.Limit+1)/found))
+		}
+		window = next
+	}
+	page.Trim(f.Limit)
+	if len(page.Traces) == 0 {
+		return page, nil
+	}
+	// Only the page's traces are counted, among the spans started since the oldest
+	// root: a constant bound lets the scan skip older row groups.
+	var ca args
+	ids := make([]string, len(page.Traces))
+	for i, t := range page.Traces {
+		ids[i] = ca.add(t.TraceID)
+	}
+	oldest := page.Traces[len(page.Traces)-1].StartedAt.Add(-skew)
+	rows, err := r.db.QueryContext(ctx, `SELECT trace_id, count(*), count(error) FROM main.spans
+		WHERE started_at >= `+ca.add(oldest)+` AND trace_id IN (`+strings.Join(ids, ", ")+`) GROUP BY trace_id`, ca...)
+	if err != nil {
+		return query.TracePage{}, fmt.Errorf("duckdb: list traces: counts: %w", err)
+	}
+	counts := map[string][2]int{}
+	err = scanAll(rows, func() error {
+		var id string
+		var c [2]int
+		if err := rows.Scan(&id, &c[0], &c[1]); err != nil {
+			return err
+		}
+		counts[id] = c
+		return nil
+	})
+	if err != nil {
+		return query.TracePage{}, fmt.Errorf("duckdb: list traces: counts: %w", err)
+	}
+	for i := range page.Traces {
+		t := &page.Traces[i]
+		t.SpanCount, t.ErrorCount = counts[t.TraceID][0], counts[t.TraceID][1]
+		t.Finish()
+	}
+	return page, nil
+}
+
+// listRoots returns up to f.Limit+1 root spans matching f that started at or after
+// from (zero: any time), newest first.
+func (r *Reader) listRoots(ctx context.Context, f query.TraceFilter, from time.Time) (query.TracePage, error) {
 	var a args
 	where := []string{isRoot}
-	if !f.From.IsZero() {
-		where = append(where, "r.started_at >= "+a.add(f.From.UTC()))
+	if !from.IsZero() {
+		where = append(where, "r.started_at >= "+a.add(from.UTC()))
 	}
 	if !f.To.IsZero() {
 		where = append(where, "r.started_at < "+a.add(f.To.UTC()))
@@ -133,8 +230,8 @@ func (r *Reader) ListTraces(ctx context.Context, f query.TraceFilter) (query.Tra
 	}
 	anySpan := func(cond string) string {
 		q := "r.trace_id IN (SELECT s.trace_id FROM main.spans s WHERE " + cond
-		if !f.From.IsZero() {
-			q += " AND s.started_at >= " + a.add(f.From.UTC())
+		if !from.IsZero() {
+			q += " AND s.started_at >= " + a.add(from.Add(-skew).UTC())
 		}
 		return q + ")"
 	}
@@ -152,7 +249,6 @@ func (r *Reader) ListTraces(ctx context.Context, f query.TraceFilter) (query.Tra
 	case query.StatusOK:
 		where = append(where, "r.ended_at IS NOT NULL", "NOT "+anySpan("s.error IS NOT NULL"))
 	}
-	// The page is chosen on root spans alone; only its traces are then counted.
 	q := `SELECT trace_id, span_id, name, span_type, coalesce(entity_type, ''), coalesce(entity_name, ''),
 		coalesce(service_name, ''), coalesce(environment, ''), coalesce(user_id, ''), started_at, ended_at
 		FROM main.spans r WHERE ` + strings.Join(where, " AND ") + `
@@ -181,41 +277,6 @@ func (r *Reader) ListTraces(ctx context.Context, f query.TraceFilter) (query.Tra
 	})
 	if err != nil {
 		return query.TracePage{}, fmt.Errorf("duckdb: list traces: %w", err)
-	}
-	page.Trim(f.Limit)
-	if len(page.Traces) == 0 {
-		return page, nil
-	}
-	// A trace's spans start after its root (an hour of clock skew allowed): a constant
-	// bound lets the scan skip the row groups of older data by their min/max.
-	var ca args
-	ids := make([]string, len(page.Traces))
-	for i, t := range page.Traces {
-		ids[i] = ca.add(t.TraceID)
-	}
-	oldest := page.Traces[len(page.Traces)-1].StartedAt.Add(-time.Hour)
-	rows, err = r.db.QueryContext(ctx, `SELECT trace_id, count(*), count(error) FROM main.spans
-		WHERE started_at >= `+ca.add(oldest)+` AND trace_id IN (`+strings.Join(ids, ", ")+`) GROUP BY trace_id`, ca...)
-	if err != nil {
-		return query.TracePage{}, fmt.Errorf("duckdb: list traces: counts: %w", err)
-	}
-	counts := map[string][2]int{}
-	err = scanAll(rows, func() error {
-		var id string
-		var c [2]int
-		if err := rows.Scan(&id, &c[0], &c[1]); err != nil {
-			return err
-		}
-		counts[id] = c
-		return nil
-	})
-	if err != nil {
-		return query.TracePage{}, fmt.Errorf("duckdb: list traces: counts: %w", err)
-	}
-	for i := range page.Traces {
-		t := &page.Traces[i]
-		t.SpanCount, t.ErrorCount = counts[t.TraceID][0], counts[t.TraceID][1]
-		t.Finish()
 	}
 	return page, nil
 }
@@ -334,7 +395,9 @@ func (r *Reader) Span(ctx context.Context, traceID, spanID string) (*schema.Span
 }
 
 // Stats aggregates the spans started in [q.From, q.To): counts per bucket, duration
-// percentiles per entity, and token usage and cost per model.
+// percentiles per entity, and token usage and cost per model. The three statements
+// run at once: a day of spans is about one row group, which DuckDB scans on one
+// thread, so one after the other they would leave the other cores idle.
 func (r *Reader) Stats(ctx context.Context, q query.StatsQuery) (*query.Stats, error) {
 	var a args
 	where := "started_at >= " + a.add(q.From.UTC()) + " AND started_at < " + a.add(q.To.UTC())
@@ -346,81 +409,84 @@ func (r *Reader) Stats(ctx context.Context, q query.StatsQuery) (*query.Stats, e
 	}
 	st := &query.Stats{From: q.From.UTC(), To: q.To.UTC(), BucketSeconds: int64(q.Bucket / time.Second),
 		Durations: []query.EntityDuration{}, Models: []query.ModelUsage{}}
-
-	series := map[int64]query.Bucket{}
-	ba := append(args{}, a...)
-	step := ba.add(q.Bucket.Microseconds())
-	rows, err := r.db.QueryContext(ctx, `SELECT epoch_us(started_at) // `+step+` * `+step+` AS b,
-		count(*) FILTER (is_root_span OR parent_span_id IS NULL), count(*), count(error),
-		count(DISTINCT trace_id) FILTER (error IS NOT NULL)
-		FROM main.spans WHERE `+where+` GROUP BY b`, ba...)
-	if err != nil {
-		return nil, fmt.Errorf("duckdb: stats: series: %w", err)
-	}
-	err = scanAll(rows, func() error {
-		var us int64
-		var b query.Bucket
-		if err := rows.Scan(&us, &b.Traces, &b.Spans, &b.ErrorSpans, &b.ErrorTraces); err != nil {
-			return err
-		}
-		series[us] = b
-		return nil
+	var (
+		wg     sync.WaitGroup
+		errs   [3]error
+		series = map[int64]query.Bucket{}
+	)
+	wg.Go(func() {
+		ba := append(args{}, a...)
+		step := ba.add(q.Bucket.Microseconds())
+		errs[0] = r.scan(ctx, "series", `SELECT epoch_us(started_at) // `+step+` * `+step+` AS b,
+			count(*) FILTER (is_root_span OR parent_span_id IS NULL), count(*), count(error),
+			count(DISTINCT trace_id) FILTER (error IS NOT NULL)
+			FROM main.spans WHERE `+where+` GROUP BY b`, ba, func(rows *sql.Rows) error {
+			var us int64
+			var b query.Bucket
+			if err := rows.Scan(&us, &b.Traces, &b.Spans, &b.ErrorSpans, &b.ErrorTraces); err != nil {
+				return err
+			}
+			series[us] = b
+			return nil
+		})
 	})
-	if err != nil {
-		return nil, fmt.Errorf("duckdb: stats: series: %w", err)
+	wg.Go(func() {
+		errs[1] = r.scan(ctx, "durations", `SELECT span_type, coalesce(entity_name, name) AS entity, count(*),
+			quantile_cont(d, 0.5), quantile_cont(d, 0.95), quantile_cont(d, 0.99)
+			FROM (SELECT span_type, entity_name, name, (epoch_us(ended_at) - epoch_us(started_at)) / 1000.0 AS d
+				FROM main.spans WHERE `+where+` AND ended_at IS NOT NULL AND NOT is_event)
+			GROUP BY ALL ORDER BY count(*) DESC, span_type, entity LIMIT `+fmt.Sprint(query.MaxStatsRows), a,
+			func(rows *sql.Rows) error {
+				var d query.EntityDuration
+				if err := rows.Scan(&d.SpanType, &d.Entity, &d.Count, &d.P50MS, &d.P95MS, &d.P99MS); err != nil {
+					return err
+				}
+				st.Durations = append(st.Durations, d)
+				return nil
+			})
+	})
+	wg.Go(func() {
+		costWhere := strings.NewReplacer("started_at", `"timestamp"`).Replace(where)
+		errs[2] = r.scan(ctx, "models", `WITH u AS (
+				SELECT j[1] AS model, count(*) AS calls, sum(TRY_CAST(j[2] AS BIGINT)) AS input_tokens,
+					sum(TRY_CAST(j[3] AS BIGINT)) AS output_tokens
+				FROM (SELECT json_extract_string(attributes, ['$.model', '$.usage.inputTokens', '$.usage.outputTokens']) AS j
+					FROM main.spans WHERE `+where+` AND span_type = 'model_generation') GROUP BY 1),
+			c AS (SELECT model, sum(estimated_cost) AS cost FROM main.metrics WHERE `+costWhere+` AND model IS NOT NULL GROUP BY 1)
+			SELECT coalesce(u.model, c.model, ''), coalesce(u.calls, 0), coalesce(u.input_tokens, 0),
+				coalesce(u.output_tokens, 0), c.cost
+			FROM u FULL JOIN c ON u.model = c.model ORDER BY 2 DESC, 1 LIMIT `+fmt.Sprint(query.MaxStatsRows), a,
+			func(rows *sql.Rows) error {
+				var m query.ModelUsage
+				var cost sql.NullFloat64
+				if err := rows.Scan(&m.Model, &m.Calls, &m.InputTokens, &m.OutputTokens, &cost); err != nil {
+					return err
+				}
+				if cost.Valid {
+					m.Cost = &cost.Float64
+				}
+				st.Models = append(st.Models, m)
+				return nil
+			})
+	})
+	wg.Wait()
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, err
 	}
 	st.Series = query.FillSeries(q, series)
-
-	rows, err = r.db.QueryContext(ctx, `SELECT span_type, coalesce(entity_name, name) AS entity, count(*),
-		quantile_cont(d, 0.5), quantile_cont(d, 0.95), quantile_cont(d, 0.99)
-		FROM (SELECT span_type, entity_name, name, (epoch_us(ended_at) - epoch_us(started_at)) / 1000.0 AS d
-			FROM main.spans WHERE `+where+` AND ended_at IS NOT NULL AND NOT is_event)
-		GROUP BY ALL ORDER BY count(*) DESC, span_type, entity LIMIT `+fmt.Sprint(query.MaxStatsRows), a...)
-	if err != nil {
-		return nil, fmt.Errorf("duckdb: stats: durations: %w", err)
-	}
-	err = scanAll(rows, func() error {
-		var d query.EntityDuration
-		if err := rows.Scan(&d.SpanType, &d.Entity, &d.Count, &d.P50MS, &d.P95MS, &d.P99MS); err != nil {
-			return err
-		}
-		st.Durations = append(st.Durations, d)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("duckdb: stats: durations: %w", err)
-	}
-
-	ma := append(args{}, a...)
-	costWhere := strings.NewReplacer("started_at", `"timestamp"`).Replace(where)
-	rows, err = r.db.QueryContext(ctx, `WITH u AS (
-			SELECT j[1] AS model, count(*) AS calls, sum(TRY_CAST(j[2] AS BIGINT)) AS input_tokens,
-				sum(TRY_CAST(j[3] AS BIGINT)) AS output_tokens
-			FROM (SELECT json_extract_string(attributes, ['$.model', '$.usage.inputTokens', '$.usage.outputTokens']) AS j
-				FROM main.spans WHERE `+where+` AND span_type = 'model_generation') GROUP BY 1),
-		c AS (SELECT model, sum(estimated_cost) AS cost FROM main.metrics WHERE `+costWhere+` AND model IS NOT NULL GROUP BY 1)
-		SELECT coalesce(u.model, c.model, ''), coalesce(u.calls, 0), coalesce(u.input_tokens, 0),
-			coalesce(u.output_tokens, 0), c.cost
-		FROM u FULL JOIN c ON u.model = c.model ORDER BY 2 DESC, 1 LIMIT `+fmt.Sprint(query.MaxStatsRows), ma...)
-	if err != nil {
-		return nil, fmt.Errorf("duckdb: stats: models: %w", err)
-	}
-	err = scanAll(rows, func() error {
-		var m query.ModelUsage
-		var cost sql.NullFloat64
-		if err := rows.Scan(&m.Model, &m.Calls, &m.InputTokens, &m.OutputTokens, &cost); err != nil {
-			return err
-		}
-		if cost.Valid {
-			m.Cost = &cost.Float64
-		}
-		st.Models = append(st.Models, m)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("duckdb: stats: models: %w", err)
-	}
 	return st, nil
+}
+
+// scan runs one statement of Stats and calls row for each of its rows.
+func (r *Reader) scan(ctx context.Context, what, q string, a args, row func(*sql.Rows) error) error {
+	rows, err := r.db.QueryContext(ctx, q, a...)
+	if err == nil {
+		err = scanAll(rows, func() error { return row(rows) })
+	}
+	if err != nil {
+		return fmt.Errorf("duckdb: stats: %s: %w", what, err)
+	}
+	return nil
 }
 
 func scanAll(rows *sql.Rows, scan func() error) error {
