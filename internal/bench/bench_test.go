@@ -158,20 +158,3 @@ func TestWriteTableUnknownServerCPU(t *testing.T) {
 		}
 	}
 }
-
-func TestDrainRate(t *testing.T) {
-	cases := []struct {
-		name string
-		d    drained
-		want float64
-	}{
-		{"from the first commit", drained{dur: 3 * time.Second, firstCommit: time.Second, lagThen: 800}, 400},
-		{"too little after the first commit", drained{dur: 2 * time.Second, firstCommit: time.Second, lagThen: 100}, 500},
-		{"committed at once", drained{dur: 2 * time.Second, firstCommit: 2 * time.Second}, 500},
-	}
-	for _, c := range cases {
-		if got := c.d.recordsPerSec(1000); got != c.want {
-			t.Errorf("%s: got %v records/s, want %v", c.name, got, c.want)
-		}
-	}
-}

@@ -34,12 +34,10 @@ import (
 // drained is what one drain measured.
 type drained struct {
 	dur time.Duration
-	// firstCommit is when the group was first seen to have committed, and lagThen
-	// its lag at that moment: what came before is joining the group and the first
-	// fetch and batch, a one-off cost that a short drain pays in full.
-	firstCommit time.Duration
-	lagThen     int64
-	cpu         float64 // the process's CPU seconds, consumers and an in-process store
+	// firstFetch is when the consumers read their first batch of records: what came
+	// before is joining the group, a one-off cost that a short drain pays in full.
+	firstFetch time.Duration
+	cpu        float64 // the process's CPU seconds, consumers and an in-process store
 	// serverCPU is the ClickHouse server's CPU seconds; -1 when unknown (a server
 	// the bench did not start).
 	serverCPU float64
@@ -64,12 +62,13 @@ func drain(ctx context.Context, o Options, adm *kgo.Client, sink, topic, drops, 
 		}
 		defer pprof.StopCPUProfile()
 	}
-	cs, err := startConsumers(ctx, o, sink, topic, drops, group)
+	var d drained
+	start := time.Now()
+	fetched := &firstFetch{}
+	cs, err := startConsumers(ctx, o, sink, topic, drops, group, fetched)
 	if err != nil {
 		return nil, drained{}, err
 	}
-	var d drained
-	start := time.Now()
 	cpu0 := cpuSeconds()
 	srv0, srvErr := serverCPU(server)
 	var peak atomic.Int64
@@ -78,9 +77,6 @@ func drain(ctx context.Context, o Options, adm *kgo.Client, sink, topic, drops, 
 	sw.Go(func() { sampleRSS(sampleCtx, &peak) })
 	quarter := 0
 	err = waitDrained(ctx, adm, group, o.Progress, records, func(lag int64) {
-		if d.firstCommit == 0 && lag < int64(records) {
-			d.firstCommit, d.lagThen = time.Since(start), lag
-		}
 		for quarter < 2 && float64(int64(records)-lag) >= float64(records)*float64(quarter+1)/4 {
 			d.rssAt[quarter] = readRSS()
 			quarter++
@@ -93,6 +89,7 @@ func drain(ctx context.Context, o Options, adm *kgo.Client, sink, topic, drops, 
 		return nil, drained{}, err
 	}
 	d.dur = time.Since(start)
+	d.firstFetch = fetched.since(start)
 	d.cpu = cpuSeconds() - cpu0
 	d.serverCPU = -1
 	if srv1, err := serverCPU(server); err == nil && srvErr == nil {
@@ -107,14 +104,27 @@ func drain(ctx context.Context, o Options, adm *kgo.Client, sink, topic, drops, 
 	return cs, d, nil
 }
 
-// recordsPerSec is the drain's rate once the group committed for the first time,
-// when that leaves a quarter of the records or more to measure it on; else the rate
-// over the whole drain, joining the group included.
+// recordsPerSec is the drain's rate from its first fetch on (the raw fetch is
+// measured the same way).
 func (d drained) recordsPerSec(records int) float64 {
-	if d.lagThen >= int64(records)/4 && d.dur > d.firstCommit {
-		return float64(d.lagThen) / (d.dur - d.firstCommit).Seconds()
+	return float64(records) / (d.dur - d.firstFetch).Seconds()
+}
+
+// firstFetch is a franz-go hook that notes when a client read its first batch.
+type firstFetch struct{ at atomic.Int64 }
+
+func (f *firstFetch) OnFetchBatchRead(kgo.BrokerMetadata, string, int32, kgo.FetchBatchMetrics) {
+	if f.at.Load() == 0 {
+		f.at.CompareAndSwap(0, time.Now().UnixNano())
 	}
-	return float64(records) / d.dur.Seconds()
+}
+
+// since is how long after start the first batch was read; 0 when none was.
+func (f *firstFetch) since(start time.Time) time.Duration {
+	if at := f.at.Load(); at > 0 {
+		return max(0, time.Unix(0, at).Sub(start))
+	}
+	return 0
 }
 
 // serverCPU is the CPU seconds srv has used so far; an error without a server of ours.
@@ -138,7 +148,7 @@ type consumers struct {
 	wg       sync.WaitGroup
 }
 
-func startConsumers(ctx context.Context, o Options, sink, topic, drops, group string) (*consumers, error) {
+func startConsumers(ctx context.Context, o Options, sink, topic, drops, group string, hook kgo.Hook) (*consumers, error) {
 	cs := &consumers{group: group, reg: prometheus.NewRegistry(), lat: &latencies{}}
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	cs.cancel = cancel
@@ -177,7 +187,7 @@ func startConsumers(ctx context.Context, o Options, sink, topic, drops, group st
 			cs.closers = append(cs.closers, w.Close)
 			s = w
 		}
-		c, err := app.NewConsumer(cfg, timed{s, cs.lat}, log, cs.reg, nil)
+		c, err := app.NewConsumer(cfg, timed{s, cs.lat}, log, cs.reg, []kgo.Opt{kgo.WithHooks(hook)})
 		if err != nil {
 			cs.stop()
 			return nil, err

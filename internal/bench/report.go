@@ -18,8 +18,8 @@ func (r *Result) WriteTable(out io.Writer) error {
 	if r.Sink != "null" {
 		p("null sink drain\t%.0f records/s (%.0f%% of raw)", r.NullRecordsPerSec, 100*r.NullRatioToRaw)
 	}
-	p("%s drain\t%.0f spans/s (%.0f records/s, %.0f%% of raw); %.0f spans/s with the group join (first commit after %.0f ms)",
-		r.Sink, r.DrainSpansPerSec, r.DrainRecordsPerSec, 100*r.RatioToRaw, r.DrainWithJoinSpansPerSec, r.FirstCommitMs)
+	p("%s drain\t%.0f spans/s (%.0f records/s, %.0f%% of raw); %.0f spans/s with the group join (first fetch after %.0f ms)",
+		r.Sink, r.DrainSpansPerSec, r.DrainRecordsPerSec, 100*r.RatioToRaw, r.DrainWithJoinSpansPerSec, r.FirstFetchMs)
 	if r.CeilingSpansPerSec > 0 {
 		p("DuckDB append ceiling\t%.0f spans/s (same rows, Appender, one connection); drain = %.0f%% of it",
 			r.CeilingSpansPerSec, 100*r.RatioToCeiling)
