@@ -62,13 +62,13 @@ func drain(ctx context.Context, o Options, adm *kgo.Client, sink, topic, drops, 
 		}
 		defer pprof.StopCPUProfile()
 	}
-	var d drained
-	start := time.Now()
 	fetched := &firstFetch{}
 	cs, err := startConsumers(ctx, o, sink, topic, drops, group, fetched)
 	if err != nil {
 		return nil, drained{}, err
 	}
+	var d drained
+	start := time.Now()
 	cpu0 := cpuSeconds()
 	srv0, srvErr := serverCPU(server)
 	var peak atomic.Int64
