@@ -31,11 +31,11 @@ func (r *Result) WriteTable(out io.Writer) error {
 		} else {
 			p("ClickHouse server CPU\tunknown (a server the bench did not start)")
 		}
-	}
-	if r.TotalCPUMs != nil {
-		p("total CPU\t%.4f ms per span (Mastra's anchor: 0.4-0.6 ms, Node + ClickHouse)", *r.TotalCPUMs)
-	} else {
-		p("total CPU\tunknown")
+		if r.TotalCPUMs != nil {
+			p("total CPU\t%.4f ms per span (consumer + server)", *r.TotalCPUMs)
+		} else {
+			p("total CPU\tunknown")
+		}
 	}
 	p("RSS\tpeak %.0f MB; at 25%% / 50%% / 100%% of the drain %.0f / %.0f / %.0f MB", r.PeakRSSMB, r.RSSMB[0], r.RSSMB[1], r.RSSMB[2])
 	p("rows written per span\t%.2f (stored %d)", r.RowsPerSpan, r.Stored)
