@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spanpipe/spanpipe/internal/bench"
 	"github.com/spanpipe/spanpipe/pipeline"
@@ -71,22 +70,9 @@ func runBench(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "sink\t%s (%s, %s, %d consumer(s), %d partitions)\n", res.Sink, res.Strategy, res.Lifecycle, res.Consumers, res.Partitions)
-	fmt.Fprintf(tw, "workload\t%d spans, %d records, %d B average payload\n", res.Spans, res.Records, res.PayloadAvgBytes)
-	fmt.Fprintf(tw, "produce\t%.0f spans/s, %.1f MB/s\n", res.ProduceSpansPerSec, res.ProduceMBPerSec)
-	fmt.Fprintf(tw, "raw baseline\t%.0f records/s\n", res.RawRecordsPerSec)
-	fmt.Fprintf(tw, "end-to-end drain\t%.0f spans/s (%.0f records/s, %.0f%% of raw)\n", res.DrainSpansPerSec, res.DrainRecordsPerSec, 100*res.RatioToRaw)
-	fmt.Fprintf(tw, "consumer CPU\t%.3f s per 1k spans\n", res.CPUSecondsPer1k)
-	fmt.Fprintf(tw, "peak RSS\t%.0f MB\n", res.PeakRSSMB)
-	if res.ServerCPUSecondsPer1k > 0 {
-		fmt.Fprintf(tw, "ClickHouse server CPU\t%.3f s per 1k spans\n", res.ServerCPUSecondsPer1k)
+	if err := res.WriteTable(stdout); err != nil {
+		return err
 	}
-	fmt.Fprintf(tw, "rows written per span\t%.2f (stored %d)\n", res.RowsPerSpan, res.Stored)
-	if res.LatencyRate > 0 {
-		fmt.Fprintf(tw, "latency @ %.0f spans/s\tp50 %.0f ms, p95 %.0f ms, p99 %.0f ms\n", res.LatencyRate, res.LatencyP50ms, res.LatencyP95ms, res.LatencyP99ms)
-	}
-	tw.Flush()
 	if *out != "" {
 		b, _ := json.MarshalIndent(res, "", "  ")
 		if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {

@@ -1,0 +1,160 @@
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spanpipe/spanpipe/pipeline"
+	"github.com/spanpipe/spanpipe/schema"
+	"github.com/spanpipe/spanpipe/sinks/duckdb"
+)
+
+// The ceiling must store what the drain stores: the workload's spans through the
+// sink's Write and through AppendSpans give the same rows, whatever the sink's
+// tables look like.
+func TestAppendCeilingStoresTheDrainRows(t *testing.T) {
+	const n = 300
+	gen := newSpanGen(1024)
+	spans := make([]*schema.Span, n)
+	for i := range spans {
+		s, _ := gen.next()
+		var err error
+		if spans[i], err = stored(s, i%2 == 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := func(name string) *duckdb.Writer {
+		cfg := duckdb.DefaultConfig()
+		cfg.Path = filepath.Join(t.TempDir(), name+".duckdb")
+		w, err := duckdb.Open(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = w.Close() })
+		return w
+	}
+	drained, ceiling := open("drain"), open("ceiling")
+	if err := drained.Write(t.Context(), &pipeline.Batch{Strategy: pipeline.InsertOnly, Spans: spans}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ceiling.AppendSpans(t.Context(), spans); err != nil {
+		t.Fatal(err)
+	}
+	want, got := spanRows(t, drained.DB()), spanRows(t, ceiling.DB())
+	if len(got) != n || len(want) != n {
+		t.Fatalf("got %d rows appended, %d written, want %d each", len(got), len(want), n)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("row %d:\nappended %s\nwritten  %s", i, got[i], want[i])
+		}
+	}
+}
+
+// spanRows returns every stored span row as text, the write times left out.
+func spanRows(t *testing.T, db *sql.DB) []string {
+	t.Helper()
+	rows, err := db.QueryContext(t.Context(),
+		`SELECT * EXCLUDE (created_at, updated_at) FROM spans ORDER BY trace_id, span_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := make([]any, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	var out []string
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprint(vals))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestAppendCeilingMeasures(t *testing.T) {
+	rate, err := appendCeiling(context.Background(), Options{Spans: ceilingChunk + 10, PayloadAvg: 256, DBDir: t.TempDir()}, "ceiling")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rate <= 0 {
+		t.Fatalf("got %v spans/s", rate)
+	}
+}
+
+func TestTargets(t *testing.T) {
+	pass := func(r Result, name string) (bool, bool) {
+		for _, tg := range targets(&r) {
+			if tg.Name == name {
+				return tg.Pass, true
+			}
+		}
+		return false, false
+	}
+	cases := []struct {
+		name   string
+		r      Result
+		target string
+		want   bool
+		absent bool
+	}{
+		{"null at 61% of raw", Result{Sink: "null", RatioToRaw: 0.61}, "drain / raw fetch", true, false},
+		{"null at 59% of raw", Result{Sink: "null", RatioToRaw: 0.59}, "drain / raw fetch", false, false},
+		{"duckdb raw share is no target", Result{Sink: "duckdb", RatioToRaw: 0.01}, "drain / raw fetch", false, true},
+		{"duckdb insert-only at 65% of the ceiling", Result{Sink: "duckdb", Strategy: "insert-only", RatioToCeiling: 0.65}, "drain / DuckDB append ceiling", false, false},
+		{"duckdb with updates at 55% of the ceiling", Result{Sink: "duckdb", Strategy: "batch-with-updates", RatioToCeiling: 0.55}, "drain / DuckDB append ceiling", true, false},
+		{"duckdb CPU", Result{Sink: "duckdb", ConsumerCPUMs: 0.016}, "consumer CPU per span", false, false},
+		{"clickhouse CPU", Result{Sink: "clickhouse", ConsumerCPUMs: 0.012}, "consumer CPU per span", true, false},
+		{"duckdb bytes per span", Result{Sink: "duckdb", DuckDBBytesPerSpan: 1151}, "DuckDB bytes on disk per span", false, false},
+		{"peak RSS", Result{Sink: "clickhouse", PeakRSSMB: 250}, "peak RSS", true, false},
+		{"RSS flat", Result{Sink: "null", RSSMB: [3]float64{100, 200, 210}}, "RSS growth, half to all of the drain", true, false},
+		{"RSS growing", Result{Sink: "null", RSSMB: [3]float64{100, 200, 230}}, "RSS growth, half to all of the drain", false, false},
+		{"p99 within the bound", Result{Sink: "null", LatencyRate: 1, LatencyP99ms: 5400, LatencyBoundMs: 5500}, "p99 latency at half the drain rate", true, false},
+		{"p99 over the bound", Result{Sink: "null", LatencyRate: 1, LatencyP99ms: 5600, LatencyBoundMs: 5500}, "p99 latency at half the drain rate", false, false},
+		{"no latency phase", Result{Sink: "null"}, "p99 latency at half the drain rate", false, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, found := pass(c.r, c.target)
+			if found == c.absent || got != c.want {
+				t.Errorf("target %q: got pass=%v present=%v, want pass=%v present=%v", c.target, got, found, c.want, !c.absent)
+			}
+		})
+	}
+}
+
+func TestLatencyBound(t *testing.T) {
+	if got := latencyBound(5 * time.Second); got != 5500*time.Millisecond {
+		t.Fatalf("got %s, want 5.5s", got)
+	}
+}
+
+// An external ClickHouse's CPU is unknown, and so is the total: the table says so
+// instead of printing a consumer-only figure as the total.
+func TestWriteTableUnknownServerCPU(t *testing.T) {
+	var b strings.Builder
+	r := &Result{Sink: "clickhouse", ConsumerCPUMs: 0.02}
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ClickHouse server CPU  unknown", "total CPU              unknown"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}

@@ -1,0 +1,56 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spanpipe/spanpipe/schema"
+	"github.com/spanpipe/spanpipe/sinks/duckdb"
+)
+
+// ceilingChunk is how many spans are generated, then appended in one Appender
+// (and one commit), at a time: small enough to hold, large enough that the
+// per-append cost vanishes (the drain commits far smaller batches).
+const ceilingChunk = 10000
+
+// appendCeiling measures DuckDB's append ceiling on the drain's own rows: the
+// workload's spans (the same generator, no Kafka; the wire round trip that makes
+// them the drain's rows is not timed), converted by the sink and appended with the
+// Appender on one connection into a fresh database that the sink created with the
+// drain's configuration. Only the appends are timed. It returns spans per second.
+func appendCeiling(ctx context.Context, o Options, name string) (float64, error) {
+	cfg := duckdb.DefaultConfig()
+	cfg.Path = filepath.Join(o.DBDir, name+".duckdb")
+	w, err := duckdb.Open(ctx, cfg)
+	if err != nil {
+		return 0, fmt.Errorf("bench: append ceiling: %w", err)
+	}
+	defer func() {
+		_ = w.Close()
+		_ = os.Remove(cfg.Path)
+		_ = os.Remove(cfg.Path + ".wal")
+	}()
+	gen := newSpanGen(o.PayloadAvg)
+	spans := make([]*schema.Span, 0, ceilingChunk)
+	var took time.Duration
+	for done := 0; done < o.Spans; done += len(spans) {
+		spans = spans[:0]
+		for range min(ceilingChunk, o.Spans-done) {
+			s, _ := gen.next()
+			row, err := stored(s, o.Lifecycle == "updates")
+			if err != nil {
+				return 0, err
+			}
+			spans = append(spans, row)
+		}
+		start := time.Now()
+		if err := w.AppendSpans(ctx, spans); err != nil {
+			return 0, fmt.Errorf("bench: append ceiling: %w", err)
+		}
+		took += time.Since(start)
+	}
+	return float64(o.Spans) / took.Seconds(), nil
+}

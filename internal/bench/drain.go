@@ -1,0 +1,391 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/spanpipe/spanpipe/internal/app"
+	"github.com/spanpipe/spanpipe/internal/chlocal"
+	"github.com/spanpipe/spanpipe/pipeline"
+	"github.com/spanpipe/spanpipe/schema"
+	"github.com/spanpipe/spanpipe/sinks/clickhouse"
+	"github.com/spanpipe/spanpipe/sinks/duckdb"
+)
+
+// drained is what one drain measured.
+type drained struct {
+	dur time.Duration
+	// firstFetch is when the consumers read their first batch of records: what came
+	// before is joining the group, a one-off cost that a short drain pays in full.
+	firstFetch time.Duration
+	cpu        float64 // the process's CPU seconds, consumers and an in-process store
+	// serverCPU is the ClickHouse server's CPU seconds; -1 when unknown (a server
+	// the bench did not start).
+	serverCPU float64
+	peakRSS   int64
+	// rssAt is the process's RSS when a quarter, half and all of the records were
+	// committed.
+	rssAt [3]int64
+}
+
+// drain starts o.Consumers consumers of sink on topic and waits until they committed
+// all records. The consumers keep running: the caller stops them.
+func drain(ctx context.Context, o Options, adm *kgo.Client, sink, topic, drops, group string, records int,
+	server *chlocal.Server, profile io.Writer,
+) (*consumers, drained, error) {
+	// What earlier phases allocated goes back to the OS first, so that RSS is the
+	// consumers'.
+	runtime.GC()
+	debug.FreeOSMemory()
+	if profile != nil {
+		if err := pprof.StartCPUProfile(profile); err != nil {
+			return nil, drained{}, fmt.Errorf("bench: start CPU profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	fetched := &firstFetch{}
+	cs, err := startConsumers(ctx, o, sink, topic, drops, group, fetched)
+	if err != nil {
+		return nil, drained{}, err
+	}
+	var d drained
+	start := time.Now()
+	cpu0 := cpuSeconds()
+	srv0, srvErr := serverCPU(server)
+	var peak atomic.Int64
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	var sw sync.WaitGroup
+	sw.Go(func() { sampleRSS(sampleCtx, &peak) })
+	quarter := 0
+	err = waitDrained(ctx, adm, group, o.Progress, records, func(lag int64) {
+		for quarter < 2 && float64(int64(records)-lag) >= float64(records)*float64(quarter+1)/4 {
+			d.rssAt[quarter] = readRSS()
+			quarter++
+		}
+	})
+	stopSampling()
+	sw.Wait()
+	if err != nil {
+		cs.stop()
+		return nil, drained{}, err
+	}
+	d.dur = time.Since(start)
+	d.firstFetch = fetched.since(start)
+	d.cpu = cpuSeconds() - cpu0
+	d.serverCPU = -1
+	if srv1, err := serverCPU(server); err == nil && srvErr == nil {
+		d.serverCPU = srv1 - srv0
+	}
+	d.rssAt[2] = readRSS()
+	for quarter < 2 { // drained before the first look at the lag
+		d.rssAt[quarter] = d.rssAt[2]
+		quarter++
+	}
+	d.peakRSS = max(peak.Load(), slices.Max(d.rssAt[:]))
+	return cs, d, nil
+}
+
+// recordsPerSec is the drain's rate from its first fetch on (the raw fetch is
+// measured the same way).
+func (d drained) recordsPerSec(records int) float64 {
+	return float64(records) / (d.dur - d.firstFetch).Seconds()
+}
+
+// firstFetch is a franz-go hook that notes when a client read its first batch.
+type firstFetch struct{ at atomic.Int64 }
+
+func (f *firstFetch) OnFetchBatchRead(kgo.BrokerMetadata, string, int32, kgo.FetchBatchMetrics) {
+	if f.at.Load() == 0 {
+		f.at.CompareAndSwap(0, time.Now().UnixNano())
+	}
+}
+
+// since is how long after start the first batch was read; 0 when none was.
+func (f *firstFetch) since(start time.Time) time.Duration {
+	if at := f.at.Load(); at > 0 {
+		return max(0, time.Unix(0, at).Sub(start))
+	}
+	return 0
+}
+
+// serverCPU is the CPU seconds srv has used so far; an error without a server of ours.
+func serverCPU(srv *chlocal.Server) (float64, error) {
+	if srv == nil {
+		return 0, errors.New("no local server")
+	}
+	return srv.CPUSeconds()
+}
+
+type consumers struct {
+	group    string
+	strategy pipeline.Strategy
+	ch       *clickhouse.Writer // one database holds every consumer's rows
+	duck     []*duckdb.Writer
+	duckPath []string
+	closers  []func() error
+	reg      *prometheus.Registry
+	lat      *latencies
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+func startConsumers(ctx context.Context, o Options, sink, topic, drops, group string, hook kgo.Hook) (*consumers, error) {
+	cs := &consumers{group: group, reg: prometheus.NewRegistry(), lat: &latencies{}}
+	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	cs.cancel = cancel
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	for i := range o.Consumers {
+		cfg := app.DefaultConfig()
+		cfg.Kafka.Brokers, cfg.Kafka.Topics, cfg.Kafka.Group = o.Brokers, []string{topic}, group
+		cfg.Drops.Topic = drops
+		cfg.Pipeline.Strategy = o.Strategy
+		var s pipeline.Sink
+		switch sink {
+		case "null":
+			s = nullSink{}
+		case "clickhouse":
+			ccfg := clickhouse.DefaultConfig()
+			ccfg.DSN = o.DSN
+			w, err := clickhouse.Open(ctx, ccfg)
+			if err != nil {
+				cs.stop()
+				return nil, err
+			}
+			if cs.ch == nil {
+				cs.ch = w
+			}
+			cs.closers = append(cs.closers, w.Close)
+			s = w
+		default:
+			dcfg := duckdb.DefaultConfig()
+			dcfg.Path = filepath.Join(o.DBDir, fmt.Sprintf("%s-%d.duckdb", group, i))
+			w, err := duckdb.Open(ctx, dcfg)
+			if err != nil {
+				cs.stop()
+				return nil, err
+			}
+			cs.duck, cs.duckPath = append(cs.duck, w), append(cs.duckPath, dcfg.Path)
+			cs.closers = append(cs.closers, w.Close)
+			s = w
+		}
+		c, err := app.NewConsumer(cfg, timed{s, cs.lat}, log, cs.reg, []kgo.Opt{kgo.WithHooks(hook)})
+		if err != nil {
+			cs.stop()
+			return nil, err
+		}
+		cs.strategy = c.Batcher.Strategy()
+		cs.wg.Go(func() { _ = c.Run(cctx) })
+	}
+	return cs, nil
+}
+
+// stop stops the consumers, closes the sinks and deletes the DuckDB files.
+func (cs *consumers) stop() {
+	cs.cancel()
+	cs.wg.Wait()
+	for _, c := range cs.closers {
+		_ = c()
+	}
+	for _, p := range cs.duckPath {
+		_ = os.Remove(p)
+		_ = os.Remove(p + ".wal")
+	}
+	cs.ch, cs.duck, cs.duckPath, cs.closers = nil, nil, nil, nil
+}
+
+func (cs *consumers) rows() float64 {
+	mfs, _ := cs.reg.Gather()
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() == "spanpipe_sink_rows_written_total" {
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
+}
+
+// stored counts the spans in the store; -1 for the null sink or when counting failed.
+func (cs *consumers) stored(ctx context.Context) int64 {
+	if cs.ch != nil {
+		n, err := cs.ch.CountSpans(ctx)
+		if err != nil {
+			return -1
+		}
+		return n
+	}
+	if len(cs.duck) == 0 {
+		return -1
+	}
+	var n int64
+	for _, w := range cs.duck {
+		c, err := w.CountSpans(ctx)
+		if err != nil {
+			return -1
+		}
+		n += c
+	}
+	return n
+}
+
+// duckDBBytes checkpoints every DuckDB file, so that the log is folded into the file
+// as it would be at rest, and returns the bytes on disk, log included.
+func (cs *consumers) duckDBBytes(ctx context.Context) (int64, error) {
+	var n int64
+	for i, w := range cs.duck {
+		if _, err := w.DB().ExecContext(ctx, "CHECKPOINT"); err != nil {
+			return 0, fmt.Errorf("bench: checkpoint %s: %w", cs.duckPath[i], err)
+		}
+		for _, p := range []string{cs.duckPath[i], cs.duckPath[i] + ".wal"} {
+			fi, err := os.Stat(p)
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return 0, err
+			}
+			n += fi.Size()
+		}
+	}
+	return n, nil
+}
+
+// waitDrained waits until the group committed everything, calling onLag (when set)
+// with the group's lag every time it looks.
+func waitDrained(ctx context.Context, cl *kgo.Client, group string, progress io.Writer, total int, onLag func(int64)) error {
+	adm := kadm.NewClient(cl)
+	last := time.Now()
+	for {
+		lags, err := adm.Lag(ctx, group)
+		if err == nil {
+			if gl, ok := lags[group]; ok && gl.Error() == nil && len(gl.Lag) > 0 {
+				lag := gl.Lag.Total()
+				if onLag != nil {
+					onLag(lag)
+				}
+				if lag == 0 {
+					return nil
+				}
+				if time.Since(last) >= time.Second && total > 0 {
+					last = time.Now()
+					fmt.Fprintf(progress, "bench: draining, %d of %d records left\n", lag, total)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// timed wraps a sink to record, for every ended span written, the time from its end
+// (stamped by the producer just before Emit) to the sink's acknowledgement.
+type timed struct {
+	pipeline.Sink
+	lat *latencies
+}
+
+func (t timed) Write(ctx context.Context, b *pipeline.Batch) error {
+	if err := t.Sink.Write(ctx, b); err != nil {
+		return err
+	}
+	now := time.Now()
+	t.lat.mu.Lock()
+	for _, s := range b.Spans {
+		if !s.EndTime.IsZero() {
+			t.lat.d = append(t.lat.d, now.Sub(s.EndTime))
+		}
+	}
+	t.lat.mu.Unlock()
+	return nil
+}
+
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) reset() { l.mu.Lock(); l.d = l.d[:0]; l.mu.Unlock() }
+
+func (l *latencies) percentiles() (p50, p95, p99 float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.d) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(l.d)
+	at := func(q float64) float64 {
+		return float64(l.d[min(len(l.d)-1, int(q*float64(len(l.d))))]) / float64(time.Millisecond)
+	}
+	return at(0.50), at(0.95), at(0.99)
+}
+
+type nullSink struct{}
+
+func (nullSink) Name() string { return "null" }
+func (nullSink) Capabilities() pipeline.Capabilities {
+	return pipeline.Capabilities{Preferred: pipeline.InsertOnly,
+		Supported: []pipeline.Strategy{pipeline.Realtime, pipeline.BatchWithUpdates, pipeline.InsertOnly}, Signals: schema.AllSignals}
+}
+func (nullSink) Write(context.Context, *pipeline.Batch) error { return nil }
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// sampleRSS records the highest resident set size seen while the drain runs (VmHWM
+// would include the produce phase of this same process).
+func sampleRSS(ctx context.Context, peak *atomic.Int64) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if rss := readRSS(); rss > peak.Load() {
+			peak.Store(rss)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func readRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

@@ -1,0 +1,59 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+// WriteTable prints r for a reader: the figures, each ratio next to what it compares,
+// then the issues' targets with PASS or FAIL.
+func (r *Result) WriteTable(out io.Writer) error {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	p := func(format string, a ...any) { fmt.Fprintf(tw, format+"\n", a...) }
+	p("sink\t%s (%s, %s, %d consumer(s), %d partitions)", r.Sink, r.Strategy, r.Lifecycle, r.Consumers, r.Partitions)
+	p("workload\t%d spans, %d records, %d B average payload", r.Spans, r.Records, r.PayloadAvgBytes)
+	p("produce\t%.0f spans/s, %.1f MB/s", r.ProduceSpansPerSec, r.ProduceMBPerSec)
+	p("raw fetch\t%.0f records/s", r.RawRecordsPerSec)
+	if r.Sink != "null" {
+		p("null sink drain\t%.0f records/s (%.0f%% of raw)", r.NullRecordsPerSec, 100*r.NullRatioToRaw)
+	}
+	p("%s drain\t%.0f spans/s (%.0f records/s, %.0f%% of raw); %.0f spans/s with the group join (first fetch after %.0f ms)",
+		r.Sink, r.DrainSpansPerSec, r.DrainRecordsPerSec, 100*r.RatioToRaw, r.DrainWithJoinSpansPerSec, r.FirstFetchMs)
+	if r.CeilingSpansPerSec > 0 {
+		p("DuckDB append ceiling\t%.0f spans/s (same rows, Appender, one connection); drain = %.0f%% of it",
+			r.CeilingSpansPerSec, 100*r.RatioToCeiling)
+	}
+	p("consumer CPU\t%.4f ms per span", r.ConsumerCPUMs)
+	if r.Sink == "clickhouse" {
+		if r.ServerCPUMs != nil {
+			p("ClickHouse server CPU\t%.4f ms per span", *r.ServerCPUMs)
+		} else {
+			p("ClickHouse server CPU\tunknown (a server the bench did not start)")
+		}
+		if r.TotalCPUMs != nil {
+			p("total CPU\t%.4f ms per span (consumer + server)", *r.TotalCPUMs)
+		} else {
+			p("total CPU\tunknown")
+		}
+	}
+	p("RSS\tpeak %.0f MB; at 25%% / 50%% / 100%% of the drain %.0f / %.0f / %.0f MB", r.PeakRSSMB, r.RSSMB[0], r.RSSMB[1], r.RSSMB[2])
+	p("rows written per span\t%.2f (stored %d)", r.RowsPerSpan, r.Stored)
+	if r.DuckDBBytes > 0 {
+		p("DuckDB on disk\t%.1f MB after CHECKPOINT, %.0f B per span", float64(r.DuckDBBytes)/1e6, r.DuckDBBytesPerSpan)
+	}
+	if r.LatencyRate > 0 {
+		p("latency @ %.0f spans/s\tp50 %.0f ms, p95 %.0f ms, p99 %.0f ms", r.LatencyRate, r.LatencyP50ms, r.LatencyP95ms, r.LatencyP99ms)
+	}
+	for _, t := range r.Targets {
+		op, verdict := "≥", "FAIL"
+		if t.AtMost {
+			op = "≤"
+		}
+		if t.Pass {
+			verdict = "PASS"
+		}
+		p("target: %s\t%s  %.4g %s (want %s %g %s)", t.Name, verdict, t.Got, t.Unit, op, t.Limit, t.Unit)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,62 @@
+package bench
+
+import (
+	"time"
+
+	"github.com/spanpipe/spanpipe/pipeline"
+)
+
+// Target is one goal of issues 14 and 16, checked against this run's figures.
+type Target struct {
+	Name string  `json:"name"`
+	Got  float64 `json:"got"`
+	// AtMost tells whether Got must be at most Limit (else at least).
+	AtMost bool    `json:"at_most"`
+	Limit  float64 `json:"limit"`
+	Unit   string  `json:"unit"`
+	Pass   bool    `json:"pass"`
+}
+
+// rssGrowthMax is how much the RSS may grow from half to all of the drain and still
+// count as flat: a bounded consumer levels off once its buffers are full.
+const rssGrowthMax = 0.10
+
+// latencyBound is the p99 the issues allow: a batch waits up to maxBatchWait, and
+// writing it may take 500 ms more.
+func latencyBound(maxBatchWait time.Duration) time.Duration {
+	return maxBatchWait + 500*time.Millisecond
+}
+
+// targets lists the issues' goals that apply to r (its sink and strategy).
+func targets(r *Result) []Target {
+	var ts []Target
+	add := func(name string, got float64, atMost bool, limit float64, unit string) {
+		pass := got >= limit
+		if atMost {
+			pass = got <= limit
+		}
+		ts = append(ts, Target{Name: name, Got: got, AtMost: atMost, Limit: limit, Unit: unit, Pass: pass})
+	}
+	switch r.Sink {
+	case "null":
+		add("drain / raw fetch", 100*r.RatioToRaw, false, 60, "%")
+	case "duckdb":
+		share := 70.0
+		if r.Strategy != string(pipeline.InsertOnly) {
+			share = 50
+		}
+		add("drain / DuckDB append ceiling", 100*r.RatioToCeiling, false, share, "%")
+		add("consumer CPU per span", r.ConsumerCPUMs, true, 0.015, "ms")
+		add("DuckDB bytes on disk per span", r.DuckDBBytesPerSpan, true, 1150, "B")
+	case "clickhouse":
+		add("consumer CPU per span", r.ConsumerCPUMs, true, 0.012, "ms")
+	}
+	add("peak RSS", r.PeakRSSMB, true, 250, "MB")
+	if r.RSSMB[1] > 0 {
+		add("RSS growth, half to all of the drain", 100*(r.RSSMB[2]/r.RSSMB[1]-1), true, 100*rssGrowthMax, "%")
+	}
+	if r.LatencyRate > 0 {
+		add("p99 latency at half the drain rate", r.LatencyP99ms, true, r.LatencyBoundMs, "ms")
+	}
+	return ts
+}
