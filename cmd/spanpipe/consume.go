@@ -23,7 +23,8 @@ import (
 func runConsume(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("consume", flag.ContinueOnError)
 	path := fs.String("config", os.Getenv("SPANPIPE_CONFIG"), "YAML config file (env SPANPIPE_CONFIG)")
-	brokers := fs.String("brokers", "", "seed brokers, comma-separated (overrides kafka.brokers)")
+	brokers := fs.String("brokers", "", "seed brokers, comma-separated (overrides kafka.brokers; default env "+brokersEnv+", else "+defaultBrokers+")")
+	topics := fs.String("topic", "", "topics to consume, comma-separated (overrides kafka.topics; default "+strings.Join(app.DefaultConfig().Kafka.Topics, ",")+")")
 	group := fs.String("group", "", "consumer group (overrides kafka.group)")
 	db := fs.String("db", "", "DuckDB file (sets sink.type duckdb and sink.duckdb.path)")
 	dsn := fs.String("dsn", "", "ClickHouse DSN clickhouse://user:pass@host:9000/db (sets sink.type clickhouse and sink.clickhouse.dsn)")
@@ -31,6 +32,7 @@ func runConsume(ctx context.Context, args []string) error {
 	metricsAddr := fs.String("metrics-addr", "", "address for /metrics, /livez and /readyz (overrides metrics.listen)")
 	check := fs.Bool("check", false, "validate the config, sink included, and exit without connecting")
 	ui := addUIFlags(fs, "")
+	logf := addLogFlags(fs, app.DefaultConfig().Log)
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
 	}
@@ -43,27 +45,34 @@ func runConsume(ctx context.Context, args []string) error {
 			return exitError{2, err}
 		}
 	}
-	cfg, err := app.Load(*path, os.Environ())
-	if err != nil {
-		return exitError{2, err}
+	cfg, loadErr := app.Load(*path, os.Environ())
+	var bad problems
+	bad.add(loadErr)
+	if isSet(fs, "brokers") {
+		cfg.Kafka.Brokers, err = parseBrokers(*brokers)
+		bad.add(err)
 	}
-	if *brokers != "" {
-		cfg.Kafka.Brokers = strings.Split(*brokers, ",")
+	if isSet(fs, "topic") {
+		cfg.Kafka.Topics = splitList(*topics)
+		bad.check(len(cfg.Kafka.Topics) > 0, "--topic must name at least one topic")
 	}
 	if *group != "" {
 		cfg.Kafka.Group = *group
 	}
-	if err := applySinkFlags(&cfg, *db, *dsn); err != nil {
-		return exitError{2, err}
-	}
+	logf.apply(fs, &cfg.Log)
+	bad.add(applySinkFlags(&cfg, *db, *dsn))
 	if *strategy != "" {
 		cfg.Pipeline.Strategy = pipeline.Strategy(*strategy)
 	}
 	if *metricsAddr != "" {
 		cfg.Metrics.Listen = *metricsAddr
 	}
-	if err := cfg.Validate(); err != nil {
-		return exitError{2, fmt.Errorf("invalid config:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))}
+	bad.add(cfg.Validate())
+	if *check {
+		bad.add(checkPaths(cfg))
+	}
+	if err := bad.err(); err != nil {
+		return err
 	}
 	if *check {
 		fmt.Fprintf(stdout, "config ok (sink %s)\n", cfg.Sink.Type)
@@ -88,6 +97,7 @@ func runConsume(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	ensureTopics(ctx, cfg.Kafka.Brokers, cfg.Kafka.Topics, cfg.Topics, sec, log)
 	c, err := app.NewConsumer(cfg, app.WithFault(sink, app.FaultInjector(os.Environ(), log)), log, reg, sec)
 	if err != nil {
 		return err

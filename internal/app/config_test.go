@@ -186,12 +186,12 @@ func TestClickHouseSinkConfig(t *testing.T) {
 		{
 			name:    "bad values are listed with their full key",
 			yaml:    "sink:\n  type: clickhouse\n  clickhouse:\n    addr: [nohost]\n    database: a-b\n    ttl: {logs: -1}\n    max_rows_per_insert: 0\n",
-			wantErr: []string{`sink.clickhouse: addr "nohost"`, `sink.clickhouse: database "a-b"`, "sink.clickhouse: ttl.logs", "sink.clickhouse: max_rows_per_insert"},
+			wantErr: []string{`sink.clickhouse.addr "nohost"`, `sink.clickhouse.database "a-b"`, "sink.clickhouse.ttl.logs", "sink.clickhouse.max_rows_per_insert"},
 		},
 		{
 			name:    "bad dsn",
 			yaml:    "sink:\n  type: clickhouse\n  clickhouse:\n    dsn: http://ch:8123\n",
-			wantErr: []string{"sink.clickhouse: dsn must start with clickhouse://"},
+			wantErr: []string{"sink.clickhouse.dsn must start with clickhouse://"},
 		},
 		{
 			name:    "clickhouse block ignored under type duckdb",
