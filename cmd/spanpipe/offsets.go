@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spanpipe/spanpipe/dropalerts"
@@ -95,7 +96,7 @@ func offsetsSkip(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("offsets skip: describe group %s: %w", *group, err)
 	}
 	if g, ok := groups[*group]; ok {
-		if g.Err != nil {
+		if g.Err != nil && !errors.Is(g.Err, kerr.GroupIDNotFound) { // a group never used is fine
 			return fmt.Errorf("offsets skip: describe group %s: %w", *group, g.Err)
 		}
 		if len(g.Members) > 0 {
@@ -118,7 +119,7 @@ func offsetsSkip(ctx context.Context, args []string, out io.Writer) error {
 		return exitError{1, fmt.Errorf("offsets skip: %s has no partition %d", topic, part)}
 	}
 	committed, err := adm.FetchOffsets(ctx, *group)
-	if err != nil {
+	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
 		return fmt.Errorf("offsets skip: committed offsets of group %s: %w", *group, err)
 	}
 	at, where := start.Offset, "has no committed offset there and would start at the log start"

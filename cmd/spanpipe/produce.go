@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -16,32 +15,49 @@ import (
 
 func runProduce(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("produce", flag.ContinueOnError)
-	brokers := fs.String("brokers", envOr("SPANPIPE_KAFKA_BROKERS", "127.0.0.1:9092"), "seed brokers, comma-separated")
-	topic := fs.String("topic", "spanpipe.spans", "topic")
+	brokers := brokersFlag(fs)
+	topic := fs.String("topic", "spanpipe.spans", "topic (kafka.topics); created with --partitions when missing")
+	partitions := fs.Int("partitions", int(app.DefaultConfig().Topics.Partitions), "partitions of the topic when produce creates it (topics.partitions)")
 	traces := fs.Int("traces", 1000, "number of traces to publish")
 	rate := fs.Float64("rate", 0, "traces per second (0 = as fast as possible)")
 	minPayload := fs.Int("min-payload", 200, "smallest input/output payload, bytes")
 	maxPayload := fs.Int("max-payload", 2000, "largest input/output payload, bytes")
 	service := fs.String("service", "spanpipe-loadgen", "service name written into every span")
 	onFull := fs.String("on-buffer-full", producer.OnFullBlock, "drop or block")
+	logf := addLogFlags(fs, app.DefaultConfig().Log)
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
 	}
+	var bad problems
+	bad.check(*traces >= 1, "--traces must be >= 1, got %d", *traces)
+	bad.check(*rate >= 0, "--rate must be >= 0 (0: as fast as possible), got %g", *rate)
+	bad.check(*minPayload >= 0 && *minPayload <= *maxPayload, "--min-payload (%d) must be between 0 and --max-payload (%d)", *minPayload, *maxPayload)
+	bad.check(*partitions >= 1, "--partitions must be >= 1, got %d", *partitions)
+	bs, err := parseBrokers(*brokers)
+	bad.add(err)
+	logCfg, err := logf.config()
+	bad.add(err)
+	if err := bad.err(); err != nil {
+		return err
+	}
 	cfg := producer.DefaultConfig()
-	cfg.Brokers = strings.Split(*brokers, ",")
+	cfg.Brokers = bs
 	cfg.Topic = *topic
 	cfg.ServiceName = *service
 	cfg.OnBufferFull = *onFull
 	cfg.BlockTimeout = time.Minute
 	if err := cfg.Validate(); err != nil {
-		return exitError{2, err}
+		return exitError{2, app.ConfigError(err)}
 	}
-	log := app.NewLogger(app.LogConfig{Level: "warn"})
+	log := app.NewLogger(logCfg)
 	var drops atomic.Int64
 	sec, err := envKafkaSecurityOpts(ctx, cfg.Brokers)
 	if err != nil {
 		return err
 	}
+	tc := app.DefaultConfig().Topics
+	tc.Partitions = int32(*partitions)
+	ensureTopics(ctx, cfg.Brokers, []string{cfg.Topic}, tc, sec, log)
 	p, err := producer.New(cfg, producer.WithLogger(log), producer.WithOnDrop(func(producer.Drop) { drops.Add(1) }), producer.WithKgoOpts(sec...))
 	if err != nil {
 		return err

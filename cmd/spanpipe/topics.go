@@ -170,14 +170,14 @@ func topicsCreate(ctx context.Context, args []string, out io.Writer) error {
 		partitions  int32
 		replication int16
 		configs     map[string]*string
-		grow        bool
+		spans, grow bool
 	}
 	var plans []plan
 	for _, t := range cfg.Kafka.Topics {
-		plans = append(plans, plan{t, cfg.Topics.Partitions, cfg.Topics.ReplicationFactor, topicConfigs(cfg.Topics), *grow})
+		plans = append(plans, plan{t, cfg.Topics.Partitions, cfg.Topics.ReplicationFactor, topicConfigs(cfg.Topics), true, *grow})
 	}
 	for _, t := range dropTopics(cfg.Drops) {
-		plans = append(plans, plan{t, cfg.Drops.Partitions, cfg.Drops.ReplicationFactor, cfg.Drops.TopicConfigs(), false})
+		plans = append(plans, plan{t, cfg.Drops.Partitions, cfg.Drops.ReplicationFactor, cfg.Drops.TopicConfigs(), false, false})
 	}
 	var names []string
 	for _, p := range plans {
@@ -192,7 +192,7 @@ func topicsCreate(ctx context.Context, args []string, out io.Writer) error {
 		if d, ok := existing[p.topic]; ok && d.Err == nil {
 			have := int32(len(d.Partitions))
 			switch {
-			case have >= p.partitions:
+			case have >= p.partitions || !p.spans:
 				fmt.Fprintf(out, "exists  %s: %s, replication factor %d\n", p.topic, plural(int(have), "partition", "partitions"), d.Partitions.NumReplicas())
 			case p.grow:
 				resp, err := adm.UpdatePartitions(ctx, int(p.partitions), p.topic)
@@ -205,8 +205,8 @@ func topicsCreate(ctx context.Context, args []string, out io.Writer) error {
 				}
 				fmt.Fprintf(out, "grown   %s: from %d to %d partitions\n", p.topic, have, p.partitions)
 			default:
-				fmt.Fprintf(out, "exists  %s: %s, fewer than %d: at most %d consumers of a group work at once (--grow adds partitions)\n",
-					p.topic, plural(int(have), "partition", "partitions"), p.partitions, have)
+				fmt.Fprintf(out, "exists  %s: %s, fewer than %d: no more consumers of a group than that work at once (--grow adds partitions)\n",
+					p.topic, plural(int(have), "partition", "partitions"), p.partitions)
 			}
 			continue
 		}
