@@ -49,8 +49,10 @@ func runConsume(ctx context.Context, args []string) error {
 	var bad problems
 	bad.add(loadErr)
 	if isSet(fs, "brokers") {
-		cfg.Kafka.Brokers, err = parseBrokers(*brokers)
-		bad.add(err)
+		bs, err := parseBrokers(*brokers)
+		if bad.add(err); err == nil {
+			cfg.Kafka.Brokers = bs
+		}
 	}
 	if isSet(fs, "topic") {
 		cfg.Kafka.Topics = splitList(*topics)

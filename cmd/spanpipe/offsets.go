@@ -31,8 +31,6 @@ const offsetsHelp = `usage: spanpipe offsets skip --partition P --to-offset N [-
         outside a live group). Stop the group's consumers, skip, start them again.
         --from-offset, when given, must be where the group stands: a guard against
         skipping a range someone else already moved past.
-
-flags:
 `
 
 func runOffsets(ctx context.Context, args []string) error {
@@ -52,7 +50,7 @@ func runOffsets(ctx context.Context, args []string) error {
 
 func offsetsSkip(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("offsets skip", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), offsetsHelp); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), offsetsHelp+"\nflags:\n"); fs.PrintDefaults() }
 	af := addAdminFlags(fs)
 	group := fs.String("group", "", "consumer group to move (default kafka.group)")
 	partition := fs.Int("partition", -1, "partition of --topic (required)")

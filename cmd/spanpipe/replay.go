@@ -97,10 +97,10 @@ func replayCmd(ctx context.Context, args []string, out, errOut io.Writer) error 
 		bad = append(bad, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	bad = append(bad, cfg.Validate())
+	warnDeprecated(fs)
 	if err := errors.Join(bad...); err != nil {
 		return exitError{2, app.ConfigError(err)}
 	}
-	warnDeprecated(fs)
 
 	sec, err := envKafkaSecurityOpts(ctx, splitList(*brokers))
 	if err != nil {

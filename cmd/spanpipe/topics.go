@@ -37,8 +37,6 @@ const topicsHelp = `usage: spanpipe topics create|describe [flags] [topic...]
 
 With no topic names, both act on the topics of the config (kafka.topics and the drop
 topics); settings come from --config, SPANPIPE_* variables and the flags.
-
-flags:
 `
 
 // adminFlags are the flags of the commands that administer topics and groups:
@@ -63,8 +61,10 @@ func (a *adminFlags) load(fs *flag.FlagSet, bad *problems) app.Config {
 	cfg, err := app.Load(*a.config, os.Environ())
 	bad.add(err)
 	if isSet(fs, "brokers") {
-		cfg.Kafka.Brokers, err = parseBrokers(*a.brokers)
-		bad.add(err)
+		bs, err := parseBrokers(*a.brokers)
+		if bad.add(err); err == nil {
+			cfg.Kafka.Brokers = bs
+		}
 	}
 	if isSet(fs, "topic") {
 		cfg.Kafka.Topics = splitList(*a.topics)
@@ -128,7 +128,7 @@ func runTopics(ctx context.Context, args []string) error {
 
 func topicsCreate(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("topics create", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), topicsHelp); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), topicsHelp+"\nflags:\n"); fs.PrintDefaults() }
 	af := addAdminFlags(fs)
 	def := app.DefaultConfig().Topics
 	partitions := fs.Int("partitions", int(def.Partitions), "partitions of a spans topic (overrides topics.partitions)")
@@ -262,7 +262,7 @@ func configsText(c map[string]*string) string {
 
 func topicsDescribe(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("topics describe", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), topicsHelp); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), topicsHelp+"\nflags:\n"); fs.PrintDefaults() }
 	af := addAdminFlags(fs)
 	group := fs.String("group", "", "show this consumer group's committed offsets and lag on the spans topics (default kafka.group)")
 	pos, err := parseInterspersed(fs, args)
