@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // spanpipe runs the built binary with args, without the caller's SPANPIPE_*
@@ -18,7 +20,11 @@ func spanpipe(t *testing.T, env []string, args ...string) (string, string, int) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, args...)
+	// A command that should have exited but runs on (old code: `dev --partitions -3`
+	// started a broker) fails the test instead of hanging it.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "SPANPIPE_") {
 			cmd.Env = append(cmd.Env, kv)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -10,7 +11,11 @@ import (
 
 // binary builds the spanpipe command once per test run, so that tests can meet the
 // command line the way a user does: exit codes, stdout and stderr of a real process.
+// $SPANPIPE_BIN overrides it, e.g. to check a test against an older build.
 var binary = sync.OnceValues(func() (string, error) {
+	if p := os.Getenv("SPANPIPE_BIN"); p != "" {
+		return p, nil
+	}
 	dir, err := filepath.Abs(filepath.Join("..", "..", "bin"))
 	if err != nil {
 		return "", err

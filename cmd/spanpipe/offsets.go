@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spanpipe/spanpipe/dropalerts"
+	"github.com/spanpipe/spanpipe/internal/app"
 )
 
 const offsetsHelp = `usage: spanpipe offsets skip --partition P --to-offset N [--group G] [--topic T] [--why TEXT] [--dry-run]
@@ -150,6 +151,9 @@ func offsetsSkip(ctx context.Context, args []string, out io.Writer) error {
 		Error:  dropalerts.SanitizeError(errors.New(skipText(*why))),
 		Source: &dropalerts.Source{Topic: topic, Partition: part, FirstOffset: at, LastOffset: *to - 1},
 	}
+	dc := cfg.Drops
+	ensureTopics(ctx, cfg.Kafka.Brokers, []string{dc.Topic}, app.TopicsConfig{Create: dc.CreateTopics, Partitions: dc.Partitions,
+		ReplicationFactor: dc.ReplicationFactor, Configs: derefConfigs(dc.TopicConfigs())}, sec, app.NewLogger(cfg.Log))
 	rec, err := dropalerts.EventRecord(cfg.Drops.Topic, ev)
 	if err != nil {
 		return err

@@ -241,6 +241,16 @@ func topicConfigs(c app.TopicsConfig) map[string]*string {
 	return out
 }
 
+func derefConfigs(c map[string]*string) map[string]string {
+	out := make(map[string]string, len(c))
+	for k, v := range c {
+		if v != nil {
+			out[k] = *v
+		}
+	}
+	return out
+}
+
 func replicationText(r int16) string {
 	if r == -1 {
 		return "the broker's default"
