@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"regexp"
 	"strconv"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spanpipe/spanpipe/dropalerts"
+	"github.com/spanpipe/spanpipe/internal/app"
 	"github.com/spanpipe/spanpipe/internal/kafkatest"
 )
 
@@ -189,5 +192,22 @@ func TestOffsetsSkip(t *testing.T) {
 	}
 	if recs := kafkatest.ReadAll(t, brokers, "spanpipe.drops", 2, 2*time.Second); len(recs) != 1 {
 		t.Errorf("%d records on the drop topic after a refused skip, want still 1", len(recs))
+	}
+}
+
+// TestEnsureTopicsWarnsWhenItWillWait: a consumer that may not create its missing
+// topic says at WARN that it waits for it, instead of waiting in silence.
+func TestEnsureTopicsWarnsWhenItWillWait(t *testing.T) {
+	c := kafkatest.Cluster(t, 1, "present")
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	tc := app.DefaultConfig().Topics
+	tc.Create = false
+	if created := ensureTopics(t.Context(), c.ListenAddrs(), []string{"present", "absent"}, tc, nil, log); len(created) != 0 {
+		t.Errorf("created %v with topics.create false", created)
+	}
+	if !strings.Contains(logs.String(), `level=WARN msg="topic does not exist; waiting for it`) || !strings.Contains(logs.String(), "topic=absent") ||
+		strings.Contains(logs.String(), "topic=present") {
+		t.Errorf("logs:\n%s\nwant one WARN naming the absent topic", logs.String())
 	}
 }
