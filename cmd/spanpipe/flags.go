@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/spanpipe/spanpipe/internal/app"
 )
@@ -152,3 +157,22 @@ func checkPaths(cfg app.Config) error {
 
 // validPort reports whether p is a TCP port a listener can ask for (0: any free one).
 func validPort(p int) bool { return p >= 0 && p <= 65535 }
+
+// runSubcommand runs the subcommand of cmd that args name (topics create): help
+// (-h) exits 0, a missing or unknown one exits 2, both printing help.
+func runSubcommand(ctx context.Context, cmd, help string, args []string, subs map[string]func(context.Context, []string, io.Writer) error) error {
+	if len(args) > 0 {
+		if run, ok := subs[args[0]]; ok {
+			return run(ctx, args[1:], stdout)
+		}
+	}
+	fmt.Fprint(os.Stderr, help)
+	names := slices.Sorted(maps.Keys(subs))
+	switch {
+	case len(args) == 0:
+		return exitError{2, fmt.Errorf("%s: want a subcommand: %s", cmd, strings.Join(names, " or "))}
+	case args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help":
+		return exitError{0, flag.ErrHelp}
+	}
+	return exitError{2, fmt.Errorf("%s: unknown subcommand %q; want %s", cmd, args[0], strings.Join(names, " or "))}
+}

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -35,18 +34,7 @@ const offsetsHelp = `usage: spanpipe offsets skip --partition P --to-offset N [-
 `
 
 func runOffsets(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(os.Stderr, offsetsHelp)
-		if len(args) == 0 {
-			return exitError{2, errors.New("offsets: want a subcommand: skip")}
-		}
-		return exitError{0, flag.ErrHelp}
-	}
-	if args[0] == "skip" {
-		return offsetsSkip(ctx, args[1:], stdout)
-	}
-	fmt.Fprint(os.Stderr, offsetsHelp)
-	return exitError{2, fmt.Errorf("offsets: unknown subcommand %q", args[0])}
+	return runSubcommand(ctx, "offsets", offsetsHelp, args, map[string]func(context.Context, []string, io.Writer) error{"skip": offsetsSkip})
 }
 
 func offsetsSkip(ctx context.Context, args []string, out io.Writer) error {

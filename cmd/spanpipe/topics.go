@@ -109,21 +109,8 @@ func dropTopics(d dropalerts.Config) []string {
 }
 
 func runTopics(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(os.Stderr, topicsHelp)
-		if len(args) == 0 {
-			return exitError{2, errors.New("topics: want a subcommand: create or describe")}
-		}
-		return exitError{0, flag.ErrHelp}
-	}
-	switch args[0] {
-	case "create":
-		return topicsCreate(ctx, args[1:], stdout)
-	case "describe":
-		return topicsDescribe(ctx, args[1:], stdout)
-	}
-	fmt.Fprint(os.Stderr, topicsHelp)
-	return exitError{2, fmt.Errorf("topics: unknown subcommand %q", args[0])}
+	return runSubcommand(ctx, "topics", topicsHelp, args, map[string]func(context.Context, []string, io.Writer) error{
+		"create": topicsCreate, "describe": topicsDescribe})
 }
 
 func topicsCreate(ctx context.Context, args []string, out io.Writer) error {
