@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spanpipe/spanpipe/dropalerts"
@@ -115,7 +116,12 @@ func TestTopicsCreateDescribe(t *testing.T) {
 // with topics.partitions (12), not the broker's num.partitions (1), which left
 // "start as many consumers as you want" with one consumer at work.
 func TestProduceCreatesTopicWithPartitions(t *testing.T) {
-	c := kafkatest.Cluster(t, 1)
+	// Like a broker with Kafka's defaults: num.partitions 1, auto-creation on.
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(1), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
 	addr := c.ListenAddrs()[0]
 	if _, stderr, code := spanpipe(t, nil, "produce", "--brokers", addr, "--traces", "3"); code != 0 {
 		t.Fatalf("produce: exit %d: %s", code, stderr)
