@@ -179,7 +179,7 @@ func DefaultConfig() Config {
 
 // Validate reports every problem of every component.
 func (c Config) Validate() error {
-	errs := []error{c.Kafka.Validate(), c.Kafka.Security.Validate("kafka."), c.Topics.Validate(), c.Pipeline.Validate(), c.Drops.Validate(), c.Metrics.Validate()}
+	errs := []error{c.Kafka.Validate(), c.Kafka.Security.Validate("kafka."), c.Topics.Validate(), unwrapped(c.Pipeline.Validate()), c.Drops.Validate(), c.Metrics.Validate()}
 	if c.Metrics.LiveMaxPollGap > 0 && c.Metrics.LiveMaxPollGap <= c.Kafka.RebalanceTimeout {
 		errs = append(errs, fmt.Errorf("metrics.live_max_poll_gap (%s) must be > kafka.rebalance_timeout (%s): a rebalance holds the poll loop that long",
 			c.Metrics.LiveMaxPollGap, c.Kafka.RebalanceTimeout))
@@ -220,6 +220,29 @@ func keyed(prefix string, err error) error {
 			msg = comp + "." + rest
 		}
 		out = append(out, errors.New(prefix+msg))
+	}
+	return errors.Join(out...)
+}
+
+// unwrapped drops the package prefix an error wrapped under its key carries:
+// "pipeline.strategy: pipeline: unknown strategy" becomes "pipeline.strategy:
+// unknown strategy".
+func unwrapped(err error) error {
+	if err == nil {
+		return nil
+	}
+	errs := []error{err}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = joined.Unwrap()
+	}
+	var out []error
+	for _, e := range errs {
+		msg := e.Error()
+		if key, rest, ok := strings.Cut(msg, ": "); ok {
+			pkg, _, _ := strings.Cut(key, ".")
+			msg = key + ": " + strings.TrimPrefix(rest, pkg+": ")
+		}
+		out = append(out, errors.New(msg))
 	}
 	return errors.Join(out...)
 }

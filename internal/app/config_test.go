@@ -410,3 +410,15 @@ func TestParseBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateNamesEachKeyOnce(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Pipeline.Strategy = "fastest"
+	cfg.Sink.DuckDB.Path = ""
+	err := cfg.Validate()
+	for _, want := range []string{`pipeline.strategy: unknown strategy "fastest"`, "sink.duckdb.path must not be empty"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate: %v; want %q", err, want)
+		}
+	}
+}
