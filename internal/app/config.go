@@ -206,28 +206,29 @@ func (c Config) Validate() error {
 // which say "duckdb: path must not be empty": under prefix "sink." that becomes
 // "sink.duckdb.path must not be empty".
 func keyed(prefix string, err error) error {
-	if err == nil {
-		return nil
-	}
-	errs := []error{err}
-	if joined, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = joined.Unwrap()
-	}
-	var out []error
-	for _, e := range errs {
-		msg := e.Error()
+	return eachProblem(err, func(msg string) string {
 		if comp, rest, ok := strings.Cut(msg, ": "); ok && !strings.ContainsAny(comp, " .") {
 			msg = comp + "." + rest
 		}
-		out = append(out, errors.New(prefix+msg))
-	}
-	return errors.Join(out...)
+		return prefix + msg
+	})
 }
 
 // unwrapped drops the package prefix an error wrapped under its key carries:
 // "pipeline.strategy: pipeline: unknown strategy" becomes "pipeline.strategy:
 // unknown strategy".
 func unwrapped(err error) error {
+	return eachProblem(err, func(msg string) string {
+		if key, rest, ok := strings.Cut(msg, ": "); ok {
+			pkg, _, _ := strings.Cut(key, ".")
+			msg = key + ": " + strings.TrimPrefix(rest, pkg+": ")
+		}
+		return msg
+	})
+}
+
+// eachProblem rewrites the message of each of the joined errors of err.
+func eachProblem(err error, rewrite func(string) string) error {
 	if err == nil {
 		return nil
 	}
@@ -235,14 +236,9 @@ func unwrapped(err error) error {
 	if joined, ok := err.(interface{ Unwrap() []error }); ok {
 		errs = joined.Unwrap()
 	}
-	var out []error
+	out := make([]error, 0, len(errs))
 	for _, e := range errs {
-		msg := e.Error()
-		if key, rest, ok := strings.Cut(msg, ": "); ok {
-			pkg, _, _ := strings.Cut(key, ".")
-			msg = key + ": " + strings.TrimPrefix(rest, pkg+": ")
-		}
-		out = append(out, errors.New(msg))
+		out = append(out, errors.New(rewrite(e.Error())))
 	}
 	return errors.Join(out...)
 }
@@ -529,7 +525,8 @@ func splitList(s string) []string {
 // keys in upper case: SPANPIPE_KAFKA_BROKERS=a:9092,b:9092,
 // SPANPIPE_PIPELINE_MAX_BATCH_SIZE=5000, SPANPIPE_SINK_DUCKDB_PATH=/data/x.duckdb,
 // SPANPIPE_SINK_CLICKHOUSE_TLS_ENABLE=true, SPANPIPE_SINK_CLICKHOUSE_TTL_SPANS=30.
-// Lists are comma-separated, durations use Go syntax (5s, 250ms).
+// Lists are comma-separated, durations use Go syntax (5s, 250ms), byte counts take
+// the units of [ParseBytes] (16MB, 1MiB).
 func ApplyEnv(cfg *Config, environ []string) error {
 	vars := make(map[string]string)
 	for _, kv := range environ {
