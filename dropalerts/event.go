@@ -38,6 +38,10 @@ const (
 	// or DeleteRecords) before the consumer group read them; the group resumes at the
 	// log start. No payload is left, so there are no dead letters.
 	ReasonRetentionExpired Reason = "retention-expired"
+	// ReasonSkippedByOperator: an operator moved a consumer group past an offset
+	// range (`spanpipe offsets skip`); the event carries the range and the reason
+	// given. The records stay in Kafka until retention deletes them.
+	ReasonSkippedByOperator Reason = "skipped-by-operator"
 )
 
 // AllReasons lists every [Reason] in the order README documents them: the allow-list
@@ -45,7 +49,7 @@ const (
 // threshold key or a suggested command.
 var AllReasons = []Reason{
 	ReasonDecodeError, ReasonTooLarge, ReasonUnsupportedStorage, ReasonRetryExhausted,
-	ReasonSinkRejected, ReasonRetentionExpired, ReasonProducerBufferFull, ReasonProducerSendFailed,
+	ReasonSinkRejected, ReasonRetentionExpired, ReasonSkippedByOperator, ReasonProducerBufferFull, ReasonProducerSendFailed,
 	ReasonProducerEncodeError,
 }
 
@@ -75,6 +79,9 @@ const (
 	ComponentProducer = "producer"
 	// ComponentAlert is `spanpipe alert`, which counts drop events it cannot read.
 	ComponentAlert = "alert"
+	// ComponentOperator is a person acting through the command line (`spanpipe
+	// offsets skip`).
+	ComponentOperator = "operator"
 )
 
 // Headers written on dead letters and drop events.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -32,8 +33,9 @@ func runAlert(ctx context.Context, args []string) error {
 	def := alerting.DefaultConfig()
 	fs := flag.NewFlagSet("alert", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), alertHelp); fs.PrintDefaults() }
-	brokers := fs.String("brokers", envOr("SPANPIPE_KAFKA_BROKERS", "127.0.0.1:9092"), "seed brokers, comma-separated (env SPANPIPE_KAFKA_BROKERS)")
-	topic := fs.String("topic", def.Topic, "drop topic")
+	brokers := brokersFlag(fs)
+	topic := fs.String("drop-topic", def.Topic, "drop topic (drops.topic)")
+	aliasFlag(fs, "topic", "drop-topic")
 	group := fs.String("group", def.Group, "consumer group")
 	am := fs.String("alertmanager", os.Getenv("SPANPIPE_ALERTMANAGER_URL"), "Alertmanager base URL; several (one HA cluster) comma-separated (env SPANPIPE_ALERTMANAGER_URL)")
 	webhook := fs.String("webhook", "", "also post alerts to this URL (Alertmanager webhook JSON)")
@@ -50,8 +52,7 @@ func runAlert(ctx context.Context, args []string) error {
 	generator := fs.String("generator-url", "", "generatorURL of every alert (a dashboard or runbook)")
 	startFromEnd := fs.Bool("start-from-end", false, "a new group starts at the end of the topic (default: alerts once on drops already there)")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9465", "address for /metrics and /healthz; empty disables")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	logFormat := fs.String("log-format", "text", "text or json")
+	logf := addLogFlags(fs, app.DefaultConfig().Log)
 	check := fs.Bool("check", false, "validate the flags and exit")
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
@@ -59,6 +60,7 @@ func runAlert(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return exitError{2, fmt.Errorf("alert: unexpected argument %q", fs.Arg(0))}
 	}
+	warnDeprecated(fs)
 	cfg := def
 	cfg.Topic, cfg.Group, cfg.WebhookURL, cfg.GeneratorURL = *topic, *group, *webhook, *generator
 	cfg.Window, cfg.Quiet, cfg.ResendInterval, cfg.MinSendInterval = *window, *quiet, *resend, *minInterval
@@ -87,18 +89,22 @@ func runAlert(ctx context.Context, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		bad = append(bad, err.Error())
 	}
-	if len(splitList(*brokers)) == 0 {
-		bad = append(bad, "--brokers must list at least one broker")
+	if _, err := parseBrokers(*brokers); err != nil {
+		bad = append(bad, err.Error())
+	}
+	logCfg, err := logf.config()
+	if err != nil {
+		bad = append(bad, err.Error())
 	}
 	if len(bad) > 0 {
-		return exitError{2, fmt.Errorf("invalid flags:\n  %s", strings.ReplaceAll(strings.Join(bad, "\n"), "\n", "\n  "))}
+		return exitError{2, app.ConfigError(errors.New(strings.Join(bad, "\n")))}
 	}
 	if *check {
 		fmt.Fprintln(stdout, "config ok")
 		return nil
 	}
 
-	log := app.NewLogger(app.LogConfig{Level: *logLevel, Format: *logFormat})
+	log := app.NewLogger(logCfg)
 	reg := app.NewRegistry()
 	sec, err := envKafkaSecurityOpts(ctx, splitList(*brokers))
 	if err != nil {

@@ -23,16 +23,17 @@ import (
 func runConsume(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("consume", flag.ContinueOnError)
 	path := fs.String("config", os.Getenv("SPANPIPE_CONFIG"), "YAML config file (env SPANPIPE_CONFIG)")
-	brokers := fs.String("brokers", "", "seed brokers, comma-separated (overrides kafka.brokers)")
+	brokers := fs.String("brokers", "", "seed brokers, comma-separated (overrides kafka.brokers; default env "+brokersEnv+", else "+defaultBrokers+")")
+	topics := fs.String("topic", "", "topics to consume, comma-separated (overrides kafka.topics; default "+strings.Join(app.DefaultConfig().Kafka.Topics, ",")+")")
 	group := fs.String("group", "", "consumer group (overrides kafka.group)")
 	db := fs.String("db", "", "DuckDB file (sets sink.type duckdb and sink.duckdb.path)")
 	dsn := fs.String("dsn", "", "ClickHouse DSN clickhouse://user:pass@host:9000/db (sets sink.type clickhouse and sink.clickhouse.dsn)")
 	strategy := fs.String("strategy", "", "realtime, batch-with-updates, insert-only or auto (overrides pipeline.strategy)")
 	metricsAddr := fs.String("metrics-addr", "", "address for /metrics, /livez and /readyz (overrides metrics.listen)")
 	check := fs.Bool("check", false, "validate the config, sink included, and exit without connecting")
-	kafkaLogLevel := fs.String("kafka-log-level", "", "level of the Kafka client's own lines: debug, info, warn or error (overrides log.kafka_level, default warn)")
 	connectTimeout := fs.Duration("connect-timeout", 30*time.Second, "at start, fail when no broker answers within this long (0: wait forever)")
 	ui := addUIFlags(fs, "")
+	logf := addLogFlags(fs, app.DefaultConfig().Log)
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
 	}
@@ -45,30 +46,36 @@ func runConsume(ctx context.Context, args []string) error {
 			return exitError{2, err}
 		}
 	}
-	cfg, err := app.Load(*path, os.Environ())
-	if err != nil {
-		return exitError{2, err}
+	cfg, loadErr := app.Load(*path, os.Environ())
+	var bad problems
+	bad.add(loadErr)
+	if isSet(fs, "brokers") {
+		bs, err := parseBrokers(*brokers)
+		if bad.add(err); err == nil {
+			cfg.Kafka.Brokers = bs
+		}
 	}
-	if *brokers != "" {
-		cfg.Kafka.Brokers = strings.Split(*brokers, ",")
+	if isSet(fs, "topic") {
+		cfg.Kafka.Topics = splitList(*topics)
+		bad.check(len(cfg.Kafka.Topics) > 0, "--topic must name at least one topic")
 	}
 	if *group != "" {
 		cfg.Kafka.Group = *group
 	}
-	if err := applySinkFlags(&cfg, *db, *dsn); err != nil {
-		return exitError{2, err}
-	}
+	logf.apply(fs, &cfg.Log)
+	bad.add(applySinkFlags(&cfg, *db, *dsn))
 	if *strategy != "" {
 		cfg.Pipeline.Strategy = pipeline.Strategy(*strategy)
 	}
 	if *metricsAddr != "" {
 		cfg.Metrics.Listen = *metricsAddr
 	}
-	if *kafkaLogLevel != "" {
-		cfg.Log.KafkaLevel = *kafkaLogLevel
+	bad.add(cfg.Validate())
+	if *check {
+		bad.add(checkPaths(cfg))
 	}
-	if err := cfg.Validate(); err != nil {
-		return exitError{2, fmt.Errorf("invalid config:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))}
+	if err := bad.err(); err != nil {
+		return err
 	}
 	if *check {
 		fmt.Fprintf(stdout, "config ok (sink %s)\n", cfg.Sink.Type)
@@ -89,6 +96,9 @@ func runConsume(ctx context.Context, args []string) error {
 		}
 		return err
 	}
+	// After checkKafka: a broker that answers, so creating a missing topic is not a
+	// 15 s wait on an unreachable one. It warns of each topic it leaves missing.
+	ensureTopics(ctx, cfg.Kafka.Brokers, cfg.Kafka.Topics, cfg.Topics, sec, log)
 
 	sink, err := openSink(ctx, cfg.Sink, log, reg)
 	if err != nil {
@@ -145,12 +155,9 @@ func checkKafka(ctx context.Context, brokers, topics []string, timeout time.Dura
 		return fmt.Errorf("kafka: %w", err)
 	}
 	defer cl.Close()
-	missing, err := awaitKafka(ctx, cl, watch, brokers, topics, timeout, false)
-	if err != nil {
+	// Missing topics are ensureTopics' to create or to warn about.
+	if _, err := awaitKafka(ctx, cl, watch, brokers, topics, timeout, false); err != nil {
 		return fmt.Errorf("consume: %w (check kafka.brokers / --brokers, or raise --connect-timeout)", err)
-	}
-	if len(missing) > 0 {
-		log.Warn("topics do not exist yet: consuming them once they are created", "topics", strings.Join(missing, ","))
 	}
 	return nil
 }

@@ -28,10 +28,11 @@ func TestConsumeBadBrokerFailsNamingIt(t *testing.T) {
 // TestConsumeMissingTopicWarnsAndWaits: a consumer whose topic does not exist yet
 // says so at WARN and keeps waiting (a producer may create it), until SIGTERM.
 func TestConsumeMissingTopicWarnsAndWaits(t *testing.T) {
+	t.Setenv("SPANPIPE_TOPICS_CREATE", "false") // else consume creates it
 	c := kafkatest.Cluster(t, 1, "spanpipe.drops")
 	p := start(t, "consume", "--brokers", c.ListenAddrs()[0], "--db", filepath.Join(t.TempDir(), "c.duckdb"),
 		"--metrics-addr", "127.0.0.1:0", "--connect-timeout", "2s")
-	warn := regexp.MustCompile(`level=WARN .*topics do not exist yet.*spanpipe\.spans`)
+	warn := regexp.MustCompile(`level=WARN .*topic does not exist; waiting for it.*spanpipe\.spans`)
 	kafkatest.Eventually(t, 30*time.Second, "a WARN naming the missing topic", func() bool { return p.stderrMatch(warn) != "" })
 	kafkatest.Eventually(t, 30*time.Second, "the consumer running", func() bool { return p.stderrMatch(regexp.MustCompile(`msg=pipeline `)) != "" })
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {

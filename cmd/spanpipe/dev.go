@@ -50,22 +50,29 @@ func runDev(ctx context.Context, args []string) error {
 	strategy := fs.String("strategy", "auto", "realtime, batch-with-updates, insert-only or auto")
 	partitions := fs.Int("partitions", 4, "partitions of the spans topic")
 	timeout := fs.Duration("timeout", 5*time.Minute, "with --exit-when-done: give up after this long")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	kafkaLogLevel := fs.String("kafka-log-level", "warn", "level of the Kafka client's own lines: debug, info, warn or error")
+	logf := addLogFlags(fs, app.DefaultConfig().Log)
 	ui := addUIFlags(fs, query.DefaultAddr)
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
 	}
-	portGiven := false
-	fs.Visit(func(f *flag.Flag) { portGiven = portGiven || f.Name == "port" })
+	portGiven := isSet(fs, "port")
+	var bad problems
+	bad.check(*demoN >= 0, "--demo must be >= 0, got %d", *demoN)
+	bad.check(*partitions >= 1, "--partitions must be >= 1, got %d", *partitions)
+	bad.check(validPort(*port), "--port must be 0 to 65535, got %d", *port)
+	bad.check(*timeout > 0, "--timeout must be > 0, got %s", *timeout)
+	logCfg, err := logf.config()
+	bad.add(err)
+	if err := bad.err(); err != nil {
+		return err
+	}
 	token, err := query.ReadToken(*ui.tokenFile, os.Getenv)
 	if err != nil {
 		return exitError{2, err}
 	}
 	start := time.Now()
 	cfg := app.DefaultConfig()
-	cfg.Log.Level = *logLevel
-	cfg.Log.KafkaLevel = *kafkaLogLevel
+	cfg.Log = logCfg
 	cfg.Sink.DuckDB.Path = *dbPath
 	cfg.Pipeline.Strategy = pipeline.Strategy(*strategy)
 	// Dev is interactive: show data within a second rather than after Mastra's 5s.

@@ -63,8 +63,9 @@ func dropsTail(ctx context.Context, args []string, out, errOut io.Writer) error 
 	fs := flag.NewFlagSet("drops tail", flag.ContinueOnError)
 	fs.SetOutput(errOut)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), tailHelp); fs.PrintDefaults() }
-	brokers := fs.String("brokers", envOr("SPANPIPE_KAFKA_BROKERS", "127.0.0.1:9092"), "seed brokers, comma-separated (env SPANPIPE_KAFKA_BROKERS)")
-	topic := fs.String("topic", "spanpipe.drops", "drop topic (dead letters are read from it too when they share it)")
+	brokers := brokersFlag(fs)
+	topic := fs.String("drop-topic", "spanpipe.drops", "drop topic, drops.topic (dead letters are read from it too when they share it)")
+	aliasFlag(fs, "topic", "drop-topic")
 	asJSON := fs.Bool("json", false, "print drop events as published (JSON lines)")
 	fromBeginning := fs.Bool("from-beginning", false, "start at the beginning of the topic instead of its end")
 	deadLetters := fs.Bool("dead-letters", false, "print dead letters too")
@@ -74,8 +75,15 @@ func dropsTail(ctx context.Context, args []string, out, errOut io.Writer) error 
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
 	}
-	if len(splitList(*brokers)) == 0 || *exitAfter < 0 || *timeout < 0 || *connectTimeout <= 0 {
-		return exitError{2, errors.New("drops tail: need --brokers, --exit-after and --timeout must be >= 0, --connect-timeout > 0")}
+	warnDeprecated(fs)
+	var bad problems
+	_, err := parseBrokers(*brokers)
+	bad.add(err)
+	bad.check(*exitAfter >= 0, "--exit-after must be >= 0 (0: never), got %d", *exitAfter)
+	bad.check(*timeout >= 0, "--timeout must be >= 0 (0: never), got %s", *timeout)
+	bad.check(*connectTimeout > 0, "--connect-timeout must be > 0, got %s", *connectTimeout)
+	if err := bad.err(); err != nil {
+		return err
 	}
 	reset := kgo.NewOffset().AtEnd()
 	if *fromBeginning {

@@ -39,7 +39,7 @@ func kafkaSecurityOpts(ctx context.Context, sec kafkasec.Config, brokers []strin
 func envKafkaSecurityOpts(ctx context.Context, brokers []string) ([]kgo.Opt, error) {
 	cfg, err := app.Load(os.Getenv("SPANPIPE_CONFIG"), os.Environ())
 	if err != nil {
-		return nil, exitError{2, err}
+		return nil, exitError{2, app.ConfigError(err)}
 	}
 	if err := cfg.Kafka.Security.Validate("kafka."); err != nil {
 		return nil, exitError{2, fmt.Errorf("invalid kafka security settings: %w", err)}

@@ -43,7 +43,7 @@ func TestDevExitWhenDone(t *testing.T) {
 
 func TestConsumeInvalidConfigExits2ListingEveryProblem(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "bad.yaml")
-	os.WriteFile(cfg, []byte("kafka:\n  group: \"\"\npipeline:\n  max_batch_size: -1\n  strategy: fastest\nsink:\n  type: postgres\n"), 0o644)
+	os.WriteFile(cfg, []byte("kafka:\n  brokers: []\n  group: \"\"\npipeline:\n  max_batch_size: -1\n  strategy: fastest\nsink:\n  type: postgres\n"), 0o644)
 	err := runConsume(t.Context(), []string{"--config", cfg, "--check"})
 	var ee exitError
 	if !errors.As(err, &ee) || ee.code != 2 {

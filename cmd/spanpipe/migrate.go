@@ -31,7 +31,7 @@ func runMigrate(ctx context.Context, args []string) error {
 	}
 	cfg, err := app.Load(*path, os.Environ())
 	if err != nil {
-		return exitError{2, err}
+		return exitError{2, app.ConfigError(err)}
 	}
 	if *dsn != "" {
 		cfg.Sink.Type, cfg.Sink.ClickHouse.DSN = app.SinkClickHouse, *dsn
@@ -40,8 +40,8 @@ func runMigrate(ctx context.Context, args []string) error {
 		return exitError{2, fmt.Errorf("migrate: sink.type is %q; migrate applies to clickhouse (give --dsn or a config with sink.type: clickhouse); DuckDB migrates when it opens its file", cfg.Sink.Type)}
 	}
 	ch := cfg.Sink.ClickHouse
-	if err := ch.Validate(); err != nil {
-		return exitError{2, fmt.Errorf("invalid config:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))}
+	if err := cfg.Sink.Validate(); err != nil {
+		return exitError{2, app.ConfigError(err)}
 	}
 	eff, _ := ch.Resolve()
 	where := fmt.Sprintf("database %s on %s", eff.Database, strings.Join(eff.Addr, ","))

@@ -75,7 +75,7 @@ func TestConsumeCheckClickHouse(t *testing.T) {
 	}
 	err := runConsume(t.Context(), []string{"--brokers", "k:9092", "--dsn", "clickhouse://ch:9000?async=1", "--check"})
 	var ee exitError
-	if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(err.Error(), "sink.clickhouse: dsn parameter") {
+	if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(err.Error(), "sink.clickhouse.dsn parameter") {
 		t.Errorf("bad DSN: got %v, want exit status 2 naming sink.clickhouse", err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,8 +43,9 @@ const produceCloseGrace = 2 * time.Second
 
 func runProduce(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("produce", flag.ContinueOnError)
-	brokers := fs.String("brokers", envOr("SPANPIPE_KAFKA_BROKERS", "127.0.0.1:9092"), "seed brokers, comma-separated")
-	topic := fs.String("topic", "spanpipe.spans", "topic")
+	brokers := brokersFlag(fs)
+	topic := fs.String("topic", "spanpipe.spans", "topic (kafka.topics); created with --partitions when missing")
+	partitions := fs.Int("partitions", int(app.DefaultConfig().Topics.Partitions), "partitions of the topic when produce creates it (topics.partitions)")
 	traces := fs.Int("traces", 1000, "number of traces to publish")
 	rate := fs.Float64("rate", 0, "traces per second (0 = as fast as possible)")
 	minPayload := fs.Int("min-payload", 200, "smallest input/output payload, bytes")
@@ -54,29 +54,49 @@ func runProduce(ctx context.Context, args []string) error {
 	onFull := fs.String("on-buffer-full", producer.OnFullBlock, "drop or block")
 	deliveryTimeout := fs.Duration("delivery-timeout", producer.DefaultConfig().DeliveryTimeout, "a record not acknowledged by Kafka within this long fails (counted in the summary)")
 	progressEvery := fs.Duration("progress", 5*time.Second, "print progress to stderr this often (0: never)")
+	logf := addLogFlags(fs, app.DefaultConfig().Log)
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
 	}
+	var bad problems
+	bad.check(*traces >= 1, "--traces must be >= 1, got %d", *traces)
+	bad.check(*rate >= 0, "--rate must be >= 0 (0: as fast as possible), got %g", *rate)
+	bad.check(*minPayload >= 0 && *minPayload <= *maxPayload, "--min-payload (%d) must be between 0 and --max-payload (%d)", *minPayload, *maxPayload)
+	bad.check(*partitions >= 1, "--partitions must be >= 1, got %d", *partitions)
+	bad.check(*deliveryTimeout > 0, "--delivery-timeout must be > 0, got %s", *deliveryTimeout)
+	bad.check(*progressEvery >= 0, "--progress must be >= 0 (0: never), got %s", *progressEvery)
+	bs, err := parseBrokers(*brokers)
+	bad.add(err)
+	logCfg, err := logf.config()
+	bad.add(err)
+	if err := bad.err(); err != nil {
+		return err
+	}
 	cfg := producer.DefaultConfig()
-	cfg.Brokers = strings.Split(*brokers, ",")
+	cfg.Brokers = bs
 	cfg.Topic = *topic
 	cfg.ServiceName = *service
 	cfg.OnBufferFull = *onFull
 	cfg.BlockTimeout = time.Minute
 	cfg.DeliveryTimeout = *deliveryTimeout
 	if err := cfg.Validate(); err != nil {
-		return exitError{2, err}
+		return exitError{2, app.ConfigError(err)}
 	}
-	log := app.NewLogger(app.LogConfig{Level: "info"})
+	log := app.NewLogger(logCfg)
 	sec, err := envKafkaSecurityOpts(ctx, cfg.Brokers)
 	if err != nil {
 		return err
 	}
 	var acct produceAccount
 	watch := newBrokerWatch(log)
+	watched := append([]kgo.Opt{kgo.WithHooks(watch)}, sec...)
+	tc := app.DefaultConfig().Topics
+	tc.Partitions = int32(*partitions)
+	// The watch names an unreachable broker within seconds, while this waits for it.
+	ensureTopics(ctx, cfg.Brokers, []string{cfg.Topic}, tc, watched, log)
 	reg := app.NewRegistry()
 	p, err := producer.New(cfg, producer.WithLogger(log), producer.WithRegisterer(reg), producer.WithOnDrop(acct.drop),
-		producer.WithKgoOpts(append([]kgo.Opt{kgo.WithHooks(watch)}, sec...)...))
+		producer.WithKgoOpts(watched...))
 	if err != nil {
 		return err
 	}

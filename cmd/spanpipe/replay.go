@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spanpipe/spanpipe/dropalerts"
+	"github.com/spanpipe/spanpipe/internal/app"
 	"github.com/spanpipe/spanpipe/replay"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -55,8 +56,9 @@ func replayCmd(ctx context.Context, args []string, out, errOut io.Writer) error 
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(errOut)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), replayHelp); fs.PrintDefaults() }
-	brokers := fs.String("brokers", envOr("SPANPIPE_KAFKA_BROKERS", "127.0.0.1:9092"), "seed brokers, comma-separated (env SPANPIPE_KAFKA_BROKERS)")
-	dlTopic := fs.String("deadletter-topic", def.DeadLetterTopic, "topic holding the dead letters (drops.dead_letter_topic, or the drop topic)")
+	brokers := brokersFlag(fs)
+	dlTopic := fs.String("dead-letter-topic", def.DeadLetterTopic, "topic holding the dead letters (drops.dead_letter_topic, or the drop topic)")
+	aliasFlag(fs, "deadletter-topic", "dead-letter-topic")
 	toTopics := fs.String("to-topics", envOr("SPANPIPE_KAFKA_TOPICS", strings.Join(def.AllowedTopics, ",")), "the only topics replay may publish to, comma-separated (default: the consumers' topics, env SPANPIPE_KAFKA_TOPICS)")
 	group := fs.String("group", def.Group, "consumer group that remembers what was replayed; empty: remember nothing")
 	fromStart := fs.Bool("from-start", false, "read the dead-letter topic from its start, ignoring what --group remembers")
@@ -88,15 +90,16 @@ func replayCmd(ctx context.Context, args []string, out, errOut io.Writer) error 
 	if cfg.Filter.Until, err = parseTimeArg(*until, now); err != nil {
 		bad = append(bad, fmt.Errorf("--until: %w", err))
 	}
-	if len(splitList(*brokers)) == 0 {
-		bad = append(bad, errors.New("--brokers must not be empty"))
+	if _, err := parseBrokers(*brokers); err != nil {
+		bad = append(bad, err)
 	}
 	if fs.NArg() > 0 {
 		bad = append(bad, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	bad = append(bad, cfg.Validate())
+	warnDeprecated(fs)
 	if err := errors.Join(bad...); err != nil {
-		return exitError{2, fmt.Errorf("replay: %w", err)}
+		return exitError{2, app.ConfigError(err)}
 	}
 
 	sec, err := envKafkaSecurityOpts(ctx, splitList(*brokers))

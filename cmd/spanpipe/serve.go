@@ -29,7 +29,7 @@ func runServe(ctx context.Context, args []string) error {
 	listen := fs.String("listen", query.DefaultAddr, "address of the explorer; other than loopback requires a token")
 	tokenFile := fs.String("token-file", "", "file holding the token every request must carry (else env "+query.TokenEnv+")")
 	brokers := fs.String("brokers", "", "read the drop summary from the drop topic (drops.topic) of these seed brokers, comma-separated (empty: no drop summary)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logf := addLogFlags(fs, app.DefaultConfig().Log)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: spanpipe serve [--config FILE | --db FILE | --dsn DSN] [--listen ADDR] [--token-file FILE] [--brokers HOST:PORT]")
 		fs.PrintDefaults()
@@ -41,11 +41,14 @@ func runServe(ctx context.Context, args []string) error {
 		return exitError{2, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))}
 	}
 	cfg, err := app.Load(*path, os.Environ())
-	if err != nil {
-		return exitError{2, err}
-	}
-	if err := applySinkFlags(&cfg, *db, *dsn); err != nil {
-		return exitError{2, err}
+	var bad problems
+	bad.add(err)
+	bad.add(applySinkFlags(&cfg, *db, *dsn))
+	logf.apply(fs, &cfg.Log)
+	_, err = logFlags{&cfg.Log.Level, &cfg.Log.Format}.config()
+	bad.add(err)
+	if err := bad.err(); err != nil {
+		return err
 	}
 	token, err := query.ReadToken(*tokenFile, os.Getenv)
 	if err != nil {
@@ -54,7 +57,7 @@ func runServe(ctx context.Context, args []string) error {
 	if err := (query.ServerConfig{Addr: *listen, Token: token}).Validate(); err != nil {
 		return exitError{2, err}
 	}
-	log := app.NewLogger(app.LogConfig{Level: *logLevel})
+	log := app.NewLogger(cfg.Log)
 	r, err := openTraceReader(ctx, cfg.Sink)
 	if err != nil {
 		return err

@@ -48,7 +48,7 @@ func runTrace(ctx context.Context, args []string) error {
 	}
 	cfg, err := app.Load(*path, os.Environ())
 	if err != nil {
-		return exitError{2, err}
+		return exitError{2, app.ConfigError(err)}
 	}
 	if err := applySinkFlags(&cfg, *db, *dsn); err != nil {
 		return exitError{2, err}
@@ -89,22 +89,19 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 // openTraceReader opens the store cfg selects for reading only: ClickHouse without
 // migrating, a DuckDB file read-only.
 func openTraceReader(ctx context.Context, cfg app.SinkConfig) (traceReader, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, exitError{2, app.ConfigError(err)}
+	}
 	switch cfg.Type {
 	case app.SinkClickHouse:
 		ch := cfg.ClickHouse
 		ch.AutoMigrate = false // a reader never changes the schema
-		if err := ch.Validate(); err != nil {
-			return nil, exitError{2, err}
-		}
 		w, err := clickhouse.Open(ctx, ch)
 		if err != nil {
 			return nil, err
 		}
 		return closer{w.Reader(), w.Close}, nil
 	case app.SinkDuckDB:
-		if err := cfg.DuckDB.Validate(); err != nil {
-			return nil, exitError{2, err}
-		}
 		db, err := duckdb.OpenReadOnly(ctx, cfg.DuckDB.Path)
 		if err != nil {
 			return nil, err

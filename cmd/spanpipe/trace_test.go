@@ -3,12 +3,9 @@ package main
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -143,37 +140,6 @@ func TestTraceUsageErrors(t *testing.T) {
 	}
 }
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// spanpipeBinary builds the command once per test run ($SPANPIPE_BIN overrides it,
-// e.g. to check a test against an older build).
-func spanpipeBinary(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("SPANPIPE_BIN"); p != "" {
-		return p
-	}
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "spanpipe-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "spanpipe")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %w\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
-
 // TestTraceBinaryOutput runs `spanpipe trace` as a user does: ids in any case, an
 // invalid id named invalid, singular counts, and stored names and errors that carry
 // terminal escape sequences printed escaped.
@@ -183,25 +149,8 @@ func TestTraceBinaryOutput(t *testing.T) {
 		Type: schema.AgentRun, StartTime: t0, EndTime: t0.Add(time.Second), IsRootSpan: true, Version: 3,
 		ErrorInfo: &schema.ErrorInfo{Message: "bad\x1b[31m red\r\nline " + strings.Repeat("é", 130)}}
 	db := storeSpans(t, []*schema.Span{evil})
-	bin := spanpipeBinary(t)
 	run := func(args ...string) (string, string, int) {
-		cmd := exec.Command(bin, append([]string{"trace"}, args...)...)
-		for _, kv := range os.Environ() {
-			if !strings.HasPrefix(kv, "SPANPIPE_") {
-				cmd.Env = append(cmd.Env, kv)
-			}
-		}
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return out.String(), errb.String(), code
+		return spanpipe(t, nil, append([]string{"trace"}, args...)...)
 	}
 
 	out, stderr, code := run(trace, "--db", db)

@@ -186,12 +186,12 @@ func TestClickHouseSinkConfig(t *testing.T) {
 		{
 			name:    "bad values are listed with their full key",
 			yaml:    "sink:\n  type: clickhouse\n  clickhouse:\n    addr: [nohost]\n    database: a-b\n    ttl: {logs: -1}\n    max_rows_per_insert: 0\n",
-			wantErr: []string{`sink.clickhouse: addr "nohost"`, `sink.clickhouse: database "a-b"`, "sink.clickhouse: ttl.logs", "sink.clickhouse: max_rows_per_insert"},
+			wantErr: []string{`sink.clickhouse.addr "nohost"`, `sink.clickhouse.database "a-b"`, "sink.clickhouse.ttl.logs", "sink.clickhouse.max_rows_per_insert"},
 		},
 		{
 			name:    "bad dsn",
 			yaml:    "sink:\n  type: clickhouse\n  clickhouse:\n    dsn: http://ch:8123\n",
-			wantErr: []string{"sink.clickhouse: dsn must start with clickhouse://"},
+			wantErr: []string{"sink.clickhouse.dsn must start with clickhouse://"},
 		},
 		{
 			name:    "clickhouse block ignored under type duckdb",
@@ -298,6 +298,127 @@ func TestMetricsHealthConfig(t *testing.T) {
 		"metrics.ready_max_stall (1s) must be > pipeline.max_batch_wait"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate: %v\nwant it to mention %q", err, want)
+		}
+	}
+}
+
+// TestLoadSpeaksTheUsersKeys: a config problem names the file, line and key the
+// user wrote and what is wrong, never a Go type (it used to say "field grup not
+// found in type consumer.Config", "cannot unmarshal !!str `127.0.0...` into
+// []string", "cannot unmarshal !!int `45` into time.Duration"), and every problem of
+// the file and the environment comes at once.
+func TestLoadSpeaksTheUsersKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte(`kafka:
+  grup: g
+  session_timeout: 45
+  rebalance_timeout: soon
+  fetch_max_bytes: 16XB
+sink:
+  duckdb:
+    threads: many
+pipeline: [1, 2]
+`), 0o644)
+	_, err := Load(path, []string{"SPANPIPE_KAFKA_SHUTDOWN_TIMEOUT=30", "SPANPIPE_PIPELINE_MAX_BATCH_BYTES=lots"})
+	if err == nil {
+		t.Fatal("Load accepted a broken config")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		path + ":2: kafka.grup: unknown key (kafka has brokers, client_id, fetch_max_bytes, group,",
+		path + ":3: kafka.session_timeout: 45 has no unit: write a duration such as 45s",
+		path + `:4: kafka.rebalance_timeout: "soon" is not a duration`,
+		path + `:5: kafka.fetch_max_bytes: "16XB" is not a size`,
+		path + `:8: sink.duckdb.threads: want a whole number, got "many"`,
+		path + ":9: pipeline: want a block of keys",
+		"SPANPIPE_KAFKA_SHUTDOWN_TIMEOUT: 30 has no unit",
+		`SPANPIPE_PIPELINE_MAX_BATCH_BYTES: "lots" is not a size`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q:\n%s", want, msg)
+		}
+	}
+	for _, goType := range []string{"consumer.Config", "!!", "time.Duration", "[]string", "int32", "unmarshal"} {
+		if strings.Contains(msg, goType) {
+			t.Errorf("error speaks Go (%q):\n%s", goType, msg)
+		}
+	}
+	if n := len(strings.Split(msg, "\n")); n != 8 {
+		t.Errorf("%d problems reported, want all 8:\n%s", n, msg)
+	}
+	if got := ConfigError(err).Error(); !strings.HasPrefix(got, "invalid config (8 problems):\n  "+path+":2: kafka.grup") {
+		t.Errorf("ConfigError = %q", got)
+	}
+}
+
+// TestLoadAcceptsWhatTheEnvironmentAccepts: a list may be a comma-separated string
+// in the file too, and every byte count takes the units DuckDB's sizes take (16MB
+// was accepted by sink.duckdb.checkpoint_threshold but not by fetch_max_bytes).
+func TestLoadAcceptsWhatTheEnvironmentAccepts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte(`kafka:
+  brokers: 127.0.0.1:9092, 127.0.0.2:9092
+  fetch_max_bytes: 16MB
+pipeline:
+  max_batch_bytes: 1MiB
+  max_record_bytes: "2 MiB"
+sink:
+  duckdb:
+    memory_limit: 1073741824
+    checkpoint_threshold: 256MB
+drops:
+  max_message_bytes: 1048576
+`), 0o644)
+	cfg, err := Load(path, []string{"SPANPIPE_PIPELINE_MAX_BUFFER_BYTES=256MB", "SPANPIPE_SINK_CLICKHOUSE_MAX_BYTES_PER_INSERT=1GiB"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		key       string
+		got, want any
+	}{
+		{"kafka.brokers", strings.Join(cfg.Kafka.Brokers, ","), "127.0.0.1:9092,127.0.0.2:9092"},
+		{"kafka.fetch_max_bytes", cfg.Kafka.FetchMaxBytes, int32(16_000_000)},
+		{"pipeline.max_batch_bytes", cfg.Pipeline.MaxBatchBytes, int64(1 << 20)},
+		{"pipeline.max_record_bytes", cfg.Pipeline.MaxRecordBytes, 2 << 20},
+		{"pipeline.max_buffer_bytes", cfg.Pipeline.MaxBufferBytes, int64(256_000_000)},
+		{"sink.clickhouse.max_bytes_per_insert", cfg.Sink.ClickHouse.MaxBytesPerInsert, int64(1 << 30)},
+		{"sink.duckdb.memory_limit", cfg.Sink.DuckDB.MemoryLimit, "1073741824B"},
+		{"sink.duckdb.checkpoint_threshold", cfg.Sink.DuckDB.CheckpointThreshold, "256MB"},
+		{"drops.max_message_bytes", cfg.Drops.MaxMessageBytes, 1 << 20},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v (%T), want %v (%T)", c.key, c.got, c.got, c.want, c.want)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "1048576": 1 << 20, "16MB": 16e6, "16mb": 16e6, "1MiB": 1 << 20,
+		"1.5GiB": 3 << 29, "2 KB": 2000, "512b": 512, "7bytes": 7, "1TiB": 1 << 40} {
+		if got, err := ParseBytes(in); err != nil || got != want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MB", "-1MB", "16XB", "1.5", "0.5B", "99999999TiB"} {
+		if _, err := ParseBytes(in); err == nil {
+			t.Errorf("ParseBytes(%q) accepted", in)
+		}
+	}
+}
+
+func TestValidateNamesEachKeyOnce(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Pipeline.Strategy = "fastest"
+	cfg.Sink.DuckDB.Path = ""
+	err := cfg.Validate()
+	for _, want := range []string{`pipeline.strategy: unknown strategy "fastest"`, "sink.duckdb.path must not be empty"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate: %v; want %q", err, want)
 		}
 	}
 }
