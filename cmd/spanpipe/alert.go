@@ -110,7 +110,7 @@ func runAlert(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	kopts := append(append([]kgo.Opt{kgo.SeedBrokers(splitList(*brokers)...), kgo.ClientID("spanpipe-alert")}, app.KafkaOpts(reg, app.KafkaLogger(app.LogConfig{Format: *logFormat}), "alert")...), sec...)
+	kopts := append(append([]kgo.Opt{kgo.SeedBrokers(splitList(*brokers)...), kgo.ClientID("spanpipe-alert")}, app.KafkaOpts(reg, app.KafkaLogger(logCfg), "alert")...), sec...)
 	a, err := alerting.New(cfg, kopts, alerting.WithLogger(log), alerting.WithRegisterer(reg))
 	if err != nil {
 		return err
