@@ -484,6 +484,7 @@ func (b *mbuilder) str(v string)    { c := b.col('s'); c.s = append(c.s, v) }
 func (b *mbuilder) bool(v bool)     { c := b.col('b'); c.b = append(c.b, v) }
 func (b *mbuilder) float(v float64) { c := b.col('f'); c.f = append(c.f, v) }
 func (b *mbuilder) tags(v []string) { c := b.col('a'); c.a = append(c.a, mastraTags(v)) }
+
 // noEntries is the metadataSearch of a row without string metadata. It is shared,
 // and never written to.
 var noEntries = map[string]string{}
