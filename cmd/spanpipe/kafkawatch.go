@@ -45,6 +45,10 @@ func (w *brokerWatch) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, 
 		}
 		return
 	}
+	// A dial our own shutdown cancelled says nothing about the broker.
+	if errors.Is(err, context.Canceled) {
+		return
+	}
 	// A dial cut short by the caller's deadline says "i/o timeout": it must not hide
 	// the reason the broker could not be reached before ("connection refused").
 	var ne net.Error
