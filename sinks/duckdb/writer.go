@@ -21,9 +21,9 @@ import (
 // ErrClosed is returned by [Writer.Write] after [Writer.Close].
 var ErrClosed = errors.New("duckdb: writer closed")
 
-// Writer is the DuckDB [pipeline.Sink]. It stores every signal in one database file,
-// one row per span (the newest snapshot) and one row per log, metric, score and
-// feedback id. Create it with [Open].
+// Writer is the DuckDB [pipeline.Sink]. It stores every signal in one database file:
+// every span snapshot (read as the newest per span, through the spans view) and one
+// row per log, metric, score and feedback id. Create it with [Open].
 type Writer struct {
 	cfg Config
 	db  *sql.DB
@@ -88,8 +88,8 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 // Name returns "duckdb".
 func (w *Writer) Name() string { return "duckdb" }
 
-// Capabilities declares batch-with-updates as preferred (the table keeps one row per
-// span, upserted by version), realtime and insert-only as supported, and every signal.
+// Capabilities declares batch-with-updates as preferred (readers see one row per
+// span, the newest snapshot), realtime and insert-only as supported, and every signal.
 func (w *Writer) Capabilities() pipeline.Capabilities {
 	return pipeline.Capabilities{
 		Preferred: pipeline.BatchWithUpdates,
@@ -98,12 +98,14 @@ func (w *Writer) Capabilities() pipeline.Capabilities {
 	}
 }
 
-// Write stores the batch in one transaction: each signal's rows are appended to a
-// TEMP stage table, then merged into their table by one statement. A span's row is
-// replaced only by a snapshot that does not rank below it ([schema.Span.Supersedes],
-// or equal); logs and metrics keep the first row written for an id; scores and
-// feedback keep the one with the latest timestamp. Writing the
-// same batch twice therefore leaves the store as writing it once.
+// Write stores the batch in one transaction: its spans are appended to span_versions,
+// where the spans view shows a snapshot only while no other of its span supersedes
+// it ([schema.Span.Supersedes], or equal and written later); each other signal's rows
+// are appended to a TEMP stage table, then merged into their table by one statement:
+// logs and metrics keep the first row written for an id; scores and feedback keep
+// the one with the latest timestamp. Writing the same batch twice therefore leaves
+// the store, as readers see it, as writing it once. Every 100k span rows or so, Write
+// then compacts span_versions (see [Writer.Close]).
 //
 // Errors that retrying cannot fix (a constraint, conversion or type error caused by
 // the data, or a schema mismatch) are wrapped with [pipeline.Permanent]. Write is
@@ -346,8 +348,10 @@ func (w *Writer) closeConn() {
 	w.conn = nil
 }
 
-// Close closes the database; DuckDB checkpoints the file on the way. Writes after
-// Close return [ErrClosed]. Close waits for a running Write and is idempotent.
+// Close compacts span_versions (deletes the snapshots that newer ones supersede),
+// then closes the database; DuckDB checkpoints the file on the way, which reclaims
+// the deleted rows' space. A failed compaction is logged: the view still hides what
+// it would have deleted. Writes after Close return [ErrClosed]. Close waits for a running Write and is idempotent.
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
