@@ -61,15 +61,9 @@ CREATE TABLE span_versions (
     updated_at               TIMESTAMP NOT NULL
 );
 
+-- spans' columns (0001, then 0002's rank) in the order span_versions has them.
 INSERT INTO span_versions
-SELECT trace_id, span_id, version, parent_span_id, external_parent_span_id, name, span_type,
-    entity_type, entity_id, entity_name, entity_version_id,
-    parent_entity_type, parent_entity_id, parent_entity_name, parent_entity_version_id,
-    root_entity_type, root_entity_id, root_entity_name, root_entity_version_id,
-    user_id, organization_id, resource_id, run_id, session_id, thread_id,
-    request_id, environment, source, service_name, experiment_id, tags,
-    started_at, ended_at, attributes, metadata, input, output, error, request_context,
-    is_event, is_root_span, is_internal,
+SELECT * EXCLUDE (created_at, updated_at, rank),
     coalesce(rank, 0), row_number() OVER (ORDER BY created_at), created_at, updated_at
 FROM spans;
 
@@ -96,13 +90,6 @@ WHERE EXISTS (
 QUALIFY row_number() OVER (PARTITION BY v.trace_id, v.span_id ORDER BY v.version DESC, v.rank DESC, v.seq DESC) > 1;
 
 CREATE VIEW spans AS
-SELECT trace_id, span_id, version, parent_span_id, external_parent_span_id, name, span_type,
-    entity_type, entity_id, entity_name, entity_version_id,
-    parent_entity_type, parent_entity_id, parent_entity_name, parent_entity_version_id,
-    root_entity_type, root_entity_id, root_entity_name, root_entity_version_id,
-    user_id, organization_id, resource_id, run_id, session_id, thread_id,
-    request_id, environment, source, service_name, experiment_id, tags,
-    started_at, ended_at, attributes, metadata, input, output, error, request_context,
-    is_event, is_root_span, is_internal, created_at, updated_at, rank
+SELECT * EXCLUDE (rank, seq, created_at, updated_at), created_at, updated_at, rank
 FROM span_versions v
 WHERE NOT EXISTS (SELECT 1 FROM spanpipe_superseded_spans s WHERE s.seq = v.seq);
