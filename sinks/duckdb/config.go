@@ -22,8 +22,10 @@ type Config struct {
 	// been checkpointed yet, and large queries, spill to a temporary directory next
 	// to the file beyond it. Spans are appended without an index, so writing needs
 	// little: at DuckDB's own default (80% of the machine's RAM) the pool kept
-	// growing with the file and held most of a consumer's 650 MB; at 64MB a consumer
-	// stays flat. Empty leaves DuckDB's default. Default "64MB".
+	// growing with the file and held most of a consumer's 650 MB. 64MB was enough
+	// for writing but not for the explorer's queries over a million spans (served
+	// from the same process): one failed with Out of Memory. Empty leaves DuckDB's
+	// default. Default "128MB".
 	MemoryLimit string `yaml:"memory_limit"`
 
 	// CheckpointThreshold is how much write-ahead log DuckDB accumulates before it
@@ -40,7 +42,7 @@ type Config struct {
 
 // DefaultConfig returns the configuration used when nothing is set.
 func DefaultConfig() Config {
-	return Config{Path: "spanpipe.duckdb", MemoryLimit: "64MB", CheckpointThreshold: "32MB"}
+	return Config{Path: "spanpipe.duckdb", MemoryLimit: "128MB", CheckpointThreshold: "32MB"}
 }
 
 // memoryLimitRE matches the sizes DuckDB's memory_limit setting accepts.
