@@ -1,16 +1,20 @@
 package duckdb_test
 
 import (
+	"database/sql/driver"
 	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	duckdbdriver "github.com/duckdb/duckdb-go/v2"
+
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/schema"
+	"github.com/spanpipe/spanpipe/sinks/duckdb"
 )
 
 // benchSpan returns an ended model_generation span of about 1 KB: ids, correlation,
@@ -120,5 +124,82 @@ func BenchmarkWriteSpans(b *testing.B) {
 func reportSpansPerSecond(b *testing.B, spans int) {
 	if s := b.Elapsed().Seconds(); s > 0 {
 		b.ReportMetric(float64(spans)/s, "spans/s")
+	}
+}
+
+// BenchmarkWriteVsAppendCeiling measures the writer against DuckDB's own ceiling in
+// the same run: every iteration writes a batch of new spans through Writer.Write
+// into one file, then appends the same rows, built beforehand, with a bare appender
+// into a key-less table of the same shape in another file (same settings). The two
+// alternate, so that a shared, noisy machine slows both alike; share_of_ceiling is
+// the writer's rows/s over the appender's. "updates" writes three snapshots of every
+// span (started, updated, ended), in three batches, as batch-with-updates does.
+func BenchmarkWriteVsAppendCeiling(b *testing.B) {
+	for _, lifecycle := range []string{"insert-only", "updates"} {
+		b.Run(lifecycle, func(b *testing.B) {
+			const size = 1000
+			w := openWriter(b, dbPath(b))
+			ceiling := openWriter(b, dbPath(b))
+			if _, err := ceiling.DB().ExecContext(b.Context(), "CREATE TABLE ceiling AS SELECT * FROM span_versions LIMIT 0"); err != nil {
+				b.Fatal(err)
+			}
+			conn, err := ceiling.DB().Conn(b.Context())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			events := []schema.EventType{schema.SpanEnded}
+			if lifecycle == "updates" {
+				events = []schema.EventType{schema.SpanStarted, schema.SpanUpdated, schema.SpanEnded}
+			}
+			var writerTime, ceilingTime time.Duration
+			rows, iter := 0, 0
+			for b.Loop() {
+				traceID := fmt.Sprintf("%032x", iter)
+				var built [][]driver.Value
+				var batches []*pipeline.Batch
+				for v, ev := range events {
+					batch := benchBatch(size, traceID)
+					for _, s := range batch.Spans {
+						s.Version, s.Event = uint64(v+1), ev
+						row, err := duckdb.SpanVersionRow(s, int64(len(built)), time.Now().UTC())
+						if err != nil {
+							b.Fatal(err)
+						}
+						built = append(built, row)
+					}
+					batches = append(batches, batch)
+				}
+				start := time.Now()
+				for _, batch := range batches {
+					if err := w.Write(b.Context(), batch); err != nil {
+						b.Fatal(err)
+					}
+				}
+				writerTime += time.Since(start)
+				start = time.Now()
+				err := conn.Raw(func(dc any) error {
+					app, err := duckdbdriver.NewAppender(dc.(driver.Conn), "", "main", "ceiling")
+					if err != nil {
+						return err
+					}
+					for _, row := range built {
+						if err := app.AppendRow(row...); err != nil {
+							return err
+						}
+					}
+					return app.Close()
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ceilingTime += time.Since(start)
+				rows += len(built)
+				iter++
+			}
+			b.ReportMetric(float64(rows)/writerTime.Seconds(), "writer_rows/s")
+			b.ReportMetric(float64(rows)/ceilingTime.Seconds(), "ceiling_rows/s")
+			b.ReportMetric(ceilingTime.Seconds()/writerTime.Seconds(), "share_of_ceiling")
+		})
 	}
 }

@@ -17,16 +17,22 @@ type Config struct {
 	// Default "spanpipe.duckdb".
 	Path string `yaml:"path"`
 
-	// MemoryLimit caps the memory DuckDB uses for this database, as a size with a
-	// unit (for example "512MB", "1GB" or "2GiB"). Empty leaves DuckDB's own default
-	// (80% of the machine's RAM). Default "".
+	// MemoryLimit caps the memory DuckDB's buffer pool uses for this database, as a
+	// size with a unit (for example "512MB", "1GB" or "2GiB"). Data that has not
+	// been checkpointed yet, and large queries, spill to a temporary directory next
+	// to the file beyond it. Spans are appended without an index, so writing needs
+	// little: at DuckDB's own default (80% of the machine's RAM) the pool kept
+	// growing with the file and held most of a consumer's 650 MB. 64MB was enough
+	// for writing but not for the explorer's queries over a million spans (served
+	// from the same process): one failed with Out of Memory. Empty leaves DuckDB's
+	// default. Default "128MB".
 	MemoryLimit string `yaml:"memory_limit"`
 
 	// CheckpointThreshold is how much write-ahead log DuckDB accumulates before it
-	// checkpoints into the database file. Every checkpoint rewrites the changed row
-	// groups and the primary-key index, which made it the largest cost of a write at
-	// DuckDB's 16MB default; a larger log means fewer checkpoints, at the price of a
-	// longer log replay after a crash. Default "256MB".
+	// checkpoints into the database file. The rows written since the last checkpoint
+	// are held in memory (within MemoryLimit, spilling beyond it), and a larger log
+	// means a longer replay after a crash; a smaller one means smaller, less well
+	// compressed row groups. Default "32MB".
 	CheckpointThreshold string `yaml:"checkpoint_threshold"`
 
 	// Threads is the number of threads DuckDB runs queries with. 0 leaves DuckDB's
@@ -36,7 +42,7 @@ type Config struct {
 
 // DefaultConfig returns the configuration used when nothing is set.
 func DefaultConfig() Config {
-	return Config{Path: "spanpipe.duckdb", CheckpointThreshold: "256MB"}
+	return Config{Path: "spanpipe.duckdb", MemoryLimit: "128MB", CheckpointThreshold: "32MB"}
 }
 
 // memoryLimitRE matches the sizes DuckDB's memory_limit setting accepts.

@@ -3,18 +3,23 @@
 //
 // [Open] opens or creates the file and applies the embedded migrations
 // (migrations/NNNN_name.sql, recorded in the spanpipe_migrations table, each applied
-// at most once). There is one table per signal: spans keeps one row per
-// (trace_id, span_id), replaced only by a snapshot of a higher version or of the same
-// version and an equal or higher rank (ended > updated > started, the rank column),
-// so the newest snapshot wins whatever the arrival order; logs and metrics keep the
-// first row per id; scores and feedback keep the one with the latest timestamp (the
-// last delivered on a tie). Payloads are stored as JSON
-// text in VARCHAR columns, so no DuckDB extension is needed.
+// at most once). There is one table per signal, except spans: every span snapshot is
+// appended, without a key or an index, to span_versions, and the spans view shows the
+// newest snapshot of every (trace_id, span_id), that of the highest version, then
+// rank (ended > updated > started), then the one written last; so the newest snapshot
+// wins whatever the arrival order, and a redelivered one never shows twice. The
+// writer compacts span_versions (deletes the superseded snapshots) every 100k rows or
+// a tenth of the table, and on [Writer.Close]; the view only ranks the spans written
+// since (see migration 0005). Logs and metrics keep the first row per id; scores and
+// feedback keep the one with the latest timestamp (the last delivered on a tie).
+// Payloads are stored as JSON text in VARCHAR columns, so no DuckDB extension is
+// needed.
 //
-// [Writer.Write] appends a batch through DuckDB's appender into per-connection TEMP
-// stage tables and merges each signal into its table with one INSERT … ON CONFLICT
-// statement, all in one transaction: a batch is stored entirely or not at all, and
-// storing it twice leaves the same rows as storing it once.
+// [Writer.Write] appends a batch's spans through DuckDB's appender straight into
+// span_versions, and the other signals into per-connection TEMP stage tables merged
+// into their table with one INSERT … ON CONFLICT statement, all in one transaction: a
+// batch is stored entirely or not at all, and storing it twice leaves the same rows
+// (as readers see them) as storing it once.
 //
 // # Concurrency
 //

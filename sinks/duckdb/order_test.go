@@ -1,8 +1,10 @@
 package duckdb_test
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/schema"
+	"github.com/spanpipe/spanpipe/sinks/duckdb"
 )
 
 // snapshot is a span of version 5 as sent with event ev; its name says which
@@ -168,3 +171,102 @@ func TestMigrationRankAndNewest(t *testing.T) {
 }
 
 func secs(n int) time.Duration { return time.Duration(n) * time.Second }
+
+// TestCompactionKeepsTheNewest: spans are stored as versions and compacted (on Close
+// here; every 100k rows while writing). Before and after compaction, and after a
+// redelivery of older and equal snapshots on top of a compacted file, readers see
+// one row per span, the newest; compaction leaves exactly that row in
+// span_versions.
+func TestCompactionKeepsTheNewest(t *testing.T) {
+	path := dbPath(t)
+	traceID := strings.Repeat("c0", 16)
+	ids := []string{"0000000000000001", "0000000000000002", "0000000000000003"}
+	writeAll := func(w interface {
+		Write(context.Context, *pipeline.Batch) error
+	}, versions ...uint64) {
+		for _, v := range versions {
+			b := &pipeline.Batch{Strategy: pipeline.BatchWithUpdates}
+			for _, id := range ids {
+				b.Spans = append(b.Spans, span(traceID, id, v))
+			}
+			if err := w.Write(t.Context(), b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	check := func(w *duckdb.Writer, stage string, want uint64) {
+		t.Helper()
+		var rows, distinct, maxVersion int64
+		if err := w.DB().QueryRowContext(t.Context(),
+			`SELECT count(*), count(DISTINCT (trace_id, span_id)), max(version) FROM spans`).Scan(&rows, &distinct, &maxVersion); err != nil {
+			t.Fatalf("%s: %v", stage, err)
+		}
+		if rows != int64(len(ids)) || distinct != rows {
+			t.Errorf("%s: spans has %d rows for %d spans, want %d and %d", stage, rows, distinct, len(ids), len(ids))
+		}
+		for _, id := range ids {
+			got, err := w.Span(t.Context(), traceID, id)
+			if err != nil || got.Version != want {
+				t.Errorf("%s: span %s: got %v, %v, want version %d", stage, id, got, err, want)
+			}
+		}
+	}
+	stored := func(stage string) {
+		t.Helper()
+		db, err := duckdb.OpenReadOnly(t.Context(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var n int64
+		if err := db.QueryRowContext(t.Context(), `SELECT count(*) FROM span_versions`).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", stage, err)
+		}
+		if n != int64(len(ids)) {
+			t.Errorf("%s: span_versions holds %d rows, want %d (one per span)", stage, n, len(ids))
+		}
+	}
+
+	w := openWriter(t, path)
+	writeAll(w, 1, 3, 2, 3)
+	check(w, "before compaction", 3)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stored("after compaction")
+
+	w = openWriter(t, path)
+	check(w, "reopened", 3)
+	writeAll(w, 2, 1, 3) // redelivered: older, then equal
+	check(w, "redelivered onto a compacted file", 3)
+	writeAll(w, 4)
+	check(w, "a newer version", 4)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stored("after the second compaction")
+}
+
+// TestSpansColumns: the spans view has the columns, in the order, that the spans
+// table had before it became a view (0001 and 0002), for readers that select *.
+func TestSpansColumns(t *testing.T) {
+	w := openWriter(t, dbPath(t))
+	rows, err := w.DB().QueryContext(t.Context(), `SELECT * FROM spans LIMIT 0`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := rows.Columns()
+	rows.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Fields(`trace_id span_id version parent_span_id external_parent_span_id name span_type
+		entity_type entity_id entity_name entity_version_id parent_entity_type parent_entity_id parent_entity_name
+		parent_entity_version_id root_entity_type root_entity_id root_entity_name root_entity_version_id user_id
+		organization_id resource_id run_id session_id thread_id request_id environment source service_name
+		experiment_id tags started_at ended_at attributes metadata input output error request_context is_event
+		is_root_span is_internal created_at updated_at rank`)
+	if !slices.Equal(got, want) {
+		t.Errorf("spans columns:\ngot  %v\nwant %v", got, want)
+	}
+}

@@ -66,19 +66,19 @@ func cols(parts ...[]string) []string {
 	return out
 }
 
-// A span's row is replaced by a higher version, or by the same version with an equal
-// or higher rank ([schema.Span.Supersedes]). A score or feedback is replaced by one
-// with an equal or later timestamp: a replayed older record never overwrites a newer
-// one, and a redelivery rewrites the same values.
+// Spans are appended to span_versions (see migration 0005) and read through the
+// spans view. A score or feedback is replaced by one with an equal or later
+// timestamp: a replayed older record never overwrites a newer one, and a redelivery
+// rewrites the same values.
 var (
-	spansTable = newTable("spans", []string{"trace_id", "span_id"}, []string{"version", "rank"}, cols(
+	spansTable = newVersionTable("spans", spanVersions, cols(
 		[]string{"trace_id", "span_id", "version", "parent_span_id", "external_parent_span_id", "name", "span_type"},
 		correlationCols,
 		[]string{
 			"started_at", "ended_at", "attributes", "metadata", "input", "output", "error",
 			"request_context", "is_event", "is_root_span", "is_internal",
 		},
-	), "rank")
+	), "rank", "seq", "created_at", "updated_at")
 	logsTable = newTable("logs", []string{"log_id"}, nil, cols(
 		[]string{"log_id", "timestamp", "trace_id", "span_id", "level", "message", "data"},
 		correlationCols,
@@ -116,6 +116,35 @@ func quoteAll(idents []string) string {
 		q[i] = quote(id)
 	}
 	return strings.Join(q, ", ")
+}
+
+// spanVersions is the table that holds every stored snapshot of a span.
+const spanVersions = "span_versions"
+
+// Statements on span_versions and its bookkeeping row (migration 0005).
+const (
+	// reserveSeq hands out %d numbers and returns the first. DuckDB cannot prepare an
+	// UPDATE … RETURNING with parameters: the count is formatted in.
+	reserveSeq = "UPDATE main.spanpipe_span_state SET next_seq = next_seq + %[1]d RETURNING next_seq - %[1]d"
+	// compactSpans deletes the versions that newer ones supersede.
+	compactSpans = "DELETE FROM main.span_versions WHERE seq IN (SELECT seq FROM main.spanpipe_superseded_spans)"
+	// markCompacted records that every seq handed out so far has been compacted.
+	markCompacted = "UPDATE main.spanpipe_span_state SET compacted_seq = next_seq - 1"
+	// compactionState counts the rows up to compacted_seq and after it (the tail).
+	compactionState = `SELECT count(*) FILTER (v.seq <= s.compacted_seq), count(*) FILTER (v.seq > s.compacted_seq)
+		FROM main.span_versions v, main.spanpipe_span_state s`
+)
+
+// newVersionTable describes a signal appended without a key to versions: the
+// appender fills its columns in the order of columns then extra. Preparing the
+// connection checks that the table has them.
+func newVersionTable(name, versions string, columns []string, extra ...string) *table {
+	return &table{
+		name:        name,
+		cols:        columns,
+		extra:       extra,
+		createStage: fmt.Sprintf("SELECT %s FROM main.%s LIMIT 0", quoteAll(append(slices.Clone(columns), extra...)), quote(versions)),
+	}
 }
 
 // newTable builds the table's statements once, so that Write only executes them.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,9 +21,9 @@ import (
 // ErrClosed is returned by [Writer.Write] after [Writer.Close].
 var ErrClosed = errors.New("duckdb: writer closed")
 
-// Writer is the DuckDB [pipeline.Sink]. It stores every signal in one database file,
-// one row per span (the newest snapshot) and one row per log, metric, score and
-// feedback id. Create it with [Open].
+// Writer is the DuckDB [pipeline.Sink]. It stores every signal in one database file:
+// every span snapshot (read as the newest per span, through the spans view) and one
+// row per log, metric, score and feedback id. Create it with [Open].
 type Writer struct {
 	cfg Config
 	db  *sql.DB
@@ -35,6 +36,10 @@ type Writer struct {
 	// next Write.
 	conn *sql.Conn
 	row  []driver.Value // reused by every appended row
+
+	// compacted and tail count the rows of span_versions up to compacted_seq and
+	// after it, as this Writer knows them; they decide when to compact.
+	compacted, tail int64
 }
 
 // Open opens (creating if needed) the database named by cfg, applies the pending
@@ -66,6 +71,12 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 	if err == nil {
 		_, err = w.writeConn(ctx)
 	}
+	if err == nil {
+		err = db.QueryRowContext(ctx, compactionState).Scan(&w.compacted, &w.tail)
+		if err != nil {
+			err = fmt.Errorf("duckdb: read spans compaction state: %w", err)
+		}
+	}
 	if err != nil {
 		w.closeConn()
 		return nil, errors.Join(err, db.Close())
@@ -77,8 +88,8 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 // Name returns "duckdb".
 func (w *Writer) Name() string { return "duckdb" }
 
-// Capabilities declares batch-with-updates as preferred (the table keeps one row per
-// span, upserted by version), realtime and insert-only as supported, and every signal.
+// Capabilities declares batch-with-updates as preferred (readers see one row per
+// span, the newest snapshot), realtime and insert-only as supported, and every signal.
 func (w *Writer) Capabilities() pipeline.Capabilities {
 	return pipeline.Capabilities{
 		Preferred: pipeline.BatchWithUpdates,
@@ -87,12 +98,14 @@ func (w *Writer) Capabilities() pipeline.Capabilities {
 	}
 }
 
-// Write stores the batch in one transaction: each signal's rows are appended to a
-// TEMP stage table, then merged into their table by one statement. A span's row is
-// replaced only by a snapshot that does not rank below it ([schema.Span.Supersedes],
-// or equal); logs and metrics keep the first row written for an id; scores and
-// feedback keep the one with the latest timestamp. Writing the
-// same batch twice therefore leaves the store as writing it once.
+// Write stores the batch in one transaction: its spans are appended to span_versions,
+// where the spans view shows a snapshot only while no other of its span supersedes
+// it ([schema.Span.Supersedes], or equal and written later); each other signal's rows
+// are appended to a TEMP stage table, then merged into their table by one statement:
+// logs and metrics keep the first row written for an id; scores and feedback keep
+// the one with the latest timestamp. Writing the same batch twice therefore leaves
+// the store, as readers see it, as writing it once. Every 100k span rows or so, Write
+// then compacts span_versions (see [Writer.Close]).
 //
 // Errors that retrying cannot fix (a constraint, conversion or type error caused by
 // the data, or a schema mismatch) are wrapped with [pipeline.Permanent]. Write is
@@ -110,6 +123,7 @@ func (w *Writer) Write(ctx context.Context, b *pipeline.Batch) error {
 	if err := w.write(ctx, b); err != nil {
 		return err
 	}
+	w.maybeCompact(ctx)
 	w.log.Debug("duckdb batch written", "batch_size", b.Len(), "spans", len(b.Spans),
 		"duration", time.Since(start))
 	return nil
@@ -124,21 +138,13 @@ func (w *Writer) write(ctx context.Context, b *pipeline.Batch) (err error) {
 		return classify(ctx, fmt.Errorf("duckdb: begin batch of %d rows: %w", b.Len(), err))
 	}
 	defer func() {
-		if err == nil {
-			return
+		if err != nil {
+			w.rollback(ctx, conn)
 		}
-		// Roll back even when ctx is done; the stage tables are emptied with it.
-		_, rbErr := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
-		var de *duckdbdriver.Error
-		if rbErr == nil || (errors.As(rbErr, &de) && de.Type == duckdbdriver.ErrorTypeTransaction) {
-			return // rolled back, or DuckDB already did (a failed COMMIT)
-		}
-		w.log.Warn("duckdb rollback failed; replacing the write connection", "err", rbErr)
-		w.closeConn()
 	}()
 
 	now := time.Now().UTC()
-	if err := writeTable(ctx, w, conn, spansTable, b.Spans, spanRow, now); err != nil {
+	if err := w.appendSpans(ctx, conn, b.Spans, now); err != nil {
 		return err
 	}
 	if err := writeTable(ctx, w, conn, logsTable, b.Logs, logRow, now); err != nil {
@@ -156,7 +162,98 @@ func (w *Writer) write(ctx context.Context, b *pipeline.Batch) (err error) {
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return classify(ctx, fmt.Errorf("duckdb: commit batch of %d rows: %w", b.Len(), err))
 	}
+	w.tail += int64(len(b.Spans))
 	return nil
+}
+
+// appendSpans appends the snapshots to span_versions, numbered in batch order by a
+// range of seq reserved in spanpipe_span_state within the batch's transaction (two
+// Writers on one file conflict there and retry, rather than share numbers).
+func (w *Writer) appendSpans(ctx context.Context, conn *sql.Conn, spans []*schema.Span, now time.Time) error {
+	if len(spans) == 0 {
+		return nil
+	}
+	var first int64
+	if err := conn.QueryRowContext(ctx, fmt.Sprintf(reserveSeq, len(spans))).Scan(&first); err != nil {
+		return classify(ctx, fmt.Errorf("duckdb: reserve seq for spans batch of %d: %w", len(spans), err))
+	}
+	err := appendRows(ctx, w, conn, "", spanVersions, spans, spanRow, func(row []driver.Value, i int) []driver.Value {
+		return append(row, first+int64(i), now, now)
+	})
+	if err != nil {
+		return classify(ctx, fmt.Errorf("duckdb: insert spans batch of %d: %w", len(spans), err))
+	}
+	return nil
+}
+
+// compactEvery is the tail, in rows, that triggers a compaction. Compacting reads the
+// key columns of the whole table, so it runs once per this many rows rather than per
+// batch; readers of the spans view rank the tail's spans instead, which stays cheap
+// at this size.
+const compactEvery = 100_000
+
+// closeCompactTimeout bounds the compaction on Close, which has no context.
+const closeCompactTimeout = 30 * time.Second
+
+// maybeCompact compacts span_versions when the tail has grown past compactEvery, or
+// a tenth of the table, whichever is larger, so that the cost of compacting stays
+// a fixed share of the cost of writing as the table grows.
+func (w *Writer) maybeCompact(ctx context.Context) {
+	if w.tail < max(compactEvery, w.compacted/10) {
+		return
+	}
+	if err := w.compact(ctx); err != nil {
+		// The view hides superseded versions either way; the next write tries again.
+		w.log.Warn("duckdb compaction failed", "err", err)
+	}
+}
+
+// compact deletes the versions of spans that newer ones supersede and moves
+// compacted_seq up to the last seq handed out, in one transaction.
+func (w *Writer) compact(ctx context.Context) (err error) {
+	conn, err := w.writeConn(ctx)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if _, err := conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+		return fmt.Errorf("duckdb: compact spans: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			w.rollback(ctx, conn)
+		}
+	}()
+	res, err := conn.ExecContext(ctx, compactSpans)
+	if err != nil {
+		return fmt.Errorf("duckdb: compact spans: %w", err)
+	}
+	deleted, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("duckdb: compact spans: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, markCompacted); err != nil {
+		return fmt.Errorf("duckdb: compact spans: record: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("duckdb: compact spans: commit: %w", err)
+	}
+	w.log.Debug("duckdb spans compacted", "tail", w.tail, "deleted", deleted, "duration", time.Since(start))
+	w.compacted += w.tail - deleted
+	w.tail = 0
+	return nil
+}
+
+// rollback ends the failed transaction, even when ctx is done; the stage tables are
+// emptied with it.
+func (w *Writer) rollback(ctx context.Context, conn *sql.Conn) {
+	_, err := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+	var de *duckdbdriver.Error
+	if err == nil || (errors.As(err, &de) && de.Type == duckdbdriver.ErrorTypeTransaction) {
+		return // rolled back, or DuckDB already did (a failed COMMIT)
+	}
+	w.log.Warn("duckdb rollback failed; replacing the write connection", "err", err)
+	w.closeConn()
 }
 
 // writeTable stages rows through the appender and merges them into t with one
@@ -167,12 +264,33 @@ func writeTable[T any](ctx context.Context, w *Writer, conn *sql.Conn, t *table,
 	if len(rows) == 0 {
 		return nil
 	}
+	err := appendRows(ctx, w, conn, "temp", t.stage, rows, build, func(row []driver.Value, i int) []driver.Value {
+		return append(row, int64(i))
+	})
+	if err != nil {
+		return classify(ctx, fmt.Errorf("duckdb: stage %s batch of %d: %w", t.name, len(rows), err))
+	}
+	if _, err := conn.ExecContext(ctx, t.merge, now); err != nil {
+		return classify(ctx, fmt.Errorf("duckdb: insert %s batch of %d: %w", t.name, len(rows), err))
+	}
+	if _, err := conn.ExecContext(ctx, t.clearStage); err != nil {
+		return classify(ctx, fmt.Errorf("duckdb: clear %s stage: %w", t.name, err))
+	}
+	return nil
+}
+
+// appendRows appends rows to catalog.main.table through DuckDB's appender: for each
+// non-nil element, the values build produces, then those extra adds (it is given the
+// element's position).
+func appendRows[T any](ctx context.Context, w *Writer, conn *sql.Conn, catalog, table string, rows []*T,
+	build func([]driver.Value, *T) ([]driver.Value, error), extra func([]driver.Value, int) []driver.Value,
+) error {
 	err := conn.Raw(func(dc any) error {
 		dconn, ok := dc.(driver.Conn)
 		if !ok {
 			return fmt.Errorf("unexpected driver connection %T", dc)
 		}
-		app, err := duckdbdriver.NewAppender(dconn, "temp", "main", t.stage)
+		app, err := duckdbdriver.NewAppender(dconn, catalog, "main", table)
 		if err != nil {
 			return err
 		}
@@ -182,7 +300,7 @@ func writeTable[T any](ctx context.Context, w *Writer, conn *sql.Conn, t *table,
 			}
 			row, err := build(w.row[:0], r)
 			if err == nil {
-				row = append(row, int64(i))
+				row = extra(row, i)
 				err = app.AppendRow(row...)
 			}
 			w.row = row
@@ -196,16 +314,7 @@ func writeTable[T any](ctx context.Context, w *Writer, conn *sql.Conn, t *table,
 		return app.CloseWithCancel(ctx)
 	})
 	clear(w.row) // drop references to the batch's strings
-	if err != nil {
-		return classify(ctx, fmt.Errorf("duckdb: stage %s batch of %d: %w", t.name, len(rows), err))
-	}
-	if _, err := conn.ExecContext(ctx, t.merge, now); err != nil {
-		return classify(ctx, fmt.Errorf("duckdb: insert %s batch of %d: %w", t.name, len(rows), err))
-	}
-	if _, err := conn.ExecContext(ctx, t.clearStage); err != nil {
-		return classify(ctx, fmt.Errorf("duckdb: clear %s stage: %w", t.name, err))
-	}
-	return nil
+	return err
 }
 
 // writeConn returns the write connection, creating it and its stage tables when
@@ -221,7 +330,7 @@ func (w *Writer) writeConn(ctx context.Context) (*sql.Conn, error) {
 	for _, t := range allTables {
 		if _, err := conn.ExecContext(ctx, t.createStage); err != nil {
 			_ = conn.Close()
-			return nil, fmt.Errorf("duckdb: create %s stage table: %w", t.name, err)
+			return nil, fmt.Errorf("duckdb: prepare %s table: %w", t.name, err)
 		}
 	}
 	w.conn = conn
@@ -239,8 +348,10 @@ func (w *Writer) closeConn() {
 	w.conn = nil
 }
 
-// Close closes the database; DuckDB checkpoints the file on the way. Writes after
-// Close return [ErrClosed]. Close waits for a running Write and is idempotent.
+// Close compacts span_versions (deletes the snapshots that newer ones supersede),
+// then closes the database; DuckDB checkpoints the file on the way, which reclaims
+// the deleted rows' space. A failed compaction is logged: the view still hides what
+// it would have deleted. Writes after Close return [ErrClosed]. Close waits for a running Write and is idempotent.
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -248,6 +359,15 @@ func (w *Writer) Close() error {
 		return nil
 	}
 	w.closed = true
+	if w.tail > 0 {
+		// Leave the file compact: readers then rank nothing, and the checkpoint on
+		// close reclaims the superseded versions' space.
+		ctx, cancel := context.WithTimeout(context.Background(), closeCompactTimeout)
+		if err := w.compact(ctx); err != nil {
+			w.log.Warn("duckdb compaction on close failed", "err", err)
+		}
+		cancel()
+	}
 	var errs []error
 	if w.conn != nil {
 		errs = append(errs, w.conn.Close())
@@ -272,6 +392,12 @@ func classify(ctx context.Context, err error) error {
 	var de *duckdbdriver.Error
 	if !errors.As(err, &de) {
 		return err
+	}
+	// The appender reports a constraint failed by appended rows as "Failed to append:
+	// <message>" without its type, which only the message still tells.
+	if de.Type == duckdbdriver.ErrorTypeInvalid && strings.HasPrefix(de.Msg, "Failed to append: ") &&
+		strings.Contains(de.Msg, "constraint failed") {
+		return pipeline.Permanent(err)
 	}
 	switch de.Type {
 	case duckdbdriver.ErrorTypeConstraint,

@@ -422,33 +422,42 @@ func TestOpenSchemaMismatch(t *testing.T) {
 	// applied (as after a hand edit or a bad downgrade): Open fails rather than the
 	// first Write.
 	path := prepareFile(t, recordInit+`
-		INSERT INTO spanpipe_migrations VALUES (2, '0002_rank_and_newest', TIMESTAMP '2026-01-01');
-		CREATE TABLE spans (trace_id VARCHAR, span_id VARCHAR, PRIMARY KEY (trace_id, span_id));`)
+		INSERT INTO spanpipe_migrations VALUES (2, '0002_rank_and_newest', TIMESTAMP '2026-01-01'),
+			(5, '0005_span_versions', TIMESTAMP '2026-01-01');
+		CREATE TABLE span_versions (trace_id VARCHAR, span_id VARCHAR);`)
 	cfg := duckdb.Config{Path: path}
 	w, err := duckdb.Open(t.Context(), cfg)
 	if err == nil {
 		w.Close()
 		t.Fatal("Open of a file with mismatched tables: got nil error")
 	}
-	if !strings.Contains(err.Error(), "duckdb: create spans stage table: ") {
+	if !strings.Contains(err.Error(), "duckdb: prepare spans table: ") {
 		t.Errorf("error %q does not name the operation", err)
 	}
 }
 
 func TestConstraintErrorIsPermanent(t *testing.T) {
 	// The real schema plus a constraint the batch violates: retrying cannot help.
-	ddl, err := os.ReadFile("migrations/0001_init.sql")
-	if err != nil {
-		t.Fatal(err)
+	var ddl string
+	for _, name := range []string{"0001_init", "0002_rank_and_newest", "0005_span_versions"} {
+		b, err := os.ReadFile("migrations/" + name + ".sql")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ddl += string(b)
 	}
 	const col = "span_type                VARCHAR   NOT NULL,"
-	if !strings.Contains(string(ddl), col) {
-		t.Fatalf("0001_init.sql has no line %q", col)
+	if strings.Count(ddl, col) != 2 {
+		t.Fatalf("migrations 0001 and 0005 do not both have the line %q", col)
 	}
-	path := prepareFile(t, recordInit+strings.Replace(string(ddl), col,
-		"span_type VARCHAR NOT NULL CHECK (span_type <> 'agent_run'),", 1))
+	// The constraint goes on span_versions (0005), where the writer appends.
+	at := strings.LastIndex(ddl, col)
+	ddl = ddl[:at] + "span_type VARCHAR NOT NULL CHECK (span_type <> 'agent_run')," + ddl[at+len(col):]
+	path := prepareFile(t, recordInit+`
+		INSERT INTO spanpipe_migrations VALUES (2, '0002_rank_and_newest', TIMESTAMP '2026-01-01'),
+			(5, '0005_span_versions', TIMESTAMP '2026-01-01');`+ddl)
 	w := openWriter(t, path)
-	err = w.Write(t.Context(), fullBatch(strings.Repeat("78", 16)))
+	err := w.Write(t.Context(), fullBatch(strings.Repeat("78", 16)))
 	if !errors.Is(err, pipeline.ErrPermanent) {
 		t.Fatalf("Write violating a constraint: got %v, want a permanent error", err)
 	}

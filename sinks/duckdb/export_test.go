@@ -1,0 +1,14 @@
+package duckdb
+
+import (
+	"database/sql/driver"
+
+	"github.com/spanpipe/spanpipe/schema"
+)
+
+// SpanVersionRow returns the values the writer appends to span_versions for s, so
+// that benchmarks can append the same rows without the writer.
+func SpanVersionRow(s *schema.Span, seq int64, now any) ([]driver.Value, error) {
+	row, err := spanRow(nil, s)
+	return append(row, seq, now, now), err
+}
