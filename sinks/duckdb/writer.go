@@ -40,6 +40,7 @@ type Writer struct {
 	// compacted and tail count the rows of span_versions up to compacted_seq and
 	// after it, as this Writer knows them; they decide when to compact.
 	compacted, tail int64
+	ceilingSeq      int64 // seq handed out by AppendSpans (the bench's ceiling)
 }
 
 // Open opens (creating if needed) the database named by cfg, applies the pending
