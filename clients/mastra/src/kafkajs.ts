@@ -65,6 +65,7 @@ export class KafkaJSTransport implements Transport {
 
   async send(records: OutRecord[]): Promise<void> {
     await this.connect();
+    // The records are kafkajs messages as they are (no copy per record); one entry per topic.
     const byTopic = new Map<string, TopicMessages>();
     for (const r of records) {
       let t = byTopic.get(r.topic);
@@ -72,7 +73,7 @@ export class KafkaJSTransport implements Transport {
         t = { topic: r.topic, messages: [] };
         byTopic.set(r.topic, t);
       }
-      t.messages.push({ key: r.key, value: r.value, headers: r.headers });
+      t.messages.push(r);
     }
     try {
       await this.producer.sendBatch({

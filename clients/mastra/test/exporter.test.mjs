@@ -132,6 +132,23 @@ test('requests respect maxBatchSize and maxBatchBytes', async () => {
   assert.deepEqual(transport.requests, [1, 4, 4, 1, 1]);
 });
 
+test('under load every request waits for a full batch, not only the first; flush does not wait', async () => {
+  const { exporter, transport } = setup({ maxBatchSize: 5, maxBatchWaitMs: 60_000 });
+  transport.mode = 'hang';
+  for (let i = 0; i < 5; i++) exporter.onTracingEvent(span('span_ended', 't', `a${i}`));
+  await waitFor(() => transport.hung.length === 1, 'the first, full, request');
+  for (let i = 0; i < 2; i++) exporter.onTracingEvent(span('span_ended', 't', `b${i}`));
+  transport.release();
+  await waitFor(() => exporter.stats().acked === 5, 'the first request acknowledged');
+  // The 2 queued events wait for 3 more rather than going alone.
+  for (let i = 0; i < 4; i++) exporter.onTracingEvent(span('span_ended', 't', `c${i}`));
+  await waitFor(() => exporter.stats().acked === 10, 'the second, full, request');
+  const start = Date.now();
+  await exporter.flush();
+  assert.ok(Date.now() - start < 30_000, 'flush sent the last event without waiting maxBatchWaitMs');
+  assert.deepEqual(transport.requests, [5, 5, 1]);
+});
+
 test('a full buffer drops new events and reports them per signal, through Mastra and on the drop topic', async () => {
   const { exporter, transport, reported } = setup({ maxBufferSize: 5 });
   transport.mode = 'hang';
