@@ -126,6 +126,7 @@ export class KafkaExporter implements ObservabilityExporter {
   private logger: Logger = { debug: () => {}, info: console.info, warn: console.warn, error: console.error };
   private emitDropEvent?: (event: ObservabilityDropEvent) => void;
   private instance = 'mastra';
+  private readonly bufferFull: string;
 
   private queue: Rec[] = [];
   private head = 0;
@@ -211,6 +212,7 @@ export class KafkaExporter implements ObservabilityExporter {
         log: (message, extra) => this.logger.debug(message, extra),
       });
     this.instance = cfg.clientId;
+    this.bufferFull = `buffer full (maxBufferSize ${cfg.maxBufferSize}, maxBufferBytes ${cfg.maxBufferBytes})`;
   }
 
   init(options: InitExporterOptions): void {
@@ -301,6 +303,11 @@ export class KafkaExporter implements ObservabilityExporter {
         this.drop(signal, 'producer-send-failed', 1, traceId, 'the exporter is shut down');
         return;
       }
+      // Checked before serializing too: with Kafka away, a full buffer costs no JSON.stringify.
+      if (this.queue.length - this.head + this.inFlight.length >= this.cfg.maxBufferSize) {
+        this.drop(signal, 'producer-buffer-full', 1, traceId, this.bufferFull);
+        return;
+      }
       let value: string | undefined;
       try {
         value = JSON.stringify(event);
@@ -319,8 +326,8 @@ export class KafkaExporter implements ObservabilityExporter {
         this.drop(signal, 'too-large', 1, traceId, `${bytes} bytes > maxRecordBytes ${this.cfg.maxRecordBytes}`);
         return;
       }
-      if (this.queue.length - this.head + this.inFlight.length >= this.cfg.maxBufferSize || this.queuedBytes + bytes > this.cfg.maxBufferBytes) {
-        this.drop(signal, 'producer-buffer-full', 1, traceId, `buffer full (maxBufferSize ${this.cfg.maxBufferSize}, maxBufferBytes ${this.cfg.maxBufferBytes})`);
+      if (this.queuedBytes + bytes > this.cfg.maxBufferBytes) {
+        this.drop(signal, 'producer-buffer-full', 1, traceId, this.bufferFull);
         return;
       }
       this.queue.push({

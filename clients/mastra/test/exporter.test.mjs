@@ -181,6 +181,20 @@ test('a full buffer drops new events and reports them per signal, through Mastra
   assert.deepEqual(tracing.headers, { 'spanpipe-kind': 'drop-event', 'spanpipe-drop-reason': 'producer-buffer-full', 'spanpipe-component': 'producer' });
 });
 
+test('with the buffer full, events are dropped without being serialized', async () => {
+  const { exporter, transport, reported } = setup({ maxBufferSize: 1 });
+  transport.mode = 'hang';
+  exporter.onTracingEvent(span('span_ended', 't', 'queued'));
+  let serialized = 0;
+  const costly = span('span_ended', 't', 'late', { output: { toJSON: () => (serialized++, 'x') } });
+  for (let i = 0; i < 3; i++) exporter.onTracingEvent(costly);
+  assert.equal(serialized, 0);
+  await waitFor(() => reported.length === 1, 'the drops reported through Mastra');
+  assert.deepEqual([reported[0].reason, reported[0].count], ['producer-buffer-full', 3]);
+  transport.release();
+  await exporter.flush();
+});
+
 test('Kafka unreachable past the delivery timeout: events are dropped, flush returns, drops are published once Kafka is back', async () => {
   const { exporter, transport, reported } = setup({ deliveryTimeoutMs: 150 });
   transport.mode = 'fail';
