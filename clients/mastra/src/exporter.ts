@@ -352,6 +352,7 @@ export class KafkaExporter implements ObservabilityExporter {
     if (now) this.urgentSeq = this.seq;
     if (this.pumping || this.closed) return;
     const wait = this.lingerLeft();
+    if (wait === Infinity) return; // nothing to send
     if (wait <= 0) {
       clearTimeout(this.lingerTimer);
       this.lingerTimer = undefined;

@@ -119,17 +119,16 @@ export const javaCompatiblePartitioner: ICustomPartitioner = () => {
 };
 
 const utf8 = new TextEncoder();
-let scratch = new Uint8Array(1024);
+const scratch = new Uint8Array(1024);
 
 /** The Java client's murmur2 (org.apache.kafka.common.utils.Utils.murmur2) of a key's UTF-8 bytes. */
 export function murmur2(key: string | Buffer): number {
   let data: Uint8Array = key as Buffer;
   let len = data.length;
   if (typeof key === 'string') {
-    // Encoded into a reused buffer: no allocation per record.
-    if (key.length * 3 > scratch.length) scratch = new Uint8Array(key.length * 3);
-    data = scratch;
-    len = utf8.encodeInto(key, scratch).written;
+    // A trace id fits the reused buffer: no allocation per record.
+    data = key.length * 3 <= scratch.length ? scratch : Buffer.from(key);
+    len = data === scratch ? utf8.encodeInto(key, scratch).written : data.length;
   }
   const m = 0x5bd1e995;
   let h = 0x9747b28c ^ len;

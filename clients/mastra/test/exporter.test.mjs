@@ -149,6 +149,26 @@ test('under load every request waits for a full batch, not only the first; flush
   assert.deepEqual(transport.requests, [5, 5, 1]);
 });
 
+test('once the queue is empty, no timer spins', async () => {
+  const warnings = [];
+  const onWarning = (w) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  try {
+    const { exporter, transport } = setup({ maxBatchWaitMs: 20, maxRecordBytes: 300 });
+    exporter.onTracingEvent(span('span_ended', 't', 's'));
+    exporter.onTracingEvent(span('span_ended', 't', 'big', { output: 'x'.repeat(400) }));
+    await exporter.flush();
+    assert.equal(transport.drops().length, 1);
+    // The drop report timer (10 ms) fires after flush() published everything: it must
+    // find nothing to send and arm nothing.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(transport.data().length, 1);
+    assert.deepEqual(warnings, []);
+  } finally {
+    process.off('warning', onWarning);
+  }
+});
+
 test('a full buffer drops new events and reports them per signal, through Mastra and on the drop topic', async () => {
   const { exporter, transport, reported } = setup({ maxBufferSize: 5 });
   transport.mode = 'hang';
