@@ -41,7 +41,10 @@ if (process.argv[2] !== 'child') {
       }
     }
   }
-  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+  const median = (xs) => {
+    const v = [...xs].sort((a, b) => a - b);
+    return +((v[(v.length - 1) >> 1] + v[v.length >> 1]) / 2).toFixed(3);
+  };
   const cpu = Object.fromEntries(cases.map((c) => [c, median(runs[c].map((x) => x.cpuMsPerSpan))]));
   // The exporter's own share: the run's CPU minus Mastra's own span work (the no-op exporter).
   const own = (c) => (cpu[c] !== undefined && cpu.none !== undefined ? +(cpu[c] - cpu.none).toFixed(3) : undefined);
