@@ -132,6 +132,43 @@ test('requests respect maxBatchSize and maxBatchBytes', async () => {
   assert.deepEqual(transport.requests, [1, 4, 4, 1, 1]);
 });
 
+test('under load every request waits for a full batch, not only the first; flush does not wait', async () => {
+  const { exporter, transport } = setup({ maxBatchSize: 5, maxBatchWaitMs: 60_000 });
+  transport.mode = 'hang';
+  for (let i = 0; i < 5; i++) exporter.onTracingEvent(span('span_ended', 't', `a${i}`));
+  await waitFor(() => transport.hung.length === 1, 'the first, full, request');
+  for (let i = 0; i < 2; i++) exporter.onTracingEvent(span('span_ended', 't', `b${i}`));
+  transport.release();
+  await waitFor(() => exporter.stats().acked === 5, 'the first request acknowledged');
+  // The 2 queued events wait for 3 more rather than going alone.
+  for (let i = 0; i < 4; i++) exporter.onTracingEvent(span('span_ended', 't', `c${i}`));
+  await waitFor(() => exporter.stats().acked === 10, 'the second, full, request');
+  const start = Date.now();
+  await exporter.flush();
+  assert.ok(Date.now() - start < 30_000, 'flush sent the last event without waiting maxBatchWaitMs');
+  assert.deepEqual(transport.requests, [5, 5, 1]);
+});
+
+test('once the queue is empty, no timer spins', async () => {
+  const warnings = [];
+  const onWarning = (w) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  try {
+    const { exporter, transport } = setup({ maxBatchWaitMs: 20, maxRecordBytes: 300 });
+    exporter.onTracingEvent(span('span_ended', 't', 's'));
+    exporter.onTracingEvent(span('span_ended', 't', 'big', { output: 'x'.repeat(400) }));
+    await exporter.flush();
+    assert.equal(transport.drops().length, 1);
+    // The drop report timer (10 ms) fires after flush() published everything: it must
+    // find nothing to send and arm nothing.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(transport.data().length, 1);
+    assert.deepEqual(warnings, []);
+  } finally {
+    process.off('warning', onWarning);
+  }
+});
+
 test('a full buffer drops new events and reports them per signal, through Mastra and on the drop topic', async () => {
   const { exporter, transport, reported } = setup({ maxBufferSize: 5 });
   transport.mode = 'hang';
@@ -162,6 +199,20 @@ test('a full buffer drops new events and reports them per signal, through Mastra
   assert.ok(Date.parse(tracing.firstTime) <= Date.parse(tracing.lastTime));
   assert.equal(tracing.key, 'producer-buffer-full');
   assert.deepEqual(tracing.headers, { 'spanpipe-kind': 'drop-event', 'spanpipe-drop-reason': 'producer-buffer-full', 'spanpipe-component': 'producer' });
+});
+
+test('with the buffer full, events are dropped without being serialized', async () => {
+  const { exporter, transport, reported } = setup({ maxBufferSize: 1 });
+  transport.mode = 'hang';
+  exporter.onTracingEvent(span('span_ended', 't', 'queued'));
+  let serialized = 0;
+  const costly = span('span_ended', 't', 'late', { output: { toJSON: () => (serialized++, 'x') } });
+  for (let i = 0; i < 3; i++) exporter.onTracingEvent(costly);
+  assert.equal(serialized, 0);
+  await waitFor(() => reported.length === 1, 'the drops reported through Mastra');
+  assert.deepEqual([reported[0].reason, reported[0].count], ['producer-buffer-full', 3]);
+  transport.release();
+  await exporter.flush();
 });
 
 test('Kafka unreachable past the delivery timeout: events are dropped, flush returns, drops are published once Kafka is back', async () => {
