@@ -741,24 +741,33 @@ func TestMastraExporterBrokerOutage(t *testing.T) {
 	if lost == 0 {
 		t.Errorf("no event was lost in a %s outage with a 4 s delivery timeout: the scenario tests nothing", down)
 	}
-	if reported != lost || sum.Stats.Dropped != lost {
-		t.Errorf("lost %d events; reported through Mastra %d, counted by the exporter %d; want all equal", lost, reported, sum.Stats.Dropped)
+	// A request in flight when the broker died may have been written without its
+	// acknowledgement coming back: the exporter gives it up at its delivery timeout and
+	// reports it dropped although it landed. Reporting may over-count by at most that
+	// one request (maxBatchSize 1000, one request in flight); it may never under-count.
+	landedReported := reported - lost
+	if reported != sum.Stats.Dropped || published0 != reported {
+		t.Errorf("reported through Mastra %d, counted by the exporter %d, producer drop events on %s %d; want all equal",
+			reported, sum.Stats.Dropped, s.dropTopic, published0)
 	}
-	if published0 != lost {
-		t.Errorf("producer drop events on %s count %d, want %d", s.dropTopic, published0, lost)
+	if lost > reported {
+		t.Errorf("lost %d events but reported only %d: %d lost silently", lost, reported, lost-reported)
+	}
+	if landedReported > 1000 {
+		t.Errorf("%d events reported dropped are on the topic: more than one request's worth (1000)", landedReported)
 	}
 	if dupes != 0 {
 		t.Errorf("%d duplicate records on the topic, want 0 (idempotent producer)", dupes)
 	}
-	if sum.Stats.Acked != emitted-lost {
-		t.Errorf("acknowledged %d, want %d", sum.Stats.Acked, emitted-lost)
+	if sum.Stats.Acked != emitted-reported {
+		t.Errorf("acknowledged %d, want %d (emitted %d - reported dropped %d)", sum.Stats.Acked, emitted-reported, emitted, reported)
 	}
 	// Bounded memory: the buffer holds at most 5000 events (~1 KB each here).
 	growthMB := float64(int64(sum.MaxRssMB)<<20-first.RssBefore) / (1 << 20)
 	if growthMB > 150 {
 		t.Errorf("RSS grew by %.0f MB over the run (peak %d MB), want < 150 MB", growthMB, sum.MaxRssMB)
 	}
-	logFigures(t, "emitted", emitted, "lost", lost, "reported", reported, "outage", down.Round(100*time.Millisecond),
+	logFigures(t, "emitted", emitted, "lost", lost, "reported", reported, "reported_but_landed", landedReported, "outage", down.Round(100*time.Millisecond),
 		"rss_before_mb", first.RssBefore>>20, "peak_rss_mb", sum.MaxRssMB, "acked_before_outage", before.Acked,
 		"app_cpu_ms", sum.CPUMs, "dropped_by", fmt.Sprint(sum.Stats.DroppedBy))
 }
