@@ -98,6 +98,21 @@ func (a *args) add(v any) string {
 	return "$" + strconv.Itoa(len(*a))
 }
 
+// spansSince is what the spans view shows of the spans started at or after from
+// (zero: every span), for queries bounded by a start time. The view resolves every
+// span's newest version over the whole of span_versions, which no filter on
+// started_at can narrow; resolving only the versions in the time range lets zone maps
+// skip older row groups. The two agree because every snapshot of a span carries the
+// span's start (a span whose versions disagree on it counts in the range of each).
+func spansSince(a *args, from time.Time) string {
+	if from.IsZero() {
+		return "main.spans"
+	}
+	return `(SELECT * EXCLUDE (rank, seq, created_at, updated_at), created_at, updated_at, rank
+		FROM main.span_versions WHERE started_at >= ` + a.add(from.UTC()) + `
+		QUALIFY row_number() OVER (PARTITION BY trace_id, span_id ORDER BY version DESC, rank DESC, seq DESC) = 1)`
+}
+
 // isRoot matches a trace's root span; producers that do not set isRootSpan still
 // leave the parent empty.
 const isRoot = "(r.is_root_span OR r.parent_span_id IS NULL)"
@@ -174,8 +189,8 @@ func (r *Reader) ListTraces(ctx context.Context, f query.TraceFilter) (query.Tra
 		ids[i] = ca.add(t.TraceID)
 	}
 	oldest := page.Traces[len(page.Traces)-1].StartedAt.Add(-skew)
-	rows, err := r.db.QueryContext(ctx, `SELECT trace_id, count(*), count(error) FROM main.spans
-		WHERE started_at >= `+ca.add(oldest)+` AND trace_id IN (`+strings.Join(ids, ", ")+`) GROUP BY trace_id`, ca...)
+	rows, err := r.db.QueryContext(ctx, `SELECT trace_id, count(*), count(error) FROM `+spansSince(&ca, oldest)+`
+		WHERE trace_id IN (`+strings.Join(ids, ", ")+`) GROUP BY trace_id`, ca...)
 	if err != nil {
 		return query.TracePage{}, fmt.Errorf("duckdb: list traces: counts: %w", err)
 	}
@@ -229,11 +244,11 @@ func (r *Reader) listRoots(ctx context.Context, f query.TraceFilter, from time.T
 		where = append(where, fmt.Sprintf("json_extract_string(r.metadata, %s) = %s", a.add(`$."`+kv.Key+`"`), a.add(kv.Value)))
 	}
 	anySpan := func(cond string) string {
-		q := "r.trace_id IN (SELECT s.trace_id FROM main.spans s WHERE " + cond
+		since := time.Time{}
 		if !from.IsZero() {
-			q += " AND s.started_at >= " + a.add(from.Add(-skew).UTC())
+			since = from.Add(-skew)
 		}
-		return q + ")"
+		return "r.trace_id IN (SELECT s.trace_id FROM " + spansSince(&a, since) + " s WHERE " + cond + ")"
 	}
 	if f.SpanType != "" {
 		where = append(where, anySpan("s.span_type = "+a.add(f.SpanType)))
@@ -251,7 +266,7 @@ func (r *Reader) listRoots(ctx context.Context, f query.TraceFilter, from time.T
 	}
 	q := `SELECT trace_id, span_id, name, span_type, coalesce(entity_type, ''), coalesce(entity_name, ''),
 		coalesce(service_name, ''), coalesce(environment, ''), coalesce(user_id, ''), started_at, ended_at
-		FROM main.spans r WHERE ` + strings.Join(where, " AND ") + `
+		FROM ` + spansSince(&a, from) + ` r WHERE ` + strings.Join(where, " AND ") + `
 		ORDER BY started_at DESC, trace_id DESC LIMIT ` + a.add(f.Limit+1)
 	rows, err := r.db.QueryContext(ctx, q, a...)
 	if err != nil {
