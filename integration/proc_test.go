@@ -76,6 +76,8 @@ func newScenario(t *testing.T, brokers []string, partitions int32) *scenario {
 		"SPANPIPE_SINK_DUCKDB_MEMORY_LIMIT=256MB",
 		"SPANPIPE_LOG_LEVEL=info",
 		"SPANPIPE_LOG_FORMAT=text",
+		// The group's generations are read from the Kafka client's "joined" lines (INFO).
+		"SPANPIPE_LOG_KAFKA_LEVEL=info",
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
