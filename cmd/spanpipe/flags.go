@@ -46,7 +46,7 @@ func parseBrokers(s string) ([]string, error) {
 	return brokers, nil
 }
 
-// logFlags are --log-level and --log-format.
+// logFlags are --log-level, --log-format and --kafka-log-level.
 type logFlags struct{ level, format, kafka *string }
 
 func addLogFlags(fs *flag.FlagSet, def app.LogConfig) logFlags {
@@ -73,20 +73,7 @@ func (l logFlags) apply(fs *flag.FlagSet, cfg *app.LogConfig) {
 // config returns the flags' logging config, or what is wrong with it.
 func (l logFlags) config() (app.LogConfig, error) {
 	c := app.LogConfig{Level: *l.level, Format: *l.format, KafkaLevel: *l.kafka}
-	var errs []error
-	for _, lv := range []struct{ flag, v string }{{"--log-level", c.Level}, {"--kafka-log-level", c.KafkaLevel}} {
-		switch lv.v {
-		case "debug", "info", "warn", "error":
-		default:
-			errs = append(errs, fmt.Errorf("%s must be debug, info, warn or error, got %q", lv.flag, lv.v))
-		}
-	}
-	switch c.Format {
-	case "text", "json":
-	default:
-		errs = append(errs, fmt.Errorf("--log-format must be text or json, got %q", c.Format))
-	}
-	return c, errors.Join(errs...)
+	return c, c.ValidateFlags()
 }
 
 // isSet reports whether the flag was given on the command line.

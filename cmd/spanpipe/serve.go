@@ -45,8 +45,7 @@ func runServe(ctx context.Context, args []string) error {
 	bad.add(err)
 	bad.add(applySinkFlags(&cfg, *db, *dsn))
 	logf.apply(fs, &cfg.Log)
-	_, err = logFlags{&cfg.Log.Level, &cfg.Log.Format, &cfg.Log.KafkaLevel}.config()
-	bad.add(err)
+	bad.add(cfg.Log.ValidateFlags())
 	if err := bad.err(); err != nil {
 		return err
 	}

@@ -192,20 +192,31 @@ func (c Config) Validate() error {
 			c.Metrics.ReadyMaxStall, c.Pipeline.MaxBatchWait))
 	}
 	errs = append(errs, c.Sink.Validate())
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("log.level must be debug, info, warn or error, got %q", c.Log.Level))
+	errs = append(errs, c.Log.Validate())
+	return errors.Join(errs...)
+}
+
+// Validate checks the levels and the format, naming them by their config keys.
+func (c LogConfig) Validate() error { return c.validate("log.level", "log.format", "log.kafka_level") }
+
+// ValidateFlags is Validate naming the command-line flags that set them.
+func (c LogConfig) ValidateFlags() error {
+	return c.validate("--log-level", "--log-format", "--kafka-log-level")
+}
+
+func (c LogConfig) validate(level, format, kafkaLevel string) error {
+	var errs []error
+	for _, lv := range []struct{ key, v string }{{level, c.Level}, {kafkaLevel, c.KafkaLevel}} {
+		switch lv.v {
+		case "debug", "info", "warn", "error":
+		default:
+			errs = append(errs, fmt.Errorf("%s must be debug, info, warn or error, got %q", lv.key, lv.v))
+		}
 	}
-	switch c.Log.KafkaLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("log.kafka_level must be debug, info, warn or error, got %q", c.Log.KafkaLevel))
-	}
-	switch c.Log.Format {
+	switch c.Format {
 	case "text", "json":
 	default:
-		errs = append(errs, fmt.Errorf("log.format must be text or json, got %q", c.Log.Format))
+		errs = append(errs, fmt.Errorf("%s must be text or json, got %q", format, c.Format))
 	}
 	return errors.Join(errs...)
 }
