@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spanpipe/spanpipe/internal/backoff"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -116,12 +117,8 @@ func awaitKafka(ctx context.Context, cl *kgo.Client, w *brokerWatch, brokers, to
 			}
 			return nil, fmt.Errorf("no Kafka broker reachable at %s within %s: %s", strings.Join(brokers, ","), timeout, why)
 		}
-		t := time.NewTimer(time.Second)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
+		if err := backoff.Sleep(ctx, time.Second); err != nil {
+			return nil, err
 		}
 	}
 }
