@@ -14,6 +14,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/ext"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/cespare/xxhash/v2"
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
@@ -164,39 +165,34 @@ func (w *Writer) writeMastra(ctx context.Context, b *pipeline.Batch, src sourceI
 			spans = append(spans, s)
 		}
 	}
-	var err error
-	if spans, err = mastraFresh(ctx, w, mastraSpansTable, spans, mastraSpanKey, mastraSpanEnd); err != nil {
+	if err := writeFresh(ctx, w, mastraSpansTable, spans, &m.spans, mastraSpanMeta, spanKey, src, mastraSpanKey, mastraSpanEnd); err != nil {
 		return err
 	}
-	if err := writeTable(ctx, w, mastraSpansTable, spans, &m.spans, mastraSpanMeta, spanKey, src); err != nil {
+	if err := writeFresh(ctx, w, mastraLogsTable, b.Logs, &m.logs, logMeta, logKey, src,
+		func(x *schema.Log) string { return x.LogID }, func(x *schema.Log) time.Time { return x.Timestamp }); err != nil {
 		return err
 	}
-	logs, err := mastraFresh(ctx, w, mastraLogsTable, b.Logs, func(l *schema.Log) string { return l.LogID }, func(l *schema.Log) time.Time { return l.Timestamp })
+	if err := writeFresh(ctx, w, mastraMetricsTable, b.Metrics, &m.metrics, metricMeta, metricKey, src,
+		func(x *schema.Metric) string { return x.MetricID }, func(x *schema.Metric) time.Time { return x.Timestamp }); err != nil {
+		return err
+	}
+	if err := writeFresh(ctx, w, mastraScoresTable, b.Scores, &m.scores, scoreMeta, scoreKey, src,
+		func(x *schema.Score) string { return x.ScoreID }, func(x *schema.Score) time.Time { return x.Timestamp }); err != nil {
+		return err
+	}
+	return writeFresh(ctx, w, mastraFeedbackTable, b.Feedback, &m.feedback, feedbackMeta, feedbackKey, src,
+		func(x *schema.Feedback) string { return x.FeedbackID }, func(x *schema.Feedback) time.Time { return x.Timestamp })
+}
+
+// writeFresh writes the rows of t whose id (at its time) is not stored yet.
+func writeFresh[T any, B builder[T]](ctx context.Context, w *Writer, t *table, rows []*T, cols B,
+	meta func(*T) (int32, int), key func(*xxhash.Digest, *T), src sourceID, id func(*T) string, at func(*T) time.Time,
+) error {
+	fresh, err := mastraFresh(ctx, w, t, rows, id, at)
 	if err != nil {
 		return err
 	}
-	if err := writeTable(ctx, w, mastraLogsTable, logs, &m.logs, logMeta, logKey, src); err != nil {
-		return err
-	}
-	metrics, err := mastraFresh(ctx, w, mastraMetricsTable, b.Metrics, func(x *schema.Metric) string { return x.MetricID }, func(x *schema.Metric) time.Time { return x.Timestamp })
-	if err != nil {
-		return err
-	}
-	if err := writeTable(ctx, w, mastraMetricsTable, metrics, &m.metrics, metricMeta, metricKey, src); err != nil {
-		return err
-	}
-	scores, err := mastraFresh(ctx, w, mastraScoresTable, b.Scores, func(x *schema.Score) string { return x.ScoreID }, func(x *schema.Score) time.Time { return x.Timestamp })
-	if err != nil {
-		return err
-	}
-	if err := writeTable(ctx, w, mastraScoresTable, scores, &m.scores, scoreMeta, scoreKey, src); err != nil {
-		return err
-	}
-	feedback, err := mastraFresh(ctx, w, mastraFeedbackTable, b.Feedback, func(x *schema.Feedback) string { return x.FeedbackID }, func(x *schema.Feedback) time.Time { return x.Timestamp })
-	if err != nil {
-		return err
-	}
-	return writeTable(ctx, w, mastraFeedbackTable, feedback, &m.feedback, feedbackMeta, feedbackKey, src)
+	return writeTable(ctx, w, t, fresh, cols, meta, key, src)
 }
 
 func mastraSpanKey(s *schema.Span) string { return s.TraceID + ":" + s.SpanID }
