@@ -87,3 +87,42 @@ func TestListTracesAcrossWindows(t *testing.T) {
 		})
 	}
 }
+
+// TestListTracesResolvesVersions lists a trace whose spans have a started and an
+// ended snapshot stored side by side (no compaction yet): the list shows the newest
+// of each, once.
+func TestListTracesResolvesVersions(t *testing.T) {
+	w := openWriter(t, dbPath(t))
+	start := time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)
+	trace := fmt.Sprintf("%032x", 7)
+	snap := func(version uint64, ended bool) []*schema.Span {
+		root := &schema.Span{TraceID: trace, SpanID: "0000000000000001", Name: "root", Type: schema.AgentRun,
+			StartTime: start, IsRootSpan: true, Version: version}
+		child := &schema.Span{TraceID: trace, SpanID: "0000000000000002", ParentSpanID: root.SpanID, Name: "tool",
+			Type: schema.ToolCall, StartTime: start.Add(time.Millisecond), Version: version}
+		if ended {
+			root.EndTime, child.EndTime = start.Add(time.Second), start.Add(500*time.Millisecond)
+			child.ErrorInfo = &schema.ErrorInfo{Message: "boom"}
+		}
+		return []*schema.Span{root, child}
+	}
+	write(t, w, &pipeline.Batch{Strategy: pipeline.BatchWithUpdates, Spans: snap(1, false)})
+	write(t, w, &pipeline.Batch{Strategy: pipeline.BatchWithUpdates, Spans: snap(2, true)})
+	r := duckdb.NewReader(w.DB())
+	for _, tt := range []struct {
+		status query.Status
+		want   string
+	}{{"", "error 2/1"}, {query.StatusError, "error 2/1"}, {query.StatusRunning, ""}} {
+		p, err := r.ListTraces(t.Context(), query.TraceFilter{Limit: 10, Status: tt.status, From: start.Add(-time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, tr := range p.Traces {
+			got = append(got, fmt.Sprintf("%s %d/%d", tr.Status, tr.SpanCount, tr.ErrorCount))
+		}
+		if s := strings.Join(got, ", "); s != tt.want {
+			t.Errorf("status %q: got %q, want %q", tt.status, s, tt.want)
+		}
+	}
+}
