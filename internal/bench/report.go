@@ -38,7 +38,12 @@ func (r *Result) WriteTable(out io.Writer) error {
 		}
 	}
 	p("RSS\tpeak %.0f MB; at 25%% / 50%% / 100%% of the drain %.0f / %.0f / %.0f MB", r.PeakRSSMB, r.RSSMB[0], r.RSSMB[1], r.RSSMB[2])
-	p("rows written per span\t%.2f (stored %d)", r.RowsPerSpan, r.Stored)
+	if r.Stored >= 0 {
+		p("rows written per span\t%.2f (stored %d)", r.RowsPerSpan, r.Stored)
+	} else {
+		// The null sink stores nothing, and a failed count must not read as a figure.
+		p("rows written per span\t%.2f (spans stored: not counted)", r.RowsPerSpan)
+	}
 	if r.DuckDBBytes > 0 {
 		p("DuckDB on disk\t%.1f MB after CHECKPOINT, %.0f B per span", float64(r.DuckDBBytes)/1e6, r.DuckDBBytesPerSpan)
 	}
