@@ -1,0 +1,412 @@
+package schema
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// The fast path decodes the envelope and the span, nearly every record, by walking
+// jsontext tokens instead of through json.Unmarshal's reflection, which was most of
+// the consumer's CPU on the null path. It is only a shortcut: it handles the shapes
+// producers send, hands any other value of a field to json.UnmarshalDecode (the very
+// decoder of the reflection path), and gives up on any error, after which Decode
+// runs the reflection path from the start. Errors, repairs and edge cases therefore
+// come from one place; FuzzFastDecode checks that the two agree on what both accept.
+
+// errSlowPath stops the fast path; Decode then decodes the record by reflection.
+var errSlowPath = errors.New("schema: take the reflection path")
+
+// fastDecoder is the reusable state of one fast decode.
+type fastDecoder struct {
+	buf bytes.Buffer // wraps the record: the decoder then reads it in place
+	dec jsontext.Decoder
+	// strs collects the unquoted string fields of one event; they become one string
+	// (one allocation) when the event is complete, and refs points each field at its part.
+	strs []byte
+	refs []strRef
+}
+
+type strRef struct {
+	dst      *string
+	from, to int
+}
+
+var fastDecoders = sync.Pool{New: func() any { return new(fastDecoder) }}
+
+// spanEvent allocates a span event and its span together.
+type spanEvent struct {
+	ev   Event
+	span Span
+}
+
+// decodeFast decodes data as the reflection path would, or fails with any error
+// when it cannot (not only on bad input: also on a shape it leaves to reflection).
+func decodeFast(data []byte) (*Event, error) {
+	d := fastDecoders.Get().(*fastDecoder)
+	defer d.release()
+	d.buf = *bytes.NewBuffer(data)
+	d.dec.Reset(&d.buf, decodeOpts)
+	se := new(spanEvent)
+	ev := &se.ev
+	if err := d.event(data, ev, &se.span); err != nil {
+		return nil, err
+	}
+	if _, err := d.dec.ReadToken(); err != io.EOF {
+		return nil, errSlowPath // trailing data
+	}
+	d.setStrings()
+	return ev, nil
+}
+
+func (d *fastDecoder) release() {
+	d.buf = bytes.Buffer{}
+	d.dec.Reset(&d.buf)
+	clear(d.refs)
+	d.strs, d.refs = d.strs[:0], d.refs[:0]
+	if cap(d.strs) > 64<<10 {
+		d.strs = nil // a huge string field once should not stay pinned in the pool
+	}
+	fastDecoders.Put(d)
+}
+
+// event reads the envelope. span is where an "exportedSpan" object goes.
+func (d *fastDecoder) event(data []byte, ev *Event, span *Span) error {
+	if tok, err := d.dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return errSlowPath
+	}
+	for d.dec.PeekKind() == '"' {
+		name, err := d.name()
+		if err != nil {
+			return err
+		}
+		switch string(name) {
+		case "type":
+			if d.dec.PeekKind() != '"' {
+				return d.reflect(&ev.Type)
+			}
+			v, err := d.str()
+			if err != nil {
+				return err
+			}
+			ev.Type = eventType(v)
+		case "exportedSpan":
+			if d.dec.PeekKind() != '{' {
+				return d.reflect(&ev.Span)
+			}
+			ev.Span = span
+			if err := d.span(data, span); err != nil {
+				return err
+			}
+		case "schemaVersion":
+			err = d.reflect(&ev.SchemaVersion)
+		case "log":
+			err = d.reflect(&ev.Log)
+		case "metric":
+			err = d.reflect(&ev.Metric)
+		case "score":
+			err = d.reflect(&ev.Score)
+		case "feedback":
+			err = d.reflect(&ev.Feedback)
+		default:
+			err = d.dec.SkipValue()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if tok, err := d.dec.ReadToken(); err != nil || tok.Kind() != '}' {
+		return errSlowPath
+	}
+	return nil
+}
+
+// span reads the members of an exportedSpan object.
+func (d *fastDecoder) span(data []byte, s *Span) error {
+	if _, err := d.dec.ReadToken(); err != nil {
+		return err
+	}
+	for d.dec.PeekKind() == '"' {
+		name, err := d.name()
+		if err != nil {
+			return err
+		}
+		c := &s.Correlation
+		switch string(name) {
+		case "traceId":
+			err = d.setString(&s.TraceID)
+		case "id":
+			err = d.setString(&s.SpanID)
+		case "parentSpanId":
+			err = d.setString(&s.ParentSpanID)
+		case "externalParentSpanId":
+			err = d.setString(&s.ExternalParentSpanID)
+		case "name":
+			err = d.setString(&s.Name)
+		case "type":
+			if d.dec.PeekKind() != '"' {
+				err = d.reflect(&s.Type)
+				break
+			}
+			var v []byte
+			if v, err = d.str(); err == nil {
+				s.Type = spanType(v)
+			}
+		case "startTime":
+			err = d.time(&s.StartTime)
+		case "endTime":
+			err = d.time(&s.EndTime)
+		case "attributes":
+			err = d.raw(&s.Attributes)
+		case "metadata":
+			err = d.raw(&s.Metadata)
+		case "input":
+			err = d.raw(&s.Input)
+		case "output":
+			err = d.raw(&s.Output)
+		case "requestContext":
+			err = d.raw(&s.RequestContext)
+		case "errorInfo":
+			err = d.reflect(&s.ErrorInfo)
+		case "isEvent":
+			err = d.bool(&s.IsEvent)
+		case "isRootSpan":
+			err = d.bool(&s.IsRootSpan)
+		case "isInternal":
+			err = d.bool(&s.IsInternal)
+		case "version":
+			err = d.reflect(&s.Version)
+		case "tags":
+			err = d.reflect(&c.Tags)
+		default:
+			if dst := correlationField(c, name); dst != nil {
+				err = d.setString(dst)
+			} else {
+				err = d.dec.SkipValue()
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	_, err := d.dec.ReadToken()
+	return err
+}
+
+// correlationField returns the string field of c named name (its JSON name), or nil.
+func correlationField(c *Correlation, name []byte) *string {
+	switch string(name) {
+	case "entityType":
+		return &c.EntityType
+	case "entityId":
+		return &c.EntityID
+	case "entityName":
+		return &c.EntityName
+	case "entityVersionId":
+		return &c.EntityVersionID
+	case "parentEntityType":
+		return &c.ParentEntityType
+	case "parentEntityId":
+		return &c.ParentEntityID
+	case "parentEntityName":
+		return &c.ParentEntityName
+	case "parentEntityVersionId":
+		return &c.ParentEntityVersionID
+	case "rootEntityType":
+		return &c.RootEntityType
+	case "rootEntityId":
+		return &c.RootEntityID
+	case "rootEntityName":
+		return &c.RootEntityName
+	case "rootEntityVersionId":
+		return &c.RootEntityVersionID
+	}
+	if p := promotedField(c, name); p != nil {
+		return p
+	}
+	return nil
+}
+
+// promotedField returns the context id field of c that a metadata member named name
+// is promoted to, or nil. These are also the names of those fields on a span.
+func promotedField(c *Correlation, name []byte) *string {
+	switch string(name) {
+	case "userId":
+		return &c.UserID
+	case "organizationId":
+		return &c.OrganizationID
+	case "resourceId":
+		return &c.ResourceID
+	case "runId":
+		return &c.RunID
+	case "sessionId":
+		return &c.SessionID
+	case "threadId":
+		return &c.ThreadID
+	case "requestId":
+		return &c.RequestID
+	case "environment":
+		return &c.Environment
+	case "source":
+		return &c.Source
+	case "serviceName":
+		return &c.ServiceName
+	case "experimentId":
+		return &c.ExperimentID
+	case "entityVersionId":
+		return &c.EntityVersionID
+	}
+	return nil
+}
+
+// name reads an object member name, unquoted. It is valid until the next read.
+func (d *fastDecoder) name() ([]byte, error) {
+	v, err := d.dec.ReadValue()
+	if err != nil {
+		return nil, err
+	}
+	return d.unquote(v)
+}
+
+// str reads a string value (the caller peeked '"'), unquoted. It is valid until the
+// next read or unquote.
+func (d *fastDecoder) str() ([]byte, error) {
+	v, err := d.dec.ReadValue()
+	if err != nil {
+		return nil, err
+	}
+	return d.unquote(v)
+}
+
+// unquote returns the contents of the string token v. The decoder has validated it,
+// so without a backslash its contents are its bytes; escapes are decoded at the end
+// of strs, beyond the part handed out to fields, and overwritten by the next one.
+func (d *fastDecoder) unquote(v jsontext.Value) ([]byte, error) {
+	if bytes.IndexByte(v, '\\') < 0 {
+		return v[1 : len(v)-1], nil
+	}
+	n := len(d.strs)
+	out, err := jsontext.AppendUnquote(d.strs, v)
+	if err != nil {
+		return nil, err
+	}
+	d.strs = out[:n]
+	return out[n:], nil
+}
+
+// setString reads a string field into dst (by reflection when it is not a string).
+func (d *fastDecoder) setString(dst *string) error {
+	if d.dec.PeekKind() != '"' {
+		return d.reflect(dst)
+	}
+	v, err := d.str()
+	if err != nil {
+		return err
+	}
+	if len(v) == 0 {
+		*dst = ""
+		return nil
+	}
+	from := len(d.strs)
+	d.strs = append(d.strs, v...) // v may lie beyond len(d.strs): append copies forward, which is safe
+	d.refs = append(d.refs, strRef{dst, from, len(d.strs)})
+	return nil
+}
+
+// setStrings gives every string field read its value, out of one allocation.
+func (d *fastDecoder) setStrings() {
+	all := string(d.strs)
+	for _, r := range d.refs {
+		*r.dst = all[r.from:r.to]
+	}
+}
+
+// time reads an RFC 3339 time, accepting exactly what the reflection path accepts.
+func (d *fastDecoder) time(dst *time.Time) error {
+	if d.dec.PeekKind() != '"' {
+		return d.reflect(dst)
+	}
+	b, err := d.str()
+	if err != nil {
+		return err
+	}
+	if err := dst.UnmarshalText(b); err != nil {
+		return err
+	}
+	// json's time decoder rejects what time's RFC 3339 parser lets through: a
+	// one-digit hour, a comma before the fraction, an offset hour ≥ 24 or minute ≥ 60.
+	switch {
+	case b[len("2006-01-02T")+1] == ':', b[len("2006-01-02T15:04:05")] == ',':
+		return errSlowPath
+	case b[len(b)-1] != 'Z' && (parseDec2(b[len(b)-len("07:00"):]) >= 24 || parseDec2(b[len(b)-len("00"):]) >= 60):
+		return errSlowPath
+	}
+	return nil
+}
+
+// parseDec2 parses two decimal digits, as json's time decoder does.
+func parseDec2(b []byte) byte { return 10*(b[0]-'0') + (b[1] - '0') }
+
+// raw keeps a payload as a subslice of the record, as aliasRawValue does.
+func (d *fastDecoder) raw(dst *jsontext.Value) error {
+	if d.dec.PeekKind() == 'n' {
+		return d.reflect(dst)
+	}
+	v, err := d.dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	*dst = v[:len(v):len(v)]
+	return nil
+}
+
+func (d *fastDecoder) bool(dst *bool) error {
+	switch d.dec.PeekKind() {
+	case 't', 'f':
+		tok, err := d.dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		*dst = tok.Bool()
+		return nil
+	}
+	return d.reflect(dst)
+}
+
+// reflect decodes the next value into dst with the reflection path's decoder, for
+// the members and the shapes the fast path leaves to it.
+func (d *fastDecoder) reflect(dst any) error { return json.UnmarshalDecode(&d.dec, dst) }
+
+// eventType returns v as an EventType, without allocating for the known ones.
+func eventType(v []byte) EventType {
+	switch string(v) {
+	case string(SpanStarted):
+		return SpanStarted
+	case string(SpanUpdated):
+		return SpanUpdated
+	case string(SpanEnded):
+		return SpanEnded
+	case string(LogEvent):
+		return LogEvent
+	case string(MetricEvent):
+		return MetricEvent
+	case string(ScoreEvent):
+		return ScoreEvent
+	case string(FeedbackEvent):
+		return FeedbackEvent
+	}
+	return EventType(v)
+}
+
+// spanType returns v as a SpanType, without allocating for the known ones.
+func spanType(v []byte) SpanType {
+	if t, ok := knownSpanTypes[string(v)]; ok {
+		return t
+	}
+	return SpanType(v)
+}
