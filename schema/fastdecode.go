@@ -104,7 +104,14 @@ func (d *fastDecoder) event(data []byte, ev *Event, span *Span) error {
 				return err
 			}
 		case "schemaVersion":
-			err = d.reflect(&ev.SchemaVersion)
+			if d.dec.PeekKind() != '0' {
+				err = d.reflect(&ev.SchemaVersion)
+				break
+			}
+			var n uint64
+			if n, err = d.uint(); err == nil {
+				ev.SchemaVersion = int(n)
+			}
 		case "log":
 			err = d.reflect(&ev.Log)
 		case "metric":
@@ -180,7 +187,11 @@ func (d *fastDecoder) span(data []byte, s *Span) error {
 		case "isInternal":
 			err = d.bool(&s.IsInternal)
 		case "version":
-			err = d.reflect(&s.Version)
+			if d.dec.PeekKind() != '0' {
+				err = d.reflect(&s.Version)
+				break
+			}
+			s.Version, err = d.uint()
 		case "tags":
 			err = d.reflect(&c.Tags)
 		default:
@@ -363,6 +374,27 @@ func (d *fastDecoder) raw(dst *jsontext.Value) error {
 	}
 	*dst = v[:len(v):len(v)]
 	return nil
+}
+
+// uint reads a number (the caller peeked '0') of up to 18 digits, without sign,
+// fraction or exponent, which json's integer decoders all read the same way; another
+// number ends the fast path.
+func (d *fastDecoder) uint() (uint64, error) {
+	v, err := d.dec.ReadValue()
+	if err != nil {
+		return 0, err
+	}
+	if len(v) > 18 {
+		return 0, errSlowPath
+	}
+	var n uint64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, errSlowPath
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, nil
 }
 
 func (d *fastDecoder) bool(dst *bool) error {

@@ -207,6 +207,10 @@ var fastSeeds = []string{
 	`{"type":"span_started","exportedSpan":[]}`,
 	`{"type":"span_started","exportedSpan":null,"log":null}`,
 	`{"type":1}`,
+	`{"schemaVersion":1,"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z","version":123456789012345678}}`,
+	`{"schemaVersion":-0,"type":"span_started","exportedSpan":{"version":1.0}}`,
+	`{"schemaVersion":1e0,"type":"span_started","exportedSpan":{"version":18446744073709551616}}`,
+	`{"schemaVersion":"1","type":"span_started","exportedSpan":{"version":-1}}`,
 	`{"type":"span_started","unknown":{"deep":[1,{"x":null}]},"schemaVersion":1}  `,
 }
 
