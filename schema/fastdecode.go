@@ -61,6 +61,10 @@ func decodeFast(data []byte) (*Event, error) {
 		return nil, errSlowPath // trailing data
 	}
 	d.setStrings()
+	if ev.Span == nil {
+		// Not a span event: let go of the span allocated with it.
+		ev = &Event{SchemaVersion: ev.SchemaVersion, Type: ev.Type, Log: ev.Log, Metric: ev.Metric, Score: ev.Score, Feedback: ev.Feedback}
+	}
 	return ev, nil
 }
 
