@@ -36,6 +36,7 @@ func Decode(codec string, data []byte) (*Event, error) {
 		return nil, &DecodeError{Err: fmt.Errorf("%w: %q", ErrUnknownCodec, codec)}
 	}
 	ev, err := decodeFast(data)
+	promoted := err == nil // the fast path promotes as it reads the metadata
 	if err != nil {
 		ev, err = decodeReflect(data)
 		if err != nil {
@@ -45,7 +46,7 @@ func Decode(codec string, data []byte) (*Event, error) {
 	if err := ev.Validate(); err != nil {
 		return nil, &DecodeError{Signal: ev.Signal(), Err: err}
 	}
-	ev.normalize()
+	ev.normalize(promoted)
 	return ev, nil
 }
 
@@ -217,7 +218,9 @@ func aliasRawValue(dec *jsontext.Decoder, v *jsontext.Value) error {
 	return nil
 }
 
-func (ev *Event) normalize() {
+// normalize completes a decoded, valid event; promoted says that context ids were
+// already promoted from the span's metadata.
+func (ev *Event) normalize(promoted bool) {
 	if ev.SchemaVersion == 0 {
 		ev.SchemaVersion = Version
 	}
@@ -265,7 +268,7 @@ func (ev *Event) normalize() {
 			s.Version = 3
 		}
 	}
-	if len(s.Metadata) > 0 && s.Metadata.Kind() == '{' {
+	if !promoted && len(s.Metadata) > 0 && s.Metadata.Kind() == '{' {
 		promote(&s.Correlation, s.Metadata)
 	}
 }
@@ -299,7 +302,7 @@ func fillExperiment(c *Correlation, id string) *Correlation {
 }
 
 // promote fills empty context fields from metadata (a JSON object) with the string
-// values of its top-level members named as those fields (see promotedField). A field
+// values of its top-level members named as those fields (promotedNames). A field
 // already set wins: our own producer sets them explicitly, and the explicit value is
 // the one the app meant. Metadata that does not parse promotes nothing.
 func promote(c *Correlation, metadata jsontext.Value) {
@@ -315,15 +318,15 @@ func promote(c *Correlation, metadata jsontext.Value) {
 		if err != nil {
 			return
 		}
-		dst := promotedField(c, name)
-		if dst == nil || *dst != "" || d.dec.PeekKind() != '"' {
+		i := promotedIndex(name)
+		if i < 0 || *promotedField(c, i) != "" || d.dec.PeekKind() != '"' {
 			if d.dec.SkipValue() != nil {
 				return
 			}
 			continue
 		}
 		// Set only once the whole object has parsed: a broken one promotes nothing.
-		if d.setString(dst) != nil {
+		if d.setString(promotedField(c, i)) != nil {
 			return
 		}
 	}

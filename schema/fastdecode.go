@@ -30,6 +30,14 @@ type fastDecoder struct {
 	// (one allocation) when the event is complete, and refs points each field at its part.
 	strs []byte
 	refs []strRef
+	// promos are the string members of a span's metadata that may fill context ids;
+	// the span's own fields are only all known at its end.
+	promos []promo
+}
+
+type promo struct {
+	field    int // in promotedNames
+	from, to int // the value, in strs
 }
 
 type strRef struct {
@@ -60,8 +68,15 @@ func decodeFast(data []byte) (*Event, error) {
 	if _, err := d.dec.ReadToken(); err != io.EOF {
 		return nil, errSlowPath // trailing data
 	}
-	d.setStrings()
-	if ev.Span == nil {
+	all := d.setStrings()
+	if ev.Span != nil {
+		// Only now are the span's own context ids known, and an explicit one wins.
+		for _, p := range d.promos {
+			if dst := promotedField(&ev.Span.Correlation, p.field); *dst == "" {
+				*dst = all[p.from:p.to]
+			}
+		}
+	} else {
 		// Not a span event: let go of the span allocated with it.
 		ev = &Event{SchemaVersion: ev.SchemaVersion, Type: ev.Type, Log: ev.Log, Metric: ev.Metric, Score: ev.Score, Feedback: ev.Feedback}
 	}
@@ -72,7 +87,7 @@ func (d *fastDecoder) release() {
 	d.buf = bytes.Buffer{}
 	d.dec.Reset(&d.buf)
 	clear(d.refs)
-	d.strs, d.refs = d.strs[:0], d.refs[:0]
+	d.strs, d.refs, d.promos = d.strs[:0], d.refs[:0], d.promos[:0]
 	if cap(d.strs) > 64<<10 {
 		d.strs = nil // a huge string field once should not stay pinned in the pool
 	}
@@ -175,7 +190,11 @@ func (d *fastDecoder) span(data []byte, s *Span) error {
 		case "attributes":
 			err = d.raw(&s.Attributes)
 		case "metadata":
-			err = d.raw(&s.Metadata)
+			if d.dec.PeekKind() != '{' {
+				err = d.raw(&s.Metadata)
+				break
+			}
+			err = d.metadata(data, &s.Metadata)
 		case "input":
 			err = d.raw(&s.Input)
 		case "output":
@@ -213,6 +232,42 @@ func (d *fastDecoder) span(data []byte, s *Span) error {
 	return err
 }
 
+// metadata reads a span's metadata object (the caller peeked '{') into dst, as raw
+// does, noting on the way the members promote would promote.
+func (d *fastDecoder) metadata(data []byte, dst *jsontext.Value) error {
+	from := d.dec.InputOffset() // before the ':' that precedes the value
+	if _, err := d.dec.ReadToken(); err != nil {
+		return err
+	}
+	for d.dec.PeekKind() == '"' {
+		name, err := d.name()
+		if err != nil {
+			return err
+		}
+		i := promotedIndex(name)
+		if i < 0 || d.dec.PeekKind() != '"' {
+			if err := d.dec.SkipValue(); err != nil {
+				return err
+			}
+			continue
+		}
+		v, err := d.str()
+		if err != nil {
+			return err
+		}
+		at := len(d.strs)
+		d.strs = append(d.strs, v...)
+		d.promos = append(d.promos, promo{i, at, len(d.strs)})
+	}
+	if _, err := d.dec.ReadToken(); err != nil {
+		return err
+	}
+	to := int(d.dec.InputOffset())
+	start := int(from) + bytes.IndexByte(data[from:to], '{')
+	*dst = data[start:to:to]
+	return nil
+}
+
 // correlationField returns the string field of c named name (its JSON name), or nil.
 func correlationField(c *Correlation, name []byte) *string {
 	switch string(name) {
@@ -241,42 +296,31 @@ func correlationField(c *Correlation, name []byte) *string {
 	case "rootEntityVersionId":
 		return &c.RootEntityVersionID
 	}
-	if p := promotedField(c, name); p != nil {
-		return p
+	if i := promotedIndex(name); i >= 0 {
+		return promotedField(c, i)
 	}
 	return nil
 }
 
-// promotedField returns the context id field of c that a metadata member named name
-// is promoted to, or nil. These are also the names of those fields on a span.
-func promotedField(c *Correlation, name []byte) *string {
-	switch string(name) {
-	case "userId":
-		return &c.UserID
-	case "organizationId":
-		return &c.OrganizationID
-	case "resourceId":
-		return &c.ResourceID
-	case "runId":
-		return &c.RunID
-	case "sessionId":
-		return &c.SessionID
-	case "threadId":
-		return &c.ThreadID
-	case "requestId":
-		return &c.RequestID
-	case "environment":
-		return &c.Environment
-	case "source":
-		return &c.Source
-	case "serviceName":
-		return &c.ServiceName
-	case "experimentId":
-		return &c.ExperimentID
-	case "entityVersionId":
-		return &c.EntityVersionID
+// promotedNames are the metadata members promote reads, which are also the names of
+// the context id fields they fill.
+var promotedNames = [...]string{"userId", "organizationId", "resourceId", "runId", "sessionId", "threadId",
+	"requestId", "environment", "source", "serviceName", "experimentId", "entityVersionId"}
+
+// promotedIndex returns the index in promotedNames of name, or -1.
+func promotedIndex(name []byte) int {
+	for i, n := range promotedNames {
+		if string(name) == n {
+			return i
+		}
 	}
-	return nil
+	return -1
+}
+
+// promotedField returns the field of c named promotedNames[i].
+func promotedField(c *Correlation, i int) *string {
+	return [...]*string{&c.UserID, &c.OrganizationID, &c.ResourceID, &c.RunID, &c.SessionID, &c.ThreadID,
+		&c.RequestID, &c.Environment, &c.Source, &c.ServiceName, &c.ExperimentID, &c.EntityVersionID}[i]
 }
 
 // name reads an object member name, unquoted. It is valid until the next read.
@@ -333,12 +377,14 @@ func (d *fastDecoder) setString(dst *string) error {
 	return nil
 }
 
-// setStrings gives every string field read its value, out of one allocation.
-func (d *fastDecoder) setStrings() {
+// setStrings gives every string field read its value, out of one allocation, which
+// it returns.
+func (d *fastDecoder) setStrings() string {
 	all := string(d.strs)
 	for _, r := range d.refs {
 		*r.dst = all[r.from:r.to]
 	}
+	return all
 }
 
 // time reads an RFC 3339 time, accepting exactly what the reflection path accepts.

@@ -163,7 +163,8 @@ func TestFuzzSeeds(t *testing.T) {
 
 // FuzzFastDecode checks the fast decoder against the reflection decoder it stands in
 // for: whatever the fast one decodes, the reflection one decodes to the same event,
-// field for field (raw payloads byte for byte, nil and empty apart). The fast one may
+// field for field (raw payloads byte for byte, nil and empty apart), context ids
+// promoted from metadata included (the fast one promotes as it reads). It may
 // give up on anything, as Decode then takes the reflection path.
 func FuzzFastDecode(f *testing.F) {
 	for _, s := range fuzzSeeds() {
@@ -180,6 +181,11 @@ func FuzzFastDecode(f *testing.F) {
 		ref, err := schema.DecodeReflect(data)
 		if err != nil {
 			t.Fatalf("fast decoder accepted what the reflection decoder rejects (%v):\n%s", err, data)
+		}
+		// The fast decoder also promotes context ids from metadata, which Decode
+		// otherwise does after validation: do it the way promote used to.
+		if s := ref.Span; s != nil && len(s.Metadata) > 0 && s.Metadata.Kind() == '{' {
+			schema.PromoteReflect(&s.Correlation, s.Metadata)
 		}
 		if !reflect.DeepEqual(fast, ref) {
 			t.Fatalf("fast and reflection decoders differ:\nfast %#v\nref  %#v\n%s\ninput: %s", fast, ref, diffEvents(fast, ref), data)
@@ -207,6 +213,9 @@ var fastSeeds = []string{
 	`{"type":"span_started","exportedSpan":[]}`,
 	`{"type":"span_started","exportedSpan":null,"log":null}`,
 	`{"type":1}`,
+	`{"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z",` +
+		`"metadata":{"userId":"m","runId":"r","threadId":"","source":null},"userId":"","runId":"own","threadId":"t"}}`,
+	`{"type":"span_started","exportedSpan":{"metadata" : {"userId":"m"} ,"metadata":{}}}`,
 	`{"schemaVersion":1,"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z","version":123456789012345678}}`,
 	`{"schemaVersion":-0,"type":"span_started","exportedSpan":{"version":1.0}}`,
 	`{"schemaVersion":1e0,"type":"span_started","exportedSpan":{"version":18446744073709551616}}`,
