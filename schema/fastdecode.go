@@ -107,13 +107,13 @@ func (d *fastDecoder) event(data []byte, ev *Event, span *Span) error {
 		switch string(name) {
 		case "type":
 			if d.dec.PeekKind() != '"' {
-				return d.reflect(&ev.Type)
+				err = d.reflect(&ev.Type)
+				break
 			}
-			v, err := d.str()
-			if err != nil {
-				return err
+			var v []byte
+			if v, err = d.str(); err == nil {
+				ev.Type = eventType(v)
 			}
-			ev.Type = eventType(v)
 		case "exportedSpan":
 			if d.dec.PeekKind() != '{' {
 				return d.reflect(&ev.Span)
