@@ -213,6 +213,7 @@ var fastSeeds = []string{
 	`{"type":"span_started","exportedSpan":[]}`,
 	`{"type":"span_started","exportedSpan":null,"log":null}`,
 	`{"type":1}`,
+	`{"type":null,"exportedSpan":{"traceId":"` + tid + `"},"schemaVersion":1}`,
 	`{"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z",` +
 		`"metadata":{"userId":"m","runId":"r","threadId":"","source":null},"userId":"","runId":"own","threadId":"t"}}`,
 	`{"type":"span_started","exportedSpan":{"metadata" : {"userId":"m"} ,"metadata":{}}}`,
