@@ -383,7 +383,8 @@ func (c *Consumer) pollOnce(ctx context.Context) bool {
 	if len(c.recs) == 0 {
 		return true
 	}
-	c.decodeAll(c.recs)
+	await, wait := c.decodeAll(c.recs)
+	defer wait()
 	if !c.reportGaps(ctx, c.recs) {
 		// Shutting down before the loss is on the drop topic: add nothing of this
 		// poll, so nothing past the gap is committed; the next owner reports it.
@@ -397,6 +398,7 @@ func (c *Consumer) pollOnce(ctx context.Context) bool {
 			// the next owner of the partitions reads it again.
 			break
 		}
+		await(i)
 		c.track(rec)
 		c.push(c.b.Add(rec, c.decoded[i]))
 		if c.b.Full() {
@@ -557,36 +559,50 @@ func (c *Consumer) commit(ctx context.Context, offs map[string]map[int32]kgo.Epo
 }
 
 // decodeAll decodes recs into c.decoded, spread over every core when there are
-// enough of them: decoding is most of the CPU a record costs, and the rest of the
-// poll loop (adding in order, batching) is sequential.
-func (c *Consumer) decodeAll(recs []*kgo.Record) {
+// enough of them, while the poll loop adds them: decoding is most of the CPU a record
+// costs, and adding (batching, in order) is sequential, so the two overlap. Chunks are
+// decoded in order, so the next record to add is nearly always ready. await(i) blocks
+// until record i is decoded (call it for i = 0, 1, 2... in order); wait blocks until
+// every decoding goroutine has returned, and must be called before c.decoded is reused.
+func (c *Consumer) decodeAll(recs []*kgo.Record) (await func(i int), wait func()) {
 	if cap(c.decoded) < len(recs) {
 		c.decoded = make([]pipeline.Decoded, len(recs))
 	}
 	c.decoded = c.decoded[:len(recs)]
-	workers := min(runtime.GOMAXPROCS(0), len(recs)/minRecordsPerDecoder)
+	workers := min(runtime.GOMAXPROCS(0), len(recs)/decodeChunk)
 	if workers <= 1 {
 		for i, rec := range recs {
 			c.decoded[i] = c.b.Decode(rec)
 		}
-		return
+		return func(int) {}, func() {}
 	}
+	done := make([]chan struct{}, (len(recs)+decodeChunk-1)/decodeChunk)
+	for k := range done {
+		done[k] = make(chan struct{})
+	}
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	per := (len(recs) + workers - 1) / workers
-	for lo := 0; lo < len(recs); lo += per {
-		hi := min(lo+per, len(recs))
+	for range workers {
 		wg.Go(func() {
-			for i := lo; i < hi; i++ {
-				c.decoded[i] = c.b.Decode(recs[i])
+			for k := int(next.Add(1) - 1); k < len(done); k = int(next.Add(1) - 1) {
+				for i := k * decodeChunk; i < min((k+1)*decodeChunk, len(recs)); i++ {
+					c.decoded[i] = c.b.Decode(recs[i])
+				}
+				close(done[k])
 			}
 		})
 	}
-	wg.Wait()
+	await = func(i int) {
+		if i%decodeChunk == 0 {
+			<-done[i/decodeChunk]
+		}
+	}
+	return await, wg.Wait
 }
 
-// minRecordsPerDecoder keeps small polls on one goroutine, where starting more would
-// cost more than it saves.
-const minRecordsPerDecoder = 64
+// decodeChunk is how many records a decoding goroutine takes at a time; small polls
+// stay on one goroutine, where starting more would cost more than it saves.
+const decodeChunk = 64
 
 // waitForRoom pauses fetching while the batcher is full. Kafka keeps the records;
 // memory stays bounded by MaxBufferSize.

@@ -4,8 +4,10 @@
 // writer reports durable. Both interfaces are declared here; package pipeline
 // implements them.
 //
-// Goroutines: the poll loop (the goroutine that calls [Consumer.Run]) fetches,
-// decodes (on every core) and adds records; Run also owns a writer goroutine, which
+// Goroutines: the poll loop (the goroutine that calls [Consumer.Run]) fetches and
+// adds records, in order, while decoding goroutines it starts per poll decode the
+// records ahead of it on every core (it waits for them before the next poll); Run
+// also owns a writer goroutine, which
 // writes queued units in order (merging those that queued up behind a slow write)
 // and commits their offsets, and a lag goroutine. Run returns after all of them
 // stopped. The group uses the cooperative-sticky balancer and

@@ -336,10 +336,19 @@ func (b *Batcher) oldestAge() float64 {
 }
 
 func (b *Batcher) newUnit() *Unit {
+	// Sized for a full unit: growing the span index rehashes it several times per unit.
+	n := min(b.cfg.MaxBatchSize, maxPresize)
+	if b.strategy == Realtime {
+		n = 1
+	}
 	return &Unit{
 		batch:   Batch{Strategy: b.strategy},
-		spanIdx: make(map[spanKey]int),
+		spanIdx: make(map[spanKey]int, n),
+		items:   make([]item, 0, n),
 		sources: make(map[topicPartition]*offsetRange),
 		firstAt: b.now(),
 	}
 }
+
+// maxPresize caps what a unit preallocates, whatever max_batch_size says.
+const maxPresize = 4096

@@ -46,6 +46,10 @@ func newUnendedTracker(maxSpans int, maxAge time.Duration) *unendedTracker {
 // given up on (too old, or pushed out by the bound).
 func (t *unendedTracker) started(k spanKey, now time.Time) (expired int) {
 	if _, ok := t.byKey[k]; !ok {
+		// The ids share one allocation with every other string of their span (schema's
+		// decoder allocates them together): a copy keeps only the ids alive.
+		ids := k.trace + k.span
+		k = spanKey{ids[:len(k.trace)], ids[len(k.trace):]}
 		t.byKey[k] = t.order.PushBack(&unended{key: k, seen: now})
 	}
 	return t.expire(now)

@@ -130,8 +130,12 @@ func Merge(units []*Unit) *Unit {
 	case 1:
 		return units[0]
 	}
-	m := &Unit{batch: Batch{Strategy: units[0].batch.Strategy}, spanIdx: make(map[spanKey]int),
-		sources: make(map[topicPartition]*offsetRange), firstAt: units[0].firstAt}
+	n := 0
+	for _, u := range units {
+		n += len(u.items)
+	}
+	m := &Unit{batch: Batch{Strategy: units[0].batch.Strategy}, spanIdx: make(map[spanKey]int, n),
+		items: make([]item, 0, n), sources: make(map[topicPartition]*offsetRange), firstAt: units[0].firstAt}
 	for _, u := range units {
 		m.records += u.records
 		m.bytes += u.bytes

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-json-experiment/json"
 
@@ -180,4 +181,29 @@ func TestBenchPayloads(t *testing.T) {
 			t.Errorf("%s: encoding/json read a different event:\n%s", p.name, diffEvents(&std, ev))
 		}
 	}
+}
+
+// BenchmarkDecodeGoProducer decodes the span our Go producer writes for `spanpipe
+// bench` (schemaVersion and version set, few fields, ~1 KB of prose in input and
+// output): a shape where validating the payload strings is most of the work.
+func BenchmarkDecodeGoProducer(b *testing.B) {
+	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	text := strings.Repeat("lorem ipsum dolor sit amet consectetur ", 26)
+	data, err := schema.Encode(nil, &schema.Event{Type: schema.SpanEnded, Span: &schema.Span{
+		TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7", Name: "llm", Type: schema.ModelGeneration,
+		StartTime: t0, EndTime: t0.Add(time.Second), Correlation: schema.Correlation{ServiceName: "bench"},
+		Attributes: []byte(`{"model":"gpt-4o-mini","usage":{"inputTokens":1024}}`),
+		Input:      []byte(`"` + text[:len(text)/3] + `"`), Output: []byte(`"` + text[len(text)/3:] + `"`), Version: 1,
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := schema.Decode(schema.CodecJSON, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportSpans(b)
 }

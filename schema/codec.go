@@ -3,6 +3,7 @@ package schema
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/go-json-experiment/json"
@@ -34,6 +35,25 @@ func Decode(codec string, data []byte) (*Event, error) {
 	default:
 		return nil, &DecodeError{Err: fmt.Errorf("%w: %q", ErrUnknownCodec, codec)}
 	}
+	ev, err := decodeFast(data)
+	promoted := err == nil // the fast path promotes as it reads the metadata
+	if err != nil {
+		ev, err = decodeReflect(data)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := ev.Validate(); err != nil {
+		return nil, &DecodeError{Signal: ev.Signal(), Err: err}
+	}
+	ev.normalize(promoted)
+	return ev, nil
+}
+
+// decodeReflect is the reference decoder, by json.Unmarshal's reflection: what the
+// fast path cannot decode (other signals, unusual shapes, every bad record) is decoded
+// here, so that errors and repairs have a single source.
+func decodeReflect(data []byte) (*Event, error) {
 	ev := new(Event)
 	if err := json.Unmarshal(data, ev, decodeOpts); err != nil {
 		// Repairing is tried only once strict decoding failed, so that records
@@ -48,10 +68,6 @@ func Decode(codec string, data []byte) (*Event, error) {
 		}
 		ev.Repairs = []Repair{RepairLoneSurrogate}
 	}
-	if err := ev.Validate(); err != nil {
-		return nil, &DecodeError{Signal: ev.Signal(), Err: err}
-	}
-	ev.normalize()
 	return ev, nil
 }
 
@@ -202,7 +218,9 @@ func aliasRawValue(dec *jsontext.Decoder, v *jsontext.Value) error {
 	return nil
 }
 
-func (ev *Event) normalize() {
+// normalize completes a decoded, valid event; promoted says that context ids were
+// already promoted from the span's metadata.
+func (ev *Event) normalize(promoted bool) {
 	if ev.SchemaVersion == 0 {
 		ev.SchemaVersion = Version
 	}
@@ -250,7 +268,7 @@ func (ev *Event) normalize() {
 			s.Version = 3
 		}
 	}
-	if len(s.Metadata) > 0 && s.Metadata.Kind() == '{' {
+	if !promoted && len(s.Metadata) > 0 && s.Metadata.Kind() == '{' {
 		promote(&s.Correlation, s.Metadata)
 	}
 }
@@ -283,48 +301,40 @@ func fillExperiment(c *Correlation, id string) *Correlation {
 	return c
 }
 
-// promotedIDs are the context ids Mastra reads from string values in span metadata.
-type promotedIDs struct {
-	UserID          jsontext.Value `json:"userId"`
-	OrganizationID  jsontext.Value `json:"organizationId"`
-	ResourceID      jsontext.Value `json:"resourceId"`
-	RunID           jsontext.Value `json:"runId"`
-	SessionID       jsontext.Value `json:"sessionId"`
-	ThreadID        jsontext.Value `json:"threadId"`
-	RequestID       jsontext.Value `json:"requestId"`
-	Environment     jsontext.Value `json:"environment"`
-	Source          jsontext.Value `json:"source"`
-	ServiceName     jsontext.Value `json:"serviceName"`
-	ExperimentID    jsontext.Value `json:"experimentId"`
-	EntityVersionID jsontext.Value `json:"entityVersionId"`
-}
-
-// promote fills empty context fields from metadata. A field already set wins: our own
-// producer sets them explicitly, and the explicit value is the one the app meant.
+// promote fills empty context fields from metadata (a JSON object) with the string
+// values of its top-level members named as those fields (promotedNames). A field
+// already set wins: our own producer sets them explicitly, and the explicit value is
+// the one the app meant. Metadata that does not parse promotes nothing.
 func promote(c *Correlation, metadata jsontext.Value) {
-	var p promotedIDs
-	if json.Unmarshal(metadata, &p) != nil {
+	d := fastDecoders.Get().(*fastDecoder)
+	defer d.release()
+	d.buf = *bytes.NewBuffer(metadata)
+	d.dec.Reset(&d.buf)
+	if tok, err := d.dec.ReadToken(); err != nil || tok.Kind() != '{' {
 		return
 	}
-	set := func(dst *string, v jsontext.Value) {
-		if *dst != "" || len(v) == 0 || v.Kind() != '"' {
+	for d.dec.PeekKind() == '"' {
+		name, err := d.name()
+		if err != nil {
 			return
 		}
-		var s string
-		if json.Unmarshal(v, &s) == nil {
-			*dst = s
+		i := promotedIndex(name)
+		if i < 0 || *promotedField(c, i) != "" || d.dec.PeekKind() != '"' {
+			if d.dec.SkipValue() != nil {
+				return
+			}
+			continue
+		}
+		// Set only once the whole object has parsed: a broken one promotes nothing.
+		if d.setString(promotedField(c, i)) != nil {
+			return
 		}
 	}
-	set(&c.UserID, p.UserID)
-	set(&c.OrganizationID, p.OrganizationID)
-	set(&c.ResourceID, p.ResourceID)
-	set(&c.RunID, p.RunID)
-	set(&c.SessionID, p.SessionID)
-	set(&c.ThreadID, p.ThreadID)
-	set(&c.RequestID, p.RequestID)
-	set(&c.Environment, p.Environment)
-	set(&c.Source, p.Source)
-	set(&c.ServiceName, p.ServiceName)
-	set(&c.ExperimentID, p.ExperimentID)
-	set(&c.EntityVersionID, p.EntityVersionID)
+	if tok, err := d.dec.ReadToken(); err != nil || tok.Kind() != '}' {
+		return
+	}
+	if _, err := d.dec.ReadToken(); err != io.EOF {
+		return
+	}
+	d.setStrings()
 }

@@ -20,6 +20,11 @@
 // field at fault, [ErrUnsupportedVersion] for an envelope newer than this build, or
 // [ErrUnknownCodec].
 //
+// JSON span events are decoded by a hand-written walk over jsontext tokens; any other
+// event, and any record that walk does not accept, is decoded by json.Unmarshal's
+// reflection, which is the reference for errors and edge cases (the fuzz tests hold
+// the two to the same result).
+//
 // All functions are safe for concurrent use. The package starts no goroutines and emits
 // no metrics.
 package schema

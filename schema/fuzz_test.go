@@ -3,8 +3,11 @@ package schema_test
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/spanpipe/spanpipe/schema"
 )
@@ -155,5 +158,112 @@ func TestFuzzSeeds(t *testing.T) {
 	}
 	if ok < len(validSamples) || failed == 0 {
 		t.Errorf("seed corpus: %d decode, %d fail; want every valid sample to decode and some failures", ok, failed)
+	}
+}
+
+// FuzzFastDecode checks the fast decoder against the reflection decoder it stands in
+// for: whatever the fast one decodes, the reflection one decodes to the same event,
+// field for field (raw payloads byte for byte, nil and empty apart), context ids
+// promoted from metadata included (the fast one promotes as it reads). It may
+// give up on anything, as Decode then takes the reflection path.
+func FuzzFastDecode(f *testing.F) {
+	for _, s := range fuzzSeeds() {
+		f.Add(s)
+	}
+	for _, s := range fastSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, err := schema.DecodeFast(data)
+		if err != nil {
+			return
+		}
+		ref, err := schema.DecodeReflect(data)
+		if err != nil {
+			t.Fatalf("fast decoder accepted what the reflection decoder rejects (%v):\n%s", err, data)
+		}
+		// The fast decoder also promotes context ids from metadata, which Decode
+		// otherwise does after validation: do it the way promote used to.
+		if s := ref.Span; s != nil && len(s.Metadata) > 0 && s.Metadata.Kind() == '{' {
+			schema.PromoteReflect(&s.Correlation, s.Metadata)
+		}
+		if !reflect.DeepEqual(fast, ref) {
+			t.Fatalf("fast and reflection decoders differ:\nfast %#v\nref  %#v\n%s\ninput: %s", fast, ref, diffEvents(fast, ref), data)
+		}
+	})
+}
+
+// fastSeeds are shapes the fast decoder hands to reflection or must get exactly right:
+// nulls and wrong kinds in every field kind, escapes in names and values, other
+// signals, odd times.
+var fastSeeds = []string{
+	`{"type":"span_ended","exportedSpan":{"traceId":null,"id":"` + sid + `","name":"n","type":null,"startTime":null,"endTime":null,` +
+		`"attributes":null,"metadata":null,"input":null,"output":null,"requestContext":null,"errorInfo":null,"isEvent":null,` +
+		`"isRootSpan":null,"isInternal":null,"version":null,"tags":null,"userId":null},"schemaVersion":null}`,
+	`{"type":"span_ended","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n\u00e9\ud83d\ude00","type":"gen\u0065ric",` +
+		`"start\u0054ime":"2025-03-01T12:00:00\u002e5Z","endTime":"2025-03-01T12:00:01+02:00","errorInfo":{"message":"m","details":{}},` +
+		`"isEvent":true,"version":7,"tags":[],"metadata":{"user\u0049d":"u\"1","threadId":7,"serviceName":"s"},"serviceName":"own"}}`,
+	`{"exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"x","startTime":"2025-03-01T1:00:00Z"},"type":"span_started"}`,
+	`{"type":"span_started","exportedSpan":{"traceId":"` + tid + `","startTime":"2025-03-01T12:00:00,5Z","name":1}}`,
+	`{"type":"span_started","exportedSpan":{"traceId":"` + tid + `","startTime":"2025-03-01T12:00:00+24:00","endTime":"2025-03-01T12:00:00+01:60"}}`,
+	`{"type":"span_started","exportedSpan":{"TraceId":"` + tid + `","traceid":"x","isEvent":"true","version":"1","tags":"a"}}`,
+	`{"type":"log","log":{"logId":"l","timestamp":"2025-03-01T12:00:00Z","level":"info","message":"m","data":{"a":1},"metadata":null}}`,
+	`{"type":"metric","metric":{"metricId":"m","timestamp":"2025-03-01T12:00:00Z","name":"x","value":1,"labels":{"a":"b"}}}`,
+	`{"type":"span_started","exportedSpan":{},"exportedSpan":{}}`,
+	`{"type":"span_started","exportedSpan":[]}`,
+	`{"type":"span_started","exportedSpan":null,"log":null}`,
+	`{"type":1}`,
+	`{"type":null,"exportedSpan":{"traceId":"` + tid + `"},"schemaVersion":1}`,
+	`{"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z",` +
+		`"metadata":{"userId":"m","runId":"r","threadId":"","source":null},"userId":"","runId":"own","threadId":"t"}}`,
+	`{"type":"span_started","exportedSpan":{"metadata" : {"userId":"m"} ,"metadata":{}}}`,
+	`{"schemaVersion":1,"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z","version":123456789012345678}}`,
+	`{"schemaVersion":-0,"type":"span_started","exportedSpan":{"version":1.0}}`,
+	`{"schemaVersion":1e0,"type":"span_started","exportedSpan":{"version":18446744073709551616}}`,
+	`{"schemaVersion":"1","type":"span_started","exportedSpan":{"version":-1}}`,
+	`{"type":"span_started","unknown":{"deep":[1,{"x":null}]},"schemaVersion":1}  `,
+}
+
+// FuzzPromote checks promote against the reflection-driven promotion it replaced, on
+// any metadata and with some context ids already set.
+func FuzzPromote(f *testing.F) {
+	f.Add(`{"userId":"u","threadId":7,"serviceName":null,"source":"s"}`, false)
+	f.Add(`{"user\u0049d":"\u00e9","runId":"r","runId":"r2"}`, true)
+	f.Add(`{"userId":"u"} x`, false)
+	f.Add(`[{"userId":"u"}]`, false)
+	f.Add(`{"a":{"userId":"nested"},"environment":"","experimentId":"e","entityVersionId":"v","organizationId":"o"}`, true)
+	f.Fuzz(func(t *testing.T, metadata string, preset bool) {
+		var fast, ref schema.Correlation
+		if preset {
+			fast.UserID, fast.Environment = "set", "set"
+			ref = fast
+		}
+		schema.Promote(&fast, jsontext.Value(metadata))
+		schema.PromoteReflect(&ref, jsontext.Value(metadata))
+		if !reflect.DeepEqual(fast, ref) {
+			t.Fatalf("promote differs from the reflection promotion on %s:\nfast %+v\nref  %+v", metadata, fast, ref)
+		}
+	})
+}
+
+// TestFastDecodeTakesSpans makes sure the fast path is the one spans take: a span the
+// fast decoder gave up on would still decode, by reflection, and only be slow.
+func TestFastDecodeTakesSpans(t *testing.T) {
+	n := 0
+	for _, s := range append(validSamples, struct {
+		name string
+		json string
+		want *schema.Event
+	}{"bench", benchSpan, nil}) {
+		if !strings.Contains(s.json, `"exportedSpan"`) {
+			continue
+		}
+		n++
+		if _, err := schema.DecodeFast([]byte(s.json)); err != nil {
+			t.Errorf("%s: the fast decoder gave up: %v", s.name, err)
+		}
+	}
+	if n < 3 {
+		t.Fatalf("only %d span samples", n)
 	}
 }

@@ -57,16 +57,18 @@ var KnownSpanTypes = []SpanType{
 	Mapping, SkillAction, AgentSignal, SkillResolution,
 }
 
-var knownSpanTypes = func() map[SpanType]struct{} {
-	m := make(map[SpanType]struct{}, len(KnownSpanTypes))
+// knownSpanTypes maps each known value to itself, so that a decoder can look one up
+// by its bytes and keep the constant instead of allocating a copy.
+var knownSpanTypes = func() map[string]SpanType {
+	m := make(map[string]SpanType, len(KnownSpanTypes))
 	for _, t := range KnownSpanTypes {
-		m[t] = struct{}{}
+		m[string(t)] = t
 	}
 	return m
 }()
 
 // Known reports whether t is one of the 34 Mastra span types.
 func (t SpanType) Known() bool {
-	_, ok := knownSpanTypes[t]
+	_, ok := knownSpanTypes[string(t)]
 	return ok
 }

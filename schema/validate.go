@@ -199,12 +199,19 @@ func hexID(field, id string, max int) error {
 		return invalid(field, fmt.Sprintf("%d characters, want at most %d hex digits", len(id), max))
 	}
 	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return invalid(field, fmt.Sprintf("not hexadecimal (%q at %d)", c, i))
+		if !isHex[id[i]] {
+			return invalid(field, fmt.Sprintf("not hexadecimal (%q at %d)", id[i], i))
 		}
 	}
 	return nil
 }
+
+// isHex marks the hex digits: every span carries 48 of them, checked one by one.
+var isHex = func() (t [256]bool) {
+	for _, c := range "0123456789abcdefABCDEF" {
+		t[c] = true
+	}
+	return t
+}()
 
 func invalid(field, reason string) error { return &ValidationError{Field: field, Reason: reason} }
