@@ -33,11 +33,10 @@ type Config struct {
 	// are held in memory (within MemoryLimit, spilling beyond it), and a larger log
 	// means a longer replay after a crash. A smaller one costs CPU: every checkpoint
 	// compresses the table's last, partly filled row group (122,880 rows) again, so at
-	// 32MB (about 25k spans of 1 KB) each span was compressed several times. Writing
-	// 150k spans of 1 KB in batches of 1000, consumer CPU per span fell by about a
-	// third from 32MB to 128MB (0.063–0.081 → 0.054–0.057 ms on a loaded 2-core
-	// machine) at the same peak RSS (305–320 MB) and a smaller file (690 instead of
-	// 830–860 B per span); 256MB spilled to the temporary directory with a 128MB
+	// 32MB (about 25k spans of 1 KB) each span was compressed several times.
+	// BenchmarkDuckDBSettings (internal/bench, 150k spans, a loaded 2-core machine):
+	// from 32MB to 128MB, CPU per span 0.089 → 0.051 ms, peak RSS 301 → 285 MB, file
+	// 837 → 690 B per span; 256MB spilled to the temporary directory with a 128MB
 	// MemoryLimit. Default "128MB".
 	CheckpointThreshold string `yaml:"checkpoint_threshold"`
 
