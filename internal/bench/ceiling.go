@@ -5,22 +5,26 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
+	"github.com/spanpipe/spanpipe/internal/app"
 	"github.com/spanpipe/spanpipe/schema"
 	"github.com/spanpipe/spanpipe/sinks/duckdb"
 )
 
-// ceilingChunk is how many spans are generated, then appended in one Appender
-// (and one commit), at a time: small enough to hold, large enough that the
-// per-append cost vanishes (the drain commits far smaller batches).
+// ceilingChunk is how many spans are generated, then appended, at a time.
 const ceilingChunk = 10000
 
 // appendCeiling measures DuckDB's append ceiling on the drain's own rows: the
 // workload's spans (the same generator, no Kafka; the wire round trip that makes
 // them the drain's rows is not timed), converted by the sink and appended with the
 // Appender on one connection into a fresh database that the sink created with the
-// drain's configuration. Only the appends are timed. It returns spans per second.
+// drain's configuration, one Appender and one commit per batch of the drain's
+// max_batch_size: the drain must make every batch durable before it commits the
+// batch's offsets, and DuckDB's cost per row depends on the commit size (each
+// commit writes its rows to the WAL). Only the appends are timed. It returns spans
+// per second.
 func appendCeiling(ctx context.Context, o Options, name string) (float64, error) {
 	cfg := duckdb.DefaultConfig()
 	cfg.Path = filepath.Join(o.DBDir, name+".duckdb")
@@ -33,6 +37,7 @@ func appendCeiling(ctx context.Context, o Options, name string) (float64, error)
 		_ = os.Remove(cfg.Path)
 		_ = os.Remove(cfg.Path + ".wal")
 	}()
+	batchSize := app.DefaultConfig().Pipeline.MaxBatchSize
 	gen := newSpanGen(o.PayloadAvg)
 	spans := make([]*schema.Span, 0, ceilingChunk)
 	var took time.Duration
@@ -47,8 +52,10 @@ func appendCeiling(ctx context.Context, o Options, name string) (float64, error)
 			spans = append(spans, row)
 		}
 		start := time.Now()
-		if err := w.AppendSpans(ctx, spans); err != nil {
-			return 0, fmt.Errorf("bench: append ceiling: %w", err)
+		for batch := range slices.Chunk(spans, batchSize) {
+			if err := w.AppendSpans(ctx, batch); err != nil {
+				return 0, fmt.Errorf("bench: append ceiling: %w", err)
+			}
 		}
 		took += time.Since(start)
 	}

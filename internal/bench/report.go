@@ -21,7 +21,7 @@ func (r *Result) WriteTable(out io.Writer) error {
 	p("%s drain\t%.0f spans/s (%.0f records/s, %.0f%% of raw); %.0f spans/s with the group join (first fetch after %.0f ms)",
 		r.Sink, r.DrainSpansPerSec, r.DrainRecordsPerSec, 100*r.RatioToRaw, r.DrainWithJoinSpansPerSec, r.FirstFetchMs)
 	if r.CeilingSpansPerSec > 0 {
-		p("DuckDB append ceiling\t%.0f spans/s (same rows, Appender, one connection); drain = %.0f%% of it",
+		p("DuckDB append ceiling\t%.0f spans/s (same rows and settings, Appender, one connection, one commit per batch); drain = %.0f%% of it",
 			r.CeilingSpansPerSec, 100*r.RatioToCeiling)
 	}
 	p("consumer CPU\t%.4f ms per span", r.ConsumerCPUMs)

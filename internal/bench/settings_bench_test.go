@@ -1,0 +1,85 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/spanpipe/spanpipe/internal/app"
+	"github.com/spanpipe/spanpipe/pipeline"
+	"github.com/spanpipe/spanpipe/schema"
+	"github.com/spanpipe/spanpipe/sinks/duckdb"
+)
+
+// BenchmarkDuckDBSettings writes the workload's spans (1 KB payloads that compress
+// like text) through the DuckDB sink's Write, in batches of the drain's
+// max_batch_size, under pairs of memory_limit / checkpoint_threshold: the trade-off
+// behind the defaults (issue 14). One iteration is one batch; run enough of them to
+// cross a row group (122,880 rows) and several checkpoints, e.g.
+//
+//	go test -run '^$' -bench DuckDBSettings -benchtime 150x ./internal/bench/
+//
+// cpu_ms/span is the process's CPU (DuckDB's threads included) per span, Close (the
+// final checkpoint) included; peak_rss_MB the highest RSS seen, sampled (memory a
+// previous setting freed may stay resident: run one setting per process, with its
+// full name as -bench, to compare RSS).
+func BenchmarkDuckDBSettings(b *testing.B) {
+	for _, s := range []struct{ memory, checkpoint string }{
+		{"128MB", "32MB"}, {"128MB", "128MB"}, {"128MB", "256MB"}, {"64MB", "128MB"}, {"256MB", "256MB"},
+	} {
+		b.Run("memory_limit="+s.memory+"/checkpoint_threshold="+s.checkpoint, func(b *testing.B) {
+			cfg := duckdb.DefaultConfig()
+			cfg.Path = filepath.Join(b.TempDir(), "settings.duckdb")
+			cfg.MemoryLimit, cfg.CheckpointThreshold = s.memory, s.checkpoint
+			w, err := duckdb.Open(b.Context(), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var peak atomic.Int64
+			ctx, stop := context.WithCancel(b.Context())
+			var wg sync.WaitGroup
+			wg.Go(func() { sampleRSS(ctx, &peak) })
+			defer func() { stop(); wg.Wait() }()
+
+			gen := newSpanGen(1024)
+			size := app.DefaultConfig().Pipeline.MaxBatchSize
+			batch := &pipeline.Batch{Strategy: pipeline.InsertOnly, Spans: make([]*schema.Span, size)}
+			var cpu float64
+			spans := 0
+			for b.Loop() {
+				b.StopTimer()
+				for i := range batch.Spans {
+					s, _ := gen.next()
+					if batch.Spans[i], err = stored(s, false); err != nil {
+						b.Fatal(err)
+					}
+				}
+				cpu0 := cpuSeconds()
+				b.StartTimer()
+				if err := w.Write(b.Context(), batch); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				cpu += cpuSeconds() - cpu0
+				spans += size
+				b.StartTimer()
+			}
+			cpu0 := cpuSeconds()
+			if err := w.Close(); err != nil {
+				b.Fatal(err)
+			}
+			cpu += cpuSeconds() - cpu0
+			st, err := os.Stat(cfg.Path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(cpu*1000/float64(spans), "cpu_ms/span")
+			b.ReportMetric(float64(spans)/b.Elapsed().Seconds(), "spans/s")
+			b.ReportMetric(float64(peak.Load())/(1<<20), "peak_rss_MB")
+			b.ReportMetric(float64(st.Size())/float64(spans), "B/span")
+		})
+	}
+}
