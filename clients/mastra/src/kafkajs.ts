@@ -1,6 +1,7 @@
 import { CompressionTypes, Kafka, logLevel, Partitioners } from 'kafkajs';
 import type { ICustomPartitioner, KafkaConfig, LogEntry, Producer, TopicMessages } from 'kafkajs';
 
+import { installFastProduce } from './produce.cjs';
 import type { OutRecord, Transport } from './transport.js';
 
 export interface KafkaJSTransportOptions {
@@ -44,6 +45,7 @@ export class KafkaJSTransport implements Transport {
       },
     });
     this.compression = opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
+    if (!installFastProduce()) opts.log('kafkajs produced before the exporter loaded: its own (slower) record encoder stays in use', {});
     this.producer = this.newProducer();
   }
 
