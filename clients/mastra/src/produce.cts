@@ -1,23 +1,111 @@
-// kafkajs 2.2.4 encodes a produce request record by record: a zero-filled Encoder (and
-// one per header) for every record, varints through Buffer.from(array), then copies of
-// every record into a batch buffer that grows by doubling, and again into the batch, the
-// partition and the request; CRC32C a byte at a time. Measured through the exporter, that
-// was most of the app's CPU spent in kafkajs (13 µs per 443-byte record on a loaded
-// 2-core machine). This module swaps in an encoder of the same Produce v3..v7 request
-// body that sizes the request first and writes it once into one buffer; the bytes are
-// the same (test/produce.test.mjs compares them with kafkajs' own encoder).
+// kafkajs 2.2.4 spends most of the CPU it costs the app on three steps of its produce
+// path, all of them per record or per byte; this module swaps in replacements that
+// give the same results:
 //
-// kafkajs offers no hook for its request encoding, so the swap replaces the export of
-// its internal produce v3 request module (v4..v7 build on it) in Node's module cache,
-// before kafkajs loads v4..v7 on its first produce request. kafkajs is pinned to 2.2.4,
-// its last release, so these internals do not move under us. Anything the fast path
-// does not cover (compression, message timestamps, header value lists, other value
-// types) goes to kafkajs' own encoder, unchanged. Being a module swap, it applies to
-// every kafkajs producer of this kafkajs copy in the process, with the same bytes.
-// This file is CommonJS in both builds, so that it shares kafkajs' module cache.
+// - encoding a produce request: a zero-filled Encoder for every record (and one per
+//   header), varints through Buffer.from(array), copies of every record into a batch
+//   buffer that grows by doubling, then into the batch, the partition and the request;
+//   CRC32C a byte at a time (13 µs per 443-byte record on a loaded 2-core machine). The
+//   swap sizes the request first and writes it once into one buffer, CRC32C sliced by 8
+//   (2 µs). Same bytes: test/produce.test.mjs compares them with kafkajs' own encoder.
+// - framing a request (size, api key, correlation id, client id): two more copies of the
+//   whole request through Encoders that grow by doubling; the swap writes it once.
+// - grouping a request's messages by partition: kafkajs copies a partition's message
+//   array for every message added to it (quadratic in the request's size); the swap
+//   appends.
+//
+// kafkajs offers no hook for any of these, so the swap replaces the exports of those
+// internal modules in Node's module cache before kafkajs loads them: loadKafkaJS()
+// installs the swaps, then loads kafkajs. kafkajs is pinned to 2.2.4, its last release,
+// so these internals do not move under us. Anything the produce encoder does not cover
+// (compression, message timestamps, header value lists) goes to kafkajs' own encoder.
+// Being module swaps, they apply to every user of this kafkajs copy in the process,
+// with the same bytes. If the app loaded kafkajs before the exporter, the swaps that
+// come too late stay out and kafkajs works as it is (slower). This file is CommonJS in
+// both builds, so that it shares kafkajs' module cache.
 
-const V3 = 'kafkajs/src/protocol/requests/produce/v3/request.js';
-const LATER = ['v4', 'v5', 'v6', 'v7'].map((v) => `kafkajs/src/protocol/requests/produce/${v}/request.js`);
+import type * as KafkaJS from 'kafkajs';
+
+const internal = (p: string): string => require.resolve(`kafkajs/src/${p}.js`);
+const V3 = 'protocol/requests/produce/v3/request';
+const LATER = ['v4', 'v5', 'v6', 'v7'].map((v) => `protocol/requests/produce/${v}/request`);
+
+/**
+ * Loads kafkajs with the swaps installed where they can still take effect (idempotent).
+ * `fast` is false when some could not: kafkajs was loaded, or produced, before.
+ */
+export function loadKafkaJS(): { kafkajs: typeof KafkaJS; fast: boolean } {
+  const loaded = require.cache[require.resolve('kafkajs')] !== undefined;
+  let fast = swap('producer/groupMessagesPerPartition', () => groupMessagesPerPartition, loaded);
+  fast = swap('protocol/request', frameRequest, loaded) && fast;
+  fast = swap(V3, fastRequest, LATER.some((p) => require.cache[internal(p)] !== undefined)) && fast;
+  return { kafkajs: require('kafkajs') as typeof KafkaJS, fast };
+}
+
+const FAST = Symbol.for('spanpipe.fastProduce');
+
+/** Replaces a kafkajs module's export with make(original), unless its users already hold the original. */
+function swap(name: string, make: (original: never) => unknown, tooLate: boolean): boolean {
+  const path = internal(name);
+  const exported = require(path);
+  if (exported[FAST]) return true;
+  if (tooLate) return false;
+  const replacement = make(exported as never) as { [FAST]?: true };
+  replacement[FAST] = true;
+  require.cache[path]!.exports = replacement;
+  return true;
+}
+
+interface GroupArgs<M> {
+  topic: string;
+  partitionMetadata: unknown[];
+  messages: M[];
+  partitioner: (args: { topic: string; partitionMetadata: unknown[]; message: M }) => number;
+}
+
+/** kafkajs' groupMessagesPerPartition, appending instead of copying. */
+export function groupMessagesPerPartition<M>({ topic, partitionMetadata, messages, partitioner }: GroupArgs<M>): Record<number, M[]> {
+  const out: Record<number, M[]> = {};
+  if (partitionMetadata.length === 0) return out;
+  for (const message of messages) {
+    const partition = partitioner({ topic, partitionMetadata, message });
+    (out[partition] ??= []).push(message);
+  }
+  return out;
+}
+
+interface FramedRequest {
+  correlationId: number;
+  clientId: string | null;
+  request: { apiKey: number; apiVersion: number; encode: () => Promise<{ buffer: Buffer }> };
+}
+
+/** kafkajs' request framing (protocol/request.js), writing the request once. */
+export function frameRequest(): (r: FramedRequest) => Promise<unknown> {
+  const Encoder = require('kafkajs/src/protocol/encoder');
+  return async ({ correlationId, clientId, request: { apiKey, apiVersion, encode } }) => {
+    const payload = (await encode()).buffer;
+    const idLen = clientId == null ? -1 : Buffer.byteLength(clientId);
+    const size = 2 + 2 + 4 + 2 + Math.max(idLen, 0) + payload.length;
+    const out = Buffer.allocUnsafe(4 + size);
+    let off = out.writeInt32BE(size, 0);
+    off = out.writeInt16BE(apiKey, off);
+    off = out.writeInt16BE(apiVersion, off);
+    off = out.writeInt32BE(correlationId, off);
+    off = out.writeInt16BE(idLen, off);
+    if (clientId != null) off += out.write(clientId, off, 'utf8');
+    payload.copy(out, off);
+    return wrap(Encoder, out);
+  };
+}
+
+/** An Encoder holding buf: kafkajs reads the result of encode() and framing as one. */
+function wrap(Encoder: new (size: number) => { buf: Buffer; offset: number }, buf: Buffer): unknown {
+  const enc = new Encoder(1);
+  enc.buf = buf;
+  enc.offset = buf.length;
+  return enc;
+}
 
 type Value = string | Buffer | null | undefined;
 interface Message {
@@ -45,46 +133,19 @@ interface KafkaJSRequest {
 }
 type RequestFn = (args: ProduceArgs) => KafkaJSRequest;
 
-const FAST = Symbol.for('spanpipe.fastProduce');
-
-/**
- * Installs the one-pass produce encoder into kafkajs (idempotent). Returns false when it
- * cannot take effect: kafkajs already loaded its v4..v7 produce requests with the
- * original encoder (another producer of the same kafkajs copy produced first).
- */
-export function installFastProduce(): boolean {
-  const path = require.resolve(V3);
-  const original = require(path) as RequestFn & { [FAST]?: true };
-  if (original[FAST]) return true;
-  if (LATER.some((p) => require.cache[require.resolve(p)] !== undefined)) return false;
-  const mod = require.cache[path];
-  if (!mod) return false;
-  mod.exports = fastRequest(original);
-  return true;
-}
-
 /** kafkajs' produce v3 request function with the one-pass encoder where it applies. */
-export function fastRequest(original: RequestFn): RequestFn & { [FAST]: true } {
+export function fastRequest(original: RequestFn): RequestFn {
   const Encoder = require('kafkajs/src/protocol/encoder');
   const Long = require('kafkajs/src/utils/long');
-  const fn = ((args: ProduceArgs) => {
+  return (args: ProduceArgs) => {
     const request = original(args);
     if (!fastPath(args)) return request;
     return {
       ...request,
       [FAST]: true,
-      encode: async () => {
-        // kafkajs' request framing takes an Encoder and reads its buf and offset.
-        const out = encodeProduce(args, (v: unknown) => Long.fromValue(v).value as bigint);
-        const enc = new Encoder(1);
-        enc.buf = out;
-        enc.offset = out.length;
-        return enc;
-      },
+      encode: async () => wrap(Encoder, encodeProduce(args, (v: unknown) => Long.fromValue(v).value as bigint)),
     };
-  }) as RequestFn & { [FAST]: true };
-  fn[FAST] = true;
-  return fn;
+  };
 }
 
 function isBytes(v: unknown): v is Value {

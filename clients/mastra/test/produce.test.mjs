@@ -1,14 +1,29 @@
-// The one-pass produce encoder must write exactly the bytes kafkajs' own encoder writes,
-// and hand everything it does not cover back to kafkajs.
+// The swaps in kafkajs' produce path (src/produce.cts) must give exactly what kafkajs' own
+// code gives: the same request bytes, the same grouping; what the produce encoder does
+// not cover goes to kafkajs' own encoder.
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
 
 import { KafkaJSTransport } from '../dist/esm/kafkajs.js';
-import { crc32c, fastRequest } from '../dist/esm/produce.cjs';
+import { crc32c, fastRequest, frameRequest, groupMessagesPerPartition } from '../dist/esm/produce.cjs';
 
 const require = createRequire(import.meta.url);
-const original = require('kafkajs/src/protocol/requests/produce/v3/request.js');
+// kafkajs' own modules: loading the exporter swapped them in the module cache, so load
+// fresh copies to compare with.
+function kafkajsOwn(name) {
+  const path = require.resolve(`kafkajs/src/${name}.js`);
+  const swapped = require.cache[path];
+  delete require.cache[path];
+  try {
+    return require(path);
+  } finally {
+    require.cache[path] = swapped;
+  }
+}
+const original = kafkajsOwn('protocol/requests/produce/v3/request');
+const originalFraming = kafkajsOwn('protocol/request');
+const originalGrouping = kafkajsOwn('producer/groupMessagesPerPartition');
 const Long = require('kafkajs/src/utils/long');
 const kafkajsCrc32c = require('kafkajs/src/protocol/recordBatch/crc32C/index.js');
 const { Types } = require('kafkajs/src/protocol/message/compression');
@@ -25,7 +40,13 @@ async function sameBytes(a) {
   const realNow = Date.now;
   Date.now = () => 1764547200123; // both encoders stamp the batch with Date.now()
   try {
-    return [await encoded(original, a), await encoded(fastRequest(original), a)];
+    const framed = (framing, request) => framing({ correlationId: 77, clientId: 'spanpipe-mastra', request }).then((e) => Buffer.from(e.buffer));
+    const theirs = await framed(originalFraming, original(a));
+    const ours = await framed(frameRequest(), fastRequest(original)(a));
+    // The produce encoder alone, and with kafkajs' own framing.
+    assert.ok((await encoded(fastRequest(original), a)).equals(await encoded(original, a)), 'produce body differs');
+    assert.ok((await framed(originalFraming, fastRequest(original)(a))).equals(theirs), 'request differs with kafkajs framing');
+    return [theirs, ours];
   } finally {
     Date.now = realNow;
   }
@@ -72,6 +93,27 @@ for (const [name, a] of kafkajsCases) {
   });
 }
 
+test('groupMessagesPerPartition groups as kafkajs does', () => {
+  const partitionMetadata = [0, 1, 2, 3].map((partitionId) => ({ partitionId, leader: 1 }));
+  const messages = Array.from({ length: 500 }, (_, i) => ({ key: traceId(i * 7919), value: String(i) }));
+  const partitioner = ({ message }) => Number(message.value) % 3 === 0 ? 3 : Number(message.value) % 2;
+  for (const args of [{ topic: 't', partitionMetadata, messages, partitioner }, { topic: 't', partitionMetadata: [], messages, partitioner }, { topic: 't', partitionMetadata, messages: [], partitioner }]) {
+    const ours = groupMessagesPerPartition(args);
+    const theirs = originalGrouping(args);
+    assert.deepEqual(ours, theirs);
+    assert.deepEqual(Object.keys(ours), Object.keys(theirs));
+  }
+});
+
+test('frameRequest frames as kafkajs does, with or without client id', async () => {
+  const Encoder = require('kafkajs/src/protocol/encoder.js');
+  const encode = async () => new Encoder().writeString('payload é').writeInt32(-1);
+  for (const clientId of ['spanpipe-mastra', 'é', '', null]) {
+    const r = { correlationId: 2147483647, clientId, request: { apiKey: 0, apiVersion: 7, encode } };
+    assert.ok(Buffer.from((await frameRequest()(r)).buffer).equals(Buffer.from((await originalFraming(r)).buffer)), `clientId ${clientId}`);
+  }
+});
+
 test('crc32c matches kafkajs at every alignment and length', () => {
   const data = Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 131 + 7) & 255));
   for (let start = 0; start < 9; start++) {
@@ -81,8 +123,12 @@ test('crc32c matches kafkajs at every alignment and length', () => {
   }
 });
 
-test('the kafkajs transport installs the fast encoder for every produce version kafkajs picks', () => {
-  new KafkaJSTransport({ brokers: ['127.0.0.1:1'], clientId: 't', compression: 'none', connectionTimeoutMs: 100, requestTimeoutMs: 100, log: () => {} });
+test('loading the exporter swaps the fast steps into kafkajs, for every produce version kafkajs picks', () => {
+  const logged = [];
+  new KafkaJSTransport({ brokers: ['127.0.0.1:1'], clientId: 't', compression: 'none', connectionTimeoutMs: 100, requestTimeoutMs: 100, log: (m) => logged.push(m) });
+  assert.deepEqual(logged.filter((m) => m.includes('slower')), []);
+  assert.equal(require('kafkajs/src/producer/groupMessagesPerPartition.js')[FAST], true);
+  assert.equal(require('kafkajs/src/protocol/request.js')[FAST], true);
   const produce = require('kafkajs/src/protocol/requests/produce/index.js');
   for (const version of [3, 4, 5, 6, 7]) {
     const { request } = produce.protocol({ version })(args([{ topic: 't', partitions: [part(0, [{ key: 'k', value: 'v', headers: codec }])] }]));
