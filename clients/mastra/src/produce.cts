@@ -32,13 +32,19 @@ const LATER = ['v4', 'v5', 'v6', 'v7'].map((v) => `protocol/requests/produce/${v
 
 /**
  * Loads kafkajs with the swaps installed where they can still take effect (idempotent).
- * `fast` is false when some could not: kafkajs was loaded, or produced, before.
+ * `fast` is false when some could not: kafkajs was loaded, or produced, before, or
+ * there is no module cache (a bundle).
  */
 export function loadKafkaJS(): { kafkajs: typeof KafkaJS; fast: boolean } {
-  const loaded = require.cache[require.resolve('kafkajs')] !== undefined;
-  let fast = swap('producer/groupMessagesPerPartition', () => groupMessagesPerPartition, loaded);
-  fast = swap('protocol/request', frameRequest, loaded) && fast;
-  fast = swap(V3, fastRequest, LATER.some((p) => require.cache[internal(p)] !== undefined)) && fast;
+  let fast = false;
+  try {
+    const loaded = require.cache[require.resolve('kafkajs')] !== undefined;
+    fast = swap('producer/groupMessagesPerPartition', () => groupMessagesPerPartition, loaded);
+    fast = swap('protocol/request', frameRequest, loaded) && fast;
+    fast = swap(V3, fastRequest, LATER.some((p) => require.cache[internal(p)] !== undefined)) && fast;
+  } catch {
+    // No module cache to swap in (a bundler inlined kafkajs): kafkajs as it is.
+  }
   return { kafkajs: require('kafkajs') as typeof KafkaJS, fast };
 }
 
