@@ -226,7 +226,7 @@ export class KafkaExporter implements ObservabilityExporter {
   }
 
   onTracingEvent(event: TracingEvent): void {
-    this.enqueue(event, 'tracing', event?.exportedSpan?.traceId);
+    this.enqueue(event, 'tracing', event?.exportedSpan?.traceId, 'exportedSpan');
   }
 
   async exportTracingEvent(event: TracingEvent): Promise<void> {
@@ -234,19 +234,19 @@ export class KafkaExporter implements ObservabilityExporter {
   }
 
   onLogEvent(event: LogEvent): void {
-    this.enqueue(event, 'log', event?.log?.traceId);
+    this.enqueue(event, 'log', event?.log?.traceId, 'log');
   }
 
   onMetricEvent(event: MetricEvent): void {
-    this.enqueue(event, 'metric', event?.metric?.traceId);
+    this.enqueue(event, 'metric', event?.metric?.traceId, 'metric');
   }
 
   onScoreEvent(event: ScoreEvent): void {
-    this.enqueue(event, 'score', event?.score?.traceId);
+    this.enqueue(event, 'score', event?.score?.traceId, 'score');
   }
 
   onFeedbackEvent(event: FeedbackEvent): void {
-    this.enqueue(event, 'feedback', event?.feedback?.traceId);
+    this.enqueue(event, 'feedback', event?.feedback?.traceId, 'feedback');
   }
 
   /** A snapshot of the counters. */
@@ -296,7 +296,7 @@ export class KafkaExporter implements ObservabilityExporter {
     await this.transport.disconnect().catch((err) => this.logger.debug('KafkaExporter: disconnect', { error: errorText(err) }));
   }
 
-  private enqueue(event: unknown, signal: ObservabilityDropSignal, traceId: string | undefined): void {
+  private enqueue(event: unknown, signal: ObservabilityDropSignal, traceId: string | undefined, body: string): void {
     try {
       this.stat.emitted++;
       if (this.closed) {
@@ -310,7 +310,7 @@ export class KafkaExporter implements ObservabilityExporter {
       }
       let value: string | undefined;
       try {
-        value = JSON.stringify(event);
+        value = toJSON(event, body);
       } catch (err) {
         this.drop(signal, 'producer-encode-error', 1, traceId, errorText(err));
         return;
@@ -586,6 +586,52 @@ export class KafkaExporter implements ObservabilityExporter {
       t.sampleTraceIds = t.sampleTraceIds.filter((id) => !sent.sampleTraceIds.includes(id));
     }
   }
+}
+
+/**
+ * JSON.stringify(event), the same text, faster. JSON.stringify turns a Date into text by
+ * calling its toJSON, which costs it ~10× what toISOString alone does (1.5 µs a Date
+ * on a loaded 2-core machine; a Mastra event of ~450 bytes took 7 µs, its one or two
+ * Dates most of it). So the Dates directly on the event's body (a span's startTime and
+ * endTime, a log's, metric's, score's or feedback's timestamp) are written as
+ * Date.prototype.toJSON would, into shallow copies of the event and its body (Mastra
+ * hands the same objects to every exporter: they are not changed). Only plain objects
+ * and untouched Dates are copied; anything else is left to JSON.stringify. Nested Dates
+ * (in attributes, metadata, ...) are left to JSON.stringify too.
+ */
+export function toJSON(event: unknown, body: string): string | undefined {
+  if (!isPlain(event)) return JSON.stringify(event);
+  const inner = event[body];
+  if (!isPlain(inner)) return JSON.stringify(event);
+  let copy: Record<string, unknown> | undefined;
+  for (const k of Object.keys(inner)) {
+    const v = inner[k];
+    if (v instanceof Date && isPlainDate(v)) {
+      copy ??= { ...inner };
+      copy[k] = Number.isFinite(v.getTime()) ? v.toISOString() : null;
+    }
+  }
+  return JSON.stringify(copy ? { ...event, [body]: copy } : event);
+}
+
+const objectProto = Object.prototype;
+const dateProto = Date.prototype;
+
+function isPlain(o: unknown): o is Record<string, unknown> {
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) return false;
+  const proto = Object.getPrototypeOf(o);
+  return (proto === objectProto || proto === null) && !Object.hasOwn(o, 'toJSON');
+}
+
+/** A Date whose JSON text is its toISOString() (or null when invalid): nothing overridden. */
+function isPlainDate(d: Date): boolean {
+  return (
+    Object.getPrototypeOf(d) === dateProto &&
+    d.toJSON === dateProto.toJSON &&
+    d.toISOString === dateProto.toISOString &&
+    d.valueOf === dateProto.valueOf &&
+    (d as unknown as Record<symbol, unknown>)[Symbol.toPrimitive] === dateProto[Symbol.toPrimitive]
+  );
 }
 
 function sleep(ms: number): Promise<void> {

@@ -1,7 +1,11 @@
-import { CompressionTypes, Kafka, logLevel, Partitioners } from 'kafkajs';
-import type { ICustomPartitioner, KafkaConfig, LogEntry, Producer, TopicMessages } from 'kafkajs';
+import type { CompressionTypes, ICustomPartitioner, Kafka, KafkaConfig, LogEntry, Producer, TopicMessages } from 'kafkajs';
 
+import { loadKafkaJS } from './produce.cjs';
 import type { OutRecord, Transport } from './transport.js';
+
+// kafkajs, loaded after the faster produce path is swapped into it (produce.cts).
+const { kafkajs, fast } = loadKafkaJS();
+const { logLevel, Partitioners } = kafkajs;
 
 export interface KafkaJSTransportOptions {
   brokers: string[];
@@ -30,7 +34,7 @@ export class KafkaJSTransport implements Transport {
   private readonly compression: CompressionTypes;
 
   constructor(private readonly opts: KafkaJSTransportOptions) {
-    this.kafka = new Kafka({
+    this.kafka = new kafkajs.Kafka({
       clientId: opts.clientId,
       brokers: opts.brokers,
       ssl: opts.ssl,
@@ -43,7 +47,8 @@ export class KafkaJSTransport implements Transport {
         opts.log(`kafkajs ${entry.namespace}: ${message}`, extra);
       },
     });
-    this.compression = opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
+    this.compression = opts.compression === 'gzip' ? kafkajs.CompressionTypes.GZIP : kafkajs.CompressionTypes.None;
+    if (!fast) opts.log('kafkajs was loaded before the exporter: some of its own (slower) produce steps stay in use', {});
     this.producer = this.newProducer();
   }
 
