@@ -37,6 +37,9 @@ const LATER = ['v4', 'v5', 'v6', 'v7'].map((v) => `protocol/requests/produce/${v
  */
 export function loadKafkaJS(): { kafkajs: typeof KafkaJS; fast: boolean } {
   let fast = false;
+  // An app that wants kafkajs untouched (another library in the process relies on its
+  // internals, or to rule the swaps out while debugging) sets SPANPIPE_KAFKAJS_SWAPS=off.
+  if (process.env.SPANPIPE_KAFKAJS_SWAPS === 'off') return { kafkajs: require('kafkajs') as typeof KafkaJS, fast };
   try {
     const loaded = require.cache[require.resolve('kafkajs')] !== undefined;
     fast = swap('producer/groupMessagesPerPartition', () => groupMessagesPerPartition, loaded);

@@ -135,3 +135,17 @@ test('loading the exporter swaps the fast steps into kafkajs, for every produce 
     assert.equal(request[FAST], true, `produce v${version}`);
   }
 });
+
+test('SPANPIPE_KAFKAJS_SWAPS=off leaves kafkajs untouched', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const probe = `
+    const { loadKafkaJS } = require(${JSON.stringify(require.resolve('../dist/cjs/produce.cjs'))});
+    const { fast } = loadKafkaJS();
+    const FAST = Symbol.for('spanpipe.fastProduce');
+    const swapped = ['producer/groupMessagesPerPartition', 'protocol/request', 'protocol/requests/produce/v3/request']
+      .filter((p) => require(require.resolve('kafkajs/src/' + p + '.js', { paths: [${JSON.stringify(require.resolve('kafkajs'))}] }))[FAST]);
+    process.stdout.write(JSON.stringify({ fast, swapped }));`;
+  const run = (env) => JSON.parse(execFileSync(process.execPath, ['-e', probe], { env: { ...process.env, ...env } }).toString());
+  assert.deepEqual(run({ SPANPIPE_KAFKAJS_SWAPS: 'off' }), { fast: false, swapped: [] });
+  assert.equal(run({ SPANPIPE_KAFKAJS_SWAPS: '' }).swapped.length, 3);
+});
