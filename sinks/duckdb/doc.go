@@ -10,10 +10,10 @@
 // wins whatever the arrival order, and a redelivered one never shows twice. The
 // writer compacts span_versions (deletes the superseded snapshots) every 100k rows or
 // a tenth of the table, in the background, and on [Writer.Close]; the view only ranks
-// the spans written since (see migrations 0005 and 0008). Logs and metrics keep the first row per id; scores and
-// feedback keep the one with the latest timestamp (the last delivered on a tie).
-// Payloads are stored as JSON text in VARCHAR columns, so no DuckDB extension is
-// needed.
+// the spans written since (see migrations 0005 and 0008). Logs and metrics keep the
+// first row per id; scores and feedback keep the one with the latest timestamp (the
+// last delivered on a tie). Payloads are stored as JSON text in VARCHAR columns, so
+// no DuckDB extension is needed.
 //
 // [Writer.Write] appends a batch's spans through DuckDB's appender straight into
 // span_versions, and the other signals into per-connection TEMP stage tables merged
