@@ -9,11 +9,11 @@
 // rank (ended > updated > started), then the one written last; so the newest snapshot
 // wins whatever the arrival order, and a redelivered one never shows twice. The
 // writer compacts span_versions (deletes the superseded snapshots) every 100k rows or
-// a tenth of the table, and on [Writer.Close]; the view only ranks the spans written
-// since (see migration 0005). Logs and metrics keep the first row per id; scores and
-// feedback keep the one with the latest timestamp (the last delivered on a tie).
-// Payloads are stored as JSON text in VARCHAR columns, so no DuckDB extension is
-// needed.
+// a tenth of the table, in the background, and on [Writer.Close]; the view only ranks
+// the spans written since (see migrations 0005 and 0008). Logs and metrics keep the
+// first row per id; scores and feedback keep the one with the latest timestamp (the
+// last delivered on a tie). Payloads are stored as JSON text in VARCHAR columns, so
+// no DuckDB extension is needed.
 //
 // [Writer.Write] appends a batch's spans through DuckDB's appender straight into
 // span_versions, and the other signals into per-connection TEMP stage tables merged
@@ -31,8 +31,11 @@
 //
 // # Goroutines
 //
-// The package starts no goroutines of its own. (The DuckDB driver runs a short-lived
-// one per statement to interrupt it when its context is cancelled.)
+// A [Writer] runs at most one goroutine of its own: the background compaction of
+// span_versions that a write starts every 100k rows or so, on a connection of its
+// own, so that the writes after it do not wait for it. [Writer.Close] cancels it and
+// waits for it. (The DuckDB driver runs a short-lived goroutine per statement to
+// interrupt it when its context is cancelled.)
 //
 // # Errors
 //

@@ -12,3 +12,12 @@ func SpanVersionRow(s *schema.Span, seq int64, now any) ([]driver.Value, error) 
 	row, err := spanRow(nil, s)
 	return append(row, seq, now, now), err
 }
+
+// SetCompaction sets the tail that starts a background compaction and a function
+// that each compaction runs inside its transaction, after its delete. Call it before
+// the first Write.
+func (w *Writer) SetCompaction(every int64, hook func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.compactor.every, w.compactor.testHook = every, hook
+}

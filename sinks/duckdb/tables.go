@@ -121,18 +121,12 @@ func quoteAll(idents []string) string {
 // spanVersions is the table that holds every stored snapshot of a span.
 const spanVersions = "span_versions"
 
-// Statements on span_versions and its bookkeeping row (migration 0005).
+// Statements on span_versions and its bookkeeping row (migration 0005); compaction.go
+// has compaction's.
 const (
 	// reserveSeq hands out %d numbers and returns the first. DuckDB cannot prepare an
 	// UPDATE … RETURNING with parameters: the count is formatted in.
 	reserveSeq = "UPDATE main.spanpipe_span_state SET next_seq = next_seq + %[1]d RETURNING next_seq - %[1]d"
-	// compactSpans deletes the versions that newer ones supersede.
-	compactSpans = "DELETE FROM main.span_versions WHERE seq IN (SELECT seq FROM main.spanpipe_superseded_spans)"
-	// markCompacted records that every seq handed out so far has been compacted.
-	markCompacted = "UPDATE main.spanpipe_span_state SET compacted_seq = next_seq - 1"
-	// compactionState counts the rows up to compacted_seq and after it (the tail).
-	compactionState = `SELECT count(*) FILTER (v.seq <= s.compacted_seq), count(*) FILTER (v.seq > s.compacted_seq)
-		FROM main.span_versions v, main.spanpipe_span_state s`
 )
 
 // newVersionTable describes a signal appended without a key to versions: the

@@ -29,8 +29,9 @@ type Writer struct {
 	db  *sql.DB
 	log *slog.Logger
 
-	mu     sync.Mutex // serialises Write and Close
-	closed bool
+	closing sync.Mutex // serialises Close
+	mu      sync.Mutex // serialises Write and Close
+	closed  bool
 	// conn is the dedicated write connection; it owns the TEMP stage tables. It is
 	// nil after a failed rollback left it in an unknown state, and is replaced by the
 	// next Write.
@@ -40,12 +41,13 @@ type Writer struct {
 	// compacted and tail count the rows of span_versions up to compacted_seq and
 	// after it, as this Writer knows them; they decide when to compact.
 	compacted, tail int64
+	compactor       compactor
 	ceilingSeq      int64 // seq handed out by AppendSpans (the bench's ceiling)
 }
 
 // Open opens (creating if needed) the database named by cfg, applies the pending
-// migrations and prepares the write connection. It starts no goroutines. The caller
-// must call [Writer.Close].
+// migrations and prepares the write connection. The caller must call [Writer.Close],
+// which stops the background compaction that writes start.
 //
 // A file can be opened read-write by one process at a time; a second process fails
 // here with DuckDB's lock error. Within one process, Writers on the same path share
@@ -68,6 +70,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 		db:  db,
 		log: o.logger.With("component", "duckdb"),
 	}
+	w.compactor.every = compactEvery
 	applied, err := migrate(ctx, db)
 	if err == nil {
 		_, err = w.writeConn(ctx)
@@ -106,7 +109,8 @@ func (w *Writer) Capabilities() pipeline.Capabilities {
 // logs and metrics keep the first row written for an id; scores and feedback keep
 // the one with the latest timestamp. Writing the same batch twice therefore leaves
 // the store, as readers see it, as writing it once. Every 100k span rows or so, Write
-// then compacts span_versions (see [Writer.Close]).
+// starts a compaction of span_versions (see [Writer.Close]) in the background: the
+// next writes do not wait for it.
 //
 // Errors that retrying cannot fix (a constraint, conversion or type error caused by
 // the data, or a schema mismatch) are wrapped with [pipeline.Permanent]. Write is
@@ -124,7 +128,7 @@ func (w *Writer) Write(ctx context.Context, b *pipeline.Batch) error {
 	if err := w.write(ctx, b); err != nil {
 		return err
 	}
-	w.maybeCompact(ctx)
+	w.maybeCompact()
 	w.log.Debug("duckdb batch written", "batch_size", b.Len(), "spans", len(b.Spans),
 		"duration", time.Since(start))
 	return nil
@@ -184,64 +188,6 @@ func (w *Writer) appendSpans(ctx context.Context, conn *sql.Conn, spans []*schem
 	if err != nil {
 		return classify(ctx, fmt.Errorf("duckdb: insert spans batch of %d: %w", len(spans), err))
 	}
-	return nil
-}
-
-// compactEvery is the tail, in rows, that triggers a compaction. Compacting reads the
-// key columns of the whole table, so it runs once per this many rows rather than per
-// batch; readers of the spans view rank the tail's spans instead, which stays cheap
-// at this size.
-const compactEvery = 100_000
-
-// closeCompactTimeout bounds the compaction on Close, which has no context.
-const closeCompactTimeout = 30 * time.Second
-
-// maybeCompact compacts span_versions when the tail has grown past compactEvery, or
-// a tenth of the table, whichever is larger, so that the cost of compacting stays
-// a fixed share of the cost of writing as the table grows.
-func (w *Writer) maybeCompact(ctx context.Context) {
-	if w.tail < max(compactEvery, w.compacted/10) {
-		return
-	}
-	if err := w.compact(ctx); err != nil {
-		// The view hides superseded versions either way; the next write tries again.
-		w.log.Warn("duckdb compaction failed", "err", err)
-	}
-}
-
-// compact deletes the versions of spans that newer ones supersede and moves
-// compacted_seq up to the last seq handed out, in one transaction.
-func (w *Writer) compact(ctx context.Context) (err error) {
-	conn, err := w.writeConn(ctx)
-	if err != nil {
-		return err
-	}
-	start := time.Now()
-	if _, err := conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
-		return fmt.Errorf("duckdb: compact spans: begin: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			w.rollback(ctx, conn)
-		}
-	}()
-	res, err := conn.ExecContext(ctx, compactSpans)
-	if err != nil {
-		return fmt.Errorf("duckdb: compact spans: %w", err)
-	}
-	deleted, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("duckdb: compact spans: %w", err)
-	}
-	if _, err := conn.ExecContext(ctx, markCompacted); err != nil {
-		return fmt.Errorf("duckdb: compact spans: record: %w", err)
-	}
-	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
-		return fmt.Errorf("duckdb: compact spans: commit: %w", err)
-	}
-	w.log.Debug("duckdb spans compacted", "tail", w.tail, "deleted", deleted, "duration", time.Since(start))
-	w.compacted += w.tail - deleted
-	w.tail = 0
 	return nil
 }
 
@@ -349,26 +295,26 @@ func (w *Writer) closeConn() {
 	w.conn = nil
 }
 
-// Close compacts span_versions (deletes the snapshots that newer ones supersede),
-// then closes the database; DuckDB checkpoints the file on the way, which reclaims
-// the deleted rows' space. A failed compaction is logged: the view still hides what
-// it would have deleted. Writes after Close return [ErrClosed]. Close waits for a running Write and is idempotent.
+// Close stops the background compaction, compacts the rest of span_versions
+// (deletes the snapshots that newer ones supersede), then closes the database; DuckDB
+// checkpoints the file on the way, which reclaims the deleted rows' space. A failed
+// compaction is logged: the view still hides what it would have deleted. Writes
+// after Close return [ErrClosed]. Close waits for a running Write and is idempotent.
 func (w *Writer) Close() error {
+	w.closing.Lock()
+	defer w.closing.Unlock()
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.closed {
+		w.mu.Unlock()
 		return nil
 	}
 	w.closed = true
-	if w.tail > 0 {
-		// Leave the file compact: readers then rank nothing, and the checkpoint on
-		// close reclaims the superseded versions' space.
-		ctx, cancel := context.WithTimeout(context.Background(), closeCompactTimeout)
-		if err := w.compact(ctx); err != nil {
-			w.log.Warn("duckdb compaction on close failed", "err", err)
-		}
-		cancel()
-	}
+	w.mu.Unlock()
+	w.stopCompaction()
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.compactOnClose()
 	var errs []error
 	if w.conn != nil {
 		errs = append(errs, w.conn.Close())

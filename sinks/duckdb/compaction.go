@@ -1,0 +1,157 @@
+package duckdb
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Statements of compaction (migrations 0005 and 0008). A compaction covers the rows
+// up to the last seq handed out when it starts: seq ranges are reserved in the
+// transactions that append the rows, and one Writer commits them in order, so every
+// row up to that seq is in the compaction's snapshot, and rows written while it runs
+// are after it (the next compaction's tail).
+const (
+	// compactionBounds returns compacted_seq, the last seq handed out, and the rows
+	// between them: the tail that this compaction covers.
+	compactionBounds = `SELECT c.compacted_seq, s.next_seq - 1,
+		(SELECT count(*) FROM main.span_versions v WHERE v.seq > c.compacted_seq AND v.seq < s.next_seq)
+		FROM main.spanpipe_span_compaction c, main.spanpipe_span_state s`
+	// compactSpans deletes the versions up to $2 that a version up to $2 of the same
+	// span supersedes; only spans with a version after $1 (compacted_seq) can have
+	// one. The order is the spans view's.
+	compactSpans = `DELETE FROM main.span_versions WHERE seq IN (
+		SELECT v.seq FROM main.span_versions v
+		WHERE v.seq <= $2 AND EXISTS (
+			SELECT 1 FROM main.span_versions t
+			WHERE t.seq > $1 AND t.seq <= $2 AND t.trace_id = v.trace_id AND t.span_id = v.span_id)
+		QUALIFY row_number() OVER (PARTITION BY v.trace_id, v.span_id ORDER BY v.version DESC, v.rank DESC, v.seq DESC) > 1)`
+	markCompacted = "UPDATE main.spanpipe_span_compaction SET compacted_seq = $1"
+	// compactionState counts the rows up to compacted_seq and after it (the tail).
+	compactionState = `SELECT count(*) FILTER (v.seq <= c.compacted_seq), count(*) FILTER (v.seq > c.compacted_seq)
+		FROM main.span_versions v, main.spanpipe_span_compaction c`
+)
+
+// compactEvery is the tail, in rows, that triggers a compaction. Compacting reads the
+// key columns of the whole table, so it runs once per this many rows rather than per
+// batch; readers of the spans view rank the tail's spans instead, which stays cheap
+// at this size.
+const compactEvery = 100_000
+
+// closeCompactTimeout bounds the compaction on Close, which has no context.
+const closeCompactTimeout = 30 * time.Second
+
+// compactor runs one compaction at a time in the background, on a connection of its
+// own, so that writes go on while it runs: a compaction only deletes rows that are
+// already committed and records its progress in a table that writes never touch, so
+// the two never conflict. Its fields are guarded by Writer.mu, except wg.
+type compactor struct {
+	every   int64              // the minimum tail that triggers a compaction
+	running bool               // a compaction goroutine has been started and not finished
+	cancel  context.CancelFunc // cancels the running compaction
+	wg      sync.WaitGroup     // the running compaction goroutine; Close waits for it
+	// testHook, when set, runs inside the compaction's transaction after its delete.
+	testHook func()
+}
+
+// compaction is what one compaction did: it covered tail rows after compacted_seq
+// and deleted deleted of them or of the rows before.
+type compaction struct {
+	tail, deleted int64
+}
+
+// maybeCompact starts a background compaction of span_versions when none is running
+// and the tail has grown past compactEvery, or a tenth of the table, whichever is
+// larger, so that the cost of compacting stays a fixed share of the cost of writing
+// as the table grows. The caller holds w.mu.
+func (w *Writer) maybeCompact() {
+	c := &w.compactor
+	if c.running || w.tail < max(c.every, w.compacted/10) {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.running, c.cancel = true, cancel
+	c.wg.Go(func() {
+		defer cancel()
+		res, err := w.compact(ctx)
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		c.running, c.cancel = false, nil
+		switch {
+		case err == nil:
+			w.compacted += res.tail - res.deleted
+			w.tail -= res.tail
+		case ctx.Err() == nil:
+			// The view hides superseded versions either way; a later write tries again.
+			w.log.Warn("duckdb compaction failed", "err", err)
+		}
+	})
+}
+
+// stopCompaction cancels the running background compaction, if any, and waits for
+// it. The caller must not hold w.mu (the compaction takes it to record its result).
+func (w *Writer) stopCompaction() {
+	w.mu.Lock()
+	cancel := w.compactor.cancel
+	w.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	w.compactor.wg.Wait()
+}
+
+// compact deletes the versions of spans that newer ones supersede and moves
+// compacted_seq up to the last seq handed out, in one transaction on a connection
+// of its own. It does not touch w's counters.
+func (w *Writer) compact(ctx context.Context) (res compaction, err error) {
+	start := time.Now()
+	tx, err := w.db.BeginTx(ctx, nil)
+	if err != nil {
+		return res, fmt.Errorf("duckdb: compact spans: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	var from, to int64
+	if err := tx.QueryRowContext(ctx, compactionBounds).Scan(&from, &to, &res.tail); err != nil {
+		return res, fmt.Errorf("duckdb: compact spans: read bounds: %w", err)
+	}
+	if to <= from {
+		return res, tx.Rollback() // nothing written since the last compaction
+	}
+	r, err := tx.ExecContext(ctx, compactSpans, from, to)
+	if err != nil {
+		return res, fmt.Errorf("duckdb: compact spans %d to %d: %w", from+1, to, err)
+	}
+	if res.deleted, err = r.RowsAffected(); err != nil {
+		return res, fmt.Errorf("duckdb: compact spans %d to %d: %w", from+1, to, err)
+	}
+	if w.compactor.testHook != nil {
+		w.compactor.testHook()
+	}
+	if _, err := tx.ExecContext(ctx, markCompacted, to); err != nil {
+		return res, fmt.Errorf("duckdb: compact spans %d to %d: record: %w", from+1, to, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return res, fmt.Errorf("duckdb: compact spans %d to %d: commit: %w", from+1, to, err)
+	}
+	w.log.Debug("duckdb spans compacted", "tail", res.tail, "deleted", res.deleted, "duration", time.Since(start))
+	return res, nil
+}
+
+// compactOnClose compacts whatever tail is left, synchronously, so that the file is
+// left compact: readers then rank nothing, and the checkpoint on close reclaims the
+// superseded versions' space. The caller holds w.mu, and no compaction is running.
+func (w *Writer) compactOnClose() {
+	if w.tail == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), closeCompactTimeout)
+	defer cancel()
+	if _, err := w.compact(ctx); err != nil {
+		w.log.Warn("duckdb compaction on close failed", "err", err)
+	}
+}
