@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"fmt"
+	"io"
 	"strconv"
 	"testing"
 	"time"
@@ -64,12 +65,14 @@ func benchSpans(n int) ([]*schema.Span, int64) {
 }
 
 // BenchmarkSpanColumns measures the client-side cost of inserting spans, without
-// network: "convert" turns spans into the writer's column slices (what Write does per
-// insert before the driver sees them); "encode" adds what the driver does with them,
-// appending to clickhouse-go's columns and encoding the Native block that goes on the
-// wire; "encode+LZ4" adds the driver's default compression of that block (these
-// payloads repeat, so it is cheaper here than on LLM text: `spanpipe bench` measures
-// that). SetBytes is the estimated uncompressed row size.
+// network: "convert" fills the writer's native columns with the spans (what Write
+// does per insert); "write" adds writing them as the Native block of an uncompressed
+// connection (the loopback default: small values copied into the connection's
+// buffer, payloads written in place); "encode" instead encodes the whole block into
+// the buffer, as for a compressed connection, and "encode+LZ4" adds the compression
+// used across a network (these payloads repeat, so it is cheaper here
+// than on LLM text: `spanpipe bench` measures that). The columns and the buffer are
+// reused, as the writer reuses them. SetBytes is the estimated uncompressed row size.
 func BenchmarkSpanColumns(b *testing.B) {
 	for _, size := range []int{100, 1000, 10000} {
 		spans, bytes := benchSpans(size)
@@ -82,30 +85,41 @@ func BenchmarkSpanColumns(b *testing.B) {
 			}
 			reportRowsPerSecond(b, size)
 		})
+		b.Run("write/size="+strconv.Itoa(size), func(b *testing.B) {
+			var c spanCols
+			w := chproto.NewWriter(io.Discard, new(chproto.Buffer))
+			b.SetBytes(bytes)
+			b.ReportAllocs()
+			for b.Loop() {
+				in := convert(b, &c, spans)
+				blk := chproto.Block{Columns: len(in), Rows: size}
+				if err := blk.WriteBlock(w, chproto.Version, in); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := w.Flush(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRowsPerSecond(b, size)
+		})
 		for _, method := range []compress.Method{compress.None, compress.LZ4} {
 			name := "encode"
 			if method != compress.None {
 				name += "+" + method.String()
 			}
 			b.Run(name+"/size="+strconv.Itoa(size), func(b *testing.B) {
-				var c spanCols
-				fb, err := newFakeBatch(spansTable, "", nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				var buf chproto.Buffer
+				var (
+					c   spanCols
+					buf chproto.Buffer
+				)
 				cw := compress.NewWriter(compress.LevelZero, method)
 				b.SetBytes(bytes)
 				b.ReportAllocs()
 				for b.Loop() {
-					for i, col := range convert(b, &c, spans) {
-						fb.block.Columns[i].Reset()
-						if err := fb.Column(i).Append(col); err != nil {
-							b.Fatal(err)
-						}
-					}
+					in := convert(b, &c, spans)
 					buf.Reset()
-					if err := fb.block.Encode(&buf, 0); err != nil {
+					blk := chproto.Block{Columns: len(in), Rows: size}
+					if err := blk.EncodeBlock(&buf, chproto.Version, in); err != nil {
 						b.Fatal(err)
 					}
 					if method != compress.None {
@@ -121,14 +135,14 @@ func BenchmarkSpanColumns(b *testing.B) {
 }
 
 // convert fills c with spans, as Write does for one insert, and returns its columns.
-func convert(b *testing.B, c *spanCols, spans []*schema.Span) []any {
+func convert(b *testing.B, c *spanCols, spans []*schema.Span) chproto.Input {
 	c.reset(len(spans))
 	for _, s := range spans {
 		if err := c.add(s); err != nil {
 			b.Fatal(err)
 		}
 	}
-	return c.columns()
+	return c.input()
 }
 
 func reportRowsPerSecond(b *testing.B, rows int) {

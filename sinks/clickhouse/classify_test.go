@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	chgo "github.com/ClickHouse/ch-go"
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 
@@ -46,6 +47,11 @@ func TestClassify(t *testing.T) {
 		err  error
 		want kind
 	}{
+		// The native inserts' client (ch-go) wraps the server's exceptions its own way.
+		{"ch-go: unknown table", fmt.Errorf("handle packet: %w", &chgo.Exception{Code: 60, Message: "Table x.spans does not exist"}), permanent},
+		{"ch-go: too many parts", fmt.Errorf("handle packet: %w", &chgo.Exception{Code: 252, Message: "Too many parts (3000)"}), unavailable},
+		{"ch-go: too many partitions", &chgo.Exception{Code: 252, Message: "Too many partitions for single INSERT block"}, permanent},
+		{"ch-go: closed client", fmt.Errorf("insert: %w", chgo.ErrClosed), unavailable},
 		// The store is down, unreachable or overloaded: wait, never dead-letter.
 		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, unavailable},
 		{"wrapped connection refused", fmt.Errorf("clickhouse: prepare insert into spans: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), unavailable},

@@ -1,6 +1,7 @@
 // Package clickhouse is the ClickHouse sink: a [pipeline.Sink] that stores spans, logs,
 // metrics, scores and feedback in ClickHouse over the native protocol, with
-// github.com/ClickHouse/clickhouse-go/v2.
+// github.com/ClickHouse/clickhouse-go/v2 (schema, reads, the mastra layout's inserts)
+// and github.com/ClickHouse/ch-go (the inserts of spanpipe's own tables).
 //
 // # Schema
 //
@@ -45,8 +46,12 @@
 //
 // # Writes and idempotency
 //
-// [Writer.Write] sends each signal of a batch as columnar blocks (PrepareBatch +
-// Column(i).Append), split so that no insert exceeds [Config.MaxRowsPerInsert],
+// [Writer.Write] sends each signal of a batch as one native block per insert, built in
+// ch-go columns that the writer keeps and reuses from insert to insert (String
+// columns reference the batch's strings, copied once into the connection's buffer;
+// clickhouse-go would convert each value through reflection into column buffers it
+// allocates per insert), on a connection of the writer's own, dialled on first use
+// and again after a failed insert. Each insert is split so that none exceeds [Config.MaxRowsPerInsert],
 // [Config.MaxBytesPerInsert] or [Config.MaxPartitionsPerInsert] days. Every insert
 // carries insert_deduplication_token = hash of the batch's Kafka source ranges + table
 // + position in the batch + hash of its rows' keys, so a batch the pipeline retries
@@ -66,7 +71,8 @@
 //
 // The package starts none itself. The clickhouse-go connection pool, opened by [Open]
 // and [Migrate], runs a goroutine that closes idle connections until [Writer.Close]
-// (Migrate closes its pool before returning).
+// (Migrate closes its pool before returning); ch-go runs an insert's send and receive
+// on goroutines that end before the insert returns.
 //
 // # Errors
 //

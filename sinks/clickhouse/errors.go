@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	chgo "github.com/ClickHouse/ch-go"
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 
@@ -123,15 +124,14 @@ func classify(err error) error {
 	if err == nil || errors.Is(err, pipeline.ErrPermanent) || errors.Is(err, pipeline.ErrUnavailable) {
 		return err
 	}
-	var ex *ch.Exception
-	if errors.As(err, &ex) {
-		switch _, perm := permanentCodes[ex.Code]; {
+	if code, msg, ok := exception(err); ok {
+		switch _, perm := permanentCodes[code]; {
 		case perm:
 			return pipeline.Permanent(err)
-		case ex.Code == 252 && strings.Contains(strings.ToLower(ex.Message), "too many partitions"):
+		case code == 252 && strings.Contains(strings.ToLower(msg), "too many partitions"):
 			return pipeline.Permanent(err)
 		}
-		if _, ok := unavailableCodes[ex.Code]; ok {
+		if _, ok := unavailableCodes[code]; ok {
 			return pipeline.Unavailable(err)
 		}
 		return err
@@ -150,6 +150,19 @@ func classify(err error) error {
 	return err
 }
 
+// exception returns the code and message of the server's exception in err, from
+// clickhouse-go or from ch-go (the native inserts).
+func exception(err error) (code int32, msg string, ok bool) {
+	var ex *ch.Exception
+	if errors.As(err, &ex) {
+		return ex.Code, ex.Message, true
+	}
+	if ex, ok := chgo.AsException(err); ok {
+		return int32(ex.Code), ex.Message, true
+	}
+	return 0, "", false
+}
+
 // unreachable reports whether err says the connection to the server failed.
 func unreachable(err error) bool {
 	if errors.Is(err, context.Canceled) {
@@ -165,7 +178,7 @@ func unreachable(err error) bool {
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
 		errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, ch.ErrAcquireConnTimeout):
+		errors.Is(err, ch.ErrAcquireConnTimeout), errors.Is(err, chgo.ErrClosed):
 		return true
 	case errors.As(err, &httpErr):
 		return httpErr.StatusCode == 502 || httpErr.StatusCode == 503 || httpErr.StatusCode == 504

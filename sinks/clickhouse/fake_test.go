@@ -5,10 +5,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	chgo "github.com/ClickHouse/ch-go"
 	chproto "github.com/ClickHouse/ch-go/proto"
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
@@ -22,7 +24,9 @@ import (
 
 // fakeBatch stands in for the driver's batch: it holds real clickhouse-go columns
 // built from the table's column types, as the driver does after the server sent the
-// insert header, so appends convert and fail exactly as they would on a server.
+// insert header, so appends convert and fail exactly as they would on a server. For
+// an insert of native columns (Writer.do), it holds the block the server would have
+// received, decoded by clickhouse-go.
 type fakeBatch struct {
 	driver.Batch // not implemented: calling other methods panics
 	table        *table
@@ -104,7 +108,38 @@ func (b *fakeBatch) value(t *testing.T, name string, i int) any {
 	return nil
 }
 
-// recorder replaces Writer.prepare and keeps every insert.
+// nativeBatch records an insert of native columns: their block, encoded in Native
+// format as the client sends it and decoded again.
+func nativeBatch(t *table, q chgo.Query) (*fakeBatch, error) {
+	// As ch-go writes it on an uncompressed connection (the loopback default).
+	var out bytes.Buffer
+	cw := chproto.NewWriter(&out, new(chproto.Buffer))
+	blk := chproto.Block{Columns: len(q.Input)}
+	if len(q.Input) > 0 {
+		blk.Rows = q.Input[0].Data.Rows()
+	}
+	if err := blk.WriteBlock(cw, 0, q.Input); err != nil {
+		return nil, err
+	}
+	if _, err := cw.Flush(); err != nil {
+		return nil, err
+	}
+	decoded := proto.NewBlock()
+	if err := decoded.Decode(chproto.NewReader(bytes.NewReader(out.Bytes())), 0); err != nil {
+		return nil, fmt.Errorf("decode the block sent to %s: %w", t.name, err)
+	}
+	settings := ch.Settings{}
+	for _, s := range q.Settings {
+		if n, err := strconv.Atoi(s.Value); err == nil {
+			settings[s.Key] = n
+		} else {
+			settings[s.Key] = s.Value
+		}
+	}
+	return &fakeBatch{table: t, query: strings.TrimSuffix(q.Body, " VALUES"), settings: settings, block: decoded}, nil
+}
+
+// recorder replaces Writer.prepare and Writer.do and keeps every insert.
 type recorder struct {
 	inserts []*fakeBatch
 	// fail, when set, is called for every insert before it is sent; its error is
@@ -128,6 +163,29 @@ func (r *recorder) prepare(w *Writer) func(ctx context.Context, query string, se
 			}
 		}
 		return nil, fmt.Errorf("unexpected query %q", query)
+	}
+}
+
+func (r *recorder) do(w *Writer) func(ctx context.Context, q chgo.Query) error {
+	return func(ctx context.Context, q chgo.Query) error {
+		for t, sql := range w.insertSQL {
+			if sql+" VALUES" == q.Body {
+				b, err := nativeBatch(t, q)
+				if err != nil {
+					return err
+				}
+				if r.fail != nil {
+					b.sendErr = r.fail(len(r.inserts), b)
+				}
+				r.inserts = append(r.inserts, b)
+				if b.sendErr != nil {
+					return b.sendErr
+				}
+				b.sent = true
+				return nil
+			}
+		}
+		return fmt.Errorf("unexpected query %q", q.Body)
 	}
 }
 
@@ -159,6 +217,7 @@ func testWriter(t testing.TB, cfg Config, opts ...Option) (*Writer, *recorder) {
 	w := newWriter(cfg, &fakeConn{}, o)
 	r := &recorder{}
 	w.prepare = r.prepare(w)
+	w.do = r.do(w)
 	return w, r
 }
 

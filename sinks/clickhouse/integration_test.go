@@ -290,6 +290,29 @@ func TestWriterAgainstServer(t *testing.T) {
 		t.Errorf("RecentTraces: got %+v, %v", recent, err)
 	}
 
+	// The Map, Nullable and LowCardinality columns, as the server stored them.
+	var (
+		label, vstr string
+		vnum        *float64
+	)
+	if err := raw.QueryRow(ctx, "SELECT labels['k'] FROM "+cfg.Database+".metrics").Scan(&label); err != nil || label != "v" {
+		t.Errorf("metrics.labels['k']: got %q, %v; want v", label, err)
+	}
+	if err := raw.QueryRow(ctx, "SELECT value, value_number FROM "+cfg.Database+".feedback").Scan(&vstr, &vnum); err != nil ||
+		vstr != "5" || vnum == nil || *vnum != 5 {
+		t.Errorf("feedback value, value_number: got %q, %v, %v; want 5, 5", vstr, vnum, err)
+	}
+
+	// A column the writer inserts that the table lacks (a schema older or newer than
+	// the writer) is a permanent error, named by the server.
+	if err := raw.Exec(ctx, "ALTER TABLE "+cfg.Database+".feedback DROP COLUMN comment"); err != nil {
+		t.Fatal(err)
+	}
+	err = w.Write(ctx, &pipeline.Batch{Feedback: b1.Feedback})
+	if !errors.Is(err, pipeline.ErrPermanent) || !strings.Contains(err.Error(), "comment") {
+		t.Errorf("Write into a table without a column: got %v, want a permanent error naming the column", err)
+	}
+
 	// A missing table is a permanent error: the batch is dead-lettered, not retried.
 	if err := raw.Exec(ctx, "DROP TABLE "+cfg.Database+".scores SYNC"); err != nil {
 		t.Fatal(err)

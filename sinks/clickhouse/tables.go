@@ -3,11 +3,13 @@ package clickhouse
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unsafe"
 
+	"github.com/ClickHouse/ch-go/proto"
 	"github.com/cespare/xxhash/v2"
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -152,50 +154,202 @@ func text(v jsontext.Value) string {
 	return unsafe.String(unsafe.SliceData(v), len(v))
 }
 
-// Column builders. Each holds one typed slice per column of its table, in the
-// table's order; add appends one row, columns returns the slices for
-// driver.Batch.Column(i).Append, reset empties them for reuse. Strings are shared with
-// the batch, not copied.
+// Column builders. Each holds its table's columns as ch-go native columns, in the
+// table's order (newCols builds them from the column types), reused by every insert:
+// reset keeps their buffers and drops the batch's strings. add appends one row
+// through a cursor over the columns; input returns them for the INSERT. Strings are
+// shared with the batch, not copied: they are copied once, when the block is encoded
+// into the connection's buffer.
 
-type corrCols struct {
-	str  [23][]string
-	tags [][]string
-}
+// strCol is a String column of strings that belong to the batch.
+type strCol []string
 
-func (c *corrCols) reset() {
-	for i := range c.str {
-		clear(c.str[i])
-		c.str[i] = c.str[i][:0]
+func (c *strCol) Type() proto.ColumnType { return proto.ColumnTypeString }
+func (c *strCol) Rows() int              { return len(*c) }
+func (c *strCol) Reset()                 { clear(*c); *c = (*c)[:0] }
+
+func (c *strCol) EncodeColumn(b *proto.Buffer) {
+	n := 0
+	for _, s := range *c {
+		n += len(s) + binary.MaxVarintLen32
 	}
-	clear(c.tags)
-	c.tags = c.tags[:0]
+	b.Buf = slices.Grow(b.Buf, n)
+	for _, s := range *c {
+		b.PutString(s)
+	}
 }
 
-func (c *corrCols) add(x *schema.Correlation) {
+// largeString is the length from which WriteColumn hands a string to the connection
+// as it is, for one vectored write, instead of copying it into the buffer: payloads
+// are most of a span's bytes, and the buffer would otherwise hold a whole insert.
+const largeString = 256
+
+// WriteColumn is the encoding of an uncompressed connection (compressed blocks are
+// encoded whole with EncodeColumn): small strings are copied into the buffer with
+// the length of each, large ones are written from the batch's memory, which stays
+// untouched until the insert returns.
+func (c *strCol) WriteColumn(w *proto.Writer) {
+	r := strRun{col: *c}
+	put := r.put
+	for r.next < len(r.col) {
+		w.ChainBuffer(put)
+		if r.next < len(r.col) {
+			s := r.col[r.next]
+			w.ChainWrite(unsafe.Slice(unsafe.StringData(s), len(s)))
+			r.next++
+		}
+	}
+}
+
+// strRun encodes strings from next on up to the next large one, whose length only
+// it writes.
+type strRun struct {
+	col  []string
+	next int
+}
+
+func (r *strRun) put(b *proto.Buffer) {
+	for ; r.next < len(r.col); r.next++ {
+		s := r.col[r.next]
+		if len(s) >= largeString {
+			b.PutLen(len(s))
+			return
+		}
+		b.PutString(s)
+	}
+}
+
+type lowCard = proto.ColLowCardinality[string]
+
+// newCol returns an empty native column of a type of table.cols.
+func newCol(typ string) proto.ColInput {
+	switch typ {
+	case tString:
+		return new(strCol)
+	case tLowCard:
+		return new(proto.ColStr).LowCardinality()
+	case tTags:
+		return proto.NewArray[string](new(proto.ColStr).LowCardinality())
+	case tStrMap:
+		return proto.NewMap[string, string](new(proto.ColStr).LowCardinality(), new(proto.ColStr))
+	case tTime:
+		return new(proto.ColDateTime64).WithPrecision(proto.PrecisionNano).WithLocation(time.UTC)
+	case tNullTime:
+		return new(proto.ColDateTime64).WithPrecision(proto.PrecisionNano).WithLocation(time.UTC).Nullable()
+	case tUInt64:
+		return new(proto.ColUInt64)
+	case tUInt8:
+		return new(proto.ColUInt8)
+	case tFloat64:
+		return new(proto.ColFloat64)
+	case tNullF64:
+		return new(proto.ColFloat64).Nullable()
+	case tBool:
+		return new(proto.ColBool)
+	}
+	panic("clickhouse: no native column for type " + typ)
+}
+
+// release drops the column's references to the batch's strings, which the
+// LowCardinality columns keep in their values until they are overwritten.
+func release(c proto.ColInput) {
+	switch c := c.(type) {
+	case *lowCard:
+		clear(c.Values)
+	case *proto.ColArr[string]:
+		release(c.Data)
+	case *proto.ColMap[string, string]:
+		release(c.Keys)
+	}
+}
+
+// nativeCols is the columns of one table and the cursor add writes through.
+type nativeCols struct {
+	in   proto.Input
+	next int // column of the next value
+}
+
+func (c *nativeCols) init(t *table) {
+	if c.in != nil {
+		return
+	}
+	c.in = make(proto.Input, len(t.cols))
+	for i, d := range t.cols {
+		c.in[i] = proto.InputColumn{Name: d.name, Data: newCol(d.typ)}
+	}
+}
+
+func (c *nativeCols) reset() {
+	for _, col := range c.in {
+		release(col.Data)
+		col.Data.(proto.Resettable).Reset()
+	}
+	c.next = 0
+}
+
+func (c *nativeCols) input() proto.Input { return c.in }
+
+// take returns the next column; a row ends when it has taken every column.
+func (c *nativeCols) take() proto.ColInput {
+	col := c.in[c.next].Data
+	if c.next++; c.next == len(c.in) {
+		c.next = 0
+	}
+	return col
+}
+
+func (c *nativeCols) str(v string) {
+	switch col := c.take().(type) {
+	case *strCol:
+		*col = append(*col, v)
+	case *lowCard:
+		col.Append(v)
+	default:
+		panic(fmt.Sprintf("clickhouse: string into %T", col))
+	}
+}
+
+func (c *nativeCols) u64(v uint64)  { c.take().(*proto.ColUInt64).Append(v) }
+func (c *nativeCols) u8(v uint8)    { c.take().(*proto.ColUInt8).Append(v) }
+func (c *nativeCols) f64(v float64) { c.take().(*proto.ColFloat64).Append(v) }
+func (c *nativeCols) boolean(v bool) {
+	c.take().(*proto.ColBool).Append(v)
+}
+func (c *nativeCols) time(v time.Time) { c.take().(*proto.ColDateTime64).Append(v) }
+func (c *nativeCols) tags(v []string)  { c.take().(*proto.ColArr[string]).Append(v) }
+func (c *nativeCols) strMap(v map[string]string) {
+	c.take().(*proto.ColMap[string, string]).Append(v)
+}
+
+// ntime appends v, or NULL when it is zero.
+func (c *nativeCols) ntime(v time.Time) {
+	c.take().(*proto.ColNullable[time.Time]).Append(proto.Nullable[time.Time]{Value: v, Set: !v.IsZero()})
+}
+
+// nf64 appends *v, or NULL when v is nil.
+func (c *nativeCols) nf64(v *float64) {
+	var n proto.Nullable[float64]
+	if v != nil {
+		n = proto.NewNullable(*v)
+	}
+	c.take().(*proto.ColNullable[float64]).Append(n)
+}
+
+// corr appends the columns of correlationDefs.
+func (c *nativeCols) corr(x *schema.Correlation) {
 	if x == nil {
 		x = &schema.Correlation{}
 	}
-	for i, v := range [23]string{
+	for _, v := range [...]string{
 		x.EntityType, x.EntityID, x.EntityName, x.EntityVersionID,
 		x.ParentEntityType, x.ParentEntityID, x.ParentEntityName, x.ParentEntityVersionID,
 		x.RootEntityType, x.RootEntityID, x.RootEntityName, x.RootEntityVersionID,
 		x.UserID, x.OrganizationID, x.ResourceID, x.RunID, x.SessionID, x.ThreadID,
 		x.RequestID, x.Environment, x.Source, x.ServiceName, x.ExperimentID,
 	} {
-		c.str[i] = append(c.str[i], v)
+		c.str(v)
 	}
-	tags := x.Tags
-	if tags == nil {
-		tags = []string{}
-	}
-	c.tags = append(c.tags, tags)
-}
-
-func (c *corrCols) appendTo(cols []any) []any {
-	for i := range c.str {
-		cols = append(cols, c.str[i])
-	}
-	return append(cols, c.tags)
+	c.tags(x.Tags)
 }
 
 // corrSize estimates the bytes of a correlation's values.
@@ -218,53 +372,18 @@ func corrSize(x *schema.Correlation) int {
 // rowOverhead approximates the fixed-size columns and length prefixes of a row.
 const rowOverhead = 128
 
-type spanCols struct {
-	traceID, spanID                 []string
-	version                         []uint64
-	rank                            []uint8
-	parent, extParent, name, typ    []string
-	corr                            corrCols
-	startedAt                       []time.Time
-	endedAt                         []*time.Time
-	ends                            []time.Time // backing array of endedAt
-	attributes, metadata            []string
-	input, output, errJSON, request []string
-	isEvent, isRoot, isInternal     []bool
-}
+type spanCols struct{ nativeCols }
 
-func (c *spanCols) reset(n int) {
-	for _, s := range []*[]string{&c.traceID, &c.spanID, &c.parent, &c.extParent, &c.name, &c.typ,
-		&c.attributes, &c.metadata, &c.input, &c.output, &c.errJSON, &c.request} {
-		clear(*s)
-		*s = (*s)[:0]
-	}
-	c.version, c.rank = c.version[:0], c.rank[:0]
-	c.corr.reset()
-	c.startedAt = c.startedAt[:0]
-	clear(c.endedAt)
-	c.endedAt = c.endedAt[:0]
-	// endedAt points into ends, so ends must not grow while rows are added.
-	if cap(c.ends) < n {
-		c.ends = make([]time.Time, 0, n)
-	}
-	c.ends = c.ends[:0]
-	c.isEvent, c.isRoot, c.isInternal = c.isEvent[:0], c.isRoot[:0], c.isInternal[:0]
-}
+func (c *spanCols) reset(int) { c.init(spansTable); c.nativeCols.reset() }
 
 func (c *spanCols) add(s *schema.Span) error {
 	if err := checkTime("started_at", s.StartTime); err != nil {
 		return fmt.Errorf("span %s/%s: %w", s.TraceID, s.SpanID, err)
 	}
-	var ended *time.Time
 	if !s.EndTime.IsZero() {
 		if err := checkTime("ended_at", s.EndTime); err != nil {
 			return fmt.Errorf("span %s/%s: %w", s.TraceID, s.SpanID, err)
 		}
-		if len(c.ends) == cap(c.ends) {
-			return fmt.Errorf("span columns: more rows than reserved (%d)", cap(c.ends))
-		}
-		c.ends = append(c.ends, s.EndTime)
-		ended = &c.ends[len(c.ends)-1]
 	}
 	errJSON := ""
 	if s.ErrorInfo != nil {
@@ -274,35 +393,27 @@ func (c *spanCols) add(s *schema.Span) error {
 		}
 		errJSON = string(b)
 	}
-	c.traceID = append(c.traceID, s.TraceID)
-	c.spanID = append(c.spanID, s.SpanID)
-	c.version = append(c.version, s.Version)
-	c.rank = append(c.rank, s.Rank())
-	c.parent = append(c.parent, s.ParentSpanID)
-	c.extParent = append(c.extParent, s.ExternalParentSpanID)
-	c.name = append(c.name, s.Name)
-	c.typ = append(c.typ, string(s.Type))
-	c.corr.add(&s.Correlation)
-	c.startedAt = append(c.startedAt, s.StartTime)
-	c.endedAt = append(c.endedAt, ended)
-	c.attributes = append(c.attributes, text(s.Attributes))
-	c.metadata = append(c.metadata, text(s.Metadata))
-	c.input = append(c.input, text(s.Input))
-	c.output = append(c.output, text(s.Output))
-	c.errJSON = append(c.errJSON, errJSON)
-	c.request = append(c.request, text(s.RequestContext))
-	c.isEvent = append(c.isEvent, s.IsEvent)
-	c.isRoot = append(c.isRoot, s.IsRootSpan)
-	c.isInternal = append(c.isInternal, s.IsInternal)
+	c.str(s.TraceID)
+	c.str(s.SpanID)
+	c.u64(s.Version)
+	c.u8(s.Rank())
+	c.str(s.ParentSpanID)
+	c.str(s.ExternalParentSpanID)
+	c.str(s.Name)
+	c.str(string(s.Type))
+	c.corr(&s.Correlation)
+	c.time(s.StartTime)
+	c.ntime(s.EndTime)
+	c.str(text(s.Attributes))
+	c.str(text(s.Metadata))
+	c.str(text(s.Input))
+	c.str(text(s.Output))
+	c.str(errJSON)
+	c.str(text(s.RequestContext))
+	c.boolean(s.IsEvent)
+	c.boolean(s.IsRootSpan)
+	c.boolean(s.IsInternal)
 	return nil
-}
-
-func (c *spanCols) columns() []any {
-	cols := make([]any, 0, len(spansTable.cols))
-	cols = append(cols, c.traceID, c.spanID, c.version, c.rank, c.parent, c.extParent, c.name, c.typ)
-	cols = c.corr.appendTo(cols)
-	return append(cols, c.startedAt, c.endedAt, c.attributes, c.metadata,
-		c.input, c.output, c.errJSON, c.request, c.isEvent, c.isRoot, c.isInternal)
 }
 
 func spanMeta(s *schema.Span) (int32, int) {
@@ -324,45 +435,24 @@ func spanKey(h *xxhash.Digest, s *schema.Span) {
 	_, _ = h.Write(append(binary.LittleEndian.AppendUint64(b[:0], s.Version), s.Rank()))
 }
 
-type logCols struct {
-	id                          []string
-	ts                          []time.Time
-	traceID, spanID, level, msg []string
-	data                        []string
-	corr                        corrCols
-	metadata                    []string
-}
+type logCols struct{ nativeCols }
 
-func (c *logCols) reset(int) {
-	for _, s := range []*[]string{&c.id, &c.traceID, &c.spanID, &c.level, &c.msg, &c.data, &c.metadata} {
-		clear(*s)
-		*s = (*s)[:0]
-	}
-	c.ts = c.ts[:0]
-	c.corr.reset()
-}
+func (c *logCols) reset(int) { c.init(logsTable); c.nativeCols.reset() }
 
 func (c *logCols) add(l *schema.Log) error {
 	if err := checkTime("timestamp", l.Timestamp); err != nil {
 		return fmt.Errorf("log %s: %w", l.LogID, err)
 	}
-	c.id = append(c.id, l.LogID)
-	c.ts = append(c.ts, l.Timestamp)
-	c.traceID = append(c.traceID, l.TraceID)
-	c.spanID = append(c.spanID, l.SpanID)
-	c.level = append(c.level, l.Level)
-	c.msg = append(c.msg, l.Message)
-	c.data = append(c.data, text(l.Data))
-	c.corr.add(l.Correlation)
-	c.metadata = append(c.metadata, text(l.Metadata))
+	c.str(l.LogID)
+	c.time(l.Timestamp)
+	c.str(l.TraceID)
+	c.str(l.SpanID)
+	c.str(l.Level)
+	c.str(l.Message)
+	c.str(text(l.Data))
+	c.corr(l.Correlation)
+	c.str(text(l.Metadata))
 	return nil
-}
-
-func (c *logCols) columns() []any {
-	cols := make([]any, 0, len(logsTable.cols))
-	cols = append(cols, c.id, c.ts, c.traceID, c.spanID, c.level, c.msg, c.data)
-	cols = c.corr.appendTo(cols)
-	return append(cols, c.metadata)
 }
 
 func logMeta(l *schema.Log) (int32, int) {
@@ -375,79 +465,33 @@ func logKey(h *xxhash.Digest, l *schema.Log) {
 	_, _ = h.WriteString("\x00")
 }
 
-type metricCols struct {
-	id                     []string
-	ts                     []time.Time
-	traceID, spanID, name  []string
-	value                  []float64
-	labels                 []map[string]string
-	corr                   corrCols
-	provider, model        []string
-	cost                   []*float64
-	costs                  []float64 // backing array of cost
-	costUnit, costMeta, md []string
-}
+type metricCols struct{ nativeCols }
 
-func (c *metricCols) reset(n int) {
-	for _, s := range []*[]string{&c.id, &c.traceID, &c.spanID, &c.name, &c.provider, &c.model,
-		&c.costUnit, &c.costMeta, &c.md} {
-		clear(*s)
-		*s = (*s)[:0]
-	}
-	c.ts, c.value = c.ts[:0], c.value[:0]
-	clear(c.labels)
-	c.labels = c.labels[:0]
-	c.corr.reset()
-	clear(c.cost)
-	c.cost = c.cost[:0]
-	if cap(c.costs) < n {
-		c.costs = make([]float64, 0, n)
-	}
-	c.costs = c.costs[:0]
-}
+func (c *metricCols) reset(int) { c.init(metricsTable); c.nativeCols.reset() }
 
 func (c *metricCols) add(m *schema.Metric) error {
 	if err := checkTime("timestamp", m.Timestamp); err != nil {
 		return fmt.Errorf("metric %s: %w", m.MetricID, err)
 	}
-	labels := m.Labels
-	if labels == nil {
-		labels = map[string]string{}
-	}
 	cc := m.CostContext
 	if cc == nil {
 		cc = &schema.CostContext{}
 	}
-	var cost *float64
-	if cc.EstimatedCost != nil {
-		if len(c.costs) == cap(c.costs) {
-			return fmt.Errorf("metric columns: more rows than reserved (%d)", cap(c.costs))
-		}
-		c.costs = append(c.costs, *cc.EstimatedCost)
-		cost = &c.costs[len(c.costs)-1]
-	}
-	c.id = append(c.id, m.MetricID)
-	c.ts = append(c.ts, m.Timestamp)
-	c.traceID = append(c.traceID, m.TraceID)
-	c.spanID = append(c.spanID, m.SpanID)
-	c.name = append(c.name, m.Name)
-	c.value = append(c.value, m.Value)
-	c.labels = append(c.labels, labels)
-	c.corr.add(m.Correlation)
-	c.provider = append(c.provider, cc.Provider)
-	c.model = append(c.model, cc.Model)
-	c.cost = append(c.cost, cost)
-	c.costUnit = append(c.costUnit, cc.CostUnit)
-	c.costMeta = append(c.costMeta, text(cc.CostMetadata))
-	c.md = append(c.md, text(m.Metadata))
+	c.str(m.MetricID)
+	c.time(m.Timestamp)
+	c.str(m.TraceID)
+	c.str(m.SpanID)
+	c.str(m.Name)
+	c.f64(m.Value)
+	c.strMap(m.Labels)
+	c.corr(m.Correlation)
+	c.str(cc.Provider)
+	c.str(cc.Model)
+	c.nf64(cc.EstimatedCost)
+	c.str(cc.CostUnit)
+	c.str(text(cc.CostMetadata))
+	c.str(text(m.Metadata))
 	return nil
-}
-
-func (c *metricCols) columns() []any {
-	cols := make([]any, 0, len(metricsTable.cols))
-	cols = append(cols, c.id, c.ts, c.traceID, c.spanID, c.name, c.value, c.labels)
-	cols = c.corr.appendTo(cols)
-	return append(cols, c.provider, c.model, c.cost, c.costUnit, c.costMeta, c.md)
 }
 
 func metricMeta(m *schema.Metric) (int32, int) {
@@ -467,54 +511,29 @@ func metricKey(h *xxhash.Digest, m *schema.Metric) {
 	_, _ = h.WriteString("\x00")
 }
 
-type scoreCols struct {
-	id                                          []string
-	ts                                          []time.Time
-	traceID, spanID, scoreTrace                 []string
-	scorerID, scorerName, scorerVersion, source []string
-	score                                       []float64
-	reason, target                              []string
-	corr                                        corrCols
-	md                                          []string
-}
+type scoreCols struct{ nativeCols }
 
-func (c *scoreCols) reset(int) {
-	for _, s := range []*[]string{&c.id, &c.traceID, &c.spanID, &c.scoreTrace, &c.scorerID, &c.scorerName,
-		&c.scorerVersion, &c.source, &c.reason, &c.target, &c.md} {
-		clear(*s)
-		*s = (*s)[:0]
-	}
-	c.ts, c.score = c.ts[:0], c.score[:0]
-	c.corr.reset()
-}
+func (c *scoreCols) reset(int) { c.init(scoresTable); c.nativeCols.reset() }
 
 func (c *scoreCols) add(s *schema.Score) error {
 	if err := checkTime("timestamp", s.Timestamp); err != nil {
 		return fmt.Errorf("score %s: %w", s.ScoreID, err)
 	}
-	c.id = append(c.id, s.ScoreID)
-	c.ts = append(c.ts, s.Timestamp)
-	c.traceID = append(c.traceID, s.TraceID)
-	c.spanID = append(c.spanID, s.SpanID)
-	c.scoreTrace = append(c.scoreTrace, s.ScoreTraceID)
-	c.scorerID = append(c.scorerID, s.ScorerID)
-	c.scorerName = append(c.scorerName, s.ScorerName)
-	c.scorerVersion = append(c.scorerVersion, s.ScorerVersion)
-	c.source = append(c.source, s.ScoreSource)
-	c.score = append(c.score, s.Score)
-	c.reason = append(c.reason, s.Reason)
-	c.target = append(c.target, s.TargetEntityType)
-	c.corr.add(s.Correlation)
-	c.md = append(c.md, text(s.Metadata))
+	c.str(s.ScoreID)
+	c.time(s.Timestamp)
+	c.str(s.TraceID)
+	c.str(s.SpanID)
+	c.str(s.ScoreTraceID)
+	c.str(s.ScorerID)
+	c.str(s.ScorerName)
+	c.str(s.ScorerVersion)
+	c.str(s.ScoreSource)
+	c.f64(s.Score)
+	c.str(s.Reason)
+	c.str(s.TargetEntityType)
+	c.corr(s.Correlation)
+	c.str(text(s.Metadata))
 	return nil
-}
-
-func (c *scoreCols) columns() []any {
-	cols := make([]any, 0, len(scoresTable.cols))
-	cols = append(cols, c.id, c.ts, c.traceID, c.spanID, c.scoreTrace, c.scorerID, c.scorerName,
-		c.scorerVersion, c.source, c.score, c.reason, c.target)
-	cols = c.corr.appendTo(cols)
-	return append(cols, c.md)
 }
 
 func scoreMeta(s *schema.Score) (int32, int) {
@@ -528,33 +547,9 @@ func scoreKey(h *xxhash.Digest, s *schema.Score) {
 	_, _ = h.WriteString("\x00")
 }
 
-type feedbackCols struct {
-	id                           []string
-	ts                           []time.Time
-	traceID, spanID, source, typ []string
-	value, valueString           []string
-	valueNumber                  []*float64
-	numbers                      []float64 // backing array of valueNumber
-	comment, sourceID, userID    []string
-	corr                         corrCols
-	md                           []string
-}
+type feedbackCols struct{ nativeCols }
 
-func (c *feedbackCols) reset(n int) {
-	for _, s := range []*[]string{&c.id, &c.traceID, &c.spanID, &c.source, &c.typ, &c.value, &c.valueString,
-		&c.comment, &c.sourceID, &c.userID, &c.md} {
-		clear(*s)
-		*s = (*s)[:0]
-	}
-	c.ts = c.ts[:0]
-	clear(c.valueNumber)
-	c.valueNumber = c.valueNumber[:0]
-	if cap(c.numbers) < n {
-		c.numbers = make([]float64, 0, n)
-	}
-	c.numbers = c.numbers[:0]
-	c.corr.reset()
-}
+func (c *feedbackCols) reset(int) { c.init(feedbackTable); c.nativeCols.reset() }
 
 func (c *feedbackCols) add(f *schema.Feedback) error {
 	if err := checkTime("timestamp", f.Timestamp); err != nil {
@@ -574,11 +569,7 @@ func (c *feedbackCols) add(f *schema.Feedback) error {
 		if err != nil {
 			return fmt.Errorf("feedback %s: decode value: %w", f.FeedbackID, err)
 		}
-		if len(c.numbers) == cap(c.numbers) {
-			return fmt.Errorf("feedback columns: more rows than reserved (%d)", cap(c.numbers))
-		}
-		c.numbers = append(c.numbers, n)
-		vNumber = &c.numbers[len(c.numbers)-1]
+		vNumber = &n
 	}
 	// value is the value as text, as on DuckDB: a string as itself, a number as its
 	// JSON text; value_string and value_number tell the kinds apart.
@@ -589,29 +580,21 @@ func (c *feedbackCols) add(f *schema.Feedback) error {
 	case value == "":
 		value = "null"
 	}
-	c.id = append(c.id, f.FeedbackID)
-	c.ts = append(c.ts, f.Timestamp)
-	c.traceID = append(c.traceID, f.TraceID)
-	c.spanID = append(c.spanID, f.SpanID)
-	c.source = append(c.source, f.FeedbackSource)
-	c.typ = append(c.typ, f.FeedbackType)
-	c.value = append(c.value, value)
-	c.valueString = append(c.valueString, vString)
-	c.valueNumber = append(c.valueNumber, vNumber)
-	c.comment = append(c.comment, f.Comment)
-	c.sourceID = append(c.sourceID, f.SourceID)
-	c.userID = append(c.userID, f.FeedbackUserID)
-	c.corr.add(f.Correlation)
-	c.md = append(c.md, text(f.Metadata))
+	c.str(f.FeedbackID)
+	c.time(f.Timestamp)
+	c.str(f.TraceID)
+	c.str(f.SpanID)
+	c.str(f.FeedbackSource)
+	c.str(f.FeedbackType)
+	c.str(value)
+	c.str(vString)
+	c.nf64(vNumber)
+	c.str(f.Comment)
+	c.str(f.SourceID)
+	c.str(f.FeedbackUserID)
+	c.corr(f.Correlation)
+	c.str(text(f.Metadata))
 	return nil
-}
-
-func (c *feedbackCols) columns() []any {
-	cols := make([]any, 0, len(feedbackTable.cols))
-	cols = append(cols, c.id, c.ts, c.traceID, c.spanID, c.source, c.typ, c.value, c.valueString,
-		c.valueNumber, c.comment, c.sourceID, c.userID)
-	cols = c.corr.appendTo(cols)
-	return append(cols, c.md)
 }
 
 func feedbackMeta(f *schema.Feedback) (int32, int) {

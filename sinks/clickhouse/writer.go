@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	chgo "github.com/ClickHouse/ch-go"
+	"github.com/ClickHouse/ch-go/proto"
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/cespare/xxhash/v2"
@@ -34,8 +37,13 @@ type Writer struct {
 	conn driver.Conn
 	log  *slog.Logger
 	m    *metrics
-	// prepare starts one INSERT with the given settings; tests replace it.
-	prepare   func(ctx context.Context, query string, settings ch.Settings) (driver.Batch, error)
+	// prepare starts one INSERT with the given settings (the mastra layout's
+	// inserts); tests replace it.
+	prepare func(ctx context.Context, query string, settings ch.Settings) (driver.Batch, error)
+	// do runs one INSERT of native columns (the spanpipe layout's inserts) on the
+	// writer's own connection; tests replace it.
+	do        func(ctx context.Context, q chgo.Query) error
+	native    nativeConn
 	insertSQL map[*table]string
 
 	mu     sync.Mutex // serialises Write and Close
@@ -113,6 +121,8 @@ func newWriter(cfg Config, conn driver.Conn, o options) *Writer {
 	w.prepare = func(ctx context.Context, query string, settings ch.Settings) (driver.Batch, error) {
 		return conn.PrepareBatch(ch.Context(ctx, ch.WithSettings(settings)), query)
 	}
+	w.native.cfg = cfg
+	w.do = w.native.do
 	for _, t := range allTables {
 		w.insertSQL[t] = "INSERT INTO " + w.p.qualified(t.name) + " (" + t.colNames() + ")"
 	}
@@ -190,11 +200,12 @@ func (w *Writer) Write(ctx context.Context, b *pipeline.Batch) error {
 	return nil
 }
 
-// builder is implemented by the column builders of tables.go.
+// builder is implemented by the column builders of tables.go, which also have
+// input() (native columns, sent with [Writer.do]), and by those of the mastra layout,
+// which have columns() (slices, appended to a clickhouse-go batch).
 type builder[T any] interface {
 	reset(rows int)
 	add(row *T) error
-	columns() []any
 }
 
 // sourceID identifies the Kafka records a batch was built from.
@@ -316,7 +327,13 @@ func writeTable[T any, B builder[T]](ctx context.Context, w *Writer, t *table, r
 			key(h, rows[j])
 		}
 		token := dedupToken(t.name, i, len(chunks), src, h.Sum64())
-		err := w.insert(ctx, t, len(chunk), cols.columns(), token)
+		var err error
+		switch c := any(cols).(type) {
+		case interface{ input() proto.Input }:
+			err = w.insertNative(ctx, t, len(chunk), c.input(), token)
+		case interface{ columns() []any }:
+			err = w.insert(ctx, t, len(chunk), c.columns(), token)
+		}
 		cols.reset(0)
 		if err != nil {
 			return err
@@ -352,10 +369,29 @@ func (w *Writer) insertSettings(token string) ch.Settings {
 	return s
 }
 
-// insert sends one INSERT of the given columns and records its metrics.
+// insert sends one INSERT of the given columns through clickhouse-go and records its
+// metrics.
 func (w *Writer) insert(ctx context.Context, t *table, rows int, cols []any, token string) error {
 	start := time.Now()
 	err := w.send(ctx, t, rows, cols, token)
+	w.observe(t, rows, start, err)
+	return err
+}
+
+// insertNative sends one INSERT of native columns and records its metrics. The
+// server checks the columns' names and types against the table: a mismatch is an
+// error it cannot take back (code 16, 53, ...), classified permanent.
+func (w *Writer) insertNative(ctx context.Context, t *table, rows int, in proto.Input, token string) error {
+	start := time.Now()
+	err := w.do(ctx, chgo.Query{Body: w.insertSQL[t] + " VALUES", Input: in, Settings: nativeSettings(w.insertSettings(token))})
+	if err != nil {
+		err = classify(fmt.Errorf("clickhouse: insert %d rows into %s: %w", rows, t.name, err))
+	}
+	w.observe(t, rows, start, err)
+	return err
+}
+
+func (w *Writer) observe(t *table, rows int, start time.Time, err error) {
 	outcome := "ok"
 	if err != nil {
 		outcome = "error"
@@ -365,7 +401,85 @@ func (w *Writer) insert(ctx context.Context, t *table, rows int, cols []any, tok
 	if err == nil {
 		w.m.rows.WithLabelValues(sinkName, t.name).Observe(float64(rows))
 	}
+}
+
+// nativeSettings converts settings for ch-go, in a stable order.
+func nativeSettings(s ch.Settings) []chgo.Setting {
+	out := make([]chgo.Setting, 0, len(s))
+	for _, k := range slices.Sorted(maps.Keys(s)) {
+		out = append(out, chgo.Setting{Key: k, Value: fmt.Sprint(s[k])})
+	}
+	return out
+}
+
+// nativeConn is the writer's connection for the inserts of native columns: ch-go's
+// client, which takes the columns as they are, where clickhouse-go converts every
+// value through reflection into column buffers it allocates per insert. Writes are
+// serialised, so one connection is enough. It is dialled on first use and after any
+// failed insert, trying the addresses in order as the clickhouse-go pool does.
+type nativeConn struct {
+	cfg    Config
+	client *chgo.Client
+}
+
+func (n *nativeConn) do(ctx context.Context, q chgo.Query) error {
+	// ch-go's ReadTimeout only paces its reads (it keeps waiting after one expires),
+	// so the insert as a whole is bounded by read_timeout.
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ReadTimeout)
+	defer cancel()
+	if n.client == nil {
+		c, err := n.dial(ctx)
+		if err != nil {
+			return err
+		}
+		n.client = c
+	}
+	err := n.client.Do(ctx, q)
+	if err != nil {
+		// After a failure mid-insert the connection may hold the rest of the
+		// exchange: start the next insert on a new one.
+		n.close()
+	}
 	return err
+}
+
+func (n *nativeConn) dial(ctx context.Context) (*chgo.Client, error) {
+	tlsCfg, err := n.cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	method := map[string]chgo.Compression{"lz4": chgo.CompressionLZ4, "zstd": chgo.CompressionZSTD, "none": chgo.CompressionDisabled}
+	var errs []error
+	for _, addr := range n.cfg.Addr {
+		c, err := chgo.Dial(ctx, chgo.Options{
+			Address: addr,
+			// The writer's database, which its user may use (ch-go would say
+			// "default" for an empty one, which such a user may not).
+			Database:    n.cfg.Database,
+			User:        n.cfg.Username,
+			Password:    n.cfg.password(),
+			Compression: method[n.cfg.compression()],
+			ClientName:  "spanpipe",
+			TLS:         tlsCfg,
+			DialTimeout: n.cfg.DialTimeout,
+			ReadTimeout: n.cfg.ReadTimeout,
+		})
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (n *nativeConn) close() {
+	if n.client != nil {
+		_ = n.client.Close()
+		n.client = nil
+	}
 }
 
 func (w *Writer) send(ctx context.Context, t *table, rows int, cols []any, token string) error {
@@ -413,6 +527,7 @@ func (w *Writer) Close() error {
 		return nil
 	}
 	w.closed = true
+	w.native.close()
 	if err := w.conn.Close(); err != nil {
 		return fmt.Errorf("clickhouse: close: %w", err)
 	}

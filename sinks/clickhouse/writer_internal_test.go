@@ -1,7 +1,7 @@
 package clickhouse
 
 import (
-	"context"
+	"bytes"
 	"errors"
 	"fmt"
 	"maps"
@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/ch-go/proto"
 	ch "github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/schema"
@@ -22,64 +22,45 @@ var _ pipeline.Sink = (*Writer)(nil)
 
 func TestBuildersMatchTables(t *testing.T) {
 	b := fullBatch(t0)
-	check := func(name string, tab *table, cols []any, rows int) {
+	check := func(name string, tab *table, in proto.Input, rows int) {
 		t.Helper()
-		if len(cols) != len(tab.cols) {
-			t.Fatalf("%s: builder has %d columns, table %d", name, len(cols), len(tab.cols))
+		if len(in) != len(tab.cols) {
+			t.Fatalf("%s: builder has %d columns, table %d", name, len(in), len(tab.cols))
 		}
-		fb, err := newFakeBatch(tab, "", nil)
-		if err != nil {
-			t.Fatal(err)
+		for i, c := range in {
+			if c.Name != tab.cols[i].name || string(c.Data.Type()) != tab.cols[i].typ {
+				t.Errorf("%s column %d: builder has %s %s, table %s %s", name, i, c.Name, c.Data.Type(), tab.cols[i].name, tab.cols[i].typ)
+			}
+			if n := c.Data.Rows(); n != rows {
+				t.Errorf("%s.%s: %d values, want %d", name, c.Name, n, rows)
+			}
 		}
-		for i, c := range cols {
-			if n := reflect.ValueOf(c).Len(); n != rows {
-				t.Errorf("%s.%s: %d values, want %d", name, tab.cols[i].name, n, rows)
+	}
+	fill := func(name string, tab *table, cols interface {
+		reset(int)
+		input() proto.Input
+	}, n int, add func(i int) error) {
+		t.Helper()
+		for range 2 { // a reused builder starts empty
+			cols.reset(n)
+			for i := range n {
+				if err := add(i); err != nil {
+					t.Fatal(err)
+				}
 			}
-			if err := fb.Column(i).Append(c); err != nil {
-				t.Errorf("%s.%s (%s): append %T: %v", name, tab.cols[i].name, tab.cols[i].typ, c, err)
-			}
+			check(name, tab, cols.input(), n)
 		}
 	}
 	var sc spanCols
-	sc.reset(len(b.Spans))
-	for _, s := range b.Spans {
-		if err := sc.add(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	check("spans", spansTable, sc.columns(), len(b.Spans))
+	fill("spans", spansTable, &sc, len(b.Spans), func(i int) error { return sc.add(b.Spans[i]) })
 	var lc logCols
-	lc.reset(len(b.Logs))
-	for _, l := range b.Logs {
-		if err := lc.add(l); err != nil {
-			t.Fatal(err)
-		}
-	}
-	check("logs", logsTable, lc.columns(), len(b.Logs))
+	fill("logs", logsTable, &lc, len(b.Logs), func(i int) error { return lc.add(b.Logs[i]) })
 	var mc metricCols
-	mc.reset(len(b.Metrics))
-	for _, m := range b.Metrics {
-		if err := mc.add(m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	check("metrics", metricsTable, mc.columns(), len(b.Metrics))
+	fill("metrics", metricsTable, &mc, len(b.Metrics), func(i int) error { return mc.add(b.Metrics[i]) })
 	var scc scoreCols
-	scc.reset(len(b.Scores))
-	for _, s := range b.Scores {
-		if err := scc.add(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	check("scores", scoresTable, scc.columns(), len(b.Scores))
+	fill("scores", scoresTable, &scc, len(b.Scores), func(i int) error { return scc.add(b.Scores[i]) })
 	var fc feedbackCols
-	fc.reset(len(b.Feedback))
-	for _, f := range b.Feedback {
-		if err := fc.add(f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	check("feedback", feedbackTable, fc.columns(), len(b.Feedback))
+	fill("feedback", feedbackTable, &fc, len(b.Feedback), func(i int) error { return fc.add(b.Feedback[i]) })
 }
 
 func TestWriteRowValues(t *testing.T) {
@@ -354,23 +335,6 @@ func TestWriteErrors(t *testing.T) {
 	}
 }
 
-func TestWriteSchemaMismatchIsPermanent(t *testing.T) {
-	w, rec := testWriter(t, DefaultConfig())
-	inner := rec.prepare(w)
-	w.prepare = func(ctx context.Context, q string, s ch.Settings) (driver.Batch, error) {
-		b, err := inner(ctx, q, s)
-		if err == nil {
-			fb := b.(*fakeBatch)
-			fb.block.Columns = fb.block.Columns[1:] // the server has no trace_id
-		}
-		return b, err
-	}
-	err := w.Write(t.Context(), fullBatch(t0))
-	if !errors.Is(err, pipeline.ErrPermanent) || !strings.Contains(err.Error(), "schema mismatch") {
-		t.Fatalf("got %v, want a permanent schema mismatch", err)
-	}
-}
-
 func TestClose(t *testing.T) {
 	w, _ := testWriter(t, DefaultConfig())
 	if err := w.Close(); err != nil {
@@ -430,4 +394,59 @@ func deref(v any) any {
 		return rv.Elem().Interface()
 	}
 	return v
+}
+
+func TestCompressionAuto(t *testing.T) {
+	for _, tc := range []struct {
+		set  string
+		addr []string
+		want string
+	}{
+		{"auto", []string{"127.0.0.1:9000"}, "none"},
+		{"auto", []string{"localhost:9000", "[::1]:9000", "127.0.0.2:9001"}, "none"},
+		{"auto", []string{"127.0.0.1:9000", "ch-2:9000"}, "lz4"},
+		{"auto", []string{"10.0.0.7:9440"}, "lz4"},
+		{"lz4", []string{"127.0.0.1:9000"}, "lz4"},
+		{"none", []string{"ch-1:9000"}, "none"},
+		{"zstd", []string{"ch-1:9000"}, "zstd"},
+	} {
+		cfg := DefaultConfig()
+		cfg.Compression, cfg.Addr = tc.set, tc.addr
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.compression(); got != tc.want {
+			t.Errorf("compression %s for %v: got %s, want %s", tc.set, tc.addr, got, tc.want)
+		}
+	}
+}
+
+// The two encodings of a String column, whole into a buffer (compressed connections)
+// and vectored with large strings written in place (uncompressed ones), send the
+// same bytes.
+func TestStrColEncodings(t *testing.T) {
+	col := strCol{"", "a", strings.Repeat("b", largeString-1), strings.Repeat("c", largeString),
+		"d", strings.Repeat("é", 5000), strings.Repeat("f", largeString+1), "", strings.Repeat("g", 300)}
+	for _, c := range []strCol{col, col[:1], col[3:4], col[3:6], nil} {
+		var whole proto.Buffer
+		c.EncodeColumn(&whole)
+		var out bytes.Buffer
+		w := proto.NewWriter(&out, new(proto.Buffer))
+		c.WriteColumn(w)
+		if _, err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), whole.Buf) {
+			t.Errorf("%d strings: vectored %d bytes differ from whole %d bytes", len(c), out.Len(), len(whole.Buf))
+		}
+		var back proto.ColStr
+		if err := back.DecodeColumn(proto.NewReader(bytes.NewReader(out.Bytes())), len(c)); err != nil {
+			t.Fatal(err)
+		}
+		for i, want := range c {
+			if got := back.Row(i); got != want {
+				t.Errorf("row %d: got %d bytes, want %d", i, len(got), len(want))
+			}
+		}
+	}
 }
