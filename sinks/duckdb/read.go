@@ -500,9 +500,9 @@ func (r *Reader) Stats(ctx context.Context, q query.StatsQuery) (*query.Stats, e
 		costWhere := `"timestamp" >= ` + ma.add(q.From.UTC()) + ` AND "timestamp" < ` + ma.add(q.To.UTC()) +
 			strings.TrimPrefix(where, "true")
 		errs[2] = r.scan(ctx, "models", `WITH u AS (
-				SELECT j[1] AS model, count(*) AS calls, sum(TRY_CAST(j[2] AS BIGINT)) AS input_tokens,
-					sum(TRY_CAST(j[3] AS BIGINT)) AS output_tokens
-				FROM (SELECT json_extract_string(attributes, ['$.model', '$.usage.inputTokens', '$.usage.outputTokens']) AS j
+				SELECT j.model, count(*) AS calls, sum(j.usage.inputTokens) AS input_tokens,
+					sum(j.usage.outputTokens) AS output_tokens
+				FROM (SELECT json_transform(attributes, '{"model": "VARCHAR", "usage": {"inputTokens": "BIGINT", "outputTokens": "BIGINT"}}') AS j
 					FROM `+spans+` WHERE `+where+` AND span_type = 'model_generation') GROUP BY 1),
 			c AS (SELECT model, sum(estimated_cost) AS cost FROM main.metrics WHERE `+costWhere+` AND model IS NOT NULL GROUP BY 1)
 			SELECT coalesce(u.model, c.model, ''), coalesce(u.calls, 0), coalesce(u.input_tokens, 0),
