@@ -109,11 +109,16 @@ func TestListTracesResolvesVersions(t *testing.T) {
 	write(t, w, &pipeline.Batch{Strategy: pipeline.BatchWithUpdates, Spans: snap(1, false)})
 	write(t, w, &pipeline.Batch{Strategy: pipeline.BatchWithUpdates, Spans: snap(2, true)})
 	r := duckdb.NewReader(w.DB())
-	for _, tt := range []struct {
-		status query.Status
-		want   string
-	}{{"", "error 2/1"}, {query.StatusError, "error 2/1"}, {query.StatusRunning, ""}} {
-		p, err := r.ListTraces(t.Context(), query.TraceFilter{Limit: 10, Status: tt.status, From: start.Add(-time.Hour)})
+	checkStatuses(t, r, start.Add(-time.Hour), map[query.Status]string{
+		"": "error 2/1", query.StatusError: "error 2/1", query.StatusRunning: ""})
+}
+
+// checkStatuses lists the traces started since from with each status filter and
+// compares their status and span/error counts with want's.
+func checkStatuses(t *testing.T, r *duckdb.Reader, from time.Time, want map[query.Status]string) {
+	t.Helper()
+	for status, want := range want {
+		p, err := r.ListTraces(t.Context(), query.TraceFilter{Limit: 10, Status: status, From: from})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,8 +126,8 @@ func TestListTracesResolvesVersions(t *testing.T) {
 		for _, tr := range p.Traces {
 			got = append(got, fmt.Sprintf("%s %d/%d", tr.Status, tr.SpanCount, tr.ErrorCount))
 		}
-		if s := strings.Join(got, ", "); s != tt.want {
-			t.Errorf("status %q: got %q, want %q", tt.status, s, tt.want)
+		if s := strings.Join(got, ", "); s != want {
+			t.Errorf("status %q: got %q, want %q", status, s, want)
 		}
 	}
 }
@@ -163,22 +168,8 @@ func TestReadsResolveCompactedAndTail(t *testing.T) {
 		span("0000000000000001", 1, false, false), span("0000000000000002", 1, false, false), span("0000000000000003", 2, true, true)}})
 	r := duckdb.NewReader(w.DB())
 
-	for _, tt := range []struct {
-		status query.Status
-		want   string
-	}{{"", "error 3/2"}, {query.StatusError, "error 3/2"}, {query.StatusRunning, ""}, {query.StatusOK, ""}} {
-		p, err := r.ListTraces(t.Context(), query.TraceFilter{Limit: 10, Status: tt.status})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []string
-		for _, tr := range p.Traces {
-			got = append(got, fmt.Sprintf("%s %d/%d", tr.Status, tr.SpanCount, tr.ErrorCount))
-		}
-		if s := strings.Join(got, ", "); s != tt.want {
-			t.Errorf("status %q: got %q, want %q", tt.status, s, tt.want)
-		}
-	}
+	checkStatuses(t, r, time.Time{}, map[query.Status]string{
+		"": "error 3/2", query.StatusError: "error 3/2", query.StatusRunning: "", query.StatusOK: ""})
 
 	q := query.StatsQuery{From: start.Add(-time.Hour), To: start.Add(time.Hour), Bucket: time.Hour}
 	if err := q.Validate(); err != nil {
