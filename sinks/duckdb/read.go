@@ -117,22 +117,37 @@ func spansIn(a *args, from, to time.Time) string {
 	if !to.IsZero() {
 		bounds = append(bounds, "started_at < "+a.add(to.UTC()))
 	}
-	in := func(alias string) string {
+	return resolved(func(alias string) string {
 		if len(bounds) == 0 {
 			return "true"
 		}
 		return alias + strings.Join(bounds, " AND "+alias)
-	}
+	})
+}
+
+// spansOf is what the spans view shows of one trace's spans: like spansIn, it ranks
+// the versions of the trace's spans only, where the view would hash every row of the
+// table that shares a key with the tail.
+func spansOf(a *args, traceID string) string {
+	id := a.add(traceID)
+	return resolved(func(alias string) string { return alias + "trace_id = " + id })
+}
+
+// resolved shows the rows of span_versions that match where (given a table alias
+// with its dot), less those that a newer version of their span supersedes, ranking
+// only the spans with a version in the tail. where must match every version of a
+// span or none.
+func resolved(where func(alias string) string) string {
 	return `(SELECT v.* EXCLUDE (rank, seq, created_at, updated_at), v.created_at, v.updated_at, v.rank
 		FROM main.span_versions v ANTI JOIN (
 			SELECT o.seq FROM main.span_versions o SEMI JOIN (
 				SELECT trace_id, span_id FROM main.span_versions t
-				WHERE ` + in("t.") + ` AND t.seq > (SELECT compacted_seq FROM main.spanpipe_span_state)
+				WHERE ` + where("t.") + ` AND t.seq > (SELECT compacted_seq FROM main.spanpipe_span_state)
 			) t ON o.trace_id = t.trace_id AND o.span_id = t.span_id
-			WHERE ` + in("o.") + `
+			WHERE ` + where("o.") + `
 			QUALIFY row_number() OVER (PARTITION BY o.trace_id, o.span_id ORDER BY o.version DESC, o.rank DESC, o.seq DESC) > 1
 		) s ON s.seq = v.seq
-		WHERE ` + in("v.") + `)`
+		WHERE ` + where("v.") + `)`
 }
 
 // isRoot matches a trace's root span; producers that do not set isRootSpan still
@@ -333,7 +348,7 @@ func (r *Reader) listRoots(ctx context.Context, f query.TraceFilter, from, upper
 func (r *Reader) TraceSpans(ctx context.Context, traceID string) ([]*schema.Span, error) {
 	rows, err := r.db.QueryContext(ctx, `SELECT span_id, coalesce(parent_span_id, ''), name, span_type, version,
 		coalesce(entity_type, ''), coalesce(entity_name, ''), started_at, ended_at, error, is_event, is_root_span
-		FROM main.spans WHERE trace_id = $1 ORDER BY started_at, span_id`, traceID)
+		FROM `+spansOf(&args{}, traceID)+` ORDER BY started_at, span_id`, traceID)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb: read trace %s: %w", traceID, err)
 	}
@@ -384,7 +399,7 @@ var spanReadCols = cols(
 
 // Span returns one span with its payloads, or nil when no row has the key.
 func (r *Reader) Span(ctx context.Context, traceID, spanID string) (*schema.Span, error) {
-	q := "SELECT " + quoteAll(spanReadCols) + " FROM main.spans WHERE trace_id = $1 AND span_id = $2"
+	q := "SELECT " + quoteAll(spanReadCols) + " FROM " + spansOf(&args{}, traceID) + " WHERE span_id = $2"
 	var (
 		s        schema.Span
 		spanType string
