@@ -136,7 +136,7 @@ func checkStatuses(t *testing.T, r *duckdb.Reader, from time.Time, want map[quer
 // split between compacted rows and the tail written since, in both orders: a newer
 // version in the tail hides the compacted one, and an older version arriving late
 // (in the tail) stays hidden behind the compacted one. Each span counts once, as
-// its newest version.
+// its newest version, in lists, stats and the trace.
 func TestReadsResolveCompactedAndTail(t *testing.T) {
 	path := dbPath(t)
 	start := time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)
@@ -170,6 +170,21 @@ func TestReadsResolveCompactedAndTail(t *testing.T) {
 
 	checkStatuses(t, r, time.Time{}, map[query.Status]string{
 		"": "error 3/2", query.StatusError: "error 3/2", query.StatusRunning: "", query.StatusOK: ""})
+
+	spans, err := r.TraceSpans(t.Context(), trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var versions []string
+	for _, s := range spans {
+		versions = append(versions, fmt.Sprintf("%s v%d", s.SpanID[15:], s.Version))
+	}
+	if got, want := strings.Join(versions, ", "), "1 v2, 2 v2, 3 v2"; got != want {
+		t.Errorf("trace: got %s, want %s", got, want)
+	}
+	if s, err := r.Span(t.Context(), trace, "0000000000000002"); err != nil || s == nil || s.Version != 2 || s.ErrorInfo == nil {
+		t.Errorf("span 2: got %+v, %v; want version 2 with its error", s, err)
+	}
 
 	q := query.StatsQuery{From: start.Add(-time.Hour), To: start.Add(time.Hour), Bucket: time.Hour}
 	if err := q.Validate(); err != nil {
