@@ -109,11 +109,16 @@ func TestListTracesResolvesVersions(t *testing.T) {
 	write(t, w, &pipeline.Batch{Strategy: pipeline.BatchWithUpdates, Spans: snap(1, false)})
 	write(t, w, &pipeline.Batch{Strategy: pipeline.BatchWithUpdates, Spans: snap(2, true)})
 	r := duckdb.NewReader(w.DB())
-	for _, tt := range []struct {
-		status query.Status
-		want   string
-	}{{"", "error 2/1"}, {query.StatusError, "error 2/1"}, {query.StatusRunning, ""}} {
-		p, err := r.ListTraces(t.Context(), query.TraceFilter{Limit: 10, Status: tt.status, From: start.Add(-time.Hour)})
+	checkStatuses(t, r, start.Add(-time.Hour), map[query.Status]string{
+		"": "error 2/1", query.StatusError: "error 2/1", query.StatusRunning: ""})
+}
+
+// checkStatuses lists the traces started since from with each status filter and
+// compares their status and span/error counts with want's.
+func checkStatuses(t *testing.T, r *duckdb.Reader, from time.Time, want map[query.Status]string) {
+	t.Helper()
+	for status, want := range want {
+		p, err := r.ListTraces(t.Context(), query.TraceFilter{Limit: 10, Status: status, From: from})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,8 +126,86 @@ func TestListTracesResolvesVersions(t *testing.T) {
 		for _, tr := range p.Traces {
 			got = append(got, fmt.Sprintf("%s %d/%d", tr.Status, tr.SpanCount, tr.ErrorCount))
 		}
-		if s := strings.Join(got, ", "); s != tt.want {
-			t.Errorf("status %q: got %q, want %q", tt.status, s, tt.want)
+		if s := strings.Join(got, ", "); s != want {
+			t.Errorf("status %q: got %q, want %q", status, s, want)
 		}
+	}
+}
+
+// TestReadsResolveCompactedAndTail lists and aggregates spans whose versions are
+// split between compacted rows and the tail written since, in both orders: a newer
+// version in the tail hides the compacted one, and an older version arriving late
+// (in the tail) stays hidden behind the compacted one. Each span counts once, as
+// its newest version, in lists, stats and the trace.
+func TestReadsResolveCompactedAndTail(t *testing.T) {
+	path := dbPath(t)
+	start := time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)
+	trace := fmt.Sprintf("%032x", 9)
+	span := func(id string, version uint64, ended bool, failed bool) *schema.Span {
+		s := &schema.Span{TraceID: trace, SpanID: id, ParentSpanID: "0000000000000001", Name: "tool " + id[15:],
+			Type: schema.ToolCall, StartTime: start.Add(time.Millisecond), Version: version}
+		if id == "0000000000000001" {
+			s.ParentSpanID, s.IsRootSpan, s.Type, s.Name, s.StartTime = "", true, schema.AgentRun, "root", start
+		}
+		if ended {
+			s.EndTime = start.Add(time.Second)
+		}
+		if failed {
+			s.ErrorInfo = &schema.ErrorInfo{Message: "boom"}
+		}
+		return s
+	}
+	w := openWriter(t, path)
+	// Compacted: the root and span 2 ended (2 failed), span 3 started.
+	write(t, w, &pipeline.Batch{Strategy: pipeline.BatchWithUpdates, Spans: []*schema.Span{
+		span("0000000000000001", 2, true, false), span("0000000000000002", 2, true, true), span("0000000000000003", 1, false, false)}})
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w = openWriter(t, path)
+	// Tail: late started snapshots of the root and span 2, span 3 ended and failed.
+	write(t, w, &pipeline.Batch{Strategy: pipeline.BatchWithUpdates, Spans: []*schema.Span{
+		span("0000000000000001", 1, false, false), span("0000000000000002", 1, false, false), span("0000000000000003", 2, true, true)}})
+	r := duckdb.NewReader(w.DB())
+
+	checkStatuses(t, r, time.Time{}, map[query.Status]string{
+		"": "error 3/2", query.StatusError: "error 3/2", query.StatusRunning: "", query.StatusOK: ""})
+
+	spans, err := r.TraceSpans(t.Context(), trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var versions []string
+	for _, s := range spans {
+		versions = append(versions, fmt.Sprintf("%s v%d", s.SpanID[15:], s.Version))
+	}
+	if got, want := strings.Join(versions, ", "), "1 v2, 2 v2, 3 v2"; got != want {
+		t.Errorf("trace: got %s, want %s", got, want)
+	}
+	if s, err := r.Span(t.Context(), trace, "0000000000000002"); err != nil || s == nil || s.Version != 2 || s.ErrorInfo == nil {
+		t.Errorf("span 2: got %+v, %v; want version 2 with its error", s, err)
+	}
+
+	q := query.StatsQuery{From: start.Add(-time.Hour), To: start.Add(time.Hour), Bucket: time.Hour}
+	if err := q.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.Stats(t.Context(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var series []string
+	for _, b := range st.Series {
+		series = append(series, fmt.Sprintf("%d/%d/%d", b.Traces, b.Spans, b.ErrorSpans))
+	}
+	var durations []string
+	for _, d := range st.Durations {
+		durations = append(durations, fmt.Sprintf("%s %d", d.Entity, d.Count))
+	}
+	if got, want := strings.Join(series, " "), "0/0/0 1/3/2"; got != want {
+		t.Errorf("series: got %s, want %s", got, want)
+	}
+	if got, want := strings.Join(durations, ", "), "root 1, tool 2 1, tool 3 1"; got != want {
+		t.Errorf("durations: got %s, want %s", got, want)
 	}
 }
