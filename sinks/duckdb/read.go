@@ -142,7 +142,7 @@ func resolved(where func(alias string) string) string {
 		FROM main.span_versions v ANTI JOIN (
 			SELECT o.seq FROM main.span_versions o SEMI JOIN (
 				SELECT trace_id, span_id FROM main.span_versions t
-				WHERE ` + where("t.") + ` AND t.seq > (SELECT compacted_seq FROM main.spanpipe_span_state)
+				WHERE ` + where("t.") + ` AND t.seq > (SELECT compacted_seq FROM main.spanpipe_span_compaction)
 			) t ON o.trace_id = t.trace_id AND o.span_id = t.span_id
 			WHERE ` + where("o.") + `
 			QUALIFY row_number() OVER (PARTITION BY o.trace_id, o.span_id ORDER BY o.version DESC, o.rank DESC, o.seq DESC) > 1
