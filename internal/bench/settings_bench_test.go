@@ -36,6 +36,7 @@ func BenchmarkDuckDBSettings(b *testing.B) {
 	}{
 		{"128MB", "32MB", 0}, {"128MB", "128MB", 0}, {"128MB", "256MB", 0}, {"64MB", "128MB", 0}, {"256MB", "256MB", 0},
 		{"128MB", "128MB", 16384}, {"128MB", "128MB", 32768}, {"128MB", "128MB", 61440}, {"128MB", "128MB", 122880},
+		{"128MB", "32MB", 16384}, {"128MB", "32MB", 32768}, {"128MB", "64MB", 32768}, {"128MB", "32MB", 122880},
 	} {
 		name := fmt.Sprintf("memory_limit=%s/checkpoint_threshold=%s/row_group_size=%d", s.memory, s.checkpoint, s.rowGroup)
 		b.Run(name, func(b *testing.B) {
