@@ -25,19 +25,7 @@ func TestRowGroupSizeApplied(t *testing.T) {
 	if err := w.Write(t.Context(), &pipeline.Batch{Spans: spans}); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := duckdb.OpenReadOnly(t.Context(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var groups int
-	if err := db.QueryRowContext(t.Context(),
-		"SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('span_versions')").Scan(&groups); err != nil {
-		t.Fatal(err)
-	}
+	groups := countAfterClose(t, w, path, "SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('span_versions')")
 	if groups < 3 {
 		t.Fatalf("5000 rows in %d row groups; want 3 of at most 2048 rows", groups)
 	}
@@ -66,4 +54,23 @@ func TestOpenSamePathTwice(t *testing.T) {
 		t.Fatalf("OpenReadOnly after both writers closed: %v", err)
 	}
 	_ = db.Close()
+}
+
+// countAfterClose closes w, then runs the count query in the file at path, opened
+// read-only.
+func countAfterClose(t *testing.T, w *duckdb.Writer, path, query string) int64 {
+	t.Helper()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := duckdb.OpenReadOnly(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int64
+	if err := db.QueryRowContext(t.Context(), query).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
