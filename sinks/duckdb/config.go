@@ -100,6 +100,10 @@ func (c Config) dsn() string {
 	if c.Threads > 0 {
 		q.Set("threads", strconv.Itoa(c.Threads))
 	}
+	if c.Path != ":memory:" {
+		// An in-memory instance spills to ./.tmp; a file database, next to its file.
+		q.Set("temp_directory", c.Path+".tmp")
+	}
 	if len(q) == 0 {
 		return ":memory:"
 	}

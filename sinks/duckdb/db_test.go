@@ -56,6 +56,21 @@ func TestOpenSamePathTwice(t *testing.T) {
 	_ = db.Close()
 }
 
+// What does not fit in memory_limit spills next to the file, as it does for a file
+// opened directly, not into the working directory of the in-memory instance the file
+// is attached to.
+func TestSpillNextToFile(t *testing.T) {
+	path := dbPath(t)
+	w := openWriter(t, path)
+	var dir string
+	if err := w.DB().QueryRowContext(t.Context(), "SELECT current_setting('temp_directory')").Scan(&dir); err != nil {
+		t.Fatal(err)
+	}
+	if dir != path+".tmp" {
+		t.Fatalf("temp_directory %q, want %q", dir, path+".tmp")
+	}
+}
+
 // countAfterClose closes w, then runs the count query in the file at path, opened
 // read-only.
 func countAfterClose(t *testing.T, w *duckdb.Writer, path, query string) int64 {
