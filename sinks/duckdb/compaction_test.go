@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/spanpipe/spanpipe/pipeline"
-	"github.com/spanpipe/spanpipe/sinks/duckdb"
 )
 
 // TestCompactionDoesNotHoldWrites: a compaction runs in the background. While one is
@@ -109,17 +108,7 @@ func TestCompactionDoesNotHoldWrites(t *testing.T) {
 		t.Errorf("span_versions after the compaction: %d rows, want %d", versions, want)
 	}
 
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := duckdb.OpenReadOnly(t.Context(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.QueryRowContext(t.Context(), "SELECT count(*) FROM span_versions").Scan(&versions); err != nil {
-		t.Fatal(err)
-	}
+	versions = countAfterClose(t, w, path, "SELECT count(*) FROM span_versions")
 	if versions != int64(len(ids)) {
 		t.Errorf("span_versions after Close: %d rows, want %d (one per span)", versions, len(ids))
 	}

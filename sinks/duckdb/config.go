@@ -29,16 +29,26 @@ type Config struct {
 	MemoryLimit string `yaml:"memory_limit"`
 
 	// CheckpointThreshold is how much write-ahead log DuckDB accumulates before it
-	// checkpoints into the database file. The rows written since the last checkpoint
-	// are held in memory (within MemoryLimit, spilling beyond it), and a larger log
-	// means a longer replay after a crash. A smaller one costs CPU: every checkpoint
-	// compresses the table's last, partly filled row group (122,880 rows) again, so at
-	// 32MB (about 25k spans of 1 KB) each span was compressed several times.
-	// BenchmarkDuckDBSettings (internal/bench, 150k spans, a loaded 2-core machine):
-	// from 32MB to 128MB, CPU per span 0.089 → 0.051 ms, peak RSS 301 → 285 MB, file
-	// 837 → 690 B per span; 256MB spilled to the temporary directory with a 128MB
-	// MemoryLimit. Default "128MB".
+	// checkpoints into the database file. The checkpoint runs inside the COMMIT of the
+	// batch that crossed it, so it is that write's stall; the rows written since the
+	// last checkpoint are held in memory (within MemoryLimit, spilling beyond it), and a
+	// larger log means a longer replay after a crash. A smaller one costs CPU and bytes
+	// on disk only with large row groups: every checkpoint compresses the table's last,
+	// partly filled row group again (see RowGroupSize). Default "32MB".
 	CheckpointThreshold string `yaml:"checkpoint_threshold"`
+
+	// RowGroupSize is the number of rows per row group of the database file, set
+	// when the file is opened (DuckDB's ATTACH option ROW_GROUP_SIZE); 0 leaves
+	// DuckDB's default, 122,880. With DuckDB's default, a 32MB CheckpointThreshold
+	// (about 25k spans of 1 KB) compressed each span several times, and 128MB made
+	// each checkpoint longer and larger in memory. BenchmarkDuckDBSettings
+	// (internal/bench, 150k spans, load average 5–7 on 2 cores), checkpoint threshold
+	// / row group size: 128MB / 122,880 → 32MB / 32,768: longest write 1.5 → 0.9 s,
+	// peak RSS 319 → 235 MB, CPU per span 0.058 → 0.053 ms, file 689 → 766 B per span
+	// (32MB / 122,880: 3.7 s, 339 MB, 0.093 ms, 862 B). DuckDB takes multiples of
+	// 2048 up to 122,880. Ignored for ":memory:".
+	// Default 32768.
+	RowGroupSize int `yaml:"row_group_size"`
 
 	// Threads is the number of threads DuckDB runs queries with. 0 leaves DuckDB's
 	// default, one per CPU core. Default 0.
@@ -47,7 +57,7 @@ type Config struct {
 
 // DefaultConfig returns the configuration used when nothing is set.
 func DefaultConfig() Config {
-	return Config{Path: "spanpipe.duckdb", MemoryLimit: "128MB", CheckpointThreshold: "128MB"}
+	return Config{Path: "spanpipe.duckdb", MemoryLimit: "128MB", CheckpointThreshold: "32MB", RowGroupSize: 32768}
 }
 
 // memoryLimitRE matches the sizes DuckDB's memory_limit setting accepts.
@@ -68,14 +78,17 @@ func (c Config) Validate() error {
 	if c.CheckpointThreshold != "" && !memoryLimitRE.MatchString(strings.TrimSpace(c.CheckpointThreshold)) {
 		errs = append(errs, fmt.Errorf("duckdb: checkpoint_threshold %q must be a size with a unit, such as 16MB or 256MB", c.CheckpointThreshold))
 	}
+	if c.RowGroupSize < 0 || c.RowGroupSize%2048 != 0 || c.RowGroupSize > 122880 {
+		errs = append(errs, fmt.Errorf("duckdb: row_group_size must be a multiple of 2048 up to 122880 (0 = DuckDB's default), got %d", c.RowGroupSize))
+	}
 	if c.Threads < 0 {
 		errs = append(errs, fmt.Errorf("duckdb: threads must be >= 0 (0 = DuckDB's default), got %d", c.Threads))
 	}
 	return errors.Join(errs...)
 }
 
-// dsn renders the configuration as a duckdb-go DSN: the path, then the settings as
-// URL query parameters.
+// dsn renders the configuration as a duckdb-go DSN for an in-memory database: the
+// settings as URL query parameters. [Open] attaches the file to it (see attach).
 func (c Config) dsn() string {
 	q := url.Values{}
 	if c.MemoryLimit != "" {
@@ -87,8 +100,25 @@ func (c Config) dsn() string {
 	if c.Threads > 0 {
 		q.Set("threads", strconv.Itoa(c.Threads))
 	}
-	if len(q) == 0 {
-		return c.Path
+	if c.Path != ":memory:" {
+		// An in-memory instance spills to ./.tmp; a file database, next to its file.
+		q.Set("temp_directory", c.Path+".tmp")
 	}
-	return c.Path + "?" + q.Encode()
+	if len(q) == 0 {
+		return ":memory:"
+	}
+	return ":memory:?" + q.Encode()
+}
+
+// attach returns the statement that attaches the database file to a connection's
+// instance as the catalog [catalogName], or "" for ":memory:".
+func (c Config) attach() string {
+	if c.Path == ":memory:" {
+		return ""
+	}
+	opts := ""
+	if c.RowGroupSize > 0 {
+		opts = fmt.Sprintf(" (ROW_GROUP_SIZE %d)", c.RowGroupSize)
+	}
+	return fmt.Sprintf("ATTACH IF NOT EXISTS '%s' AS %s%s", strings.ReplaceAll(c.Path, "'", "''"), catalogName, opts)
 }

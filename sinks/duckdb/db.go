@@ -1,7 +1,92 @@
 package duckdb
 
-import "database/sql"
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+	"path/filepath"
+	"sync"
+
+	duckdbdriver "github.com/duckdb/duckdb-go/v2"
+)
 
 // DB is the database handle, for ad-hoc read queries by the CLI and tests. Writing
 // through it bypasses the version check of [Writer.Write]: don't.
 func (w *Writer) DB() *sql.DB { return w.db }
+
+// catalogName is the name the database file is attached under. Every connection
+// USEs it, so that main.<table> and the appender's tables resolve in the file.
+const catalogName = "spanpipe"
+
+// instances holds the handle of every database file open in this process and the
+// number of Writers using it. The file is attached to an in-memory DuckDB instance,
+// because ATTACH is the only way to set its row group size. DuckDB's file lock is
+// per process, so two instances in one process could both attach one file
+// read-write: Writers on one path share one instance instead.
+var instances = struct {
+	sync.Mutex
+	m map[string]*instance
+}{m: map[string]*instance{}}
+
+type instance struct {
+	db   *sql.DB
+	refs int
+}
+
+// openDB returns the handle of the database cfg names, opening it (an in-memory
+// instance with cfg's settings, the file attached on every new connection) when no
+// Writer of this process has it open, and the function that releases it: the last
+// release closes the instance, which checkpoints the file. A second Writer on a path
+// gets the instance of the first, with the first one's settings.
+func openDB(ctx context.Context, cfg Config) (*sql.DB, func() error, error) {
+	key := cfg.Path
+	if key != ":memory:" {
+		abs, err := filepath.Abs(key)
+		if err != nil {
+			return nil, nil, fmt.Errorf("duckdb: open %s: %w", cfg.Path, err)
+		}
+		key = abs
+	}
+	instances.Lock()
+	defer instances.Unlock()
+	if in, ok := instances.m[key]; ok && key != ":memory:" {
+		in.refs++
+		return in.db, func() error { return releaseDB(key, in) }, nil
+	}
+	var initConn func(driver.ExecerContext) error
+	if attach := cfg.attach(); attach != "" {
+		initConn = func(e driver.ExecerContext) error {
+			if _, err := e.ExecContext(context.Background(), attach, nil); err != nil {
+				return fmt.Errorf("attach: %w", err)
+			}
+			_, err := e.ExecContext(context.Background(), "USE "+catalogName, nil)
+			return err
+		}
+	}
+	connector, err := duckdbdriver.NewConnector(cfg.dsn(), initConn)
+	if err != nil {
+		return nil, nil, fmt.Errorf("duckdb: open %s: %w", cfg.Path, err)
+	}
+	db := sql.OpenDB(connector)
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, nil, fmt.Errorf("duckdb: open %s: %w", cfg.Path, err)
+	}
+	if key == ":memory:" {
+		return db, db.Close, nil
+	}
+	in := &instance{db: db, refs: 1}
+	instances.m[key] = in
+	return db, func() error { return releaseDB(key, in) }, nil
+}
+
+func releaseDB(key string, in *instance) error {
+	instances.Lock()
+	defer instances.Unlock()
+	if in.refs--; in.refs > 0 {
+		return nil
+	}
+	delete(instances.m, key)
+	return in.db.Close()
+}

@@ -29,6 +29,10 @@
 // read-write in one process at a time (DuckDB locks it); [OpenReadOnly] opens it
 // read-only for inspection when no writer holds it.
 //
+// The file is attached to an in-memory DuckDB instance (the only way to set its row
+// group size) as the catalog "spanpipe", which every connection USEs; Writers on one
+// path in one process share that instance.
+//
 // # Goroutines
 //
 // A [Writer] runs at most one goroutine of its own: the background compaction of

@@ -25,9 +25,10 @@ var ErrClosed = errors.New("duckdb: writer closed")
 // every span snapshot (read as the newest per span, through the spans view) and one
 // row per log, metric, score and feedback id. Create it with [Open].
 type Writer struct {
-	cfg Config
-	db  *sql.DB
-	log *slog.Logger
+	cfg     Config
+	db      *sql.DB
+	release func() error // releases db (see openDB)
+	log     *slog.Logger
 
 	closing sync.Mutex // serialises Close
 	mu      sync.Mutex // serialises Write and Close
@@ -60,15 +61,15 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	connector, err := duckdbdriver.NewConnector(cfg.dsn(), nil)
+	db, release, err := openDB(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("duckdb: open %s: %w", cfg.Path, err)
+		return nil, err
 	}
-	db := sql.OpenDB(connector)
 	w := &Writer{
-		cfg: cfg,
-		db:  db,
-		log: o.logger.With("component", "duckdb"),
+		cfg:     cfg,
+		db:      db,
+		release: release,
+		log:     o.logger.With("component", "duckdb"),
 	}
 	w.compactor.every = compactEvery
 	applied, err := migrate(ctx, db)
@@ -83,7 +84,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 	}
 	if err != nil {
 		w.closeConn()
-		return nil, errors.Join(err, db.Close())
+		return nil, errors.Join(err, release())
 	}
 	w.log.Info("duckdb sink open", "path", cfg.Path, "migrations_applied", applied)
 	return w, nil
@@ -320,7 +321,7 @@ func (w *Writer) Close() error {
 		errs = append(errs, w.conn.Close())
 		w.conn = nil
 	}
-	errs = append(errs, w.db.Close())
+	errs = append(errs, w.release())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("duckdb: close: %w", err)
 	}
