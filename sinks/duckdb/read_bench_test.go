@@ -28,6 +28,7 @@ func BenchmarkReader(b *testing.B) {
 	const (
 		short, shortSpans = 19000, 50
 		long, longSpans   = 250, 200
+		liveTraces        = 1200 // 60k spans: a tail below the compaction step
 	)
 	end := time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC)
 	cfg := duckdb.DefaultConfig()
@@ -46,6 +47,7 @@ func BenchmarkReader(b *testing.B) {
 		batch = batch[:0]
 	}
 	var longTrace string
+	var recent []*schema.Span // the newest traces' spans, rewritten for the live case below
 	ids := rand.New(rand.NewPCG(1, 2))
 	for i := short + long - 1; i >= 0; i-- { // i traces before the newest
 		n, traceID := shortSpans, fmt.Sprintf("%016x%016x", ids.Uint64(), ids.Uint64())
@@ -67,6 +69,9 @@ func BenchmarkReader(b *testing.B) {
 				s.ErrorInfo = &schema.ErrorInfo{Message: "upstream returned 503"}
 			}
 			batch = append(batch, s)
+			if i < liveTraces {
+				recent = append(recent, s)
+			}
 			if len(batch) == 20000 {
 				flush()
 			}
@@ -115,30 +120,46 @@ func BenchmarkReader(b *testing.B) {
 			})
 		}
 	}
-	b.Run("list50/service", list(query.TraceFilter{Service: "svc-2"}))
-	b.Run("list50/status=error", list(query.TraceFilter{Status: query.StatusError}))
-	b.Run("list50/spanType+search", list(query.TraceFilter{SpanType: "tool_call", Search: "TOOL 3"}))
-	b.Run("trace200", func(b *testing.B) {
-		timed(b, func() error {
-			spans, err := r.TraceSpans(b.Context(), longTrace)
-			if err == nil && len(spans) != longSpans {
-				err = fmt.Errorf("got %d spans, want %d", len(spans), longSpans)
-			}
-			query.BuildTrace(longTrace, spans)
-			return err
+	all := func(prefix string) {
+		b.Run(prefix+"list50/service", list(query.TraceFilter{Service: "svc-2"}))
+		b.Run(prefix+"list50/status=error", list(query.TraceFilter{Status: query.StatusError}))
+		b.Run(prefix+"list50/spanType+search", list(query.TraceFilter{SpanType: "tool_call", Search: "TOOL 3"}))
+		b.Run(prefix+"trace200", func(b *testing.B) {
+			timed(b, func() error {
+				spans, err := r.TraceSpans(b.Context(), longTrace)
+				if err == nil && len(spans) != longSpans {
+					err = fmt.Errorf("got %d spans, want %d", len(spans), longSpans)
+				}
+				query.BuildTrace(longTrace, spans)
+				return err
+			})
 		})
-	})
-	b.Run("stats24h", func(b *testing.B) {
-		q := query.StatsQuery{From: end.Add(-24 * time.Hour), To: end}
-		if err := q.Validate(); err != nil {
-			b.Fatal(err)
+		b.Run(prefix+"stats24h", func(b *testing.B) {
+			q := query.StatsQuery{From: end.Add(-24 * time.Hour), To: end}
+			if err := q.Validate(); err != nil {
+				b.Fatal(err)
+			}
+			timed(b, func() error {
+				st, err := r.Stats(b.Context(), q)
+				if err == nil && len(st.Series) != query.DefaultBuckets {
+					err = fmt.Errorf("got %d buckets", len(st.Series))
+				}
+				return err
+			})
+		})
+	}
+	all("")
+	// A live file: the newest traces' spans written again as newer versions, not yet
+	// compacted, so that every read resolves versions in its range (a background
+	// compaction may start while it runs).
+	for _, s := range recent {
+		s.Version++
+		batch = append(batch, s)
+		if len(batch) == 20000 {
+			flush()
 		}
-		timed(b, func() error {
-			st, err := r.Stats(b.Context(), q)
-			if err == nil && len(st.Series) != query.DefaultBuckets {
-				err = fmt.Errorf("got %d buckets", len(st.Series))
-			}
-			return err
-		})
-	})
+	}
+	flush()
+	runtime.GC()
+	all("tail60k/")
 }
