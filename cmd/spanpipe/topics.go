@@ -23,7 +23,8 @@ import (
 	"github.com/spanpipe/spanpipe/internal/app"
 )
 
-const topicsHelp = `usage: spanpipe topics create|describe [flags] [topic...]
+const topicsHelp = `usage: spanpipe topics create [flags]
+       spanpipe topics describe [flags] [topic...]
 
   create    create the topics spanpipe uses, when missing: the spans topics
             (kafka.topics) with topics.partitions, topics.replication_factor and
@@ -35,8 +36,9 @@ const topicsHelp = `usage: spanpipe topics create|describe [flags] [topic...]
             per partition its leader, replicas, in-sync replicas, start and end
             offsets and the consumer group's committed offset and lag.
 
-With no topic names, both act on the topics of the config (kafka.topics and the drop
-topics); settings come from --config, SPANPIPE_* variables and the flags.
+create acts on the topics of the config (kafka.topics, or --topic, and the drop topics);
+describe on the topics named, else on those. Settings come from --config, SPANPIPE_*
+variables and the flags.
 `
 
 // adminFlags are the flags of the commands that administer topics and groups:
