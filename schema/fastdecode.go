@@ -106,14 +106,7 @@ func (d *fastDecoder) event(data []byte, ev *Event, span *Span) error {
 		}
 		switch string(name) {
 		case "type":
-			if d.dec.PeekKind() != '"' {
-				err = d.reflect(&ev.Type)
-				break
-			}
-			var v []byte
-			if v, err = d.str(); err == nil {
-				ev.Type = eventType(v)
-			}
+			err = enum(d, &ev.Type, eventType)
 		case "exportedSpan":
 			if d.dec.PeekKind() != '{' {
 				return d.reflect(&ev.Span)
@@ -152,6 +145,19 @@ func (d *fastDecoder) event(data []byte, ev *Event, span *Span) error {
 	return nil
 }
 
+// enum reads a string member through conv, which keeps the known values' constants
+// instead of a copy; anything but a string goes to reflection, which names the error.
+func enum[T any](d *fastDecoder, dst *T, conv func([]byte) T) error {
+	if d.dec.PeekKind() != '"' {
+		return d.reflect(dst)
+	}
+	v, err := d.str()
+	if err == nil {
+		*dst = conv(v)
+	}
+	return err
+}
+
 // span reads the members of an exportedSpan object.
 func (d *fastDecoder) span(data []byte, s *Span) error {
 	if _, err := d.dec.ReadToken(); err != nil {
@@ -175,14 +181,7 @@ func (d *fastDecoder) span(data []byte, s *Span) error {
 		case "name":
 			err = d.setString(&s.Name)
 		case "type":
-			if d.dec.PeekKind() != '"' {
-				err = d.reflect(&s.Type)
-				break
-			}
-			var v []byte
-			if v, err = d.str(); err == nil {
-				s.Type = spanType(v)
-			}
+			err = enum(d, &s.Type, spanType)
 		case "startTime":
 			err = d.time(&s.StartTime)
 		case "endTime":
