@@ -31,6 +31,7 @@ func runBench(ctx context.Context, args []string) error {
 	out := fs.String("out", "bench.json", "write the result as JSON here (empty: don't)")
 	dbDir := fs.String("db-dir", os.TempDir(), "directory for the DuckDB files")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the drain phase here (go tool pprof)")
+	heapProfile := fs.String("heapprofile", "", "write a heap profile taken at half of the drain here (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
 	}
@@ -54,6 +55,15 @@ func runBench(ctx context.Context, args []string) error {
 		defer f.Close()
 		profile = f
 	}
+	var heap io.Writer
+	if *heapProfile != "" {
+		f, err := os.Create(*heapProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		heap = f
+	}
 	if *brokers == "" {
 		addr, stop, err := startLocalKafka(ctx)
 		if err != nil {
@@ -65,7 +75,7 @@ func runBench(ctx context.Context, args []string) error {
 	res, err := bench.Run(ctx, bench.Options{
 		Brokers: strings.Split(*brokers, ","), Spans: *spans, PayloadAvg: *payload, Lifecycle: *lifecycle,
 		Consumers: *consumers, Sink: *sink, DSN: *dsn, Strategy: st, Partitions: *partitions, DBDir: *dbDir,
-		LatencySeconds: *latency, Progress: os.Stderr, CPUProfile: profile,
+		LatencySeconds: *latency, Progress: os.Stderr, CPUProfile: profile, HeapProfile: heap,
 	})
 	if err != nil {
 		return err

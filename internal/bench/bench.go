@@ -41,6 +41,9 @@ type Options struct {
 	Progress       io.Writer
 	// CPUProfile, when set, receives a CPU profile of the sink's drain alone.
 	CPUProfile io.Writer
+	// HeapProfile, when set, receives a heap profile taken when half of the sink's
+	// drain is committed.
+	HeapProfile io.Writer
 }
 
 // Result is what a run measured. Ratios compare figures of this run.
@@ -71,7 +74,10 @@ type Result struct {
 	RatioToRaw               float64 `json:"drain_to_raw_ratio"`
 	// CeilingSpansPerSec is DuckDB's append ceiling on the same rows (duckdb only).
 	CeilingSpansPerSec float64 `json:"duckdb_append_ceiling_spans_per_s,omitempty"`
-	RatioToCeiling     float64 `json:"drain_to_ceiling_ratio,omitempty"`
+	// CeilingCPUMs is the CPU per span of the ceiling's appends: what DuckDB alone
+	// costs per row, a floor under ConsumerCPUMs.
+	CeilingCPUMs   float64 `json:"duckdb_append_ceiling_cpu_ms_per_span,omitempty"`
+	RatioToCeiling float64 `json:"drain_to_ceiling_ratio,omitempty"`
 	// ConsumerCPUMs is the consumer process's CPU per span during the drain (an
 	// embedded DuckDB included).
 	ConsumerCPUMs float64 `json:"consumer_cpu_ms_per_span"`
@@ -81,6 +87,10 @@ type Result struct {
 	ServerCPUMs *float64 `json:"clickhouse_server_cpu_ms_per_span,omitempty"`
 	TotalCPUMs  *float64 `json:"total_cpu_ms_per_span"`
 	PeakRSSMB   float64  `json:"peak_rss_mb"`
+	// PeakGoMB is the most memory the Go runtime held during the drain (heap, stacks
+	// and its own structures, without what it returned to the OS); the rest of the
+	// RSS is outside Go: an embedded DuckDB's.
+	PeakGoMB float64 `json:"peak_go_runtime_mb"`
 	// RSSMB is the process's RSS when a quarter, half and all of the drain's records
 	// were committed.
 	RSSMB              [3]float64 `json:"rss_mb_at_25_50_100_pct"`
@@ -145,7 +155,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		records, raw.dur.Round(time.Millisecond), raw.firstFetch.Round(time.Millisecond), res.RawRecordsPerSec)
 
 	if o.Sink != "null" {
-		cs, d, err := drain(ctx, o, adm, "null", topic, drops, "bench-"+run+"-null", records, nil, nil)
+		cs, d, err := drain(ctx, o, adm, "null", topic, drops, "bench-"+run+"-null", records, nil, nil, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -156,7 +166,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			d.dur.Round(time.Millisecond), d.firstFetch.Round(time.Millisecond), res.NullRecordsPerSec)
 	}
 
-	cs, d, err := drain(ctx, o, adm, o.Sink, topic, drops, "bench-"+run, records, server, o.CPUProfile)
+	cs, d, err := drain(ctx, o, adm, o.Sink, topic, drops, "bench-"+run, records, server, o.CPUProfile, o.HeapProfile)
 	if err != nil {
 		return nil, err
 	}
@@ -181,6 +191,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.ServerCPUMs, res.TotalCPUMs = &srv, &total
 	}
 	res.PeakRSSMB = mb(d.peakRSS)
+	res.PeakGoMB = mb(d.peakGo)
 	for i, v := range d.rssAt {
 		res.RSSMB[i] = mb(v)
 	}
@@ -219,11 +230,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// The ceiling runs alone, after the consumers stopped, so that nothing shares its
 	// CPU and its memory does not count in theirs.
 	if o.Sink == "duckdb" {
-		if res.CeilingSpansPerSec, err = appendCeiling(ctx, o, "bench-"+run+"-ceiling"); err != nil {
+		if res.CeilingSpansPerSec, res.CeilingCPUMs, err = appendCeiling(ctx, o, "bench-"+run+"-ceiling"); err != nil {
 			return nil, err
 		}
 		res.RatioToCeiling = res.DrainSpansPerSec / res.CeilingSpansPerSec
-		fmt.Fprintf(o.Progress, "bench: DuckDB append ceiling on the same rows: %.0f spans/s\n", res.CeilingSpansPerSec)
+		fmt.Fprintf(o.Progress, "bench: DuckDB append ceiling on the same rows: %.0f spans/s, %.4f ms CPU per span\n",
+			res.CeilingSpansPerSec, res.CeilingCPUMs)
 	}
 	res.Targets = targets(res)
 	return res, nil

@@ -88,12 +88,12 @@ func spanRows(t *testing.T, db *sql.DB) []string {
 }
 
 func TestAppendCeilingMeasures(t *testing.T) {
-	rate, err := appendCeiling(context.Background(), Options{Spans: ceilingChunk + 10, PayloadAvg: 256, DBDir: t.TempDir()}, "ceiling")
+	rate, cpu, err := appendCeiling(context.Background(), Options{Spans: ceilingChunk + 10, PayloadAvg: 256, DBDir: t.TempDir()}, "ceiling")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rate <= 0 {
-		t.Fatalf("got %v spans/s", rate)
+	if rate <= 0 || cpu <= 0 {
+		t.Fatalf("got %v spans/s at %v ms CPU per span", rate, cpu)
 	}
 }
 

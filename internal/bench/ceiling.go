@@ -24,13 +24,14 @@ const ceilingChunk = 10000
 // max_batch_size: the drain must make every batch durable before it commits the
 // batch's offsets, and DuckDB's cost per row depends on the commit size (each
 // commit writes its rows to the WAL). Only the appends are timed. It returns spans
-// per second.
-func appendCeiling(ctx context.Context, o Options, name string) (float64, error) {
+// per second and the process's CPU milliseconds per span during the appends
+// (DuckDB's threads included): the CPU floor of any drain into the same file.
+func appendCeiling(ctx context.Context, o Options, name string) (rate, cpuMs float64, err error) {
 	cfg := duckdb.DefaultConfig()
 	cfg.Path = filepath.Join(o.DBDir, name+".duckdb")
 	w, err := duckdb.Open(ctx, cfg)
 	if err != nil {
-		return 0, fmt.Errorf("bench: append ceiling: %w", err)
+		return 0, 0, fmt.Errorf("bench: append ceiling: %w", err)
 	}
 	defer func() {
 		_ = w.Close()
@@ -41,23 +42,25 @@ func appendCeiling(ctx context.Context, o Options, name string) (float64, error)
 	gen := newSpanGen(o.PayloadAvg)
 	spans := make([]*schema.Span, 0, ceilingChunk)
 	var took time.Duration
+	var cpu float64
 	for done := 0; done < o.Spans; done += len(spans) {
 		spans = spans[:0]
 		for range min(ceilingChunk, o.Spans-done) {
 			s, _ := gen.next()
 			row, err := stored(s, o.Lifecycle == "updates")
 			if err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 			spans = append(spans, row)
 		}
-		start := time.Now()
+		start, cpu0 := time.Now(), cpuSeconds()
 		for batch := range slices.Chunk(spans, batchSize) {
 			if err := w.AppendSpans(ctx, batch); err != nil {
-				return 0, fmt.Errorf("bench: append ceiling: %w", err)
+				return 0, 0, fmt.Errorf("bench: append ceiling: %w", err)
 			}
 		}
 		took += time.Since(start)
+		cpu += cpuSeconds() - cpu0
 	}
-	return float64(o.Spans) / took.Seconds(), nil
+	return float64(o.Spans) / took.Seconds(), cpu / float64(o.Spans) * 1000, nil
 }

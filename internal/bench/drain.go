@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -42,6 +43,7 @@ type drained struct {
 	// the bench did not start).
 	serverCPU float64
 	peakRSS   int64
+	peakGo    int64 // the most memory the Go runtime held (see goMemory)
 	// rssAt is the process's RSS when a quarter, half and all of the records were
 	// committed.
 	rssAt [3]int64
@@ -50,7 +52,7 @@ type drained struct {
 // drain starts o.Consumers consumers of sink on topic and waits until they committed
 // all records. The consumers keep running: the caller stops them.
 func drain(ctx context.Context, o Options, adm *kgo.Client, sink, topic, drops, group string, records int,
-	server *chlocal.Server, profile io.Writer,
+	server *chlocal.Server, profile, heapProfile io.Writer,
 ) (*consumers, drained, error) {
 	// What earlier phases allocated goes back to the OS first, so that RSS is the
 	// consumers'.
@@ -71,17 +73,24 @@ func drain(ctx context.Context, o Options, adm *kgo.Client, sink, topic, drops, 
 	start := time.Now()
 	cpu0 := cpuSeconds()
 	srv0, srvErr := serverCPU(server)
-	var peak atomic.Int64
+	var peak, peakGo atomic.Int64
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	var sw sync.WaitGroup
-	sw.Go(func() { sampleRSS(sampleCtx, &peak) })
+	sw.Go(func() { sampleRSS(sampleCtx, &peak, &peakGo) })
 	quarter := 0
+	var heapErr error
 	err = waitDrained(ctx, adm, group, o.Progress, records, func(lag int64) {
 		for quarter < 2 && float64(int64(records)-lag) >= float64(records)*float64(quarter+1)/4 {
 			d.rssAt[quarter] = readRSS()
+			if quarter == 1 && heapProfile != nil {
+				heapErr = pprof.Lookup("heap").WriteTo(heapProfile, 0)
+			}
 			quarter++
 		}
 	})
+	if err == nil && heapErr != nil {
+		err = fmt.Errorf("bench: write heap profile: %w", heapErr)
+	}
 	stopSampling()
 	sw.Wait()
 	if err != nil {
@@ -101,6 +110,7 @@ func drain(ctx context.Context, o Options, adm *kgo.Client, sink, topic, drops, 
 		quarter++
 	}
 	d.peakRSS = max(peak.Load(), slices.Max(d.rssAt[:]))
+	d.peakGo = max(peakGo.Load(), goMemory())
 	return cs, d, nil
 }
 
@@ -360,13 +370,17 @@ func cpuSeconds() float64 {
 }
 
 // sampleRSS records the highest resident set size seen while the drain runs (VmHWM
-// would include the produce phase of this same process).
-func sampleRSS(ctx context.Context, peak *atomic.Int64) {
+// would include the produce phase of this same process), and the highest memory the
+// Go runtime held, which tells the Go side's share of it from an embedded DuckDB's.
+func sampleRSS(ctx context.Context, peak, peakGo *atomic.Int64) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
 		if rss := readRSS(); rss > peak.Load() {
 			peak.Store(rss)
+		}
+		if g := goMemory(); g > peakGo.Load() {
+			peakGo.Store(g)
 		}
 		select {
 		case <-ctx.Done():
@@ -374,6 +388,17 @@ func sampleRSS(ctx context.Context, peak *atomic.Int64) {
 		case <-t.C:
 		}
 	}
+}
+
+// goMemory is the memory the Go runtime holds from the OS: everything it mapped
+// minus what it released (an upper bound of its share of the RSS).
+func goMemory() int64 {
+	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 || s[1].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return int64(s[0].Value.Uint64() - s[1].Value.Uint64())
 }
 
 func readRSS() int64 {

@@ -23,6 +23,10 @@ func (r *Result) WriteTable(out io.Writer) error {
 	if r.CeilingSpansPerSec > 0 {
 		p("DuckDB append ceiling\t%.0f spans/s (same rows and settings, Appender, one connection, one commit per batch); drain = %.0f%% of it",
 			r.CeilingSpansPerSec, 100*r.RatioToCeiling)
+		p("DuckDB append ceiling CPU\t%.4f ms per span (the appends alone, DuckDB's threads included)", r.CeilingCPUMs)
+		if r.CeilingCPUMs > ceilingCPULimitMs {
+			p("\tthe ceiling alone spends more than the %g ms per span the consumer is allowed: the consumer CPU target cannot be met on this machine with this file format", ceilingCPULimitMs)
+		}
 	}
 	p("consumer CPU\t%.4f ms per span", r.ConsumerCPUMs)
 	if r.Sink == "clickhouse" {
@@ -38,6 +42,7 @@ func (r *Result) WriteTable(out io.Writer) error {
 		}
 	}
 	p("RSS\tpeak %.0f MB; at 25%% / 50%% / 100%% of the drain %.0f / %.0f / %.0f MB", r.PeakRSSMB, r.RSSMB[0], r.RSSMB[1], r.RSSMB[2])
+	p("Go runtime memory\tpeak %.0f MB (the rest of the RSS is outside Go)", r.PeakGoMB)
 	if r.Stored >= 0 {
 		p("rows written per span\t%.2f (stored %d)", r.RowsPerSpan, r.Stored)
 	} else {

@@ -47,10 +47,10 @@ func BenchmarkDuckDBSettings(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			var peak atomic.Int64
+			var peak, peakGo atomic.Int64
 			ctx, stop := context.WithCancel(b.Context())
 			var wg sync.WaitGroup
-			wg.Go(func() { sampleRSS(ctx, &peak) })
+			wg.Go(func() { sampleRSS(ctx, &peak, &peakGo) })
 			defer func() { stop(); wg.Wait() }()
 
 			gen := newSpanGen(1024)

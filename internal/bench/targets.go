@@ -21,6 +21,10 @@ type Target struct {
 // count as flat: a bounded consumer levels off once its buffers are full.
 const rssGrowthMax = 0.10
 
+// ceilingCPULimitMs is the consumer CPU per span allowed with DuckDB (issue 14); the
+// report says so when DuckDB's bare appends already cost more.
+const ceilingCPULimitMs = 0.015
+
 // latencyBound is the p99 the issues allow: a batch waits up to maxBatchWait, and
 // writing it may take 500 ms more.
 func latencyBound(maxBatchWait time.Duration) time.Duration {
@@ -46,7 +50,7 @@ func targets(r *Result) []Target {
 			share = 50
 		}
 		add("drain / DuckDB append ceiling", 100*r.RatioToCeiling, false, share, "%")
-		add("consumer CPU per span", r.ConsumerCPUMs, true, 0.015, "ms")
+		add("consumer CPU per span", r.ConsumerCPUMs, true, ceilingCPULimitMs, "ms")
 		add("DuckDB bytes on disk per span", r.DuckDBBytesPerSpan, true, 1150, "B")
 	case "clickhouse":
 		add("consumer CPU per span", r.ConsumerCPUMs, true, 0.012, "ms")
