@@ -35,6 +35,16 @@ type Config struct {
 	// MaxBufferBytes bounds the record bytes held the same way: with 100 KB LLM spans,
 	// MaxBufferSize alone would allow a gigabyte. Default 64 MiB.
 	MaxBufferBytes int64 `yaml:"max_buffer_bytes"`
+	// GoMemoryLimitBytes is the Go runtime's soft memory limit for the consume
+	// process (runtime/debug.SetMemoryLimit; the GOMEMLIMIT environment variable, when
+	// set, wins). The garbage collector works harder near it instead of letting the
+	// heap grow to twice what is live (GOGC's default): at 200k 1 KB spans the Go side
+	// held 186 MB at peak for a live heap of 88 MB. It bounds the Go heap only, not an
+	// embedded DuckDB's memory. 0 derives it from what the consumer may hold:
+	// max_buffer_bytes + 4 × kafka.fetch_max_bytes + 32 MiB (112 MiB with the
+	// defaults); -1 sets none. A set value must be at least max_buffer_bytes, or a full
+	// buffer would keep the collector running. Default 0.
+	GoMemoryLimitBytes int64 `yaml:"go_memory_limit_bytes"`
 	// MaxRecordBytes is the largest record value accepted; larger ones are dropped
 	// with reason too-large (their payload goes to the drop topic). Default 4 MiB.
 	MaxRecordBytes int `yaml:"max_record_bytes"`
@@ -86,6 +96,13 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBufferBytes < c.MaxBatchBytes {
 		bad("pipeline.max_buffer_bytes (%d) must be >= pipeline.max_batch_bytes (%d)", c.MaxBufferBytes, c.MaxBatchBytes)
+	}
+	switch {
+	case c.GoMemoryLimitBytes < -1:
+		bad("pipeline.go_memory_limit_bytes must be -1 (none), 0 (derived) or a size, got %d", c.GoMemoryLimitBytes)
+	case c.GoMemoryLimitBytes > 0 && c.GoMemoryLimitBytes < c.MaxBufferBytes:
+		bad("pipeline.go_memory_limit_bytes (%d) must be >= pipeline.max_buffer_bytes (%d): a full buffer would keep the garbage collector running",
+			c.GoMemoryLimitBytes, c.MaxBufferBytes)
 	}
 	if c.MaxRecordBytes <= 0 {
 		bad("pipeline.max_record_bytes must be > 0, got %d", c.MaxRecordBytes)

@@ -85,6 +85,7 @@ func runConsume(ctx context.Context, args []string) error {
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
+	app.ApplyGoMemoryLimit(cfg, log)
 	reg := app.NewRegistry()
 	sec, err := kafkaSecurityOpts(ctx, cfg.Kafka.Security, cfg.Kafka.Brokers)
 	if err != nil {

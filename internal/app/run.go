@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -167,4 +168,39 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.log.Error("closing drop publisher", "err", cerr)
 	}
 	return err
+}
+
+// goMemoryHeadroom is what the derived Go memory limit allows beyond the buffered
+// records and fetches: decoded spans (which alias the records), the Kafka clients,
+// metrics and the sink's Go side.
+const goMemoryHeadroom = 32 << 20
+
+// GoMemoryLimit is the Go runtime's soft memory limit cfg asks for (see
+// pipeline.go_memory_limit_bytes): 0 when none.
+func GoMemoryLimit(cfg Config) int64 {
+	switch l := cfg.Pipeline.GoMemoryLimitBytes; {
+	case l > 0:
+		return l
+	case l < 0:
+		return 0
+	}
+	return cfg.Pipeline.MaxBufferBytes + 4*int64(cfg.Kafka.FetchMaxBytes) + goMemoryHeadroom
+}
+
+// ApplyGoMemoryLimit sets the process's Go memory limit to [GoMemoryLimit], unless
+// the GOMEMLIMIT environment variable set one (the runtime read it at start), and
+// returns the limit in force (math.MaxInt64: none).
+func ApplyGoMemoryLimit(cfg Config, log *slog.Logger) int64 {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		l := debug.SetMemoryLimit(-1)
+		log.Info("Go memory limit from GOMEMLIMIT; pipeline.go_memory_limit_bytes ignored", "bytes", l)
+		return l
+	}
+	l := GoMemoryLimit(cfg)
+	if l <= 0 {
+		return debug.SetMemoryLimit(-1)
+	}
+	debug.SetMemoryLimit(l)
+	log.Debug("Go memory limit", "bytes", l)
+	return l
 }

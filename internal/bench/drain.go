@@ -168,6 +168,7 @@ func startConsumers(ctx context.Context, o Options, sink, topic, drops, group st
 		cfg.Kafka.Brokers, cfg.Kafka.Topics, cfg.Kafka.Group = o.Brokers, []string{topic}, group
 		cfg.Drops.Topic = drops
 		cfg.Pipeline.Strategy = o.Strategy
+		app.ApplyGoMemoryLimit(cfg, log) // as `spanpipe consume` does
 		var s pipeline.Sink
 		switch sink {
 		case "null":
