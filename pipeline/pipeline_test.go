@@ -631,3 +631,24 @@ func unlabelled(t *testing.T, reg prometheus.Gatherer, name string) float64 {
 	t.Fatalf("metric %s not registered", name)
 	return 0
 }
+
+func TestConfigValidateGoMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		limit int64
+		want  string // "" = valid
+	}{
+		{0, ""}, {-1, ""}, {64 << 20, ""}, {1 << 30, ""},
+		{-2, "pipeline.go_memory_limit_bytes must be -1 (none), 0 (derived) or a size, got -2"},
+		{64<<20 - 1, "pipeline.go_memory_limit_bytes (67108863) must be >= pipeline.max_buffer_bytes (67108864)"},
+	} {
+		cfg := pipeline.DefaultConfig()
+		cfg.GoMemoryLimitBytes = tc.limit
+		err := cfg.Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%d rejected: %v", tc.limit, err)
+		case tc.want != "" && (err == nil || !contains(err.Error(), tc.want)):
+			t.Errorf("%d: got %v, want an error containing %q", tc.limit, err, tc.want)
+		}
+	}
+}

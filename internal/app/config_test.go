@@ -325,7 +325,7 @@ pipeline: [1, 2]
 	}
 	msg := err.Error()
 	for _, want := range []string{
-		path + ":2: kafka.grup: unknown key (kafka has brokers, client_id, fetch_max_bytes, group,",
+		path + ":2: kafka.grup: unknown key (kafka has brokers, client_id, fetch_max_bytes, fetch_max_partition_bytes, group,",
 		path + ":3: kafka.session_timeout: 45 has no unit: write a duration such as 45s",
 		path + `:4: kafka.rebalance_timeout: "soon" is not a duration`,
 		path + `:5: kafka.fetch_max_bytes: "16XB" is not a size`,
@@ -420,5 +420,27 @@ func TestValidateNamesEachKeyOnce(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate: %v; want %q", err, want)
 		}
+	}
+}
+
+func TestGoMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		want int64
+	}{
+		{"derived from the defaults", func(*Config) {}, 64<<20 + 4*4<<20 + 32<<20},
+		{"derived from larger buffers", func(c *Config) { c.Pipeline.MaxBufferBytes, c.Kafka.FetchMaxBytes = 256<<20, 16<<20 },
+			256<<20 + 4*16<<20 + 32<<20},
+		{"set", func(c *Config) { c.Pipeline.GoMemoryLimitBytes = 500 << 20 }, 500 << 20},
+		{"none", func(c *Config) { c.Pipeline.GoMemoryLimitBytes = -1 }, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			tc.edit(&cfg)
+			if got := GoMemoryLimit(cfg); got != tc.want {
+				t.Fatalf("got %d, want %d", got, tc.want)
+			}
+		})
 	}
 }

@@ -1,0 +1,36 @@
+package consumer
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestConfigValidateFetchBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		want string // "" = valid
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"partition bytes equal to fetch bytes", func(c *Config) { c.FetchMaxPartitionBytes = c.FetchMaxBytes }, ""},
+		{"concurrent fetches bounded", func(c *Config) { c.MaxConcurrentFetches = 1 }, ""},
+		{"concurrent fetches per broker", func(c *Config) { c.MaxConcurrentFetches = -1 }, ""},
+		{"zero fetch bytes", func(c *Config) { c.FetchMaxBytes = 0 }, "kafka.fetch_max_bytes must be > 0"},
+		{"zero partition bytes", func(c *Config) { c.FetchMaxPartitionBytes = 0 }, "kafka.fetch_max_partition_bytes must be > 0"},
+		{"partition bytes above fetch bytes", func(c *Config) { c.FetchMaxPartitionBytes = c.FetchMaxBytes + 1 },
+			"kafka.fetch_max_partition_bytes (4194305) must be <= kafka.fetch_max_bytes (4194304)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			c.Brokers = []string{"127.0.0.1:9092"}
+			tc.edit(&c)
+			err := c.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("rejected: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
