@@ -33,16 +33,24 @@ func BenchmarkDuckDBSettings(b *testing.B) {
 	for _, s := range []struct {
 		memory, checkpoint string
 		rowGroup           int
+		threads            int // 0: the default config's
 	}{
-		{"128MB", "32MB", 0}, {"128MB", "128MB", 0}, {"128MB", "256MB", 0}, {"64MB", "128MB", 0}, {"256MB", "256MB", 0},
-		{"128MB", "128MB", 16384}, {"128MB", "128MB", 32768}, {"128MB", "128MB", 61440}, {"128MB", "128MB", 122880},
-		{"128MB", "32MB", 16384}, {"128MB", "32MB", 32768}, {"128MB", "64MB", 32768}, {"128MB", "32MB", 122880},
+		{"128MB", "32MB", 0, 0}, {"128MB", "128MB", 0, 0}, {"128MB", "256MB", 0, 0}, {"64MB", "128MB", 0, 0}, {"256MB", "256MB", 0, 0},
+		{"128MB", "128MB", 16384, 0}, {"128MB", "128MB", 32768, 0}, {"128MB", "128MB", 61440, 0}, {"128MB", "128MB", 122880, 0},
+		{"128MB", "32MB", 16384, 0}, {"128MB", "32MB", 32768, 0}, {"128MB", "64MB", 32768, 0}, {"128MB", "32MB", 122880, 0},
+		{"128MB", "32MB", 32768, 1}, {"128MB", "32MB", 32768, 2}, {"64MB", "32MB", 32768, 1},
 	} {
 		name := fmt.Sprintf("memory_limit=%s/checkpoint_threshold=%s/row_group_size=%d", s.memory, s.checkpoint, s.rowGroup)
+		if s.threads > 0 {
+			name += fmt.Sprintf("/threads=%d", s.threads)
+		}
 		b.Run(name, func(b *testing.B) {
 			cfg := duckdb.DefaultConfig()
 			cfg.Path = filepath.Join(b.TempDir(), "settings.duckdb")
 			cfg.MemoryLimit, cfg.CheckpointThreshold, cfg.RowGroupSize = s.memory, s.checkpoint, s.rowGroup
+			if s.threads > 0 {
+				cfg.Threads = s.threads
+			}
 			w, err := duckdb.Open(b.Context(), cfg)
 			if err != nil {
 				b.Fatal(err)
