@@ -187,6 +187,19 @@ func TestBenchPayloads(t *testing.T) {
 // bench` (schemaVersion and version set, few fields, ~1 KB of prose in input and
 // output): a shape where validating the payload strings is most of the work.
 func BenchmarkDecodeGoProducer(b *testing.B) {
+	data := goProducerSpan(b)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := schema.Decode(schema.CodecJSON, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportSpans(b)
+}
+
+// goProducerSpan is the JSON of the span BenchmarkDecodeGoProducer decodes.
+func goProducerSpan(b *testing.B) []byte {
 	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	text := strings.Repeat("lorem ipsum dolor sit amet consectetur ", 26)
 	data, err := schema.Encode(nil, &schema.Event{Type: schema.SpanEnded, Span: &schema.Span{
@@ -198,12 +211,54 @@ func BenchmarkDecodeGoProducer(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportAllocs()
-	b.SetBytes(int64(len(data)))
-	for b.Loop() {
-		if _, err := schema.Decode(schema.CodecJSON, data); err != nil {
+	return data
+}
+
+// BenchmarkDecodeBinary is BenchmarkDecode and BenchmarkDecodeGoProducer for the same
+// events written with schema.CodecBinary.
+func BenchmarkDecodeBinary(b *testing.B) {
+	payloads := append(benchPayloads[:len(benchPayloads):len(benchPayloads)], struct {
+		name string
+		data []byte
+	}{"GoProducer", goProducerSpan(b)})
+	for _, p := range payloads {
+		ev, err := schema.Decode(schema.CodecJSON, p.data)
+		if err != nil {
 			b.Fatal(err)
 		}
+		data, err := schema.EncodeBinary(nil, ev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(p.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if _, err := schema.Decode(schema.CodecBinary, data); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportSpans(b)
+		})
 	}
-	reportSpans(b)
+}
+
+// BenchmarkEncodeBinary is BenchmarkEncode with schema.CodecBinary.
+func BenchmarkEncodeBinary(b *testing.B) {
+	for _, p := range benchPayloads {
+		ev, err := schema.Decode(schema.CodecJSON, p.data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(p.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var buf []byte
+			for b.Loop() {
+				if buf, err = schema.EncodeBinary(buf[:0], ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetBytes(int64(len(buf)))
+		})
+	}
 }
