@@ -54,9 +54,9 @@ const (
 
 	// Span.
 	binSpanTraceID, binSpanID, binSpanParentID, binSpanExternalParentID, binSpanName, binSpanType = 1, 2, 3, 4, 5, 6
-	binSpanCorrelation, binSpanStart, binSpanEnd, binSpanAttributes, binSpanMetadata          = 7, 8, 9, 10, 11
-	binSpanInput, binSpanOutput, binSpanErrorInfo, binSpanRequestContext, binSpanFlags         = 12, 13, 14, 15, 16
-	binSpanVersion                                                                            = 17
+	binSpanCorrelation, binSpanStart, binSpanEnd, binSpanAttributes, binSpanMetadata              = 7, 8, 9, 10, 11
+	binSpanInput, binSpanOutput, binSpanErrorInfo, binSpanRequestContext, binSpanFlags            = 12, 13, 14, 15, 16
+	binSpanVersion                                                                                = 17
 
 	// Correlation: the 23 string fields in the order of the struct (1..23), then tags.
 	binCorrTags = 24
@@ -66,10 +66,10 @@ const (
 
 	// Log.
 	binLogID, binLogTimestamp, binLogTraceID, binLogSpanID, binLogLevel, binLogMessage = 1, 2, 3, 4, 5, 6
-	binLogData, binLogCorrelation, binLogMetadata, binLogTags                        = 7, 8, 9, 10
+	binLogData, binLogCorrelation, binLogMetadata, binLogTags                          = 7, 8, 9, 10
 
 	// Metric.
-	binMetricID, binMetricTimestamp, binMetricTraceID, binMetricSpanID, binMetricName = 1, 2, 3, 4, 5
+	binMetricID, binMetricTimestamp, binMetricTraceID, binMetricSpanID, binMetricName       = 1, 2, 3, 4, 5
 	binMetricValue, binMetricLabels, binMetricCorrelation, binMetricCost, binMetricMetadata = 6, 7, 8, 9, 10
 
 	// CostContext.
@@ -83,8 +83,8 @@ const (
 
 	// Feedback.
 	binFbID, binFbTimestamp, binFbTraceID, binFbSpanID, binFbFeedbackSource, binFbType = 1, 2, 3, 4, 5, 6
-	binFbValue, binFbComment, binFbSourceID, binFbFeedbackUserID, binFbCorrelation    = 7, 8, 9, 10, 11
-	binFbMetadata, binFbSource, binFbUserID, binFbExperimentID                        = 12, 13, 14, 15
+	binFbValue, binFbComment, binFbSourceID, binFbFeedbackUserID, binFbCorrelation     = 7, 8, 9, 10, 11
+	binFbMetadata, binFbSource, binFbUserID, binFbExperimentID                         = 12, 13, 14, 15
 )
 
 // Span flags (binSpanFlags).
