@@ -53,6 +53,7 @@ func runProduce(ctx context.Context, args []string) error {
 	service := fs.String("service", "spanpipe-loadgen", "service name written into every span")
 	onFull := fs.String("on-buffer-full", producer.OnFullBlock, "drop or block")
 	deliveryTimeout := fs.Duration("delivery-timeout", producer.DefaultConfig().DeliveryTimeout, "a record not acknowledged by Kafka within this long fails (counted in the summary)")
+	codec := fs.String("codec", producer.DefaultConfig().Codec, "wire codec of the records: json or spanpipe-bin/v1 (compact binary; needs consumers that read it)")
 	progressEvery := fs.Duration("progress", 5*time.Second, "print progress to stderr this often (0: never)")
 	logf := addLogFlags(fs, app.DefaultConfig().Log)
 	if err := fs.Parse(args); err != nil {
@@ -79,6 +80,7 @@ func runProduce(ctx context.Context, args []string) error {
 	cfg.OnBufferFull = *onFull
 	cfg.BlockTimeout = time.Minute
 	cfg.DeliveryTimeout = *deliveryTimeout
+	cfg.Codec = *codec
 	if err := cfg.Validate(); err != nil {
 		return exitError{2, app.ConfigError(err)}
 	}
