@@ -17,6 +17,7 @@ import (
 	"github.com/spanpipe/spanpipe/internal/backoff"
 	"github.com/spanpipe/spanpipe/internal/demo"
 	"github.com/spanpipe/spanpipe/producer"
+	"github.com/spanpipe/spanpipe/schema"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -65,6 +66,7 @@ func runProduce(ctx context.Context, args []string) error {
 	bad.check(*minPayload >= 0 && *minPayload <= *maxPayload, "--min-payload (%d) must be between 0 and --max-payload (%d)", *minPayload, *maxPayload)
 	bad.check(*partitions >= 1, "--partitions must be >= 1, got %d", *partitions)
 	bad.check(*deliveryTimeout > 0, "--delivery-timeout must be > 0, got %s", *deliveryTimeout)
+	bad.check(*codec == schema.CodecJSON || *codec == schema.CodecBinary, "--codec must be %s or %s, got %q", schema.CodecJSON, schema.CodecBinary, *codec)
 	bad.check(*progressEvery >= 0, "--progress must be >= 0 (0: never), got %s", *progressEvery)
 	bs, err := parseBrokers(*brokers)
 	bad.add(err)
