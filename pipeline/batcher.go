@@ -158,23 +158,24 @@ type Decoded struct {
 // of a fetch can be decoded on every core before they are added in order: decoding
 // is most of the CPU a record costs.
 func (b *Batcher) Decode(rec *kgo.Record) Decoded {
+	codec := codecOf(rec)
 	if len(rec.Value) > b.cfg.MaxRecordBytes {
-		return Decoded{reason: dropalerts.ReasonTooLarge, signal: signalOf(nil, rec.Value),
+		return Decoded{reason: dropalerts.ReasonTooLarge, signal: signalOf(nil, codec, rec.Value),
 			err: fmt.Errorf("record of %d bytes exceeds pipeline.max_record_bytes %d", len(rec.Value), b.cfg.MaxRecordBytes)}
 	}
-	ev, err := schema.Decode(codecOf(rec), rec.Value)
+	ev, err := schema.Decode(codec, rec.Value)
 	if err != nil {
-		return Decoded{reason: dropalerts.ReasonDecodeError, err: err, signal: signalOf(err, rec.Value)}
+		return Decoded{reason: dropalerts.ReasonDecodeError, err: err, signal: signalOf(err, codec, rec.Value)}
 	}
 	return Decoded{ev: ev}
 }
 
 // signalOf names the signal of a record that cannot be stored: the one its envelope
 // declares when the type was readable, else "unknown". Only the error path pays for it.
-func signalOf(err error, v []byte) string {
+func signalOf(err error, codec string, v []byte) string {
 	s := schema.SignalOfError(err)
 	if err == nil {
-		s = schema.SniffSignal(v) // too large to decode: its type alone is read
+		s = schema.SniffCodecSignal(codec, v) // too large to decode: its type alone is read
 	}
 	if s == "" {
 		return "unknown"

@@ -456,6 +456,23 @@ func decodeBinary(data []byte) (*Event, error) {
 	return ev, nil
 }
 
+// sniffBinaryType returns the event type of a binary record, read up to the first
+// malformed field, or "" when there is none.
+func sniffBinaryType(data []byte) EventType {
+	if len(data) == 0 || data[0] != binFormatVersion {
+		return ""
+	}
+	m := binMsg{name: "envelope", b: data[1:]}
+	for {
+		if ok, _ := m.next(); !ok {
+			return ""
+		}
+		if m.num == binEvType && m.wt == wtBytes && utf8.Valid(m.val) {
+			return eventType(m.val)
+		}
+	}
+}
+
 func (d *binDecoder) release() {
 	clear(d.refs)
 	d.strs, d.refs, d.repaired = d.strs[:0], d.refs[:0], false

@@ -350,3 +350,26 @@ func FuzzBinaryRoundTrip(f *testing.F) {
 		checkBinaryRoundTrip(t, ev)
 	})
 }
+
+// TestSniffCodecSignal: a record too large to decode still names its signal, in
+// either codec.
+func TestSniffCodecSignal(t *testing.T) {
+	logBin := newRec().str(1, "log").msg(4, newRec())
+	for _, tc := range []struct {
+		codec string
+		data  []byte
+		want  schema.Signal
+	}{
+		{schema.CodecBinary, spanRec(goodSpan()), schema.SignalTracing},
+		{schema.CodecBinary, newRec().varint(2, 2).msg(4, newRec()).str(1, "log"), schema.SignalLog},
+		{schema.CodecBinary, logBin[:3], ""},
+		{schema.CodecBinary, []byte(`{"type":"log"}`), ""},
+		{schema.CodecJSON, []byte(`{"type":"log"`), schema.SignalLog},
+		{"", []byte(`{"type":"metric"}`), schema.SignalMetric},
+		{"avro", []byte(`{"type":"log"}`), ""},
+	} {
+		if got := schema.SniffCodecSignal(tc.codec, tc.data); got != tc.want {
+			t.Errorf("SniffCodecSignal(%q, %q) = %q, want %q", tc.codec, tc.data, got, tc.want)
+		}
+	}
+}

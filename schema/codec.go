@@ -111,6 +111,18 @@ func syntaxError(data []byte, partial *Event, err error) error {
 // lenient scan for drop accounting, not a validation.
 func SniffSignal(data []byte) Signal { return sniffType(data).Signal() }
 
+// SniffCodecSignal is [SniffSignal] for a record of the named codec ("" means JSON):
+// "" for a codec this build does not know.
+func SniffCodecSignal(codec string, data []byte) Signal {
+	switch codec {
+	case "", CodecJSON:
+		return SniffSignal(data)
+	case CodecBinary:
+		return sniffBinaryType(data).Signal()
+	}
+	return ""
+}
+
 // sniffType returns the value of the top-level "type" member of a JSON object, read
 // up to the first syntax error, or "" when there is none. It runs only for records
 // that failed to decode.
