@@ -314,6 +314,7 @@ func FuzzDecodeBinary(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		sniffed := schema.SniffCodecSignal(schema.CodecBinary, data)
 		ev, err := schema.Decode(schema.CodecBinary, data)
 		if err != nil {
 			var (
@@ -331,6 +332,9 @@ func FuzzDecodeBinary(f *testing.F) {
 		}
 		if err := ev.Validate(); err != nil {
 			t.Fatalf("Decode accepted an event that Validate rejects: %v", err)
+		}
+		if sniffed != ev.Signal() {
+			t.Fatalf("SniffCodecSignal says %q, Decode read %q", sniffed, ev.Signal())
 		}
 		checkBinaryRoundTrip(t, ev)
 	})
