@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -154,9 +156,10 @@ func EncodeBinary(dst []byte, ev *Event) ([]byte, error) {
 		e.str(binMetricName, m.Name)
 		e.float(binMetricValue, m.Value)
 		if m.Labels != nil {
+			// In key order, as JSON writes them: the same event, the same bytes.
 			kv := make([]string, 0, 2*len(m.Labels))
-			for k, v := range m.Labels {
-				kv = append(kv, k, v)
+			for _, k := range slices.Sorted(maps.Keys(m.Labels)) {
+				kv = append(kv, k, m.Labels[k])
 			}
 			e.list(binMetricLabels, kv)
 		}
@@ -600,7 +603,7 @@ func (m *binMsg) raw(dst *jsontext.Value) error {
 		}
 		v, m.d.repaired = fixed, true
 	}
-	*dst = v
+	*dst = v[:len(v):len(v)] // an append to the payload must not overwrite the record
 	return nil
 }
 

@@ -377,3 +377,33 @@ func TestSniffCodecSignal(t *testing.T) {
 		}
 	}
 }
+
+// TestBinaryPayloadsCannotOverwriteTheRecord: a decoded payload is a subslice of the
+// record whose capacity ends with it, so appending to it copies.
+func TestBinaryPayloadsCannotOverwriteTheRecord(t *testing.T) {
+	data := spanRec(goodSpan().str(10, "{} ").str(12, `"x"`))
+	ev, err := schema.Decode(schema.CodecBinary, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := string(data)
+	_ = append(ev.Span.Attributes, "XXXXXXXX"...)
+	if string(data) != before {
+		t.Fatal("appending to a decoded payload wrote into the record")
+	}
+}
+
+// TestEncodeBinaryIsDeterministic: labels are written in key order.
+func TestEncodeBinaryIsDeterministic(t *testing.T) {
+	ev := &schema.Event{Type: schema.MetricEvent, Metric: &schema.Metric{MetricID: "m", Name: "x", Timestamp: time.Unix(1, 0),
+		Labels: map[string]string{"a": "1", "b": "2", "c": "3", "d": "4", "e": "5", "f": "6"}}}
+	first, err := schema.EncodeBinary(nil, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if b, _ := schema.EncodeBinary(nil, ev); string(b) != string(first) {
+			t.Fatal("two encodings of one event differ")
+		}
+	}
+}
