@@ -420,6 +420,7 @@ var errBinary = errors.New("malformed record")
 // binDecoder is the reusable state of one binary decode. Strings are collected in
 // strs and become one string (one allocation) at the end, as in the fast JSON path.
 type binDecoder struct {
+	check    jsonCheck
 	strs     []byte
 	refs     []strRef
 	repaired bool
@@ -596,7 +597,7 @@ func (m *binMsg) raw(dst *jsontext.Value) error {
 		return err
 	}
 	v := jsontext.Value(trimJSONSpace(m.val))
-	if !validJSON(v) {
+	if !m.d.check.valid(v) && !v.IsValid() {
 		fixed, n := repairSurrogates(v)
 		if n == 0 || !jsontext.Value(fixed).IsValid() {
 			return binErr(m.name, fmt.Sprintf("field %d: payload is not a valid JSON value", m.num))
@@ -605,46 +606,6 @@ func (m *binMsg) raw(dst *jsontext.Value) error {
 	}
 	*dst = v[:len(v):len(v)] // an append to the payload must not overwrite the record
 	return nil
-}
-
-// validJSON reports whether v is one valid JSON value. A string of printable ASCII
-// without escapes, the common prose payload, is checked eight bytes at a time.
-func validJSON(v jsontext.Value) bool {
-	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' && plainASCII(v[1:len(v)-1]) {
-		return true
-	}
-	return v.IsValid()
-}
-
-// plainASCII reports whether b holds only bytes 0x20..0x7f other than '"' and '\\'
-// (a JSON string's contents needing no further check).
-func plainASCII(b []byte) bool {
-	const (
-		lo  = 0x0101010101010101
-		hi  = 0x8080808080808080
-		quo = 0x2222222222222222 // '"'
-		bsl = 0x5c5c5c5c5c5c5c5c // '\\'
-		ctl = 0x2020202020202020 // below ' '
-	)
-	for len(b) >= 8 {
-		x := binary.LittleEndian.Uint64(b)
-		// A byte is flagged (its high bit set in t) when it is ≥ 0x80, below 0x20, or
-		// equal to '"' or '\\' (the usual "has zero byte" trick on x^c).
-		t := x | (x - ctl) | ((x ^ quo) - lo) | ((x ^ bsl) - lo)
-		// x-ctl and (x^c)-lo borrow across bytes only from a byte that is itself
-		// flagged, so a clean word never reports a false positive; a dirty one is
-		// rechecked byte by byte below.
-		if t&hi != 0 {
-			break
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
 }
 
 func (m *binMsg) time(dst *time.Time) error {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/spanpipe/spanpipe/schema"
 )
 
@@ -404,6 +406,37 @@ func TestEncodeBinaryIsDeterministic(t *testing.T) {
 	for range 20 {
 		if b, _ := schema.EncodeBinary(nil, ev); string(b) != string(first) {
 			t.Fatal("two encodings of one event differ")
+		}
+	}
+}
+
+// FuzzJSONCheck: the binary codec's fast payload check accepts nothing jsontext
+// rejects (what it is unsure of, jsontext decides), and it does accept the common
+// shapes, or it would not be fast.
+func FuzzJSONCheck(f *testing.F) {
+	for _, s := range []string{`{"model":"gpt-4o-mini","usage":{"inputTokens":12}}`, `"plain prose"`, `"tab\there é ✓"`,
+		`[1,-2.5e+3,0,true,false,null,{},[]]`, `{"a":1,"a":2}`, `{"a":{"a":1},"b":[{"a":1},{"a":2}]}`, `"\ud800"`, `"\u00e9"`,
+		`01`, `1.`, `-`, `"a` + "\x01" + `"`, "\"\xff\"", `{"a" : [ 1 , 2 ] }`, `[1,]`, `{"a":1,}`, `{,}`, `tru`, `nul`, `"\q"`,
+		"\"\xed\xa0\x80\"", `{"\n":1,"\u000a":2}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, v []byte) {
+		if schema.JSONCheck(v) && !jsontext.Value(v).IsValid() {
+			t.Fatalf("the fast check accepted %q, which jsontext rejects", v)
+		}
+	})
+}
+
+func TestJSONCheckAcceptsCommonShapes(t *testing.T) {
+	for _, s := range []string{`{"model":"gpt-4o-mini","usage":{"inputTokens":12,"cost":1.5e-3}}`, `"plain prose, with \"quotes\"\n"`,
+		`{"messages":[{"role":"user","content":"héllo ✓"}],"n":null,"ok":true}`, `[]`, `{}`, `-0.5`, `" "`} {
+		if !schema.JSONCheck([]byte(s)) {
+			t.Errorf("the fast check is unsure of %s", s)
+		}
+	}
+	for _, s := range []string{`{"a":1,"a":2}`, `"\ud800"`, `[1,]`, `{"a":1,}`, `01`, `"x`, `{"a" 1}`, `[1 2]`, `{"a":1]`, `[}`} {
+		if schema.JSONCheck([]byte(s)) {
+			t.Errorf("the fast check accepted %s", s)
 		}
 	}
 }
