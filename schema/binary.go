@@ -471,8 +471,8 @@ func sniffBinaryType(data []byte) EventType {
 		if ok, _ := m.next(); !ok {
 			return ""
 		}
-		if m.num == binEvType && m.wt == wtBytes && utf8.Valid(m.val) {
-			return eventType(m.val)
+		if m.num == binEvType && m.wt == wtBytes && utf8.Valid(m.val()) {
+			return eventType(m.val())
 		}
 	}
 }
@@ -505,23 +505,32 @@ type binMsg struct {
 	d    *binDecoder
 	name string // for errors: "exportedSpan", "log"...
 	b    []byte
+	// Positions in b, not subslices: next writes only integers, which needs no GC
+	// write barrier (a pointer written through m would, on every field of every record).
+	off  int    // the next field
 	seen uint64 // field numbers read (below 64), to reject repeats as JSON rejects duplicate names
 	// the field being read
-	num, wt int
-	val     []byte // wtBytes and wtFixed
-	u       uint64 // wtVarint
+	num, wt        int
+	valFrom, valTo int    // its bytes (wtBytes and wtFixed)
+	u              uint64 // its value (wtVarint)
 }
+
+// val returns the current field's bytes (wtBytes, wtFixed), their capacity ending
+// with them.
+func (m *binMsg) val() []byte { return m.b[m.valFrom:m.valTo:m.valTo] }
 
 // next reads the next field; false at the end of the message or on error (err set).
 func (m *binMsg) next() (bool, error) {
-	if len(m.b) == 0 {
+	rest := m.b[m.off:]
+	if len(rest) == 0 {
 		return false, nil
 	}
-	k, n := binary.Uvarint(m.b)
+	k, n := binary.Uvarint(rest)
 	if n <= 0 {
 		return false, binErr(m.name, "truncated field key")
 	}
-	m.b = m.b[n:]
+	m.off += n
+	rest = rest[n:]
 	if k>>2 > math.MaxInt32 {
 		return false, binErr(m.name, fmt.Sprintf("field number %d", k>>2))
 	}
@@ -534,26 +543,30 @@ func (m *binMsg) next() (bool, error) {
 	}
 	switch m.wt {
 	case wtVarint:
-		v, n := binary.Uvarint(m.b)
+		v, n := binary.Uvarint(rest)
 		if n <= 0 {
 			return false, binErr(m.name, fmt.Sprintf("field %d: truncated varint", m.num))
 		}
-		m.u, m.b = v, m.b[n:]
+		m.u = v
+		m.off += n
 	case wtBytes:
-		l, n := binary.Uvarint(m.b)
+		l, n := binary.Uvarint(rest)
 		if n <= 0 {
 			return false, binErr(m.name, fmt.Sprintf("field %d: truncated length", m.num))
 		}
-		m.b = m.b[n:]
-		if l > uint64(len(m.b)) {
-			return false, binErr(m.name, fmt.Sprintf("field %d: length %d exceeds the %d bytes left", m.num, l, len(m.b)))
+		rest = rest[n:]
+		if l > uint64(len(rest)) {
+			return false, binErr(m.name, fmt.Sprintf("field %d: length %d exceeds the %d bytes left", m.num, l, len(rest)))
 		}
-		m.val, m.b = m.b[:l:l], m.b[l:]
+		m.valFrom = m.off + n
+		m.valTo = m.valFrom + int(l)
+		m.off = m.valTo
 	case wtFixed:
-		if len(m.b) < 8 {
+		if len(rest) < 8 {
 			return false, binErr(m.name, fmt.Sprintf("field %d: truncated float", m.num))
 		}
-		m.val, m.b = m.b[:8:8], m.b[8:]
+		m.valFrom, m.valTo = m.off, m.off+8
+		m.off = m.valTo
 	default:
 		return false, binErr(m.name, fmt.Sprintf("field %d: unknown wire type %d", m.num, m.wt))
 	}
@@ -572,7 +585,7 @@ func (m *binMsg) str(dst *string) error {
 	if err := m.want(wtBytes); err != nil {
 		return err
 	}
-	return m.d.addString(m, dst, m.val)
+	return m.d.addString(m, dst, m.val())
 }
 
 func (d *binDecoder) addString(m *binMsg, dst *string, v []byte) error {
@@ -596,7 +609,7 @@ func (m *binMsg) raw(dst *jsontext.Value) error {
 	if err := m.want(wtBytes); err != nil {
 		return err
 	}
-	v := jsontext.Value(trimJSONSpace(m.val))
+	v := jsontext.Value(trimJSONSpace(m.val()))
 	if !m.d.check.valid(v) && !v.IsValid() {
 		fixed, n := repairSurrogates(v)
 		if n == 0 || !jsontext.Value(fixed).IsValid() {
@@ -612,12 +625,12 @@ func (m *binMsg) time(dst *time.Time) error {
 	if err := m.want(wtBytes); err != nil {
 		return err
 	}
-	s, n := binary.Uvarint(m.val)
+	s, n := binary.Uvarint(m.val())
 	if n <= 0 {
 		return binErr(m.name, fmt.Sprintf("field %d: truncated time", m.num))
 	}
-	ns, k := binary.Uvarint(m.val[n:])
-	if k <= 0 || n+k != len(m.val) || ns >= 1e9 {
+	ns, k := binary.Uvarint(m.val()[n:])
+	if k <= 0 || n+k != len(m.val()) || ns >= 1e9 {
 		return binErr(m.name, fmt.Sprintf("field %d: malformed time", m.num))
 	}
 	*dst = time.Unix(unzigzag(s), int64(ns)).UTC()
@@ -628,7 +641,7 @@ func (m *binMsg) float(dst *float64) error {
 	if err := m.want(wtFixed); err != nil {
 		return err
 	}
-	*dst = math.Float64frombits(binary.LittleEndian.Uint64(m.val))
+	*dst = math.Float64frombits(binary.LittleEndian.Uint64(m.val()))
 	return nil
 }
 
@@ -648,15 +661,15 @@ func (m *binMsg) list() ([]string, error) {
 		return nil, err
 	}
 	n := 0
-	for b := m.val; len(b) > 0; n++ {
+	for b := m.val(); len(b) > 0; n++ {
 		l, k := binary.Uvarint(b)
 		if k <= 0 || l > uint64(len(b)-k) {
 			return nil, binErr(m.name, fmt.Sprintf("field %d: malformed list", m.num))
 		}
 		b = b[k+int(l):]
 	}
-	out := make([]string, n) // n ≤ len(m.val): bounded by the record, not by a length in it
-	b := m.val
+	out := make([]string, n) // n ≤ len(m.val()): bounded by the record, not by a length in it
+	b := m.val()
 	for i := range out {
 		l, k := binary.Uvarint(b)
 		v := b[k : k+int(l)]
@@ -673,7 +686,7 @@ func (m *binMsg) sub(name string) (binMsg, error) {
 	if err := m.want(wtBytes); err != nil {
 		return binMsg{}, err
 	}
-	return binMsg{d: m.d, name: name, b: m.val}, nil
+	return binMsg{d: m.d, name: name, b: m.val()}, nil
 }
 
 // skip accepts a field of a number this build does not know.
@@ -689,10 +702,10 @@ func (d *binDecoder) event(b []byte, ev *Event, span *Span) error {
 		switch m.num {
 		case binEvType:
 			if err = m.want(wtBytes); err == nil {
-				if !utf8.Valid(m.val) {
+				if !utf8.Valid(m.val()) {
 					err = binErr(m.name, "type is not valid UTF-8")
 				} else {
-					ev.Type = eventType(m.val)
+					ev.Type = eventType(m.val())
 				}
 			}
 		case binEvSchemaVersion:
@@ -750,10 +763,10 @@ func (d *binDecoder) span(parent *binMsg, s *Span) error {
 			err = m.str(&s.Name)
 		case binSpanType:
 			if err = m.want(wtBytes); err == nil {
-				if !utf8.Valid(m.val) {
+				if !utf8.Valid(m.val()) {
 					err = binErr(m.name, "type is not valid UTF-8")
 				} else {
-					s.Type = spanType(m.val)
+					s.Type = spanType(m.val())
 				}
 			}
 		case binSpanCorrelation:

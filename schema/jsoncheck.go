@@ -15,7 +15,7 @@ import (
 // jsontext accepts.
 type jsonCheck struct {
 	stack  []byte   // '{' or '[' of each open container
-	names  [][]byte // member names of the open objects, innermost last
+	names  [][2]int // member names of the open objects (positions in the value), innermost last
 	starts []int    // for each open object, its first name in names
 }
 
@@ -28,7 +28,6 @@ const (
 // JSON value; false means "ask jsontext".
 func (c *jsonCheck) valid(v []byte) bool {
 	c.stack, c.names, c.starts = c.stack[:0], c.names[:0], c.starts[:0]
-	defer clear(c.names[:cap(c.names)]) // let go of the record
 	i := 0
 value:
 	i = skipSpace(v, i)
@@ -127,11 +126,11 @@ func (c *jsonCheck) member(v []byte, i int) int {
 		return -1
 	}
 	for _, n := range c.names[first:] {
-		if bytes.Equal(n, name) {
+		if bytes.Equal(v[n[0]:n[1]], name) {
 			return -1
 		}
 	}
-	c.names = append(c.names, name)
+	c.names = append(c.names, [2]int{i + 1, end - 1})
 	i = skipSpace(v, end)
 	if i >= len(v) || v[i] != ':' {
 		return -1
