@@ -158,23 +158,24 @@ type Decoded struct {
 // of a fetch can be decoded on every core before they are added in order: decoding
 // is most of the CPU a record costs.
 func (b *Batcher) Decode(rec *kgo.Record) Decoded {
+	codec := codecOf(rec)
 	if len(rec.Value) > b.cfg.MaxRecordBytes {
-		return Decoded{reason: dropalerts.ReasonTooLarge, signal: signalOf(nil, rec.Value),
+		return Decoded{reason: dropalerts.ReasonTooLarge, signal: signalOf(nil, codec, rec.Value),
 			err: fmt.Errorf("record of %d bytes exceeds pipeline.max_record_bytes %d", len(rec.Value), b.cfg.MaxRecordBytes)}
 	}
-	ev, err := schema.Decode(header(rec, schema.HeaderCodec), rec.Value)
+	ev, err := schema.Decode(codec, rec.Value)
 	if err != nil {
-		return Decoded{reason: dropalerts.ReasonDecodeError, err: err, signal: signalOf(err, rec.Value)}
+		return Decoded{reason: dropalerts.ReasonDecodeError, err: err, signal: signalOf(err, codec, rec.Value)}
 	}
 	return Decoded{ev: ev}
 }
 
 // signalOf names the signal of a record that cannot be stored: the one its envelope
 // declares when the type was readable, else "unknown". Only the error path pays for it.
-func signalOf(err error, v []byte) string {
+func signalOf(err error, codec string, v []byte) string {
 	s := schema.SignalOfError(err)
 	if err == nil {
-		s = schema.SniffSignal(v) // too large to decode: its type alone is read
+		s = schema.SniffCodecSignal(codec, v) // too large to decode: its type alone is read
 	}
 	if s == "" {
 		return "unknown"
@@ -182,9 +183,17 @@ func signalOf(err error, v []byte) string {
 	return string(s)
 }
 
-func header(rec *kgo.Record, key string) string {
+// codecOf returns the record's codec header; the known codecs as their constants,
+// so that naming the codec costs no allocation per record.
+func codecOf(rec *kgo.Record) string {
 	for _, h := range rec.Headers {
-		if h.Key == key {
+		if h.Key == schema.HeaderCodec {
+			switch string(h.Value) {
+			case schema.CodecJSON:
+				return schema.CodecJSON
+			case schema.CodecBinary:
+				return schema.CodecBinary
+			}
 			return string(h.Value)
 		}
 	}

@@ -296,22 +296,37 @@ func TestFlushTriggers(t *testing.T) {
 
 func TestBadRecordsBecomeDrops(t *testing.T) {
 	valid := spanRecord(t, 0, schema.SpanEnded, trace, "0000000000000001", 1)
+	validBin := binaryRecord(t, valid)
+	missingIDs, err := schema.EncodeBinary(nil, &schema.Event{Type: schema.SpanEnded, Span: &schema.Span{Name: "x", Type: schema.ToolCall, StartTime: t0}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		value  []byte
 		reason dropalerts.Reason
+		codec  string
 	}{
-		{"garbage bytes", []byte{0xff, 0x00, 0x13, 0x37}, dropalerts.ReasonDecodeError},
-		{"truncated json", valid.Value[:len(valid.Value)/2], dropalerts.ReasonDecodeError},
-		{"unknown schema version", []byte(`{"schemaVersion":99,"type":"span_ended","exportedSpan":{}}`), dropalerts.ReasonDecodeError},
-		{"missing ids", []byte(`{"type":"span_ended","exportedSpan":{"name":"x","type":"tool_call","startTime":"2026-01-01T00:00:00Z"}}`), dropalerts.ReasonDecodeError},
-		{"5 MB payload", make([]byte, 5<<20), dropalerts.ReasonTooLarge},
+		{"unknown codec", valid.Value, dropalerts.ReasonDecodeError, "avro"},
+		{"JSON under the binary codec's header", valid.Value, dropalerts.ReasonDecodeError, schema.CodecBinary},
+		{"binary under the JSON codec's header", validBin.Value, dropalerts.ReasonDecodeError, schema.CodecJSON},
+		{"truncated binary", validBin.Value[:len(validBin.Value)/2], dropalerts.ReasonDecodeError, schema.CodecBinary},
+		{"binary missing ids", missingIDs, dropalerts.ReasonDecodeError, schema.CodecBinary},
+		{"garbage bytes", []byte{0xff, 0x00, 0x13, 0x37}, dropalerts.ReasonDecodeError, ""},
+		{"truncated json", valid.Value[:len(valid.Value)/2], dropalerts.ReasonDecodeError, ""},
+		{"unknown schema version", []byte(`{"schemaVersion":99,"type":"span_ended","exportedSpan":{}}`), dropalerts.ReasonDecodeError, ""},
+		{"missing ids", []byte(`{"type":"span_ended","exportedSpan":{"name":"x","type":"tool_call","startTime":"2026-01-01T00:00:00Z"}}`), dropalerts.ReasonDecodeError, ""},
+		{"5 MB payload", make([]byte, 5<<20), dropalerts.ReasonTooLarge, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			sink, drops := &fakeSink{caps: allCaps()}, &fakeDrops{}
 			p := newPipeline(t, pipeline.DefaultConfig(), sink, drops)
-			p.Add(rawRecord(10, tt.value))
+			bad := rawRecord(10, tt.value)
+			if tt.codec != "" {
+				bad.Headers = []kgo.RecordHeader{{Key: schema.HeaderCodec, Value: []byte(tt.codec)}}
+			}
+			p.Add(bad)
 			p.Add(spanRecord(t, 11, schema.SpanEnded, trace, "0000000000000002", 1))
 			u := p.Seal(pipeline.TriggerShutdown)
 			if err := p.Write(t.Context(), u); err != nil {
@@ -334,6 +349,44 @@ func TestBadRecordsBecomeDrops(t *testing.T) {
 				t.Errorf("unit of %d records, want 2: the partition must move past poison", u.Records())
 			}
 		})
+	}
+}
+
+// binaryRecord is rec (a JSON record) written with the binary codec.
+func binaryRecord(t testing.TB, rec *kgo.Record) *kgo.Record {
+	t.Helper()
+	ev, err := schema.Decode(schema.CodecJSON, rec.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := schema.EncodeBinary(nil, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := *rec
+	c.Value, c.Headers = b, []kgo.RecordHeader{{Key: schema.HeaderCodec, Value: []byte(schema.CodecBinary)}}
+	return &c
+}
+
+// TestBinaryCodecStoresTheSameSpans: records of either codec, mixed on one
+// partition, reach the sink as the same spans.
+func TestBinaryCodecStoresTheSameSpans(t *testing.T) {
+	sink, drops := &fakeSink{caps: allCaps()}, &fakeDrops{}
+	p := newPipeline(t, pipeline.DefaultConfig(), sink, drops)
+	j := spanRecord(t, 0, schema.SpanEnded, trace, "0000000000000001", 1)
+	p.Add(j)
+	p.Add(binaryRecord(t, spanRecord(t, 1, schema.SpanEnded, trace, "0000000000000002", 1)))
+	if err := p.Write(t.Context(), p.Seal(pipeline.TriggerShutdown)); err != nil {
+		t.Fatal(err)
+	}
+	if len(drops.got) != 0 || len(sink.batches) != 1 || len(sink.batches[0].Spans) != 2 {
+		t.Fatalf("%d drops, %d batches; want both spans in one batch", len(drops.got), len(sink.batches))
+	}
+	a, b := *sink.batches[0].Spans[0], *sink.batches[0].Spans[1]
+	b.SpanID = a.SpanID
+	if a.Name != b.Name || !a.StartTime.Equal(b.StartTime) || !a.EndTime.Equal(b.EndTime) || a.TraceID != b.TraceID ||
+		a.Version != b.Version || a.Event != b.Event || a.Type != b.Type {
+		t.Errorf("the codecs gave different spans:\njson   %+v\nbinary %+v", a, b)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/spanpipe/spanpipe/schema"
 )
 
 // Buffer-full policies.
@@ -44,6 +46,14 @@ type Config struct {
 	Linger time.Duration `yaml:"linger"`
 	// Compression is zstd (default), lz4, snappy, gzip or none.
 	Compression string `yaml:"compression"`
+	// Codec is the wire form of the events: "json" (default, [schema.CodecJSON]),
+	// readable by every spanpipe consumer and by any tool, or "spanpipe-bin/v1"
+	// ([schema.CodecBinary]), the same events in a compact binary form that a consumer
+	// decodes several times faster. Every record names its codec in its
+	// spanpipe-codec header, so a topic may mix both; a consumer older than the binary
+	// codec dead-letters binary records (unknown codec), so switch producers only once
+	// every consumer is upgraded.
+	Codec string `yaml:"codec"`
 	// MaxRecordBytes is the largest encoded event sent; larger ones are dropped with
 	// reason too-large. Keep it 1 KiB below the topic's max.message.bytes (batches are
 	// built up to it plus 1 KiB of framing). Default 1000000, for the broker default 1048588.
@@ -71,6 +81,7 @@ func DefaultConfig() Config {
 		BlockTimeout:       time.Second,
 		Linger:             5 * time.Millisecond,
 		Compression:        "zstd",
+		Codec:              schema.CodecJSON,
 		MaxRecordBytes:     1_000_000,
 		DeliveryTimeout:    2 * time.Minute,
 		DropReportInterval: 5 * time.Second,
@@ -113,6 +124,11 @@ func (c Config) Validate() error {
 	}
 	if _, err := compression(c.Compression); err != nil {
 		bad("producer.compression: %v", err)
+	}
+	switch c.Codec {
+	case "", schema.CodecJSON, schema.CodecBinary:
+	default:
+		bad("producer.codec must be %q or %q, got %q", schema.CodecJSON, schema.CodecBinary, c.Codec)
 	}
 	if c.MaxRecordBytes <= 0 {
 		bad("producer.max_record_bytes must be > 0, got %d", c.MaxRecordBytes)

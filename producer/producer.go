@@ -1,6 +1,7 @@
 package producer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -68,6 +69,8 @@ type Producer struct {
 	onDrop func(Drop)
 	now    func() time.Time
 	m      *metrics
+	// codecHeader names Config.Codec on every record.
+	codecHeader []kgo.RecordHeader
 
 	// Emit only hands events to the encoder goroutine: encoding and the sensitive-data
 	// filter cost several microseconds per span, which an application's request path
@@ -156,18 +159,19 @@ func New(cfg Config, opts ...Option) (*Producer, error) {
 		return nil, fmt.Errorf("producer: new kafka client: %w", err)
 	}
 	p := &Producer{
-		cfg:     cfg,
-		cl:      cl,
-		redact:  red,
-		log:     o.log.With("component", "producer", "service", cfg.ServiceName),
-		onDrop:  o.onDrop,
-		now:     o.now,
-		m:       newMetrics(o.reg, cl),
-		drops:   make(map[dropKey]*dropAgg),
-		stop:    make(chan struct{}),
-		closing: make(chan struct{}),
-		slots:   make(chan struct{}, cfg.MaxBufferedRecords),
-		queue:   make(chan queued, cfg.MaxBufferedRecords+1),
+		cfg:         cfg,
+		cl:          cl,
+		redact:      red,
+		log:         o.log.With("component", "producer", "service", cfg.ServiceName),
+		onDrop:      o.onDrop,
+		now:         o.now,
+		m:           newMetrics(o.reg, cl),
+		drops:       make(map[dropKey]*dropAgg),
+		codecHeader: codecHeaders[cmp.Or(cfg.Codec, schema.CodecJSON)],
+		stop:        make(chan struct{}),
+		closing:     make(chan struct{}),
+		slots:       make(chan struct{}, cfg.MaxBufferedRecords),
+		queue:       make(chan queued, cfg.MaxBufferedRecords+1),
 	}
 	p.encCtx, p.encCancel = context.WithCancel(context.Background())
 	p.wg.Go(p.reportLoop)
@@ -261,7 +265,7 @@ func (p *Producer) encode(q queued) {
 	ev := q.ev
 	p.enrich(ev)
 	sig, trace := ev.Signal(), ev.TraceID()
-	val, err := schema.Encode(nil, ev)
+	val, err := schema.EncodeAs(nil, p.cfg.Codec, ev)
 	if err == nil && len(val) > p.cfg.MaxRecordBytes {
 		err = fmt.Errorf("event of %d bytes exceeds producer.max_record_bytes %d", len(val), p.cfg.MaxRecordBytes)
 		p.dropped(dropalerts.ReasonTooLarge, sig, trace, err)
@@ -273,7 +277,7 @@ func (p *Producer) encode(q queued) {
 		<-p.slots
 		return
 	}
-	rec := &kgo.Record{Value: val, Headers: codecHeader}
+	rec := &kgo.Record{Value: val, Headers: p.codecHeader}
 	if trace != "" {
 		rec.Key = []byte(trace) // trace-less signals spread over partitions
 	}
@@ -296,7 +300,11 @@ func (p *Producer) encode(q queued) {
 // batchOverheadBytes is room for a record's key, headers and the batch framing.
 const batchOverheadBytes = 1 << 10
 
-var codecHeader = []kgo.RecordHeader{{Key: schema.HeaderCodec, Value: []byte(schema.CodecJSON)}}
+// codecHeaders are the header of each codec, shared by every record (read-only).
+var codecHeaders = map[string][]kgo.RecordHeader{
+	schema.CodecJSON:   {{Key: schema.HeaderCodec, Value: []byte(schema.CodecJSON)}},
+	schema.CodecBinary: {{Key: schema.HeaderCodec, Value: []byte(schema.CodecBinary)}},
+}
 
 // enrich writes the service name and environment (Mastra leaves serviceName off span
 // rows) and runs the sensitive-data filter.

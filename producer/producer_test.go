@@ -201,10 +201,10 @@ func TestTooLargeIsDroppedWithReason(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	cfg := producer.Config{OnBufferFull: "panic", Compression: "brotli", Redact: producer.RedactConfig{Style: "fancy"}}
+	cfg := producer.Config{OnBufferFull: "panic", Compression: "brotli", Codec: "protobuf", Redact: producer.RedactConfig{Style: "fancy"}}
 	err := cfg.Validate()
 	for _, key := range []string{"producer.brokers", "producer.topic", "producer.service_name", "producer.on_buffer_full",
-		"producer.compression", "producer.max_record_bytes", "redact.style"} {
+		"producer.compression", "producer.codec", "producer.max_record_bytes", "redact.style"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("error does not name %s: %v", key, err)
 		}

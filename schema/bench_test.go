@@ -51,10 +51,15 @@ var benchPayloads = []struct {
 	{"100KB", []byte(benchSpanLarge)},
 }
 
-// reportSpans adds a spans/s metric (one span per op) next to ns/op and MB/s.
-func reportSpans(b *testing.B) {
+// reportSpans adds a spans/s metric (one span per op) next to ns/op and MB/s, and
+// cpu-ns/op, the process's CPU time per op since cpu0 (GC included), which a busy
+// machine inflates less than wall time.
+func reportSpans(b *testing.B, cpu0 time.Duration) {
 	if s := b.Elapsed().Seconds(); s > 0 {
 		b.ReportMetric(float64(b.N)/s, "spans/s")
+	}
+	if cpu0 > 0 {
+		b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 	}
 }
 
@@ -65,12 +70,13 @@ func BenchmarkDecode(b *testing.B) {
 		b.Run(p.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(p.data)))
+			cpu0 := processCPU()
 			for b.Loop() {
 				if _, err := schema.Decode(schema.CodecJSON, p.data); err != nil {
 					b.Fatal(err)
 				}
 			}
-			reportSpans(b)
+			reportSpans(b, cpu0)
 		})
 	}
 }
@@ -82,13 +88,14 @@ func BenchmarkUnmarshalV2(b *testing.B) {
 		b.Run(p.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(p.data)))
+			cpu0 := processCPU()
 			for b.Loop() {
 				var ev schema.Event
 				if err := json.Unmarshal(p.data, &ev); err != nil {
 					b.Fatal(err)
 				}
 			}
-			reportSpans(b)
+			reportSpans(b, cpu0)
 		})
 	}
 }
@@ -101,13 +108,14 @@ func BenchmarkDecodeStdlib(b *testing.B) {
 		b.Run(p.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(p.data)))
+			cpu0 := processCPU()
 			for b.Loop() {
 				var ev schema.Event
 				if err := stdjson.Unmarshal(p.data, &ev); err != nil {
 					b.Fatal(err)
 				}
 			}
-			reportSpans(b)
+			reportSpans(b, cpu0)
 		})
 	}
 }
@@ -123,12 +131,13 @@ func BenchmarkEncode(b *testing.B) {
 			buf, _ := schema.Encode(nil, ev)
 			b.ReportAllocs()
 			b.SetBytes(int64(len(buf)))
+			cpu0 := processCPU()
 			for b.Loop() {
 				if buf, err = schema.Encode(buf[:0], ev); err != nil {
 					b.Fatal(err)
 				}
 			}
-			reportSpans(b)
+			reportSpans(b, cpu0)
 		})
 	}
 }
@@ -144,12 +153,13 @@ func BenchmarkEncodeStdlib(b *testing.B) {
 			out, _ := stdjson.Marshal(ev)
 			b.ReportAllocs()
 			b.SetBytes(int64(len(out)))
+			cpu0 := processCPU()
 			for b.Loop() {
 				if _, err := stdjson.Marshal(ev); err != nil {
 					b.Fatal(err)
 				}
 			}
-			reportSpans(b)
+			reportSpans(b, cpu0)
 		})
 	}
 }
@@ -187,6 +197,20 @@ func TestBenchPayloads(t *testing.T) {
 // bench` (schemaVersion and version set, few fields, ~1 KB of prose in input and
 // output): a shape where validating the payload strings is most of the work.
 func BenchmarkDecodeGoProducer(b *testing.B) {
+	data := goProducerSpan(b)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	cpu0 := processCPU()
+	for b.Loop() {
+		if _, err := schema.Decode(schema.CodecJSON, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportSpans(b, cpu0)
+}
+
+// goProducerSpan is the JSON of the span BenchmarkDecodeGoProducer decodes.
+func goProducerSpan(b *testing.B) []byte {
 	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	text := strings.Repeat("lorem ipsum dolor sit amet consectetur ", 26)
 	data, err := schema.Encode(nil, &schema.Event{Type: schema.SpanEnded, Span: &schema.Span{
@@ -198,12 +222,55 @@ func BenchmarkDecodeGoProducer(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportAllocs()
-	b.SetBytes(int64(len(data)))
-	for b.Loop() {
-		if _, err := schema.Decode(schema.CodecJSON, data); err != nil {
+	return data
+}
+
+// BenchmarkDecodeBinary is BenchmarkDecode and BenchmarkDecodeGoProducer for the same
+// events written with schema.CodecBinary.
+func BenchmarkDecodeBinary(b *testing.B) {
+	payloads := append(benchPayloads[:len(benchPayloads):len(benchPayloads)], struct {
+		name string
+		data []byte
+	}{"GoProducer", goProducerSpan(b)})
+	for _, p := range payloads {
+		ev, err := schema.Decode(schema.CodecJSON, p.data)
+		if err != nil {
 			b.Fatal(err)
 		}
+		data, err := schema.EncodeBinary(nil, ev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(p.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data)))
+			cpu0 := processCPU()
+			for b.Loop() {
+				if _, err := schema.Decode(schema.CodecBinary, data); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportSpans(b, cpu0)
+		})
 	}
-	reportSpans(b)
+}
+
+// BenchmarkEncodeBinary is BenchmarkEncode with schema.CodecBinary.
+func BenchmarkEncodeBinary(b *testing.B) {
+	for _, p := range benchPayloads {
+		ev, err := schema.Decode(schema.CodecJSON, p.data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(p.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var buf []byte
+			for b.Loop() {
+				if buf, err = schema.EncodeBinary(buf[:0], ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetBytes(int64(len(buf)))
+		})
+	}
 }

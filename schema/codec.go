@@ -2,6 +2,7 @@ package schema
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -32,6 +33,8 @@ const CodecJSON = "json"
 func Decode(codec string, data []byte) (*Event, error) {
 	switch codec {
 	case "", CodecJSON:
+	case CodecBinary:
+		return decodeBinaryEvent(data)
 	default:
 		return nil, &DecodeError{Err: fmt.Errorf("%w: %q", ErrUnknownCodec, codec)}
 	}
@@ -47,6 +50,27 @@ func Decode(codec string, data []byte) (*Event, error) {
 		return nil, &DecodeError{Signal: ev.Signal(), Err: err}
 	}
 	ev.normalize(promoted)
+	return ev, nil
+}
+
+// decodeBinaryEvent is Decode for [CodecBinary]: the same validation and
+// normalisation as JSON (promotion from metadata included), the same errors.
+func decodeBinaryEvent(data []byte) (*Event, error) {
+	ev, err := decodeBinary(data)
+	if err != nil {
+		var sig Signal
+		if ev != nil {
+			sig = ev.Signal()
+		}
+		if !errors.Is(err, ErrUnsupportedVersion) {
+			err = &SyntaxError{Codec: CodecBinary, Err: err}
+		}
+		return nil, &DecodeError{Signal: sig, Err: err}
+	}
+	if err := ev.Validate(); err != nil {
+		return nil, &DecodeError{Signal: ev.Signal(), Err: err}
+	}
+	ev.normalize(false)
 	return ev, nil
 }
 
@@ -86,6 +110,18 @@ func syntaxError(data []byte, partial *Event, err error) error {
 // that will not be decoded (too large, say), or "" when it cannot be read. It is a
 // lenient scan for drop accounting, not a validation.
 func SniffSignal(data []byte) Signal { return sniffType(data).Signal() }
+
+// SniffCodecSignal is [SniffSignal] for a record of the named codec ("" means JSON):
+// "" for a codec this build does not know.
+func SniffCodecSignal(codec string, data []byte) Signal {
+	switch codec {
+	case "", CodecJSON:
+		return SniffSignal(data)
+	case CodecBinary:
+		return sniffBinaryType(data).Signal()
+	}
+	return ""
+}
 
 // sniffType returns the value of the top-level "type" member of a JSON object, read
 // up to the first syntax error, or "" when there is none. It runs only for records

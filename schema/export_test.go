@@ -55,3 +55,9 @@ func PromoteReflect(c *Correlation, metadata jsontext.Value) {
 	set(&c.ExperimentID, p.ExperimentID)
 	set(&c.EntityVersionID, p.EntityVersionID)
 }
+
+// JSONCheck is the binary codec's fast payload check: true only for valid JSON.
+func JSONCheck(v []byte) bool {
+	var c jsonCheck
+	return c.valid(v)
+}

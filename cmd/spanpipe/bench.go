@@ -14,6 +14,8 @@ import (
 
 	"github.com/spanpipe/spanpipe/internal/bench"
 	"github.com/spanpipe/spanpipe/pipeline"
+	"github.com/spanpipe/spanpipe/producer"
+	"github.com/spanpipe/spanpipe/schema"
 )
 
 func runBench(ctx context.Context, args []string) error {
@@ -22,6 +24,7 @@ func runBench(ctx context.Context, args []string) error {
 	spans := fs.Int("spans", 200000, "spans in the drain workload")
 	payload := fs.Int("payload", 1024, "average payload bytes per span (input + output)")
 	lifecycle := fs.String("lifecycle", "insert-only", "insert-only (one ended snapshot per span) or updates (started, updated, ended)")
+	codec := fs.String("codec", producer.DefaultConfig().Codec, "the producer's wire codec: json or spanpipe-bin/v1")
 	consumers := fs.Int("consumers", 1, "consumers (in-process group members)")
 	sink := fs.String("sink", "duckdb", "duckdb, clickhouse (--dsn) or null (decode and batch, write nothing)")
 	dsn := fs.String("dsn", os.Getenv("CLICKHOUSE_DSN"), "ClickHouse DSN for --sink clickhouse, e.g. clickhouse://default@127.0.0.1:9000/default; empty starts a local server with deploy/local/clickhouse.sh")
@@ -41,6 +44,9 @@ func runBench(ctx context.Context, args []string) error {
 	switch {
 	case *sink != "duckdb" && *sink != "null" && *sink != "clickhouse":
 		return exitError{2, fmt.Errorf("--sink must be duckdb, clickhouse or null, got %q", *sink)}
+	}
+	if *codec != schema.CodecJSON && *codec != schema.CodecBinary {
+		return exitError{2, fmt.Errorf("--codec must be %s or %s, got %q", schema.CodecJSON, schema.CodecBinary, *codec)}
 	}
 	st, err := pipeline.ParseStrategy(*strategy)
 	if err != nil {
@@ -73,7 +79,7 @@ func runBench(ctx context.Context, args []string) error {
 		*brokers = addr
 	}
 	res, err := bench.Run(ctx, bench.Options{
-		Brokers: strings.Split(*brokers, ","), Spans: *spans, PayloadAvg: *payload, Lifecycle: *lifecycle,
+		Brokers: strings.Split(*brokers, ","), Spans: *spans, PayloadAvg: *payload, Lifecycle: *lifecycle, Codec: *codec,
 		Consumers: *consumers, Sink: *sink, DSN: *dsn, Strategy: st, Partitions: *partitions, DBDir: *dbDir,
 		LatencySeconds: *latency, Progress: os.Stderr, CPUProfile: profile, HeapProfile: heap,
 	})

@@ -58,6 +58,7 @@ func TestNonsenseFlagsExit2(t *testing.T) {
 		{[]string{"produce", "--min-payload", "5000", "--max-payload", "10"}, []string{"--min-payload (5000) must be between 0 and --max-payload (10)"}},
 		{[]string{"produce", "--brokers", "", "--traces", "0"}, []string{"--brokers must list at least one host:port", "--traces must be >= 1", "(2 problems)"}},
 		{[]string{"produce", "--brokers", "localhost"}, []string{`--brokers: "localhost" is not host:port`}},
+		{[]string{"produce", "--codec", "protobuf"}, []string{`--codec must be json or spanpipe-bin/v1, got "protobuf"`}},
 		{[]string{"produce", "--log-level", "loud"}, []string{"--log-level must be debug, info, warn or error"}},
 		{[]string{"dev", "--partitions", "-3", "--demo", "-1", "--port", "70000"}, []string{"--partitions must be >= 1, got -3", "--demo must be >= 0", "--port must be 0 to 65535", "(3 problems)"}},
 		{[]string{"dev", "--log-format", "xml"}, []string{"--log-format must be text or json"}},

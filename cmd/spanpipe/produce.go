@@ -17,6 +17,7 @@ import (
 	"github.com/spanpipe/spanpipe/internal/backoff"
 	"github.com/spanpipe/spanpipe/internal/demo"
 	"github.com/spanpipe/spanpipe/producer"
+	"github.com/spanpipe/spanpipe/schema"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -53,6 +54,7 @@ func runProduce(ctx context.Context, args []string) error {
 	service := fs.String("service", "spanpipe-loadgen", "service name written into every span")
 	onFull := fs.String("on-buffer-full", producer.OnFullBlock, "drop or block")
 	deliveryTimeout := fs.Duration("delivery-timeout", producer.DefaultConfig().DeliveryTimeout, "a record not acknowledged by Kafka within this long fails (counted in the summary)")
+	codec := fs.String("codec", producer.DefaultConfig().Codec, "wire codec of the records: json or spanpipe-bin/v1 (compact binary; needs consumers that read it)")
 	progressEvery := fs.Duration("progress", 5*time.Second, "print progress to stderr this often (0: never)")
 	logf := addLogFlags(fs, app.DefaultConfig().Log)
 	if err := fs.Parse(args); err != nil {
@@ -64,6 +66,7 @@ func runProduce(ctx context.Context, args []string) error {
 	bad.check(*minPayload >= 0 && *minPayload <= *maxPayload, "--min-payload (%d) must be between 0 and --max-payload (%d)", *minPayload, *maxPayload)
 	bad.check(*partitions >= 1, "--partitions must be >= 1, got %d", *partitions)
 	bad.check(*deliveryTimeout > 0, "--delivery-timeout must be > 0, got %s", *deliveryTimeout)
+	bad.check(*codec == schema.CodecJSON || *codec == schema.CodecBinary, "--codec must be %s or %s, got %q", schema.CodecJSON, schema.CodecBinary, *codec)
 	bad.check(*progressEvery >= 0, "--progress must be >= 0 (0: never), got %s", *progressEvery)
 	bs, err := parseBrokers(*brokers)
 	bad.add(err)
@@ -79,6 +82,7 @@ func runProduce(ctx context.Context, args []string) error {
 	cfg.OnBufferFull = *onFull
 	cfg.BlockTimeout = time.Minute
 	cfg.DeliveryTimeout = *deliveryTimeout
+	cfg.Codec = *codec
 	if err := cfg.Validate(); err != nil {
 		return exitError{2, app.ConfigError(err)}
 	}

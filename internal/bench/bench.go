@@ -8,6 +8,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"github.com/spanpipe/spanpipe/internal/app"
 	"github.com/spanpipe/spanpipe/internal/chlocal"
 	"github.com/spanpipe/spanpipe/pipeline"
+	"github.com/spanpipe/spanpipe/producer"
 )
 
 // Options describe one benchmark run.
@@ -30,6 +32,8 @@ type Options struct {
 	Spans      int    // distinct spans in the drain workload
 	PayloadAvg int    // average input+output bytes per span
 	Lifecycle  string // "insert-only": one ended snapshot per span; "updates": started+updated+ended
+	// Codec is the producer's wire codec (producer.Config.Codec); empty: its default.
+	Codec      string
 	Consumers  int
 	Sink       string // duckdb, clickhouse or null
 	DSN        string // ClickHouse, for Sink "clickhouse"; empty starts deploy/local/clickhouse.sh
@@ -52,6 +56,7 @@ type Result struct {
 	Records            int     `json:"records"`
 	PayloadAvgBytes    int     `json:"payload_avg_bytes"`
 	Lifecycle          string  `json:"lifecycle"`
+	Codec              string  `json:"codec"`
 	Sink               string  `json:"sink"`
 	Strategy           string  `json:"strategy"`
 	Consumers          int     `json:"consumers"`
@@ -111,7 +116,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
-	res := &Result{Spans: o.Spans, PayloadAvgBytes: o.PayloadAvg, Lifecycle: o.Lifecycle, Sink: o.Sink,
+	res := &Result{Spans: o.Spans, PayloadAvgBytes: o.PayloadAvg, Lifecycle: o.Lifecycle, Codec: cmp.Or(o.Codec, producer.DefaultConfig().Codec), Sink: o.Sink,
 		Consumers: o.Consumers, Partitions: o.Partitions,
 		LatencyBoundMs: float64(latencyBound(app.DefaultConfig().Pipeline.MaxBatchWait)) / float64(time.Millisecond)}
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)

@@ -124,6 +124,9 @@ func produce(ctx context.Context, o Options, topic string, n int, rate float64) 
 	cfg.Brokers, cfg.Topic, cfg.ServiceName = o.Brokers, topic, benchService
 	cfg.OnBufferFull, cfg.BlockTimeout = producer.OnFullBlock, time.Minute
 	cfg.Redact.Disabled = true // measured separately (producer benchmarks)
+	if o.Codec != "" {
+		cfg.Codec = o.Codec
+	}
 	var failed atomic.Int64
 	var firstDrop sync.Once
 	var firstErr error
