@@ -227,10 +227,18 @@ EOF
   )
 }
 
+# wait_ready [PID]: PID is the process launch just started. Until it has exec'd Python,
+# its command line is still the forking shell's (no data dir in it): on a loaded machine
+# that lasts long enough for server_pid to call it gone, so a fresh launch is only
+# "exited" once the process itself is.
 wait_ready() {
-  local deadline=$((SECONDS + START_TIMEOUT))
+  local deadline=$((SECONDS + START_TIMEOUT)) launched="${1:-}"
   while ((SECONDS < deadline)); do
-    server_pid >/dev/null || {
+    if [[ -n "$launched" ]]; then
+      kill -0 "$launched" 2>/dev/null
+    else
+      server_pid >/dev/null
+    fi || {
       tail -n 40 "$DATA_DIR/server.log" >&2 || true
       die "the server exited while starting (log: $DATA_DIR/server.log)"
     }
@@ -275,7 +283,7 @@ cmd_start() {
   done
   launch
   log "started pid $(cat "$DATA_DIR/clickhouse.pid") (native 127.0.0.1:$TCP_PORT, http 127.0.0.1:$HTTP_PORT, data $DATA_DIR/db, log $DATA_DIR/server.log)"
-  wait_ready
+  wait_ready "$(cat "$DATA_DIR/clickhouse.pid")"
   echo "$DATA_DIR" >"$CACHE_DIR/clickhouse-current-data-dir"
   log "ready: http://default@127.0.0.1:$HTTP_PORT/default"
   dsn
