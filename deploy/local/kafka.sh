@@ -534,7 +534,9 @@ wait_ready() { # nodes... -> waits up to START_TIMEOUT for all of them
     for n in "${pending[@]}"; do
       if node_ready "$n"; then
         log "node $n: ready on 127.0.0.1:$(client_port "$n") after $((SECONDS - t0)) s"
-      elif ! node_pid "$n" >/dev/null; then
+      elif ! kill -0 "$(cat "$(pid_file "$n")" 2>/dev/null || echo x)" 2>/dev/null; then
+        # Not node_pid: until the launched process has exec'd java its command line is
+        # the forking shell's, which a loaded machine shows long enough to look "exited".
         dump_node_logs "$n"
         log "node $n: process exited during startup"
         return 1
