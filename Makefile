@@ -100,9 +100,8 @@ bench:
 
 ## fuzz: each fuzz target for a short while.
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./schema/
-	$(GO) test -run '^$$' -fuzz '^FuzzFastDecode$$' -fuzztime 30s ./schema/
-	$(GO) test -run '^$$' -fuzz '^FuzzPromote$$' -fuzztime 30s ./schema/
+	@for f in FuzzDecode FuzzEventFields FuzzFastDecode FuzzPromote FuzzDecodeBinary FuzzBinaryRoundTrip FuzzJSONCheck; do \
+		echo "== $$f"; $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime 30s ./schema/ || exit 1; done
 	$(GO) test -run '^$$' -fuzz FuzzRedactJSON -fuzztime 30s ./producer/
 
 ## deploy-check: the Helm chart (helm lint/template, built from the module proxy), the
