@@ -110,6 +110,14 @@ func (a *args) add(v any) string {
 // of a span carries the span's start (a span whose versions disagree on it counts
 // in the range of each).
 func spansIn(a *args, from, to time.Time) string {
+	return spansWhere(a, from, to, "")
+}
+
+// spansWhere is spansIn narrowed by a condition on trace_id (with a %s for the
+// column, "" for none). The condition goes inside the version ranking, so that
+// only the versions of the spans it keeps are ranked; since it depends on the
+// span's key alone, it matches every version of a span or none.
+func spansWhere(a *args, from, to time.Time, traceCond string) string {
 	var bounds []string
 	if !from.IsZero() {
 		bounds = append(bounds, "started_at >= "+a.add(from.UTC()))
@@ -118,10 +126,17 @@ func spansIn(a *args, from, to time.Time) string {
 		bounds = append(bounds, "started_at < "+a.add(to.UTC()))
 	}
 	return resolved(func(alias string) string {
-		if len(bounds) == 0 {
+		conds := make([]string, 0, len(bounds)+1)
+		for _, b := range bounds {
+			conds = append(conds, alias+b)
+		}
+		if traceCond != "" {
+			conds = append(conds, fmt.Sprintf(traceCond, alias+"trace_id"))
+		}
+		if len(conds) == 0 {
 			return "true"
 		}
-		return alias + strings.Join(bounds, " AND "+alias)
+		return strings.Join(conds, " AND ")
 	})
 }
 
@@ -228,8 +243,8 @@ func (r *Reader) ListTraces(ctx context.Context, f query.TraceFilter) (query.Tra
 		ids[i] = ca.add(t.TraceID)
 	}
 	oldest := page.Traces[len(page.Traces)-1].StartedAt.Add(-skew)
-	rows, err := r.db.QueryContext(ctx, `SELECT trace_id, count(*), count(error) FROM `+spansIn(&ca, oldest, time.Time{})+`
-		WHERE trace_id IN (`+strings.Join(ids, ", ")+`) GROUP BY trace_id`, ca...)
+	rows, err := r.db.QueryContext(ctx, `SELECT trace_id, count(*), count(error) FROM `+
+		spansWhere(&ca, oldest, time.Time{}, "%s IN ("+strings.Join(ids, ", ")+")")+` GROUP BY trace_id`, ca...)
 	if err != nil {
 		return query.TracePage{}, fmt.Errorf("duckdb: list traces: counts: %w", err)
 	}
@@ -301,12 +316,23 @@ func (r *Reader) listRoots(ctx context.Context, f query.TraceFilter, from, upper
 	if !from.IsZero() {
 		since = from.Add(-skew)
 	}
+	// An error trace has a version of a span with an error among the spans searched:
+	// the few traces with such a row (error is mostly NULL, a cheap scan) are the
+	// only ones whose versions need ranking, for the roots and the spans alike.
+	scope := ""
+	if f.Status == query.StatusError {
+		e := "(SELECT e.trace_id FROM main.span_versions e WHERE e.error IS NOT NULL"
+		if !since.IsZero() {
+			e += " AND e.started_at >= " + a.add(since.UTC())
+		}
+		scope = "%s IN " + e + ")"
+	}
 	if len(anyOf) > 0 {
 		having := make([]string, len(anyOf))
 		for i, c := range anyOf {
 			having[i] = "bool_or(" + c + ")"
 		}
-		where = append(where, "r.trace_id IN (SELECT s.trace_id FROM "+spansIn(&a, since, time.Time{})+" s WHERE "+
+		where = append(where, "r.trace_id IN (SELECT s.trace_id FROM "+spansWhere(&a, since, time.Time{}, scope)+" s WHERE "+
 			strings.Join(anyOf, " OR ")+" GROUP BY s.trace_id HAVING "+strings.Join(having, " AND ")+")")
 	}
 	if f.Status == query.StatusRunning || f.Status == query.StatusOK {
@@ -314,7 +340,7 @@ func (r *Reader) listRoots(ctx context.Context, f query.TraceFilter, from, upper
 	}
 	q := `SELECT trace_id, span_id, name, span_type, coalesce(entity_type, ''), coalesce(entity_name, ''),
 		coalesce(service_name, ''), coalesce(environment, ''), coalesce(user_id, ''), started_at, ended_at
-		FROM ` + spansIn(&a, from, upper) + ` r WHERE ` + strings.Join(where, " AND ") + `
+		FROM ` + spansWhere(&a, from, upper, scope) + ` r WHERE ` + strings.Join(where, " AND ") + `
 		ORDER BY started_at DESC, trace_id DESC LIMIT ` + a.add(f.Limit+1)
 	rows, err := r.db.QueryContext(ctx, q, a...)
 	if err != nil {
