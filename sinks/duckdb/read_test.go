@@ -209,3 +209,41 @@ func TestReadsResolveCompactedAndTail(t *testing.T) {
 		t.Errorf("durations: got %s, want %s", got, want)
 	}
 }
+
+// TestListTracesErrorOfNewestVersion lists traces whose error is in one version of
+// a span only, older or newer, compacted or in the tail: the error filter looks for
+// candidates among all versions, and only the newest version decides the status.
+func TestListTracesErrorOfNewestVersion(t *testing.T) {
+	start := time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)
+	// fixed's child failed in version 1 and ended without error in version 2;
+	// broke's child the reverse. fixed is the newer trace.
+	snap := func(trace string, at time.Time, version uint64, failed bool) []*schema.Span {
+		root := &schema.Span{TraceID: trace, SpanID: "0000000000000001", Name: "root", Type: schema.AgentRun,
+			StartTime: at, EndTime: at.Add(time.Second), IsRootSpan: true, Version: version}
+		child := &schema.Span{TraceID: trace, SpanID: "0000000000000002", ParentSpanID: root.SpanID, Name: "tool",
+			Type: schema.ToolCall, StartTime: at.Add(time.Millisecond), EndTime: at.Add(time.Second), Version: version}
+		if failed {
+			child.ErrorInfo = &schema.ErrorInfo{Message: "boom"}
+		}
+		return []*schema.Span{root, child}
+	}
+	fixed, broke := fmt.Sprintf("%032x", 1), fmt.Sprintf("%032x", 2)
+	for _, compacted := range []bool{false, true} {
+		t.Run(fmt.Sprintf("compacted=%v", compacted), func(t *testing.T) {
+			path := dbPath(t)
+			w := openWriter(t, path)
+			write(t, w, &pipeline.Batch{Strategy: pipeline.BatchWithUpdates,
+				Spans: append(snap(fixed, start, 1, true), snap(broke, start.Add(-time.Minute), 1, false)...)})
+			if compacted { // closing compacts: version 1 is compacted, version 2 the tail
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
+				w = openWriter(t, path)
+			}
+			write(t, w, &pipeline.Batch{Strategy: pipeline.BatchWithUpdates,
+				Spans: append(snap(fixed, start, 2, false), snap(broke, start.Add(-time.Minute), 2, true)...)})
+			checkStatuses(t, duckdb.NewReader(w.DB()), start.Add(-time.Hour), map[query.Status]string{
+				"": "ok 2/0, error 2/1", query.StatusError: "error 2/1", query.StatusOK: "ok 2/0", query.StatusRunning: ""})
+		})
+	}
+}
