@@ -243,8 +243,9 @@ func (r *Reader) ListTraces(ctx context.Context, f query.TraceFilter) (query.Tra
 		ids[i] = ca.add(t.TraceID)
 	}
 	oldest := page.Traces[len(page.Traces)-1].StartedAt.Add(-skew)
-	rows, err := r.db.QueryContext(ctx, `SELECT trace_id, count(*), count(error) FROM `+
-		spansWhere(&ca, oldest, time.Time{}, "%s IN ("+strings.Join(ids, ", ")+")")+` GROUP BY trace_id`, ca...)
+	cq := `SELECT trace_id, count(*), count(error) FROM ` +
+		spansWhere(&ca, oldest, time.Time{}, "%s IN ("+strings.Join(ids, ", ")+")") + ` GROUP BY trace_id`
+	rows, err := r.db.QueryContext(ctx, cq, ca...)
 	if err != nil {
 		return query.TracePage{}, fmt.Errorf("duckdb: list traces: counts: %w", err)
 	}
@@ -319,13 +320,14 @@ func (r *Reader) listRoots(ctx context.Context, f query.TraceFilter, from, upper
 	// An error trace has a version of a span with an error among the spans searched:
 	// the few traces with such a row (error is mostly NULL, a cheap scan) are the
 	// only ones whose versions need ranking, for the roots and the spans alike.
-	scope := ""
+	scope, with := "", ""
 	if f.Status == query.StatusError {
-		e := "(SELECT e.trace_id FROM main.span_versions e WHERE e.error IS NOT NULL"
+		with = "WITH candidates AS MATERIALIZED (SELECT DISTINCT trace_id FROM main.span_versions WHERE error IS NOT NULL"
 		if !since.IsZero() {
-			e += " AND e.started_at >= " + a.add(since.UTC())
+			with += " AND started_at >= " + a.add(since.UTC())
 		}
-		scope = "%s IN " + e + ")"
+		with += ") "
+		scope = "%s IN (SELECT trace_id FROM candidates)"
 	}
 	if len(anyOf) > 0 {
 		having := make([]string, len(anyOf))
@@ -338,7 +340,7 @@ func (r *Reader) listRoots(ctx context.Context, f query.TraceFilter, from, upper
 	if f.Status == query.StatusRunning || f.Status == query.StatusOK {
 		where = append(where, "r.trace_id NOT IN (SELECT s.trace_id FROM "+spansIn(&a, since, time.Time{})+" s WHERE "+failed+")")
 	}
-	q := `SELECT trace_id, span_id, name, span_type, coalesce(entity_type, ''), coalesce(entity_name, ''),
+	q := with + `SELECT trace_id, span_id, name, span_type, coalesce(entity_type, ''), coalesce(entity_name, ''),
 		coalesce(service_name, ''), coalesce(environment, ''), coalesce(user_id, ''), started_at, ended_at
 		FROM ` + spansWhere(&a, from, upper, scope) + ` r WHERE ` + strings.Join(where, " AND ") + `
 		ORDER BY started_at DESC, trace_id DESC LIMIT ` + a.add(f.Limit+1)
