@@ -110,6 +110,14 @@ func (a *args) add(v any) string {
 // of a span carries the span's start (a span whose versions disagree on it counts
 // in the range of each).
 func spansIn(a *args, from, to time.Time) string {
+	return spansWhere(a, from, to, "")
+}
+
+// spansWhere is spansIn narrowed by a condition on trace_id (with a %s for the
+// column, "" for none). The condition goes inside the version ranking, so that
+// only the versions of the spans it keeps are ranked; since it depends on the
+// span's key alone, it matches every version of a span or none.
+func spansWhere(a *args, from, to time.Time, traceCond string) string {
 	var bounds []string
 	if !from.IsZero() {
 		bounds = append(bounds, "started_at >= "+a.add(from.UTC()))
@@ -118,10 +126,17 @@ func spansIn(a *args, from, to time.Time) string {
 		bounds = append(bounds, "started_at < "+a.add(to.UTC()))
 	}
 	return resolved(func(alias string) string {
-		if len(bounds) == 0 {
+		conds := make([]string, 0, len(bounds)+1)
+		for _, b := range bounds {
+			conds = append(conds, alias+b)
+		}
+		if traceCond != "" {
+			conds = append(conds, fmt.Sprintf(traceCond, alias+"trace_id"))
+		}
+		if len(conds) == 0 {
 			return "true"
 		}
-		return alias + strings.Join(bounds, " AND "+alias)
+		return strings.Join(conds, " AND ")
 	})
 }
 
@@ -148,6 +163,41 @@ func resolved(where func(alias string) string) string {
 			QUALIFY row_number() OVER (PARTITION BY o.trace_id, o.span_id ORDER BY o.version DESC, o.rank DESC, o.seq DESC) > 1
 		) s ON s.seq = v.seq
 		WHERE ` + where("v.") + `)`
+}
+
+// newestOf is the value of expr in the newest version of a span, as an aggregate
+// over the span's versions (GROUP BY trace_id, span_id): the order is the spans
+// view's, and seq makes it total. Grouping costs a hash table entry per span, so it
+// suits the rows of a few traces, where ranking the tail (resolved) would join
+// the whole range with the tail's keys.
+func newestOf(expr string) string {
+	return "arg_max(" + expr + ", (version, rank, seq))"
+}
+
+// startedIn is the condition on started_at of a range [from, to) (zero: unbounded)
+// for a table with the given alias (with its dot, or "").
+func startedIn(a *args, alias string, from, to time.Time) string {
+	conds := []string{"true"}
+	if !from.IsZero() {
+		conds = append(conds, alias+"started_at >= "+a.add(from.UTC()))
+	}
+	if !to.IsZero() {
+		conds = append(conds, alias+"started_at < "+a.add(to.UTC()))
+	}
+	return strings.Join(conds, " AND ")
+}
+
+// failedSince is a CTE, failed, of the traces with a span that started since since
+// (zero: any time) and whose newest version carries an error. Only the traces with
+// a version of a span with an error are looked at (error is mostly NULL: a cheap
+// scan), and their spans resolved by grouping: an error of an older version that a
+// newer one cleared does not count, nor does a newer version's error hide behind
+// an older one.
+func failedSince(a *args, since time.Time) string {
+	in := startedIn(a, "", since, time.Time{})
+	return `failed AS (SELECT trace_id FROM main.span_versions
+		WHERE ` + in + ` AND trace_id IN (SELECT trace_id FROM main.span_versions WHERE error IS NOT NULL AND ` + in + `)
+		GROUP BY trace_id, span_id HAVING ` + newestOf("error IS NOT NULL") + `)`
 }
 
 // isRoot matches a trace's root span; producers that do not set isRootSpan still
@@ -221,15 +271,22 @@ func (r *Reader) ListTraces(ctx context.Context, f query.TraceFilter) (query.Tra
 		return page, nil
 	}
 	// Only the page's traces are counted, among the spans started since the oldest
-	// root: a constant bound lets the scan skip older row groups.
-	var ca args
+	// root: a constant bound lets the scan skip older row groups. The page's few
+	// traces are resolved by grouping their rows per span, which costs less than
+	// ranking the tail (a join of the range with the tail's keys); their ids are one
+	// list, which each row is looked up in, where an IN list of parameters is
+	// planned as a join of its own.
 	ids := make([]string, len(page.Traces))
 	for i, t := range page.Traces {
-		ids[i] = ca.add(t.TraceID)
+		ids[i] = t.TraceID
 	}
+	var ca args
 	oldest := page.Traces[len(page.Traces)-1].StartedAt.Add(-skew)
-	rows, err := r.db.QueryContext(ctx, `SELECT trace_id, count(*), count(error) FROM `+spansIn(&ca, oldest, time.Time{})+`
-		WHERE trace_id IN (`+strings.Join(ids, ", ")+`) GROUP BY trace_id`, ca...)
+	cq := `SELECT trace_id, count(*), count(*) FILTER (failed) FROM (
+		SELECT trace_id, ` + newestOf("error IS NOT NULL") + ` AS failed FROM main.span_versions
+		WHERE started_at >= ` + ca.add(oldest.UTC()) + ` AND list_contains(` + ca.add(ids) + `::VARCHAR[], trace_id)
+		GROUP BY trace_id, span_id) GROUP BY trace_id`
+	rows, err := r.db.QueryContext(ctx, cq, ca...)
 	if err != nil {
 		return query.TracePage{}, fmt.Errorf("duckdb: list traces: counts: %w", err)
 	}
@@ -288,33 +345,50 @@ func (r *Reader) listRoots(ctx context.Context, f query.TraceFilter, from, upper
 	if f.Search != "" {
 		anyOf = append(anyOf, "contains(lower(s.name), "+a.add(strings.ToLower(f.Search))+")")
 	}
-	failed := "s.error IS NOT NULL"
-	switch f.Status {
-	case query.StatusError:
-		anyOf = append(anyOf, failed)
-	case query.StatusRunning:
-		where = append(where, "r.ended_at IS NULL")
-	case query.StatusOK:
-		where = append(where, "r.ended_at IS NOT NULL")
-	}
 	since := time.Time{}
 	if !from.IsZero() {
 		since = from.Add(-skew)
 	}
+	// The status depends on whether a span's newest version failed, among the spans
+	// searched: failed (see failedSince) answers it for the status filters.
+	with, roots := "", ""
+	switch f.Status {
+	case query.StatusError:
+		// The roots are those of failed traces only: few, so that their versions
+		// are resolved by grouping, not by ranking the tail.
+		with = "WITH " + failedSince(&a, since) + " "
+		in := startedIn(&a, "", from, upper)
+		roots = "main.span_versions r"
+		where = append(where, startedIn(&a, "r.", from, upper), "r.seq IN (SELECT "+newestOf("seq")+
+			" FROM main.span_versions WHERE "+in+" AND trace_id IN (SELECT trace_id FROM failed) GROUP BY trace_id, span_id)")
+	case query.StatusRunning, query.StatusOK:
+		with = "WITH " + failedSince(&a, since) + " "
+		where = append(where, "r.trace_id NOT IN (SELECT trace_id FROM failed)")
+		if f.Status == query.StatusRunning {
+			where = append(where, "r.ended_at IS NULL")
+		} else {
+			where = append(where, "r.ended_at IS NOT NULL")
+		}
+	}
+	if roots == "" {
+		roots = spansIn(&a, from, upper) + " r"
+	}
 	if len(anyOf) > 0 {
+		// Under the error filter only the failed traces are searched.
+		scope := ""
+		if f.Status == query.StatusError {
+			scope = "%s IN (SELECT trace_id FROM failed)"
+		}
 		having := make([]string, len(anyOf))
 		for i, c := range anyOf {
 			having[i] = "bool_or(" + c + ")"
 		}
-		where = append(where, "r.trace_id IN (SELECT s.trace_id FROM "+spansIn(&a, since, time.Time{})+" s WHERE "+
+		where = append(where, "r.trace_id IN (SELECT s.trace_id FROM "+spansWhere(&a, since, time.Time{}, scope)+" s WHERE "+
 			strings.Join(anyOf, " OR ")+" GROUP BY s.trace_id HAVING "+strings.Join(having, " AND ")+")")
 	}
-	if f.Status == query.StatusRunning || f.Status == query.StatusOK {
-		where = append(where, "r.trace_id NOT IN (SELECT s.trace_id FROM "+spansIn(&a, since, time.Time{})+" s WHERE "+failed+")")
-	}
-	q := `SELECT trace_id, span_id, name, span_type, coalesce(entity_type, ''), coalesce(entity_name, ''),
+	q := with + `SELECT trace_id, span_id, name, span_type, coalesce(entity_type, ''), coalesce(entity_name, ''),
 		coalesce(service_name, ''), coalesce(environment, ''), coalesce(user_id, ''), started_at, ended_at
-		FROM ` + spansIn(&a, from, upper) + ` r WHERE ` + strings.Join(where, " AND ") + `
+		FROM ` + roots + ` WHERE ` + strings.Join(where, " AND ") + `
 		ORDER BY started_at DESC, trace_id DESC LIMIT ` + a.add(f.Limit+1)
 	rows, err := r.db.QueryContext(ctx, q, a...)
 	if err != nil {

@@ -209,3 +209,59 @@ func TestReadsResolveCompactedAndTail(t *testing.T) {
 		t.Errorf("durations: got %s, want %s", got, want)
 	}
 }
+
+// TestListTracesErrorOfNewestVersion lists traces whose error is in one version of
+// a span only, older or newer, compacted or in the tail, and written before or
+// after the other version: only the newest version decides the status.
+func TestListTracesErrorOfNewestVersion(t *testing.T) {
+	start := time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)
+	snap := func(trace string, at time.Time, version uint64, failed bool) []*schema.Span {
+		root := &schema.Span{TraceID: trace, SpanID: "0000000000000001", Name: "root", Type: schema.AgentRun,
+			StartTime: at, EndTime: at.Add(time.Second), IsRootSpan: true, Version: version}
+		child := &schema.Span{TraceID: trace, SpanID: "0000000000000002", ParentSpanID: root.SpanID, Name: "tool",
+			Type: schema.ToolCall, StartTime: at.Add(time.Millisecond), EndTime: at.Add(time.Second), Version: version}
+		if failed {
+			child.ErrorInfo = &schema.ErrorInfo{Message: "boom"}
+		}
+		return []*schema.Span{root, child}
+	}
+	// Newest first: the child of fixed failed in version 1 and ended without error in
+	// version 2, broke's the reverse; lateFixed and lateBroke are the same with
+	// version 2 written first and version 1 arriving late.
+	type trace struct {
+		at                 time.Time
+		first, then        uint64 // the versions in write order
+		firstFailed, later bool   // whether each failed
+	}
+	traces := []trace{
+		{start, 1, 2, true, false},
+		{start.Add(-time.Minute), 1, 2, false, true},
+		{start.Add(-2 * time.Minute), 2, 1, false, true},
+		{start.Add(-3 * time.Minute), 2, 1, true, false},
+	}
+	for _, compacted := range []bool{false, true} {
+		t.Run(fmt.Sprintf("compacted=%v", compacted), func(t *testing.T) {
+			path := dbPath(t)
+			w := openWriter(t, path)
+			var first, then []*schema.Span
+			for i, tr := range traces {
+				id := fmt.Sprintf("%032x", i+1)
+				first = append(first, snap(id, tr.at, tr.first, tr.firstFailed)...)
+				then = append(then, snap(id, tr.at, tr.then, tr.later)...)
+			}
+			write(t, w, &pipeline.Batch{Strategy: pipeline.BatchWithUpdates, Spans: first})
+			if compacted { // closing compacts: the first writes are compacted, the others the tail
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
+				w = openWriter(t, path)
+			}
+			write(t, w, &pipeline.Batch{Strategy: pipeline.BatchWithUpdates, Spans: then})
+			checkStatuses(t, duckdb.NewReader(w.DB()), start.Add(-time.Hour), map[query.Status]string{
+				"":                  "ok 2/0, error 2/1, ok 2/0, error 2/1",
+				query.StatusError:   "error 2/1, error 2/1",
+				query.StatusOK:      "ok 2/0, ok 2/0",
+				query.StatusRunning: ""})
+		})
+	}
+}
