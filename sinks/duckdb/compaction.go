@@ -41,6 +41,17 @@ const (
 // at this size.
 const compactEvery = 100_000
 
+// compactAfter is the age of the last compaction after which any tail is compacted,
+// however small: explorer reads resolve the tail's versions against the whole table,
+// so a slow trickle of writes (a dev session, a quiet hour) must not leave tens of
+// thousands of rows in the tail for long. The wait grows to 20 times the last
+// compaction's duration, so that on a large table compacting stays a small share of
+// a core.
+const compactAfter = 10 * time.Second
+
+// idleCheck is how often a Writer with no writes looks at the age of its tail.
+const idleCheck = time.Second
+
 // closeCompactTimeout bounds the compaction on Close, which has no context.
 const closeCompactTimeout = 30 * time.Second
 
@@ -50,6 +61,11 @@ const closeCompactTimeout = 30 * time.Second
 // the two never conflict. Its fields are guarded by Writer.mu, except wg.
 type compactor struct {
 	every   int64              // the minimum tail that triggers a compaction
+	after   time.Duration      // the age of the last compaction that triggers one of any tail (0: never)
+	last    time.Time          // when the last compaction ended (or the Writer opened)
+	took    time.Duration      // how long the last compaction ran
+	stop    chan struct{}      // closed by Close: ends the idle check
+	idle    sync.WaitGroup     // the idle check goroutine
 	running bool               // a compaction goroutine has been started and not finished
 	cancel  context.CancelFunc // cancels the running compaction
 	wg      sync.WaitGroup     // the running compaction goroutine; Close waits for it
@@ -66,20 +82,28 @@ type compaction struct {
 // maybeCompact starts a background compaction of span_versions when none is running
 // and the tail has grown past compactEvery, or a tenth of the table, whichever is
 // larger, so that the cost of compacting stays a fixed share of the cost of writing
-// as the table grows. The caller holds w.mu.
+// as the table grows; or when there is a tail and the last compaction is older than
+// compactAfter (see there). The caller holds w.mu.
 func (w *Writer) maybeCompact() {
 	c := &w.compactor
-	if c.running || w.tail < max(c.every, w.compacted/10) {
+	if c.running || w.tail == 0 {
+		return
+	}
+	due := w.tail >= max(c.every, w.compacted/10) ||
+		c.after > 0 && time.Since(c.last) >= max(c.after, 20*c.took)
+	if !due {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.running, c.cancel = true, cancel
 	c.wg.Go(func() {
 		defer cancel()
+		start := time.Now()
 		res, err := w.compact(ctx)
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		c.running, c.cancel = false, nil
+		c.last, c.took = time.Now(), time.Since(start)
 		switch {
 		case err == nil:
 			w.compacted += res.tail - res.deleted
@@ -91,9 +115,34 @@ func (w *Writer) maybeCompact() {
 	})
 }
 
-// stopCompaction cancels the running background compaction, if any, and waits for
-// it. The caller must not hold w.mu (the compaction takes it to record its result).
+// startIdleCheck starts the goroutine that compacts an old tail when no writes come
+// to do it (maybeCompact otherwise runs after each write); stopCompaction ends it.
+func (w *Writer) startIdleCheck() {
+	c := &w.compactor
+	c.last, c.stop = time.Now(), make(chan struct{})
+	c.idle.Go(func() {
+		t := time.NewTicker(idleCheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.stop:
+				return
+			case <-t.C:
+			}
+			w.mu.Lock()
+			if !w.closed {
+				w.maybeCompact()
+			}
+			w.mu.Unlock()
+		}
+	})
+}
+
+// stopCompaction ends the idle check, cancels the running background compaction, if
+// any, and waits for both. The caller must not hold w.mu (both take it).
 func (w *Writer) stopCompaction() {
+	close(w.compactor.stop)
+	w.compactor.idle.Wait()
 	w.mu.Lock()
 	cancel := w.compactor.cancel
 	w.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spanpipe/spanpipe/pipeline"
+	"github.com/spanpipe/spanpipe/schema"
 )
 
 // TestCompactionDoesNotHoldWrites: a compaction runs in the background. While one is
@@ -111,5 +112,34 @@ func TestCompactionDoesNotHoldWrites(t *testing.T) {
 	versions = countAfterClose(t, w, path, "SELECT count(*) FROM span_versions")
 	if versions != int64(len(ids)) {
 		t.Errorf("span_versions after Close: %d rows, want %d (one per span)", versions, len(ids))
+	}
+}
+
+// TestCompactionOfAnOldTail: a tail far below the row threshold is still compacted
+// once the last compaction is old enough, with no write to trigger it, so that the
+// explorer's reads of a quiet store do not keep resolving it.
+func TestCompactionOfAnOldTail(t *testing.T) {
+	w := openWriter(t, dbPath(t))
+	w.SetCompaction(1_000_000, nil)
+	w.SetCompactionAfter(time.Millisecond)
+	traceID := strings.Repeat("e6", 16)
+	for _, v := range []uint64{1, 2} {
+		write(t, w, &pipeline.Batch{Strategy: pipeline.BatchWithUpdates,
+			Spans: []*schema.Span{span(traceID, "0000000000000001", v)}})
+	}
+	deadline := time.Now().Add(time.Minute) // a loaded machine; the idle check runs every second
+	for {
+		var rows, tail int64
+		if err := w.DB().QueryRowContext(t.Context(), `SELECT count(*), count(*) FILTER (v.seq > c.compacted_seq)
+			FROM span_versions v, spanpipe_span_compaction c`).Scan(&rows, &tail); err != nil {
+			t.Fatal(err)
+		}
+		if rows == 1 && tail == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("span_versions has %d rows, %d after compacted_seq, a minute after the writes; want 1 and 0", rows, tail)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the store
 	}
 }

@@ -2,6 +2,7 @@ package duckdb
 
 import (
 	"database/sql/driver"
+	"time"
 
 	"github.com/spanpipe/spanpipe/schema"
 )
@@ -20,4 +21,12 @@ func (w *Writer) SetCompaction(every int64, hook func()) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.compactor.every, w.compactor.testHook = every, hook
+}
+
+// SetCompactionAfter sets the age of the last compaction after which any tail is
+// compacted (0: never).
+func (w *Writer) SetCompactionAfter(d time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.compactor.after = d
 }

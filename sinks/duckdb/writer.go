@@ -71,7 +71,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 		release: release,
 		log:     o.logger.With("component", "duckdb"),
 	}
-	w.compactor.every = compactEvery
+	w.compactor.every, w.compactor.after = compactEvery, compactAfter
 	applied, err := migrate(ctx, db)
 	if err == nil {
 		_, err = w.writeConn(ctx)
@@ -86,6 +86,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 		w.closeConn()
 		return nil, errors.Join(err, release())
 	}
+	w.startIdleCheck()
 	w.log.Info("duckdb sink open", "path", cfg.Path, "migrations_applied", applied)
 	return w, nil
 }
