@@ -382,7 +382,7 @@ func checkNode(n *yaml.Node, t reflect.Type, key string, bad func(line int, key,
 			bad(n.Line, key, "want a size such as 1048576, 16MB or 1MiB, got "+describe(n))
 			return false
 		}
-		v, err := ParseBytes(n.Value)
+		v, err := parseBytesSetting(n.Value)
 		if err == nil && reflect.New(t).Elem().OverflowInt(v) {
 			err = fmt.Errorf("%s is too large", n.Value)
 		}
@@ -522,6 +522,16 @@ func ParseBytes(s string) (int64, error) {
 	return int64(v), nil
 }
 
+// parseBytesSetting is [ParseBytes] for a config key, which also takes -1: the value
+// pipeline.go_memory_limit_bytes documents as "no limit" (every other byte key's
+// Validate rejects it with its own message).
+func parseBytesSetting(s string) (int64, error) {
+	if strings.TrimSpace(s) == "-1" {
+		return -1, nil
+	}
+	return ParseBytes(s)
+}
+
 // bareBytes gives a plain byte count a unit, which DuckDB's size settings require.
 func bareBytes(s string) string {
 	if _, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64); err == nil {
@@ -644,7 +654,7 @@ func setField(f reflect.Value, s string, bytes bool) error {
 		var n int64
 		var err error
 		if bytes {
-			n, err = ParseBytes(s)
+			n, err = parseBytesSetting(s)
 		} else if n, err = strconv.ParseInt(strings.TrimSpace(s), 10, 64); err != nil {
 			err = fmt.Errorf("want a whole number, got %q", s)
 		}

@@ -444,3 +444,39 @@ func TestGoMemoryLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestGoMemoryLimitNoneIsWritable: -1, the documented "no limit", is read from the
+// file and the environment although it is not a size; other byte keys refuse it.
+func TestGoMemoryLimitNoneIsWritable(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		env        []string
+		wantErr    string
+	}{
+		{"file", "pipeline:\n  go_memory_limit_bytes: -1\n", nil, ""},
+		{"environment", "", []string{"SPANPIPE_PIPELINE_GO_MEMORY_LIMIT_BYTES=-1"}, ""},
+		{"another byte key", "pipeline:\n  max_batch_bytes: -1\n", nil, "max_batch_bytes"},
+		{"below -1", "pipeline:\n  go_memory_limit_bytes: -2\n", nil, "go_memory_limit_bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "c.yaml")
+			os.WriteFile(path, []byte("kafka:\n  brokers: [a:9092]\n"+tc.file), 0o644)
+			cfg, err := Load(path, tc.env)
+			if err == nil {
+				err = cfg.Validate()
+			}
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Load: %v, want an error naming %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := GoMemoryLimit(cfg); got != 0 {
+				t.Fatalf("GoMemoryLimit = %d, want 0 (none) from -1", got)
+			}
+		})
+	}
+}
