@@ -434,6 +434,8 @@ func TestGoMemoryLimit(t *testing.T) {
 			256<<20 + 4*16<<20 + 32<<20},
 		{"set", func(c *Config) { c.Pipeline.GoMemoryLimitBytes = 500 << 20 }, 500 << 20},
 		{"none", func(c *Config) { c.Pipeline.GoMemoryLimitBytes = -1 }, 0},
+		{"derived for ClickHouse: an insert's columns too", func(c *Config) { c.Sink.Type = SinkClickHouse },
+			64<<20 + 4*4<<20 + 32<<20 + 64<<20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()
