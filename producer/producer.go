@@ -284,7 +284,9 @@ func (p *Producer) encode(q queued) {
 	// Produce blocks only while the client is over MaxBufferedBytes; slots already
 	// bound the records. encCtx ends at Close, failing what was never delivered.
 	p.cl.Produce(p.encCtx, rec, func(_ *kgo.Record, err error) {
-		<-p.slots
+		// The slot goes back last: Close waits for every slot, and must not return
+		// before this event is counted and passed to OnDrop.
+		defer func() { <-p.slots }()
 		if err != nil {
 			reason := dropalerts.ReasonProducerSendFailed
 			if errors.Is(err, kgo.ErrMaxBuffered) {

@@ -56,7 +56,11 @@ func TestCloseEndsEmitWaitingForRoom(t *testing.T) {
 	cfg.MaxBufferedRecords, cfg.OnBufferFull, cfg.BlockTimeout = 4, producer.OnFullBlock, time.Hour
 	reg := prometheus.NewRegistry()
 	var lost atomic.Int64
-	p, err := producer.New(cfg, producer.WithRegisterer(reg), producer.WithOnDrop(func(producer.Drop) { lost.Add(1) }))
+	p, err := producer.New(cfg, producer.WithRegisterer(reg), producer.WithOnDrop(func(producer.Drop) {
+		// A slow callback: Close must still wait until every drop has been passed to it.
+		time.Sleep(20 * time.Millisecond)
+		lost.Add(1)
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
