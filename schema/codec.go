@@ -38,8 +38,13 @@ func Decode(codec string, data []byte) (*Event, error) {
 	default:
 		return nil, &DecodeError{Err: fmt.Errorf("%w: %q", ErrUnknownCodec, codec)}
 	}
-	ev, err := decodeFast(data)
-	promoted := err == nil // the fast path promotes as it reads the metadata
+	// Three decoders, fastest first, each giving up on what it cannot prove it
+	// decodes as the last, the reference, does (see decodeScan and decodeFast).
+	ev, err := decodeScan(data)
+	if err != nil {
+		ev, err = decodeFast(data)
+	}
+	promoted := err == nil // the scan and fast paths promote as they read the metadata
 	if err != nil {
 		ev, err = decodeReflect(data)
 		if err != nil {

@@ -27,17 +27,25 @@ const (
 // valid reports whether v (without surrounding whitespace) is certainly one valid
 // JSON value; false means "ask jsontext".
 func (c *jsonCheck) valid(v []byte) bool {
+	end := c.scan(v, 0)
+	return end >= 0 && skipSpace(v, end) == len(v)
+}
+
+// scan returns the index just past the JSON value that starts at v[i] (after any
+// whitespace) when it is certainly valid, and -1 for "ask jsontext". What follows
+// the value is not looked at: the JSON codec's scanner reads the values of a record
+// in place with it.
+func (c *jsonCheck) scan(v []byte, i int) int {
 	c.stack, c.names, c.starts = c.stack[:0], c.names[:0], c.starts[:0]
-	i := 0
 value:
 	i = skipSpace(v, i)
 	if i >= len(v) {
-		return false
+		return -1
 	}
 	switch b := v[i]; {
 	case b == '{':
 		if len(c.stack) >= jsonCheckMaxDepth {
-			return false
+			return -1
 		}
 		c.stack = append(c.stack, '{')
 		c.starts = append(c.starts, len(c.names))
@@ -48,12 +56,12 @@ value:
 			goto after
 		}
 		if i = c.member(v, i); i < 0 {
-			return false
+			return -1
 		}
 		goto value
 	case b == '[':
 		if len(c.stack) >= jsonCheckMaxDepth {
-			return false
+			return -1
 		}
 		c.stack = append(c.stack, '[')
 		i = skipSpace(v, i+1)
@@ -65,11 +73,11 @@ value:
 		goto value
 	case b == '"':
 		if i = scanString(v, i, true); i < 0 {
-			return false
+			return -1
 		}
 	case b == '-' || ('0' <= b && b <= '9'):
 		if i = scanNumber(v, i); i < 0 {
-			return false
+			return -1
 		}
 	case bytes.HasPrefix(v[i:], []byte("true")):
 		i += 4
@@ -78,21 +86,21 @@ value:
 	case bytes.HasPrefix(v[i:], []byte("null")):
 		i += 4
 	default:
-		return false
+		return -1
 	}
 after:
-	i = skipSpace(v, i)
 	if len(c.stack) == 0 {
-		return i == len(v)
+		return i
 	}
+	i = skipSpace(v, i)
 	if i >= len(v) {
-		return false
+		return -1
 	}
 	top := c.stack[len(c.stack)-1]
 	switch {
 	case v[i] == ',' && top == '{':
 		if i = c.member(v, skipSpace(v, i+1)); i < 0 {
-			return false
+			return -1
 		}
 		goto value
 	case v[i] == ',':
@@ -107,7 +115,7 @@ after:
 		c.stack = c.stack[:len(c.stack)-1]
 		goto after
 	}
-	return false
+	return -1
 }
 
 // member reads a member name (no escapes) and its colon at v[i:], checking it is new
