@@ -288,10 +288,11 @@ var scanSeeds = []string{
 	`{"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z","attributes":{"a":1,"a":2}}}`,
 	`{"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z","userId":"a","userId":"b"}}`,
 	`{"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z","isEvent":false,"isRootSpan":true,"isInternal":false,` +
-		`"version":007,"attributes":-1.5e+3,"requestContext":true,"input":false,"output":"ÿ"}}`,
+		`"version":7,"attributes":-1.5e+3,"requestContext":true,"input":false,"output":"é"}}`,
+	`{"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z","version":007,"output":"` + "\xff" + `"}}`,
 	`{"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z","errorInfo":{"message":"m"}}}`,
 	`{"type":"span_ended","schemaVersion":1,"schemaVersion":1,"exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z"}}`,
-	`{"type":"span_ended","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"éâ","type":"generic","startTime":"2025-03-01T12:00:00Z"}}`,
+	`{"type":"span_ended","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"é` + "\xe2\x82" + `","type":"generic","startTime":"2025-03-01T12:00:00Z"}}`,
 	`{"type":"span_ended","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z"},}`,
 	`{"type":"span_ended","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z",}}`,
 }
