@@ -9,6 +9,7 @@ import (
 // FuzzFastDecode; Promote is compared with PromoteReflect by FuzzPromote.
 var (
 	DecodeScan    = decodeScan
+	PlainPrefix   = plainPrefix
 	DecodeFast    = decodeFast
 	DecodeReflect = decodeReflect
 	Promote       = promote

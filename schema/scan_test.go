@@ -1,0 +1,66 @@
+package schema_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/spanpipe/spanpipe/schema"
+)
+
+// plainPrefixRef is plainPrefix one byte at a time.
+func plainPrefixRef(b []byte) int {
+	for n, c := range b {
+		if c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
+			return n
+		}
+	}
+	return len(b)
+}
+
+// FuzzPlainPrefix checks the word-at-a-time scan against the byte loop, with the
+// stop byte at every position of the words it reads.
+func FuzzPlainPrefix(f *testing.F) {
+	f.Add([]byte(strings.Repeat("plain text ", 10)), byte('"'), uint8(40))
+	f.Add([]byte(strings.Repeat("a", 64)), byte(0x80), uint8(33))
+	f.Add([]byte("é\\\x1f\x7f"), byte(0x1f), uint8(0))
+	f.Fuzz(func(t *testing.T, b []byte, stop byte, at uint8) {
+		check := func(b []byte) {
+			if got, want := schema.PlainPrefix(b), plainPrefixRef(b); got != want {
+				t.Fatalf("plainPrefix(%q) = %d, want %d", b, got, want)
+			}
+		}
+		check(b)
+		if int(at) < len(b) {
+			b = append([]byte(nil), b...)
+			b[at] = stop
+			check(b)
+		}
+	})
+}
+
+// TestPlainPrefix puts each kind of stop byte at every offset of a 100-byte plain run.
+func TestPlainPrefix(t *testing.T) {
+	for _, stop := range []byte{0, 0x1f, '"', '\\', 0x80, 0xff} {
+		for at := range 100 {
+			b := []byte(strings.Repeat("~ !#[]", 17))[:100]
+			b[at] = stop
+			if got := schema.PlainPrefix(b); got != at {
+				t.Fatalf("stop %#x at %d: got %d", stop, at, got)
+			}
+		}
+	}
+	if got := schema.PlainPrefix([]byte(strings.Repeat("x", 77))); got != 77 {
+		t.Fatalf("all plain: got %d, want 77", got)
+	}
+}
+
+// BenchmarkPlainPrefix is the scan over the prose of a payload string.
+func BenchmarkPlainPrefix(b *testing.B) {
+	s := []byte(strings.Repeat("lorem ipsum dolor sit amet consectetur ", 26) + `"`)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		if schema.PlainPrefix(s) != len(s)-1 {
+			b.Fatal("short")
+		}
+	}
+}
