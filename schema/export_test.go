@@ -10,6 +10,7 @@ import (
 var (
 	DecodeScan    = decodeScan
 	PlainPrefix   = plainPrefix
+	MayHaveUpper  = mayHaveUpper
 	DecodeFast    = decodeFast
 	DecodeReflect = decodeReflect
 	Promote       = promote

@@ -64,3 +64,32 @@ func BenchmarkPlainPrefix(b *testing.B) {
 		}
 	}
 }
+
+// FuzzMayHaveUpper holds lowerIDs' shortcut to strings.ToLower: whenever it says
+// there is nothing to lower, ToLower changes nothing.
+func FuzzMayHaveUpper(f *testing.F) {
+	for _, s := range []string{"4bf92f3577b34da6a3ce929d0e0e4736", "00F067AA0BA902B7", "", "Z", "ǅ", "Ａ", "abc@[_`{", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !schema.MayHaveUpper(s) && strings.ToLower(s) != s {
+			t.Fatalf("mayHaveUpper(%q) = false, but ToLower changes it to %q", s, strings.ToLower(s))
+		}
+		if strings.ContainsAny(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") && !schema.MayHaveUpper(s) {
+			t.Fatalf("mayHaveUpper(%q) = false", s)
+		}
+	})
+}
+
+// TestMayHaveUpper: lower-case hex ids of every length take the shortcut.
+func TestMayHaveUpper(t *testing.T) {
+	id := "0123456789abcdef0123456789abcdef"
+	for n := range len(id) + 1 {
+		if schema.MayHaveUpper(id[:n]) {
+			t.Errorf("mayHaveUpper(%q) = true", id[:n])
+		}
+		if n > 0 && !schema.MayHaveUpper(id[:n-1]+"A") {
+			t.Errorf("mayHaveUpper(%q) = false", id[:n-1]+"A")
+		}
+	}
+}
