@@ -9,7 +9,9 @@ import (
 // FuzzFastDecode; Promote is compared with PromoteReflect by FuzzPromote.
 var (
 	DecodeScan    = decodeScan
+	TextPrefix    = textPrefix
 	PlainPrefix   = plainPrefix
+	ScanString    = scanString
 	MayHaveUpper  = mayHaveUpper
 	DecodeFast    = decodeFast
 	DecodeReflect = decodeReflect
