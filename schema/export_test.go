@@ -9,7 +9,6 @@ import (
 // FuzzFastDecode; Promote is compared with PromoteReflect by FuzzPromote.
 var (
 	DecodeScan    = decodeScan
-	TextPrefix    = textPrefix
 	PlainPrefix   = plainPrefix
 	ScanString    = scanString
 	MayHaveUpper  = mayHaveUpper

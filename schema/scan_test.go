@@ -8,16 +8,6 @@ import (
 	"github.com/spanpipe/spanpipe/schema"
 )
 
-// textPrefixRef is textPrefix one byte at a time.
-func textPrefixRef(b []byte) int {
-	for n, c := range b {
-		if c < 0x20 || c >= 0x80 || c == '\\' {
-			return n
-		}
-	}
-	return len(b)
-}
-
 // plainPrefixRef is plainPrefix one byte at a time.
 func plainPrefixRef(b []byte) int {
 	for n, c := range b {
@@ -28,7 +18,28 @@ func plainPrefixRef(b []byte) int {
 	return len(b)
 }
 
-// scanStringRef is scanString one byte at a time, as it was written first.
+// FuzzPlainPrefix checks the word-at-a-time scan against the byte loop, with the
+// stop byte at every position of the words it reads.
+func FuzzPlainPrefix(f *testing.F) {
+	f.Add([]byte(strings.Repeat("plain text ", 10)), byte('"'), uint8(40))
+	f.Add([]byte(strings.Repeat("a", 64)), byte(0x80), uint8(33))
+	f.Add([]byte("é\\\x1f\x7f"), byte(0x1f), uint8(0))
+	f.Fuzz(func(t *testing.T, b []byte, stop byte, at uint8) {
+		check := func(b []byte) {
+			if got, want := schema.PlainPrefix(b), plainPrefixRef(b); got != want {
+				t.Fatalf("plainPrefix(%q) = %d, want %d", b, got, want)
+			}
+		}
+		check(b)
+		if int(at) < len(b) {
+			b = append([]byte(nil), b...)
+			b[at] = stop
+			check(b)
+		}
+	})
+}
+
+// scanStringRef is scanString one byte at a time.
 func scanStringRef(v []byte, i int, escapes bool) int {
 	for i++; i < len(v); {
 		switch b := v[i]; {
@@ -54,8 +65,8 @@ func scanStringRef(v []byte, i int, escapes bool) int {
 	return -1
 }
 
-// FuzzScanString checks the string scan of the JSON check and the scan decoder (and
-// plainPrefix and textPrefix under it) against the byte loops, with a stop byte put anywhere.
+// FuzzScanString checks the string scan of the JSON check and the scan decoder
+// against the byte loop, with a stop byte put anywhere.
 func FuzzScanString(f *testing.F) {
 	f.Add([]byte(`"`+strings.Repeat("plain text ", 10)+`"`), byte('"'), uint8(40))
 	f.Add([]byte(`"`+strings.Repeat("a", 64)+`\n\"x"`), byte(0x80), uint8(33))
@@ -63,12 +74,6 @@ func FuzzScanString(f *testing.F) {
 	f.Add([]byte(`"日本語のテキスト、絵文字😀も"`), byte('\\'), uint8(5))
 	f.Fuzz(func(t *testing.T, b []byte, stop byte, at uint8) {
 		check := func(b []byte) {
-			if got, want := schema.TextPrefix(b), textPrefixRef(b); got != want {
-				t.Fatalf("textPrefix(%q) = %d, want %d", b, got, want)
-			}
-			if got, want := schema.PlainPrefix(b), plainPrefixRef(b); got != want {
-				t.Fatalf("plainPrefix(%q) = %d, want %d", b, got, want)
-			}
 			if len(b) == 0 || b[0] != '"' {
 				return
 			}
@@ -87,39 +92,30 @@ func FuzzScanString(f *testing.F) {
 	})
 }
 
-// TestTextPrefix puts each kind of stop byte at every offset of a 100-byte run.
-func TestTextPrefix(t *testing.T) {
-	for _, stop := range []byte{0, 0x1f, '\\', 0x80, 0xff} {
+// TestPlainPrefix puts each kind of stop byte at every offset of a 100-byte plain run.
+func TestPlainPrefix(t *testing.T) {
+	for _, stop := range []byte{0, 0x1f, '"', '\\', 0x80, 0xff} {
 		for at := range 100 {
-			b := []byte(strings.Repeat("~ !#[]\"", 15))[:100]
+			b := []byte(strings.Repeat("~ !#[]", 17))[:100]
 			b[at] = stop
-			if got := schema.TextPrefix(b); got != at {
+			if got := schema.PlainPrefix(b); got != at {
 				t.Fatalf("stop %#x at %d: got %d", stop, at, got)
 			}
 		}
 	}
-	if got := schema.TextPrefix([]byte(strings.Repeat("x", 77))); got != 77 {
+	if got := schema.PlainPrefix([]byte(strings.Repeat("x", 77))); got != 77 {
 		t.Fatalf("all plain: got %d, want 77", got)
 	}
 }
 
-// BenchmarkScanString is the scan of a payload string of prose, plain ASCII and
-// with a newline escape every 60 bytes or so.
-func BenchmarkScanString(b *testing.B) {
-	for _, c := range []struct{ name, s string }{
-		{"plain", strings.Repeat("lorem ipsum dolor sit amet consectetur ", 26)},
-		{"escapes", strings.Repeat("lorem ipsum dolor sit amet consectetur adipiscing elit sed\\n", 17)},
-		{"utf8", strings.Repeat("lorem ipsum dolor sit amet, café “quoted” ", 24)},
-	} {
-		s := []byte(`"` + c.s + `"`)
-		b.Run(c.name, func(b *testing.B) {
-			b.SetBytes(int64(len(s)))
-			for b.Loop() {
-				if schema.ScanString(s, 0, true) != len(s) {
-					b.Fatal("bad scan")
-				}
-			}
-		})
+// BenchmarkPlainPrefix is the scan over the prose of a payload string.
+func BenchmarkPlainPrefix(b *testing.B) {
+	s := []byte(strings.Repeat("lorem ipsum dolor sit amet consectetur ", 26) + `"`)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		if schema.PlainPrefix(s) != len(s)-1 {
+			b.Fatal("short")
+		}
 	}
 }
 
