@@ -42,8 +42,9 @@ func FuzzEventFields(f *testing.F) {
 	})
 }
 
-// checkDecode is the property both fuzz targets check.
+// checkDecode is the property both fuzz targets check, FuzzDecodeTiers' included.
 func checkDecode(t *testing.T, data []byte) {
+	checkTiers(t, data)
 	ev, err := schema.Decode(schema.CodecJSON, data)
 	if err != nil {
 		var (
@@ -237,22 +238,25 @@ func FuzzDecodeTiers(f *testing.F) {
 	for _, s := range scanSeeds {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		got, gotErr := schema.Decode(schema.CodecJSON, data)
-		want, wantErr := schema.DecodeReference(data)
-		switch {
-		case (gotErr == nil) != (wantErr == nil):
-			t.Fatalf("Decode error %v, reference error %v\ninput: %q", gotErr, wantErr, data)
-		case gotErr != nil:
-			if gotErr.Error() != wantErr.Error() || schema.SignalOfError(gotErr) != schema.SignalOfError(wantErr) ||
-				errorKind(gotErr) != errorKind(wantErr) {
-				t.Fatalf("Decode error %v (%s, %q), reference error %v (%s, %q)\ninput: %q", gotErr, errorKind(gotErr),
-					schema.SignalOfError(gotErr), wantErr, errorKind(wantErr), schema.SignalOfError(wantErr), data)
-			}
-		case !reflect.DeepEqual(got, want):
-			t.Fatalf("Decode and the reference differ:\n%s\ninput: %q", diffEvents(got, want), data)
+	f.Fuzz(checkTiers)
+}
+
+// checkTiers is FuzzDecodeTiers' property.
+func checkTiers(t *testing.T, data []byte) {
+	got, gotErr := schema.Decode(schema.CodecJSON, data)
+	want, wantErr := schema.DecodeReference(data)
+	switch {
+	case (gotErr == nil) != (wantErr == nil):
+		t.Fatalf("Decode error %v, reference error %v\ninput: %q", gotErr, wantErr, data)
+	case gotErr != nil:
+		if gotErr.Error() != wantErr.Error() || schema.SignalOfError(gotErr) != schema.SignalOfError(wantErr) ||
+			errorKind(gotErr) != errorKind(wantErr) {
+			t.Fatalf("Decode error %v (%s, %q), reference error %v (%s, %q)\ninput: %q", gotErr, errorKind(gotErr),
+				schema.SignalOfError(gotErr), wantErr, errorKind(wantErr), schema.SignalOfError(wantErr), data)
 		}
-	})
+	case !reflect.DeepEqual(got, want):
+		t.Fatalf("Decode and the reference differ:\n%s\ninput: %q", diffEvents(got, want), data)
+	}
 }
 
 // errorKind names the documented kind of a Decode error.
