@@ -38,8 +38,13 @@ func Decode(codec string, data []byte) (*Event, error) {
 	default:
 		return nil, &DecodeError{Err: fmt.Errorf("%w: %q", ErrUnknownCodec, codec)}
 	}
-	ev, err := decodeFast(data)
-	promoted := err == nil // the fast path promotes as it reads the metadata
+	// Three decoders, fastest first, each giving up on what it cannot prove it
+	// decodes as the last, the reference, does (see decodeScan and decodeFast).
+	ev, err := decodeScan(data)
+	if err != nil {
+		ev, err = decodeFast(data)
+	}
+	promoted := err == nil // the scan and fast paths promote as they read the metadata
 	if err != nil {
 		ev, err = decodeReflect(data)
 		if err != nil {
@@ -309,12 +314,42 @@ func (ev *Event) normalize(promoted bool) {
 	}
 }
 
-// lowerIDs lower-cases validated hex ids. strings.ToLower returns an id that is
-// already lower case as it is, without allocating.
+// lowerIDs lower-cases validated hex ids. Nearly all are lower case already: a
+// word-at-a-time check finds them so, and strings.ToLower (which returns such an id
+// as it is, without allocating, but a byte at a time) runs only for the others.
 func lowerIDs(ids ...*string) {
 	for _, id := range ids {
-		*id = strings.ToLower(*id)
+		if mayHaveUpper(*id) {
+			*id = strings.ToLower(*id)
+		}
 	}
+}
+
+// mayHaveUpper reports false only when s has no byte strings.ToLower would change:
+// it is ASCII and no byte has bit 0x40 set with bit 0x20 clear, as every byte of
+// 'A'..'Z' has (and '@', '[' ... '_', which only cost the slow path). Hex digits and
+// lower case letters pass, eight at a time.
+func mayHaveUpper(s string) bool {
+	const (
+		b6 = 0x4040404040404040
+		b7 = 0x8080808080808080
+	)
+	i := 0
+	for ; len(s)-i >= 8; i += 8 {
+		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		// (x << 1) moves each byte's bit 0x20 to its 0x40; nothing crosses into a
+		// byte's 0x40 from its neighbour.
+		if x&^(x<<1)&b6|x&b7 != 0 {
+			return true
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c >= 0x80 || c&0x40 != 0 && c&0x20 == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // fill sets an empty current field from its deprecated name, as Mastra's stores do.

@@ -35,10 +35,12 @@
 // them; both refuse what the other could not carry (invalid UTF-8, a payload that is
 // not JSON, a float that is not finite).
 //
-// JSON span events are decoded by a hand-written walk over jsontext tokens; any other
-// event, and any record that walk does not accept, is decoded by json.Unmarshal's
-// reflection, which is the reference for errors and edge cases (the fuzz tests hold
-// the two to the same result).
+// JSON span events are decoded by a hand-written scanner over the record's bytes
+// (payloads checked by the binary codec's JSON check), then, for what it does not
+// take (\u escapes, escaped member names, nulls, other signals, every bad record), by a
+// walk over jsontext tokens; anything else is decoded by json.Unmarshal's reflection,
+// which is the reference for errors and edge cases (the fuzz tests hold the three to
+// the same result, and Decode to the reflection decoder alone).
 //
 // All functions are safe for concurrent use. The package starts no goroutines and emits
 // no metrics.

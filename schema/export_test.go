@@ -8,10 +8,28 @@ import (
 // DecodeFast and DecodeReflect are the two decoders behind Decode, compared by
 // FuzzFastDecode; Promote is compared with PromoteReflect by FuzzPromote.
 var (
+	DecodeScan    = decodeScan
+	PlainPrefix   = plainPrefix
+	ScanString    = scanString
+	MayHaveUpper  = mayHaveUpper
 	DecodeFast    = decodeFast
 	DecodeReflect = decodeReflect
 	Promote       = promote
 )
+
+// DecodeReference is Decode with the reflection decoder alone, as Decode was before
+// it had faster paths: FuzzDecodeTiers holds Decode to it.
+func DecodeReference(data []byte) (*Event, error) {
+	ev, err := decodeReflect(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := ev.Validate(); err != nil {
+		return nil, &DecodeError{Signal: ev.Signal(), Err: err}
+	}
+	ev.normalize(false)
+	return ev, nil
+}
 
 // PromoteReflect is the reflection-driven promotion promote replaced: the reference
 // it must agree with.

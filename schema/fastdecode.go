@@ -395,6 +395,12 @@ func (d *fastDecoder) time(dst *time.Time) error {
 	if err != nil {
 		return err
 	}
+	return parseTime(dst, b)
+}
+
+// parseTime parses b, a time string's contents, into dst, accepting exactly what the
+// reflection path accepts (and failing on anything else).
+func parseTime(dst *time.Time, b []byte) error {
 	if err := dst.UnmarshalText(b); err != nil {
 		return err
 	}

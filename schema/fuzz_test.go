@@ -42,8 +42,9 @@ func FuzzEventFields(f *testing.F) {
 	})
 }
 
-// checkDecode is the property both fuzz targets check.
+// checkDecode is the property both fuzz targets check, FuzzDecodeTiers' included.
 func checkDecode(t *testing.T, data []byte) {
+	checkTiers(t, data)
 	ev, err := schema.Decode(schema.CodecJSON, data)
 	if err != nil {
 		var (
@@ -193,6 +194,113 @@ func FuzzFastDecode(f *testing.F) {
 	})
 }
 
+// FuzzScanDecode is FuzzFastDecode for the scan decoder, the first of Decode's
+// three: whatever it decodes, the reflection decoder decodes to the same event.
+func FuzzScanDecode(f *testing.F) {
+	for _, s := range fuzzSeeds() {
+		f.Add(s)
+	}
+	for _, s := range fastSeeds {
+		f.Add([]byte(s))
+	}
+	for _, s := range scanSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		scan, err := schema.DecodeScan(data)
+		if err != nil {
+			return
+		}
+		ref, err := schema.DecodeReflect(data)
+		if err != nil {
+			t.Fatalf("scan decoder accepted what the reflection decoder rejects (%v):\n%q", err, data)
+		}
+		if s := ref.Span; s != nil && len(s.Metadata) > 0 && s.Metadata.Kind() == '{' {
+			schema.PromoteReflect(&s.Correlation, s.Metadata)
+		}
+		if !reflect.DeepEqual(scan, ref) {
+			t.Fatalf("scan and reflection decoders differ:\nscan %#v\nref  %#v\n%s\ninput: %q", scan, ref, diffEvents(scan, ref), data)
+		}
+	})
+}
+
+// FuzzDecodeTiers checks Decode, with its scan and fast paths, against Decode by the
+// reflection decoder alone on arbitrary bytes: the same event, or the same error
+// (message, kind and signal), so that the faster paths change nothing a drop event
+// or a sink sees.
+func FuzzDecodeTiers(f *testing.F) {
+	for _, s := range fuzzSeeds() {
+		f.Add(s)
+	}
+	for _, s := range fastSeeds {
+		f.Add([]byte(s))
+	}
+	for _, s := range scanSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(checkTiers)
+}
+
+// checkTiers is FuzzDecodeTiers' property.
+func checkTiers(t *testing.T, data []byte) {
+	got, gotErr := schema.Decode(schema.CodecJSON, data)
+	want, wantErr := schema.DecodeReference(data)
+	switch {
+	case (gotErr == nil) != (wantErr == nil):
+		t.Fatalf("Decode error %v, reference error %v\ninput: %q", gotErr, wantErr, data)
+	case gotErr != nil:
+		if gotErr.Error() != wantErr.Error() || schema.SignalOfError(gotErr) != schema.SignalOfError(wantErr) ||
+			errorKind(gotErr) != errorKind(wantErr) {
+			t.Fatalf("Decode error %v (%s, %q), reference error %v (%s, %q)\ninput: %q", gotErr, errorKind(gotErr),
+				schema.SignalOfError(gotErr), wantErr, errorKind(wantErr), schema.SignalOfError(wantErr), data)
+		}
+	case !reflect.DeepEqual(got, want):
+		t.Fatalf("Decode and the reference differ:\n%s\ninput: %q", diffEvents(got, want), data)
+	}
+}
+
+// errorKind names the documented kind of a Decode error.
+func errorKind(err error) string {
+	var (
+		ve *schema.ValidationError
+		se *schema.SyntaxError
+	)
+	switch {
+	case errors.As(err, &ve):
+		return "validation"
+	case errors.As(err, &se):
+		return "syntax"
+	case errors.Is(err, schema.ErrUnsupportedVersion):
+		return "version"
+	}
+	return "other"
+}
+
+// scanSeeds are shapes at the scan decoder's edges: whitespace everywhere, escapes it
+// decodes (and \u ones it leaves), duplicate names it must catch without jsontext,
+// tags, odd numbers and literals, payload values of every kind.
+var scanSeeds = []string{
+	" \t\r\n{ \"type\" : \"span_started\" , \"exportedSpan\" : { \"traceId\" : \"" + tid + "\" , \"id\" : \"" + sid +
+		"\" , \"name\" : \"n\" , \"type\" : \"generic\" , \"startTime\" : \"2025-03-01T12:00:00Z\" , \"tags\" : [ \"a\" , \"b\" ] , " +
+		"\"metadata\" : { \"userId\" : \"u\" , \"x\" : [ 1 , { } ] } , \"input\" : [ ] } } \n",
+	`{"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"a\"b\\c\/d\b\f\n\r\te","type":"generic",` +
+		`"startTime":"2025-03-01T12:00:00Z","tags":["x\ty",""],"metadata":{"threadId":"t\n","runId":"\u0041"},"output":"\u00e9"}}`,
+	`{"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z","tags":[]}}`,
+	`{"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z","x":1,"y":2,"x":3}}`,
+	`{"type":"span_started","x":{},"exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z"},"x":[]}`,
+	`{"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z","metadata":{"a":1,"a":2}}}`,
+	`{"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z","attributes":{"a":1,"a":2}}}`,
+	`{"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z","userId":"a","userId":"b"}}`,
+	`{"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z","isEvent":false,"isRootSpan":true,"isInternal":false,` +
+		`"version":7,"attributes":-1.5e+3,"requestContext":true,"input":false,"output":"é"}}`,
+	`{"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z","version":007,"output":"` + "\xff" + `"}}`,
+	`{"type":"span_started","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z","errorInfo":{"message":"m"}}}`,
+	`{"type":"span_ended","schemaVersion":1,"schemaVersion":1,"exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z"}}`,
+	`{"type":"span_ended","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"é` + "\xe2\x82" + `","type":"generic","startTime":"2025-03-01T12:00:00Z"}}`,
+	`{"type":"span_ended","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z"},}`,
+	`{"type":"span_ended","exportedSpan":{"traceId":"` + tid + `","id":"` + sid + `","name":"n","type":"generic","startTime":"2025-03-01T12:00:00Z",}}`,
+}
+
 // fastSeeds are shapes the fast decoder hands to reflection or must get exactly right:
 // nulls and wrong kinds in every field kind, escapes in names and values, other
 // signals, odd times.
@@ -246,7 +354,7 @@ func FuzzPromote(f *testing.F) {
 	})
 }
 
-// TestFastDecodeTakesSpans makes sure the fast path is the one spans take: a span the
+// TestFastDecodeTakesSpans makes sure the scan and fast paths are the ones spans take: a span the
 // fast decoder gave up on would still decode, by reflection, and only be slow.
 func TestFastDecodeTakesSpans(t *testing.T) {
 	n := 0
@@ -261,6 +369,9 @@ func TestFastDecodeTakesSpans(t *testing.T) {
 		n++
 		if _, err := schema.DecodeFast([]byte(s.json)); err != nil {
 			t.Errorf("%s: the fast decoder gave up: %v", s.name, err)
+		}
+		if _, err := schema.DecodeScan([]byte(s.json)); err != nil {
+			t.Errorf("%s: the scan decoder gave up: %v", s.name, err)
 		}
 	}
 	if n < 3 {

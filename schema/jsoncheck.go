@@ -27,17 +27,25 @@ const (
 // valid reports whether v (without surrounding whitespace) is certainly one valid
 // JSON value; false means "ask jsontext".
 func (c *jsonCheck) valid(v []byte) bool {
+	end := c.scan(v, 0)
+	return end >= 0 && skipSpace(v, end) == len(v)
+}
+
+// scan returns the index just past the JSON value that starts at v[i] (after any
+// whitespace) when it is certainly valid, and -1 for "ask jsontext". What follows
+// the value is not looked at: the JSON codec's scanner reads the values of a record
+// in place with it.
+func (c *jsonCheck) scan(v []byte, i int) int {
 	c.stack, c.names, c.starts = c.stack[:0], c.names[:0], c.starts[:0]
-	i := 0
 value:
 	i = skipSpace(v, i)
 	if i >= len(v) {
-		return false
+		return -1
 	}
 	switch b := v[i]; {
 	case b == '{':
 		if len(c.stack) >= jsonCheckMaxDepth {
-			return false
+			return -1
 		}
 		c.stack = append(c.stack, '{')
 		c.starts = append(c.starts, len(c.names))
@@ -48,12 +56,12 @@ value:
 			goto after
 		}
 		if i = c.member(v, i); i < 0 {
-			return false
+			return -1
 		}
 		goto value
 	case b == '[':
 		if len(c.stack) >= jsonCheckMaxDepth {
-			return false
+			return -1
 		}
 		c.stack = append(c.stack, '[')
 		i = skipSpace(v, i+1)
@@ -65,11 +73,11 @@ value:
 		goto value
 	case b == '"':
 		if i = scanString(v, i, true); i < 0 {
-			return false
+			return -1
 		}
 	case b == '-' || ('0' <= b && b <= '9'):
 		if i = scanNumber(v, i); i < 0 {
-			return false
+			return -1
 		}
 	case bytes.HasPrefix(v[i:], []byte("true")):
 		i += 4
@@ -78,21 +86,21 @@ value:
 	case bytes.HasPrefix(v[i:], []byte("null")):
 		i += 4
 	default:
-		return false
+		return -1
 	}
 after:
-	i = skipSpace(v, i)
 	if len(c.stack) == 0 {
-		return i == len(v)
+		return i
 	}
+	i = skipSpace(v, i)
 	if i >= len(v) {
-		return false
+		return -1
 	}
 	top := c.stack[len(c.stack)-1]
 	switch {
 	case v[i] == ',' && top == '{':
 		if i = c.member(v, skipSpace(v, i+1)); i < 0 {
-			return false
+			return -1
 		}
 		goto value
 	case v[i] == ',':
@@ -107,7 +115,7 @@ after:
 		c.stack = c.stack[:len(c.stack)-1]
 		goto after
 	}
-	return false
+	return -1
 }
 
 // member reads a member name (no escapes) and its colon at v[i:], checking it is new
@@ -187,26 +195,24 @@ func scanString(v []byte, i int, escapes bool) int {
 }
 
 // plainPrefix returns how many leading bytes of b are 0x20..0x7f other than '"' and
-// '\\', eight at a time while it can.
+// '\\', 32 and then eight at a time while it can: it is most of the time spent on
+// a span's payload strings.
 func plainPrefix(b []byte) int {
-	const (
-		lo  = 0x0101010101010101
-		hi  = 0x8080808080808080
-		quo = 0x2222222222222222 // '"'
-		bsl = 0x5c5c5c5c5c5c5c5c // '\\'
-		ctl = 0x2020202020202020 // below ' '
-	)
 	n := 0
-	for len(b)-n >= 8 {
-		x := binary.LittleEndian.Uint64(b[n:])
-		// A byte is flagged (its high bit set) when it is ≥ 0x80, below 0x20, or
-		// equal to '"' or '\\'. A subtraction borrows into the next byte only from a
-		// byte that is itself flagged, so a clean word is never flagged; a flagged one
-		// is finished byte by byte below.
-		if (x|(x-ctl)|((x^quo)-lo)|((x^bsl)-lo))&hi != 0 {
+	// Four words per round: their flags are independent, so the CPU computes them
+	// side by side, and one branch serves 32 bytes (twice the speed of one word per
+	// round on prose, BenchmarkPlainPrefix).
+	for ; len(b)-n >= 32; n += 32 {
+		w := b[n : n+32 : n+32]
+		if (plainFlags(binary.LittleEndian.Uint64(w)) | plainFlags(binary.LittleEndian.Uint64(w[8:])) |
+			plainFlags(binary.LittleEndian.Uint64(w[16:])) | plainFlags(binary.LittleEndian.Uint64(w[24:]))) != 0 {
 			break
 		}
-		n += 8
+	}
+	for ; len(b)-n >= 8; n += 8 {
+		if plainFlags(binary.LittleEndian.Uint64(b[n:])) != 0 {
+			break
+		}
 	}
 	for n < len(b) {
 		c := b[n]
@@ -216,6 +222,22 @@ func plainPrefix(b []byte) int {
 		n++
 	}
 	return n
+}
+
+// plainFlags returns the eight bytes of x with the high bit of each one that is not
+// plain flagged, at least: a byte is flagged when it is ≥ 0x80, below 0x20, or equal
+// to '"' or '\\'. A subtraction borrows into the next byte only from a byte that is
+// itself flagged, so a clean word is never flagged (0); plainPrefix finishes a
+// flagged one byte by byte.
+func plainFlags(x uint64) uint64 {
+	const (
+		lo  = 0x0101010101010101
+		hi  = 0x8080808080808080
+		quo = 0x2222222222222222 // '"'
+		bsl = 0x5c5c5c5c5c5c5c5c // '\\'
+		ctl = 0x2020202020202020 // below ' '
+	)
+	return (x | (x - ctl) | ((x ^ quo) - lo) | ((x ^ bsl) - lo)) & hi
 }
 
 // scanNumber returns the index just past the JSON number at v[i], or -1.
