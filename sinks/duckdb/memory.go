@@ -20,6 +20,7 @@ type allocatorFlush struct {
 	wal     string // the database file's write-ahead log; "" for ":memory:"
 	walSize int64
 	last    time.Time
+	done    int // flushes so far, for tests
 }
 
 // readMemoryLimit notes the memory_limit in force, which flushAllocator sets again.
@@ -60,6 +61,7 @@ func (w *Writer) flushAllocator(ctx context.Context, conn *sql.Conn) {
 		return
 	}
 	w.flush.last = time.Now()
+	w.flush.done++
 	if _, err := conn.ExecContext(ctx, "SET memory_limit = '"+w.flush.limit+"'"); err != nil {
 		w.log.Warn("duckdb: returning freed memory failed", "err", err)
 	}
