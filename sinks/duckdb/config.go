@@ -22,10 +22,13 @@ type Config struct {
 	// been checkpointed yet, and large queries, spill to a temporary directory next
 	// to the file beyond it. Spans are appended without an index, so writing needs
 	// little: at DuckDB's own default (80% of the machine's RAM) the pool kept
-	// growing with the file and held most of a consumer's 650 MB. 64MB was enough
-	// for writing but not for the explorer's queries over a million spans (served
-	// from the same process): one failed with Out of Memory. Empty leaves DuckDB's
-	// default. Default "128MB".
+	// growing with the file and held most of a consumer's 650 MB. The pool fills up
+	// to the limit (rows not yet checkpointed, then cached blocks of the file), and
+	// the RSS follows it about megabyte for megabyte: the writer alone peaked at
+	// 225 / 192 / 166 MB with 128MB / 96MB / 64MB (150k spans). 64MB was enough for
+	// writing but not for the explorer's queries over a million spans (served from
+	// the same process): one failed with Out of Memory (BenchmarkReader). Empty
+	// leaves DuckDB's default. Default "96MB".
 	MemoryLimit string `yaml:"memory_limit"`
 
 	// CheckpointThreshold is how much write-ahead log DuckDB accumulates before it
@@ -62,7 +65,7 @@ type Config struct {
 
 // DefaultConfig returns the configuration used when nothing is set.
 func DefaultConfig() Config {
-	return Config{Path: "spanpipe.duckdb", MemoryLimit: "128MB", CheckpointThreshold: "32MB", RowGroupSize: 32768, Threads: 1}
+	return Config{Path: "spanpipe.duckdb", MemoryLimit: "96MB", CheckpointThreshold: "32MB", RowGroupSize: 32768, Threads: 1}
 }
 
 // memoryLimitRE matches the sizes DuckDB's memory_limit setting accepts.

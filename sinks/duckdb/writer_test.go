@@ -331,6 +331,19 @@ func TestSettingsApplied(t *testing.T) {
 	}
 }
 
+// TestDefaultMemoryLimit: the default buffer pool is 96 MB, which DuckDB prints in
+// MiB (see Config.MemoryLimit for why).
+func TestDefaultMemoryLimit(t *testing.T) {
+	w := openWriter(t, dbPath(t))
+	var limit string
+	if err := w.DB().QueryRowContext(t.Context(), "SELECT current_setting('memory_limit')").Scan(&limit); err != nil {
+		t.Fatal(err)
+	}
+	if want := "91.5 MiB"; limit != want {
+		t.Errorf("memory_limit %q, want %q (96MB)", limit, want)
+	}
+}
+
 // TestAllocatorFlushAfterCheckpoint: a Write whose commit checkpointed (here every
 // second one: the threshold is between one and two batches of WAL) sets memory_limit
 // again to return freed memory, and leaves the limit as configured.
