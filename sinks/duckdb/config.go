@@ -37,9 +37,7 @@ type Config struct {
 	// last checkpoint are held in memory (within MemoryLimit, spilling beyond it), and a
 	// larger log means a longer replay after a crash. A smaller one costs CPU and bytes
 	// on disk only with large row groups: every checkpoint compresses the table's last,
-	// partly filled row group again (see RowGroupSize). Nor does a smaller one lower
-	// the peak memory: 16MB peaked higher than 32MB, writer alone (265 against 225 MB
-	// RSS, twice). Default "32MB".
+	// partly filled row group again (see RowGroupSize). Default "32MB".
 	CheckpointThreshold string `yaml:"checkpoint_threshold"`
 
 	// RowGroupSize is the number of rows per row group of the database file, set
@@ -50,13 +48,9 @@ type Config struct {
 	// (internal/bench, 150k spans, load average 5–7 on 2 cores), checkpoint threshold
 	// / row group size: 128MB / 122,880 → 32MB / 32,768: longest write 1.5 → 0.9 s,
 	// peak RSS 319 → 235 MB, CPU per span 0.058 → 0.053 ms, file 689 → 766 B per span
-	// (32MB / 122,880: 3.7 s, 339 MB, 0.093 ms, 862 B). A checkpoint holds a row
-	// group's columns while it compresses them, outside MemoryLimit: 32,768 → 16,384
-	// took the peak RSS from 229 to 203 MB at the same CPU per span (0.065 ms) and
-	// 746 → 785 B per span (same benchmark, load average 6–8); the writer alone with
-	// a 96MB MemoryLimit peaked at 175–179 against 200 MB. DuckDB takes multiples of
+	// (32MB / 122,880: 3.7 s, 339 MB, 0.093 ms, 862 B). DuckDB takes multiples of
 	// 2048 up to 122,880. Ignored for ":memory:".
-	// Default 16384.
+	// Default 32768.
 	RowGroupSize int `yaml:"row_group_size"`
 
 	// Threads is the number of threads DuckDB runs queries with. 0 leaves DuckDB's
@@ -71,7 +65,7 @@ type Config struct {
 
 // DefaultConfig returns the configuration used when nothing is set.
 func DefaultConfig() Config {
-	return Config{Path: "spanpipe.duckdb", MemoryLimit: "96MB", CheckpointThreshold: "32MB", RowGroupSize: 16384, Threads: 1}
+	return Config{Path: "spanpipe.duckdb", MemoryLimit: "96MB", CheckpointThreshold: "32MB", RowGroupSize: 32768, Threads: 1}
 }
 
 // memoryLimitRE matches the sizes DuckDB's memory_limit setting accepts.
