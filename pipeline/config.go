@@ -42,9 +42,7 @@ type Config struct {
 	// held 186 MB at peak for a live heap of 88 MB. It bounds the Go heap only, not an
 	// embedded DuckDB's memory. 0 derives it from what the consumer may hold:
 	// max_buffer_bytes + 4 × kafka.fetch_max_bytes + 32 MiB (112 MiB with the
-	// defaults), plus max_bytes_per_insert with the ClickHouse sink; with the DuckDB
-	// sink, which writes one batch at a time, max_batch_bytes stands in for
-	// max_buffer_bytes when smaller (64 MiB with the defaults); -1 sets none. A
+	// defaults), plus max_bytes_per_insert with the ClickHouse sink; -1 sets none. A
 	// set value must be at least max_buffer_bytes, or a full buffer would keep the
 	// collector running. Default 0.
 	GoMemoryLimitBytes int64 `yaml:"go_memory_limit_bytes"`

@@ -429,16 +429,9 @@ func TestGoMemoryLimit(t *testing.T) {
 		edit func(*Config)
 		want int64
 	}{
-		{"derived for DuckDB (the default sink): one batch, not the buffer", func(*Config) {}, 16<<20 + 4*4<<20 + 32<<20},
-		{"derived for DuckDB from larger batches and fetches", func(c *Config) {
-			c.Pipeline.MaxBufferBytes, c.Pipeline.MaxBatchBytes, c.Kafka.FetchMaxBytes = 256<<20, 32<<20, 16<<20
-		}, 32<<20 + 4*16<<20 + 32<<20},
-		{"derived for DuckDB: a buffer smaller than a batch's bytes", func(c *Config) {
-			c.Pipeline.MaxBufferBytes, c.Pipeline.MaxBatchBytes = 8<<20, 16<<20
-		}, 8<<20 + 4*4<<20 + 32<<20},
-		{"derived from larger buffers", func(c *Config) {
-			c.Sink.Type, c.Pipeline.MaxBufferBytes, c.Kafka.FetchMaxBytes = SinkClickHouse, 256<<20, 16<<20
-		}, 256<<20 + 4*16<<20 + 32<<20 + 64<<20},
+		{"derived from the defaults", func(*Config) {}, 64<<20 + 4*4<<20 + 32<<20},
+		{"derived from larger buffers", func(c *Config) { c.Pipeline.MaxBufferBytes, c.Kafka.FetchMaxBytes = 256<<20, 16<<20 },
+			256<<20 + 4*16<<20 + 32<<20},
 		{"set", func(c *Config) { c.Pipeline.GoMemoryLimitBytes = 500 << 20 }, 500 << 20},
 		{"none", func(c *Config) { c.Pipeline.GoMemoryLimitBytes = -1 }, 0},
 		{"derived for ClickHouse: an insert's columns too", func(c *Config) { c.Sink.Type = SinkClickHouse },

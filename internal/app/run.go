@@ -184,19 +184,7 @@ func GoMemoryLimit(cfg Config) int64 {
 	case l < 0:
 		return 0
 	}
-	buffer := cfg.Pipeline.MaxBufferBytes
-	if cfg.Sink.Type == SinkDuckDB {
-		// DuckDB writes one batch at a time, slower than the consumer decodes (~20k 1 KB
-		// spans/s on 2 cores), so its buffer is full whenever it is behind, and the
-		// collector let the heap grow to the limit, twice what was live: the Go side
-		// peaked at 110 MB of `spanpipe bench --sink duckdb`, beside DuckDB's own
-		// ~230 MB in one process. Counting one batch instead of the whole buffer
-		// (64 MiB with the defaults) brought it to ~75 MB. Larger spans that fill the
-		// buffer's bytes make the collector work harder, not fail (the limit is soft):
-		// set go_memory_limit_bytes for those.
-		buffer = min(buffer, cfg.Pipeline.MaxBatchBytes)
-	}
-	l := buffer + 4*int64(cfg.Kafka.FetchMaxBytes) + goMemoryHeadroom
+	l := cfg.Pipeline.MaxBufferBytes + 4*int64(cfg.Kafka.FetchMaxBytes) + goMemoryHeadroom
 	if cfg.Sink.Type == SinkClickHouse {
 		// The insert being built holds its columns in Go, up to max_bytes_per_insert:
 		// without them the limit binds on a full insert and the collector runs

@@ -182,9 +182,9 @@ func startConsumers(ctx context.Context, o Options, sink, topic, drops, group st
 		cfg.Kafka.Brokers, cfg.Kafka.Topics, cfg.Kafka.Group = o.Brokers, []string{topic}, group
 		cfg.Drops.Topic = drops
 		cfg.Pipeline.Strategy = o.Strategy
-		// The sink type derives the Go memory limit (app.GoMemoryLimit); "null" is no
-		// configurable sink and gets the limit derived for none in particular.
-		cfg.Sink.Type = sink
+		if sink == app.SinkDuckDB || sink == app.SinkClickHouse {
+			cfg.Sink.Type = sink
+		}
 		app.ApplyGoMemoryLimit(cfg, log) // as `spanpipe consume` does
 		var s pipeline.Sink
 		switch sink {
