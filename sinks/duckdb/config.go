@@ -48,8 +48,11 @@ type Config struct {
 	// (internal/bench, 150k spans, load average 5–7 on 2 cores), checkpoint threshold
 	// / row group size: 128MB / 122,880 → 32MB / 32,768: longest write 1.5 → 0.9 s,
 	// peak RSS 319 → 235 MB, CPU per span 0.058 → 0.053 ms, file 689 → 766 B per span
-	// (32MB / 122,880: 3.7 s, 339 MB, 0.093 ms, 862 B). DuckDB takes multiples of
-	// 2048 up to 122,880. Ignored for ":memory:".
+	// (32MB / 122,880: 3.7 s, 339 MB, 0.093 ms, 862 B). 16,384 held less during a
+	// checkpoint (writer alone: peak RSS 203 against 229 MB, same CPU per span, 785
+	// against 746 B per span) but `spanpipe bench --sink duckdb` then missed its p99
+	// at half the drain rate in 3 runs of 3 (7.0–8.8 s, against 2.2–3.3 s): not
+	// changed. DuckDB takes multiples of 2048 up to 122,880. Ignored for ":memory:".
 	// Default 32768.
 	RowGroupSize int `yaml:"row_group_size"`
 
