@@ -96,6 +96,13 @@ type Result struct {
 	// and its own structures, without what it returned to the OS); the rest of the
 	// RSS is outside Go: an embedded DuckDB's.
 	PeakGoMB float64 `json:"peak_go_runtime_mb"`
+	// AtPeakGoMB and AtPeakDuckDBPoolMB are the Go runtime's memory and DuckDB's
+	// buffer pool (duckdb_memory(), what memory_limit bounds; -1 without DuckDB) when
+	// the RSS peaked; the rest of the peak is DuckDB's memory outside its pool
+	// (allocator caches, checkpoint buffers) and the program's code.
+	AtPeakGoMB         float64 `json:"at_peak_go_runtime_mb"`
+	AtPeakDuckDBPoolMB float64 `json:"at_peak_duckdb_pool_mb"`
+	AtPeakDuckDBTags   string  `json:"at_peak_duckdb_pool_tags,omitempty"`
 	// RSSMB is the process's RSS when a quarter, half and all of the drain's records
 	// were committed.
 	RSSMB              [3]float64 `json:"rss_mb_at_25_50_100_pct"`
@@ -197,6 +204,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res.PeakRSSMB = mb(d.peakRSS)
 	res.PeakGoMB = mb(d.peakGo)
+	res.AtPeakGoMB, res.AtPeakDuckDBPoolMB, res.AtPeakDuckDBTags = mb(d.atPeak.goBytes), -1, d.atPeak.duckTags
+	if d.atPeak.duckPool >= 0 {
+		res.AtPeakDuckDBPoolMB = mb(d.atPeak.duckPool)
+	}
 	for i, v := range d.rssAt {
 		res.RSSMB[i] = mb(v)
 	}

@@ -1,11 +1,13 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -44,6 +46,9 @@ type drained struct {
 	serverCPU float64
 	peakRSS   int64
 	peakGo    int64 // the most memory the Go runtime held (see goMemory)
+	// atPeak is what held the RSS when it peaked (DuckDB's buffer pool only with
+	// the DuckDB sink).
+	atPeak memoryAtPeak
 	// rssAt is the process's RSS when a quarter, half and all of the records were
 	// committed.
 	rssAt [3]int64
@@ -76,7 +81,15 @@ func drain(ctx context.Context, o Options, adm *kgo.Client, sink, topic, drops, 
 	var peak, peakGo atomic.Int64
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	var sw sync.WaitGroup
-	sw.Go(func() { sampleRSS(sampleCtx, &peak, &peakGo) })
+	var atPeak memoryAtPeak
+	sw.Go(func() {
+		sampleRSS(sampleCtx, &peak, &peakGo, func() {
+			atPeak = memoryAtPeak{goBytes: goMemory(), duckPool: -1}
+			if len(cs.duck) > 0 {
+				atPeak.duckPool, atPeak.duckTags = duckDBPool(sampleCtx, cs.duck)
+			}
+		})
+	})
 	quarter := 0
 	var heapErr error
 	err = waitDrained(ctx, adm, group, o.Progress, records, func(lag int64) {
@@ -110,6 +123,7 @@ func drain(ctx context.Context, o Options, adm *kgo.Client, sink, topic, drops, 
 		quarter++
 	}
 	d.peakRSS = max(peak.Load(), slices.Max(d.rssAt[:]))
+	d.atPeak = atPeak
 	d.peakGo = max(peakGo.Load(), goMemory())
 	return cs, d, nil
 }
@@ -376,12 +390,16 @@ func cpuSeconds() float64 {
 // sampleRSS records the highest resident set size seen while the drain runs (VmHWM
 // would include the produce phase of this same process), and the highest memory the
 // Go runtime held, which tells the Go side's share of it from an embedded DuckDB's.
-func sampleRSS(ctx context.Context, peak, peakGo *atomic.Int64) {
+// onPeak (when set) is called on every new peak, by the sampling goroutine.
+func sampleRSS(ctx context.Context, peak, peakGo *atomic.Int64, onPeak func()) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
 		if rss := readRSS(); rss > peak.Load() {
 			peak.Store(rss)
+			if onPeak != nil {
+				onPeak()
+			}
 		}
 		if g := goMemory(); g > peakGo.Load() {
 			peakGo.Store(g)
@@ -392,6 +410,47 @@ func sampleRSS(ctx context.Context, peak, peakGo *atomic.Int64) {
 		case <-t.C:
 		}
 	}
+}
+
+// memoryAtPeak is what held memory when the RSS peaked.
+type memoryAtPeak struct {
+	goBytes  int64
+	duckPool int64  // DuckDB's buffer pool (duckdb_memory()); -1 without DuckDB
+	duckTags string // its largest tags, e.g. "BASE_TABLE 69 MB, IN_MEMORY_TABLE 45 MB"
+}
+
+// duckDBPool is the memory DuckDB's buffer pools account for, over the writers'
+// databases (duckdb_memory(): the data in memory_limit), and its tags from the
+// largest, with 1 MB or more.
+func duckDBPool(ctx context.Context, ws []*duckdb.Writer) (int64, string) {
+	var total int64
+	tags := map[string]int64{}
+	for _, w := range ws {
+		rows, err := w.DB().QueryContext(ctx, "SELECT tag, memory_usage_bytes FROM duckdb_memory()")
+		if err != nil {
+			return -1, ""
+		}
+		for rows.Next() {
+			var tag string
+			var n int64
+			if rows.Scan(&tag, &n) == nil {
+				total += n
+				tags[tag] += n
+			}
+		}
+		if rows.Close() != nil {
+			return -1, ""
+		}
+	}
+	names := slices.Collect(maps.Keys(tags))
+	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(tags[b], tags[a]) })
+	var parts []string
+	for _, n := range names {
+		if tags[n] >= 1<<20 {
+			parts = append(parts, fmt.Sprintf("%s %.0f MB", n, mb(tags[n])))
+		}
+	}
+	return total, strings.Join(parts, ", ")
 }
 
 // goMemory is the memory the Go runtime holds from the OS: everything it mapped

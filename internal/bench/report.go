@@ -43,6 +43,10 @@ func (r *Result) WriteTable(out io.Writer) error {
 	}
 	p("RSS\tpeak %.0f MB; at 25%% / 50%% / 100%% of the drain %.0f / %.0f / %.0f MB", r.PeakRSSMB, r.RSSMB[0], r.RSSMB[1], r.RSSMB[2])
 	p("Go runtime memory\tpeak %.0f MB (the rest of the RSS is outside Go)", r.PeakGoMB)
+	if r.AtPeakDuckDBPoolMB >= 0 && r.Sink == "duckdb" {
+		p("at the RSS peak\tGo %.0f MB, DuckDB buffer pool %.0f MB (%s), the rest %.0f MB (DuckDB outside its pool: allocator caches, checkpoint buffers; code)",
+			r.AtPeakGoMB, r.AtPeakDuckDBPoolMB, r.AtPeakDuckDBTags, r.PeakRSSMB-r.AtPeakGoMB-r.AtPeakDuckDBPoolMB)
+	}
 	if r.Stored >= 0 {
 		p("rows written per span\t%.2f (stored %d)", r.RowsPerSpan, r.Stored)
 	} else {

@@ -58,7 +58,7 @@ func BenchmarkDuckDBSettings(b *testing.B) {
 			var peak, peakGo atomic.Int64
 			ctx, stop := context.WithCancel(b.Context())
 			var wg sync.WaitGroup
-			wg.Go(func() { sampleRSS(ctx, &peak, &peakGo) })
+			wg.Go(func() { sampleRSS(ctx, &peak, &peakGo, nil) })
 			defer func() { stop(); wg.Wait() }()
 
 			gen := newSpanGen(1024)

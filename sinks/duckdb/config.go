@@ -22,10 +22,13 @@ type Config struct {
 	// been checkpointed yet, and large queries, spill to a temporary directory next
 	// to the file beyond it. Spans are appended without an index, so writing needs
 	// little: at DuckDB's own default (80% of the machine's RAM) the pool kept
-	// growing with the file and held most of a consumer's 650 MB. 64MB was enough
-	// for writing but not for the explorer's queries over a million spans (served
-	// from the same process): one failed with Out of Memory. Empty leaves DuckDB's
-	// default. Default "128MB".
+	// growing with the file and held most of a consumer's 650 MB. The pool fills up
+	// to the limit (rows not yet checkpointed, then cached blocks of the file), and
+	// the RSS follows it about megabyte for megabyte: the writer alone peaked at
+	// 225 / 192 / 166 MB with 128MB / 96MB / 64MB (150k spans). 64MB was enough for
+	// writing but not for the explorer's queries over a million spans (served from
+	// the same process): one failed with Out of Memory (BenchmarkReader). Empty
+	// leaves DuckDB's default. Default "96MB".
 	MemoryLimit string `yaml:"memory_limit"`
 
 	// CheckpointThreshold is how much write-ahead log DuckDB accumulates before it
@@ -45,8 +48,11 @@ type Config struct {
 	// (internal/bench, 150k spans, load average 5–7 on 2 cores), checkpoint threshold
 	// / row group size: 128MB / 122,880 → 32MB / 32,768: longest write 1.5 → 0.9 s,
 	// peak RSS 319 → 235 MB, CPU per span 0.058 → 0.053 ms, file 689 → 766 B per span
-	// (32MB / 122,880: 3.7 s, 339 MB, 0.093 ms, 862 B). DuckDB takes multiples of
-	// 2048 up to 122,880. Ignored for ":memory:".
+	// (32MB / 122,880: 3.7 s, 339 MB, 0.093 ms, 862 B). 16,384 held less during a
+	// checkpoint (writer alone: peak RSS 203 against 229 MB, same CPU per span, 785
+	// against 746 B per span) but `spanpipe bench --sink duckdb` then missed its p99
+	// at half the drain rate in 3 runs of 3 (7.0–8.8 s, against 2.2–3.3 s): not
+	// changed. DuckDB takes multiples of 2048 up to 122,880. Ignored for ":memory:".
 	// Default 32768.
 	RowGroupSize int `yaml:"row_group_size"`
 
@@ -62,7 +68,7 @@ type Config struct {
 
 // DefaultConfig returns the configuration used when nothing is set.
 func DefaultConfig() Config {
-	return Config{Path: "spanpipe.duckdb", MemoryLimit: "128MB", CheckpointThreshold: "32MB", RowGroupSize: 32768, Threads: 1}
+	return Config{Path: "spanpipe.duckdb", MemoryLimit: "96MB", CheckpointThreshold: "32MB", RowGroupSize: 32768, Threads: 1}
 }
 
 // memoryLimitRE matches the sizes DuckDB's memory_limit setting accepts.

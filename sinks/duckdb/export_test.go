@@ -30,3 +30,10 @@ func (w *Writer) SetCompactionAfter(d time.Duration) {
 	defer w.mu.Unlock()
 	w.compactor.after = d
 }
+
+// AllocatorFlushes is how many times Write flushed DuckDB's allocators.
+func (w *Writer) AllocatorFlushes() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.flush.done
+}

@@ -44,6 +44,7 @@ type Writer struct {
 	compacted, tail int64
 	compactor       compactor
 	ceilingSeq      int64 // seq handed out by AppendSpans (the bench's ceiling)
+	flush           allocatorFlush
 }
 
 // Open opens (creating if needed) the database named by cfg, applies the pending
@@ -75,6 +76,9 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 	applied, err := migrate(ctx, db)
 	if err == nil {
 		_, err = w.writeConn(ctx)
+	}
+	if err == nil {
+		err = w.readMemoryLimit(ctx)
 	}
 	if err == nil {
 		err = db.QueryRowContext(ctx, compactionState).Scan(&w.compacted, &w.tail)
@@ -129,6 +133,9 @@ func (w *Writer) Write(ctx context.Context, b *pipeline.Batch) error {
 	start := time.Now()
 	if err := w.write(ctx, b); err != nil {
 		return err
+	}
+	if w.conn != nil {
+		w.flushAllocator(ctx, w.conn)
 	}
 	w.maybeCompact()
 	w.log.Debug("duckdb batch written", "batch_size", b.Len(), "spans", len(b.Spans),

@@ -331,6 +331,66 @@ func TestSettingsApplied(t *testing.T) {
 	}
 }
 
+// TestDefaultMemoryLimit: the default buffer pool is 96 MB, which DuckDB prints in
+// MiB (see Config.MemoryLimit for why).
+func TestDefaultMemoryLimit(t *testing.T) {
+	w := openWriter(t, dbPath(t))
+	var limit string
+	if err := w.DB().QueryRowContext(t.Context(), "SELECT current_setting('memory_limit')").Scan(&limit); err != nil {
+		t.Fatal(err)
+	}
+	if want := "91.5 MiB"; limit != want {
+		t.Errorf("memory_limit %q, want %q (96MB)", limit, want)
+	}
+}
+
+// TestAllocatorFlushAfterCheckpoint: a Write whose commit checkpointed (here every
+// second one: the threshold is between one and two batches of WAL) sets memory_limit
+// again to return freed memory, and leaves the limit as configured.
+func TestAllocatorFlushAfterCheckpoint(t *testing.T) {
+	for _, tt := range []struct {
+		name, limit string
+		want        string // prefix of current_setting('memory_limit') afterwards
+		exact       bool   // the same string as before; DuckDB's default is set as it prints it, rounded
+	}{
+		{"configured", "96MB", "9", true},
+		{"duckdb default", "", "", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := duckdb.DefaultConfig()
+			cfg.Path, cfg.MemoryLimit, cfg.CheckpointThreshold = dbPath(t), tt.limit, "150KB"
+			w, err := duckdb.Open(t.Context(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			var before string
+			if err := w.DB().QueryRowContext(t.Context(), "SELECT current_setting('memory_limit')").Scan(&before); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 4 {
+				if err := w.Write(t.Context(), benchBatch(100, fmt.Sprintf("%032x", i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := w.AllocatorFlushes(); got < 2 {
+				t.Errorf("allocator flushes after 4 writes, 2 of them checkpointing: %d, want >= 2", got)
+			}
+			var after string
+			if err := w.DB().QueryRowContext(t.Context(), "SELECT current_setting('memory_limit')").Scan(&after); err != nil {
+				t.Fatal(err)
+			}
+			unit := func(s string) string { return s[strings.LastIndexByte(s, ' ')+1:] }
+			if (tt.exact && after != before) || unit(after) != unit(before) || !strings.HasPrefix(after, tt.want) {
+				t.Errorf("memory_limit %q after the writes, %q before; want unchanged (prefix %q)", after, before, tt.want)
+			}
+			if n, err := w.CountSpans(t.Context()); err != nil || n != 400 {
+				t.Errorf("CountSpans = %d, %v; want 400", n, err)
+			}
+		})
+	}
+}
+
 func TestReopen(t *testing.T) {
 	path := dbPath(t)
 	for i := range 3 {
