@@ -407,5 +407,5 @@ func promote(c *Correlation, metadata jsontext.Value) {
 	if _, err := d.dec.ReadToken(); err != io.EOF {
 		return
 	}
-	d.setStrings()
+	d.finish(nil)
 }

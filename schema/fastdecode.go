@@ -26,13 +26,65 @@ var errSlowPath = errors.New("schema: take the reflection path")
 type fastDecoder struct {
 	buf bytes.Buffer // wraps the record: the decoder then reads it in place
 	dec jsontext.Decoder
-	// strs collects the unquoted string fields of one event; they become one string
-	// (one allocation) when the event is complete, and refs points each field at its part.
+	eventStrings
+}
+
+// eventStrings collects the string fields of one event, for the scan and fast
+// paths: they become one string (one allocation) when the event is complete.
+type eventStrings struct {
+	// strs holds the unquoted values; refs points each field at its part.
 	strs []byte
 	refs []strRef
 	// promos are the string members of a span's metadata that may fill context ids;
 	// the span's own fields are only all known at its end.
 	promos []promo
+}
+
+// set makes v (which may lie beyond len(strs): append copies forward, which is
+// safe) the value of the string field dst once the event is complete.
+func (e *eventStrings) set(dst *string, v []byte) {
+	if len(v) == 0 {
+		*dst = ""
+		return
+	}
+	from := len(e.strs)
+	e.strs = append(e.strs, v...)
+	e.refs = append(e.refs, strRef{dst, from, len(e.strs)})
+}
+
+// promote notes v, the metadata member promotedNames[field], as a candidate value
+// of that context id.
+func (e *eventStrings) promote(field int, v []byte) {
+	at := len(e.strs)
+	e.strs = append(e.strs, v...)
+	e.promos = append(e.promos, promo{field, at, len(e.strs)})
+}
+
+// finish gives every string field its value, out of one allocation, and fills the
+// span's context ids (c; nil: not a span) that are empty from the promoted metadata
+// members: only now are the span's own ids known, and an explicit one wins.
+func (e *eventStrings) finish(c *Correlation) {
+	all := string(e.strs)
+	for _, r := range e.refs {
+		*r.dst = all[r.from:r.to]
+	}
+	if c == nil {
+		return
+	}
+	for _, p := range e.promos {
+		if dst := promotedField(c, p.field); *dst == "" {
+			*dst = all[p.from:p.to]
+		}
+	}
+}
+
+// reset empties e for the next event.
+func (e *eventStrings) reset() {
+	clear(e.refs)
+	e.strs, e.refs, e.promos = e.strs[:0], e.refs[:0], e.promos[:0]
+	if cap(e.strs) > 64<<10 {
+		e.strs = nil // a huge string field once should not stay pinned in the pool
+	}
 }
 
 type promo struct {
@@ -68,15 +120,10 @@ func decodeFast(data []byte) (*Event, error) {
 	if _, err := d.dec.ReadToken(); err != io.EOF {
 		return nil, errSlowPath // trailing data
 	}
-	all := d.setStrings()
 	if ev.Span != nil {
-		// Only now are the span's own context ids known, and an explicit one wins.
-		for _, p := range d.promos {
-			if dst := promotedField(&ev.Span.Correlation, p.field); *dst == "" {
-				*dst = all[p.from:p.to]
-			}
-		}
+		d.finish(&ev.Span.Correlation)
 	} else {
+		d.finish(nil)
 		// Not a span event: let go of the span allocated with it.
 		ev = &Event{SchemaVersion: ev.SchemaVersion, Type: ev.Type, Log: ev.Log, Metric: ev.Metric, Score: ev.Score, Feedback: ev.Feedback}
 	}
@@ -86,11 +133,7 @@ func decodeFast(data []byte) (*Event, error) {
 func (d *fastDecoder) release() {
 	d.buf = bytes.Buffer{}
 	d.dec.Reset(&d.buf)
-	clear(d.refs)
-	d.strs, d.refs, d.promos = d.strs[:0], d.refs[:0], d.promos[:0]
-	if cap(d.strs) > 64<<10 {
-		d.strs = nil // a huge string field once should not stay pinned in the pool
-	}
+	d.reset()
 	fastDecoders.Put(d)
 }
 
@@ -254,9 +297,7 @@ func (d *fastDecoder) metadata(data []byte, dst *jsontext.Value) error {
 		if err != nil {
 			return err
 		}
-		at := len(d.strs)
-		d.strs = append(d.strs, v...)
-		d.promos = append(d.promos, promo{i, at, len(d.strs)})
+		d.promote(i, v)
 	}
 	if _, err := d.dec.ReadToken(); err != nil {
 		return err
@@ -366,24 +407,8 @@ func (d *fastDecoder) setString(dst *string) error {
 	if err != nil {
 		return err
 	}
-	if len(v) == 0 {
-		*dst = ""
-		return nil
-	}
-	from := len(d.strs)
-	d.strs = append(d.strs, v...) // v may lie beyond len(d.strs): append copies forward, which is safe
-	d.refs = append(d.refs, strRef{dst, from, len(d.strs)})
+	d.set(dst, v)
 	return nil
-}
-
-// setStrings gives every string field read its value, out of one allocation, which
-// it returns.
-func (d *fastDecoder) setStrings() string {
-	all := string(d.strs)
-	for _, r := range d.refs {
-		*r.dst = all[r.from:r.to]
-	}
-	return all
 }
 
 // time reads an RFC 3339 time, accepting exactly what the reflection path accepts.

@@ -24,11 +24,7 @@ import (
 // scanDecoder is the reusable state of one scan decode.
 type scanDecoder struct {
 	data []byte // the record
-	// strs, refs and promos are as in fastDecoder: the string fields of the event,
-	// copied into one allocation at the end.
-	strs   []byte
-	refs   []strRef
-	promos []promo
+	eventStrings
 	// names are the member names (positions in data) of the open objects the decoder
 	// cannot tell apart by a bit, for the duplicate-name check.
 	names [][2]int
@@ -53,24 +49,13 @@ func decodeScan(data []byte) (*Event, error) {
 	if i < 0 || skipSpace(data, i) != len(data) || se.ev.Span == nil {
 		return nil, errSlowPath
 	}
-	ev := &se.ev
-	all := d.setStrings()
-	// Only now are the span's own context ids known, and an explicit one wins.
-	for _, p := range d.promos {
-		if dst := promotedField(&ev.Span.Correlation, p.field); *dst == "" {
-			*dst = all[p.from:p.to]
-		}
-	}
-	return ev, nil
+	d.finish(&se.span.Correlation)
+	return &se.ev, nil
 }
 
 func (d *scanDecoder) release() {
-	d.data = nil
-	clear(d.refs)
-	d.strs, d.refs, d.promos, d.names = d.strs[:0], d.refs[:0], d.promos[:0], d.names[:0]
-	if cap(d.strs) > 64<<10 {
-		d.strs = nil // a huge string field once should not stay pinned in the pool
-	}
+	d.data, d.names = nil, d.names[:0]
+	d.reset()
 	scanDecoders.Put(d)
 }
 
@@ -474,9 +459,7 @@ func (d *scanDecoder) metadata(i int, dst *jsontext.Value) int {
 			if v, i = d.str(i); i < 0 {
 				return -1
 			}
-			at := len(d.strs)
-			d.strs = append(d.strs, v...)
-			d.promos = append(d.promos, promo{p, at, len(d.strs)})
+			d.promote(p, v)
 		} else if i = d.check.scan(d.data, i); i < 0 {
 			return -1
 		}
@@ -544,27 +527,10 @@ func (d *scanDecoder) setString(i int, dst *string) int {
 		return -1
 	}
 	v, end := d.str(i)
-	if end < 0 {
-		return -1
+	if end >= 0 {
+		d.set(dst, v)
 	}
-	if len(v) == 0 {
-		*dst = ""
-		return end
-	}
-	from := len(d.strs)
-	d.strs = append(d.strs, v...) // v may lie beyond len(d.strs): append copies forward, which is safe
-	d.refs = append(d.refs, strRef{dst, from, len(d.strs)})
 	return end
-}
-
-// setStrings gives every string field read its value, out of one allocation, which
-// it returns.
-func (d *scanDecoder) setStrings() string {
-	all := string(d.strs)
-	for _, r := range d.refs {
-		*r.dst = all[r.from:r.to]
-	}
-	return all
 }
 
 // time reads an RFC 3339 time string at data[i], accepting exactly what the
