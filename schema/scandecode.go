@@ -81,20 +81,9 @@ func (d *scanDecoder) event(ev *Event, span *Span) int {
 	if d.at(i) != '{' {
 		return -1
 	}
-	i = skipSpace(d.data, i+1)
-	if d.at(i) == '}' {
-		return -1 // no span: not the scan path's
-	}
-	first := len(d.names)
-	var seen uint
-	for {
-		nameAt := i
-		name, end := d.name(i)
-		if end < 0 {
-			return -1
-		}
-		i = end
-		var bit uint
+	var seen uint64 // no span ("{}") is left to the other paths by decodeScan
+	return d.object(i, func(name []byte, nameAt, i, first int) int {
+		var bit uint64
 		switch string(name) {
 		case "type":
 			bit = envType
@@ -120,15 +109,30 @@ func (d *scanDecoder) event(ev *Event, span *Span) int {
 		case "log", "metric", "score", "feedback":
 			return -1 // other signals take the jsontext path
 		default:
-			if !d.newName(first, nameAt, name) {
-				return -1
-			}
-			i = d.check.scan(d.data, i)
+			i = d.other(first, nameAt, name, i)
 		}
-		if i < 0 || seen&bit != 0 {
+		return once(&seen, bit, i)
+	})
+}
+
+// object reads the object at data[i] ('{', checked by the caller) and returns the
+// index past it, or -1. It calls member for each member, with its name, where the
+// name starts, the index of its value and where the object's names start in names
+// (see other); member returns the index past the value, or -1 to give up.
+func (d *scanDecoder) object(i int, member func(name []byte, nameAt, i, first int) int) int {
+	i = skipSpace(d.data, i+1)
+	if d.at(i) == '}' {
+		return i + 1
+	}
+	first := len(d.names)
+	for {
+		name, end := d.name(i)
+		if end < 0 {
 			return -1
 		}
-		seen |= bit
+		if i = member(name, i, end, first); i < 0 {
+			return -1
+		}
 		switch i = d.next(i); {
 		case i == 0:
 			return -1
@@ -137,6 +141,27 @@ func (d *scanDecoder) event(ev *Event, span *Span) int {
 			return -i
 		}
 	}
+}
+
+// other checks the value at data[i] of a member its object does not read, whose
+// name (at data[nameAt]) must be new to the object, and returns the index past the
+// value, or -1.
+func (d *scanDecoder) other(first, nameAt int, name []byte, i int) int {
+	if !d.newName(first, nameAt, name) {
+		return -1
+	}
+	return d.check.scan(d.data, i)
+}
+
+// once returns i, the index past a known member's value, unless i is -1 or the
+// member (bit, in seen; 0 for an unknown one, which newName checks) came before:
+// then -1.
+func once(seen *uint64, bit uint64, i int) int {
+	if i < 0 || *seen&bit != 0 {
+		return -1
+	}
+	*seen |= bit
+	return i
 }
 
 // name reads a member name (no escapes) and its colon at data[i:] and returns the
@@ -290,19 +315,8 @@ func correlationPtr(c *Correlation, i int) *string {
 // span reads the exportedSpan object at data[i] ('{') into s and returns the index
 // past it, or -1.
 func (d *scanDecoder) span(i int, s *Span) int {
-	i = skipSpace(d.data, i+1)
-	if d.at(i) == '}' {
-		return i + 1
-	}
-	first := len(d.names)
 	var seen uint64
-	for {
-		nameAt := i
-		name, end := d.name(i)
-		if end < 0 {
-			return -1
-		}
-		i = end
+	return d.object(i, func(name []byte, nameAt, i, first int) int {
 		m := spanMember(name)
 		switch m {
 		case spanTraceID:
@@ -354,30 +368,12 @@ func (d *scanDecoder) span(i int, s *Span) int {
 		case spanErrorInfo:
 			i = d.errorInfo(i, &s.ErrorInfo)
 		case -1:
-			if !d.newName(first, nameAt, name) {
-				return -1
-			}
-			i = d.check.scan(d.data, i)
+			return d.other(first, nameAt, name, i)
 		default:
 			i = d.setString(i, correlationPtr(&s.Correlation, m-spanCorrelation))
 		}
-		if i < 0 {
-			return -1
-		}
-		if m >= 0 {
-			if seen&(1<<m) != 0 {
-				return -1 // a duplicate name
-			}
-			seen |= 1 << m
-		}
-		switch i = d.next(i); {
-		case i == 0:
-			return -1
-		case i < 0:
-			d.names = d.names[:first]
-			return -i
-		}
-	}
+		return once(&seen, 1<<m, i)
+	})
 }
 
 // errorInfo reads the errorInfo object at data[i] into a new *dst and returns the
@@ -388,20 +384,9 @@ func (d *scanDecoder) errorInfo(i int, dst **ErrorInfo) int {
 	}
 	e := new(ErrorInfo)
 	*dst = e
-	i = skipSpace(d.data, i+1)
-	if d.at(i) == '}' {
-		return i + 1
-	}
-	first := len(d.names)
-	var seen uint
-	for {
-		nameAt := i
-		name, end := d.name(i)
-		if end < 0 {
-			return -1
-		}
-		i = end
-		var bit uint
+	var seen uint64
+	return d.object(i, func(name []byte, nameAt, i, first int) int {
+		var bit uint64
 		switch string(name) {
 		case "message":
 			bit, i = 1<<0, d.setString(i, &e.Message)
@@ -418,23 +403,10 @@ func (d *scanDecoder) errorInfo(i int, dst **ErrorInfo) int {
 		case "details":
 			bit, i = 1<<6, d.raw(i, &e.Details)
 		default:
-			if !d.newName(first, nameAt, name) {
-				return -1
-			}
-			i = d.check.scan(d.data, i)
+			i = d.other(first, nameAt, name, i)
 		}
-		if i < 0 || seen&bit != 0 {
-			return -1
-		}
-		seen |= bit
-		switch i = d.next(i); {
-		case i == 0:
-			return -1
-		case i < 0:
-			d.names = d.names[:first]
-			return -i
-		}
-	}
+		return once(&seen, bit, i)
+	})
 }
 
 // metadata reads a span's metadata object at data[i] ('{') into dst, as raw does,
@@ -442,36 +414,24 @@ func (d *scanDecoder) errorInfo(i int, dst **ErrorInfo) int {
 // it, or -1.
 func (d *scanDecoder) metadata(i int, dst *jsontext.Value) int {
 	from := i
-	i = skipSpace(d.data, i+1)
-	if d.at(i) == '}' {
-		*dst = d.data[from : i+1 : i+1]
-		return i + 1
-	}
-	first := len(d.names)
-	for {
-		name, end := d.name(i)
-		if end < 0 || !d.newName(first, i, name) {
+	end := d.object(i, func(name []byte, nameAt, i, first int) int {
+		p := promotedIndex(name)
+		if p < 0 || d.at(i) != '"' {
+			return d.other(first, nameAt, name, i)
+		}
+		if !d.newName(first, nameAt, name) {
 			return -1
 		}
-		i = end
-		if p := promotedIndex(name); p >= 0 && d.at(i) == '"' {
-			var v []byte
-			if v, i = d.str(i); i < 0 {
-				return -1
-			}
+		v, end := d.str(i)
+		if end >= 0 {
 			d.promote(p, v)
-		} else if i = d.check.scan(d.data, i); i < 0 {
-			return -1
 		}
-		switch i = d.next(i); {
-		case i == 0:
-			return -1
-		case i < 0:
-			d.names = d.names[:first]
-			*dst = d.data[from:-i:-i]
-			return -i
-		}
+		return end
+	})
+	if end >= 0 {
+		*dst = d.data[from:end:end]
 	}
+	return end
 }
 
 // str reads the string at data[i] ('"', checked by the caller): its contents,
