@@ -367,6 +367,9 @@ func (p *Producer) dropped(reason dropalerts.Reason, sig schema.Signal, trace st
 	}
 }
 
+// minDropReportWait is the least time a drop report waits for Kafka (see reportLoop).
+const minDropReportWait = 5 * time.Second
+
 // reportLoop publishes counted drops as drop events. Events that cannot be published
 // (Kafka down) are kept and tried again, so drops during an outage are reported once
 // the cluster is back.
@@ -378,7 +381,11 @@ func (p *Producer) reportLoop() {
 		case <-p.stop:
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DropReportInterval)
+			// A report that times out while its request is in flight may still have
+			// landed, and is then published again with the next one: a timeout
+			// shorter than a produce round trip to a broker just back (a short
+			// interval) counted drops twice. Close ends the wait through encCtx.
+			ctx, cancel := context.WithTimeout(p.encCtx, max(p.cfg.DropReportInterval, minDropReportWait))
 			if err := p.reportDrops(ctx); err != nil {
 				p.log.Warn("could not publish producer drop events; will retry", "err", err)
 			}
