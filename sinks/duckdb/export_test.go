@@ -2,6 +2,7 @@ package duckdb
 
 import (
 	"database/sql/driver"
+	"testing"
 	"time"
 
 	"github.com/spanpipe/spanpipe/schema"
@@ -36,4 +37,18 @@ func (w *Writer) AllocatorFlushes() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.flush.done
+}
+
+// Evictions is how many times Write evicted the cached blocks of the file.
+func (w *Writer) Evictions() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.flush.evicted
+}
+
+// SetEvictHeadroom sets what an eviction leaves of cached blocks, until the test ends.
+func SetEvictHeadroom(t testing.TB, n int64) {
+	old := evictHeadroom
+	evictHeadroom = n
+	t.Cleanup(func() { evictHeadroom = old })
 }

@@ -2,6 +2,7 @@ package duckdb_test
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -388,6 +389,56 @@ func TestAllocatorFlushAfterCheckpoint(t *testing.T) {
 				t.Errorf("CountSpans = %d, %v; want 400", n, err)
 			}
 		})
+	}
+}
+
+// TestCheckpointedBlocksEvicted: after a checkpoint, the blocks it wrote do not stay
+// cached in DuckDB's buffer pool (the writer never reads them), and memory_limit is
+// the configured one again.
+func TestCheckpointedBlocksEvicted(t *testing.T) {
+	duckdb.SetEvictHeadroom(t, 1<<20)
+	cfg := duckdb.DefaultConfig()
+	cfg.Path, cfg.CheckpointThreshold = dbPath(t), "4MB"
+	w, err := duckdb.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	cached := func() (n int64) {
+		t.Helper()
+		if err := w.DB().QueryRowContext(t.Context(),
+			"SELECT coalesce(sum(memory_usage_bytes), 0)::BIGINT FROM duckdb_memory() WHERE tag = 'BASE_TABLE'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for i := 0; w.Evictions() == 0; i++ {
+		if i == 40 {
+			t.Fatalf("no eviction after %d batches of 1000 spans (cached blocks: %d bytes)", i, cached())
+		}
+		// Random payloads, so that the file's blocks are as large as the rows: the
+		// same text in every span compresses to almost nothing.
+		b := benchBatch(1000, fmt.Sprintf("%032x", i))
+		for _, s := range b.Spans {
+			var text strings.Builder
+			for range 40 {
+				text.WriteString(rand.Text()) // 26 characters
+			}
+			s.Output = jsontext.Value(fmt.Sprintf("%q", text.String()))
+		}
+		if err := w.Write(t.Context(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := cached(); n >= 4<<20 {
+		t.Errorf("cached blocks of the file after an eviction: %d bytes, want < 4 MiB", n)
+	}
+	var limit string
+	if err := w.DB().QueryRowContext(t.Context(), "SELECT current_setting('memory_limit')").Scan(&limit); err != nil {
+		t.Fatal(err)
+	}
+	if want := "91.5 MiB"; limit != want {
+		t.Errorf("memory_limit %q after the eviction, want %q (96MB)", limit, want)
 	}
 }
 
