@@ -43,9 +43,9 @@ type Config struct {
 	// several times this size once decompressed, and a record's value stays in memory
 	// until its batch is written: at 16 MiB the fetched data was 70% of the Go heap at
 	// half of `spanpipe bench --sink duckdb` (200k 1 KB spans). 1 MiB, about 4000 such
-	// records once decompressed, still keeps a consumer that writes 15k spans/s fed,
-	// and with max_buffer_size 4000 it took the Go side at that bench's RSS peak from
-	// 85–105 MB to 46–54 MB, at the same CPU per span. Deployments that write more
+	// records once decompressed, still keeps a consumer that writes 15k spans/s fed:
+	// against 4 MiB, the Go side at that bench's RSS peak was 83 MB instead of 106, at
+	// the same CPU per span and p99 latency. Deployments that write more
 	// (deploy/clickhouse) set more. A larger batch than this is still fetched whole.
 	// Default 1 MiB.
 	FetchMaxBytes int32 `yaml:"fetch_max_bytes"`

@@ -281,11 +281,6 @@ func Load(path string, environ []string) (Config, error) {
 	}
 	cfg.Sink.DuckDB.MemoryLimit = bareBytes(cfg.Sink.DuckDB.MemoryLimit)
 	cfg.Sink.DuckDB.CheckpointThreshold = bareBytes(cfg.Sink.DuckDB.CheckpointThreshold)
-	// The default buffer holds four default batches; a config that only raises
-	// max_batch_size gets room for two of its batches instead of a validation error.
-	if p := &cfg.Pipeline; p.MaxBufferSize == pipeline.DefaultConfig().MaxBufferSize && p.MaxBufferSize < 2*p.MaxBatchSize {
-		p.MaxBufferSize = 2 * p.MaxBatchSize
-	}
 	return cfg, errors.Join(errs...)
 }
 

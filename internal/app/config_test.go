@@ -37,7 +37,6 @@ func TestLoadLayersFileThenEnv(t *testing.T) {
 		{"group from file", cfg.Kafka.Group, "from-file"},
 		{"wait from file", cfg.Pipeline.MaxBatchWait, 2 * time.Second},
 		{"batch size from env", cfg.Pipeline.MaxBatchSize, 5000},
-		{"buffer raised to two such batches", cfg.Pipeline.MaxBufferSize, 10000},
 		{"policy from env", cfg.Pipeline.OnRetryExhausted, "block"},
 		{"db from env", cfg.Sink.DuckDB.Path, "/tmp/x.duckdb"},
 		{"bool from env", cfg.Kafka.StartFromEnd, true},
@@ -50,39 +49,6 @@ func TestLoadLayersFileThenEnv(t *testing.T) {
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("valid config rejected: %v", err)
-	}
-}
-
-// TestBufferFollowsBatchSize: a config that raises max_batch_size alone gets a buffer
-// of two such batches; one that sets both keeps its own, and a buffer smaller than a
-// batch is still an error.
-func TestBufferFollowsBatchSize(t *testing.T) {
-	for _, tc := range []struct {
-		env        []string
-		wantBuffer int
-		wantErr    string
-	}{
-		{nil, 4000, ""},
-		{[]string{"SPANPIPE_PIPELINE_MAX_BATCH_SIZE=1500"}, 4000, ""},
-		{[]string{"SPANPIPE_PIPELINE_MAX_BATCH_SIZE=3000"}, 6000, ""},
-		{[]string{"SPANPIPE_PIPELINE_MAX_BATCH_SIZE=3000", "SPANPIPE_PIPELINE_MAX_BUFFER_SIZE=3500"}, 3500, ""},
-		{[]string{"SPANPIPE_PIPELINE_MAX_BATCH_SIZE=3000", "SPANPIPE_PIPELINE_MAX_BUFFER_SIZE=2000"}, 2000,
-			"pipeline.max_buffer_size (2000) must be >= pipeline.max_batch_size (3000)"},
-	} {
-		t.Run(strings.Join(tc.env, " "), func(t *testing.T) {
-			cfg, err := Load("", tc.env)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if cfg.Pipeline.MaxBufferSize != tc.wantBuffer {
-				t.Errorf("max_buffer_size %d, want %d", cfg.Pipeline.MaxBufferSize, tc.wantBuffer)
-			}
-			cfg.Kafka.Brokers = []string{"127.0.0.1:9092"}
-			err = cfg.Validate()
-			if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
-				t.Errorf("Validate: %v, want %q", err, tc.wantErr)
-			}
-		})
 	}
 }
 
