@@ -18,7 +18,7 @@ func TestConfigValidateFetchBounds(t *testing.T) {
 		{"zero fetch bytes", func(c *Config) { c.FetchMaxBytes = 0 }, "kafka.fetch_max_bytes must be > 0"},
 		{"zero partition bytes", func(c *Config) { c.FetchMaxPartitionBytes = 0 }, "kafka.fetch_max_partition_bytes must be > 0"},
 		{"partition bytes above fetch bytes", func(c *Config) { c.FetchMaxPartitionBytes = c.FetchMaxBytes + 1 },
-			"kafka.fetch_max_partition_bytes (1048577) must be <= kafka.fetch_max_bytes (1048576)"},
+			"kafka.fetch_max_partition_bytes (4194305) must be <= kafka.fetch_max_bytes (4194304)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()

@@ -42,12 +42,13 @@ type Config struct {
 	// response per broker (see MaxConcurrentFetches) beside the one being decoded, each
 	// several times this size once decompressed, and a record's value stays in memory
 	// until its batch is written: at 16 MiB the fetched data was 70% of the Go heap at
-	// half of `spanpipe bench --sink duckdb` (200k 1 KB spans). 1 MiB, about 4000 such
-	// records once decompressed, still keeps a consumer that writes 15k spans/s fed:
-	// against 4 MiB, the Go side at that bench's RSS peak was 83 MB instead of 106, at
-	// the same CPU per span and p99 latency. Deployments that write more
-	// (deploy/clickhouse) set more. A larger batch than this is still fetched whole.
-	// Default 1 MiB.
+	// half of `spanpipe bench --sink duckdb` (200k 1 KB spans), while a fetch of 4 MiB
+	// still carries several batches of max_batch_size records. 1 MiB took the Go side
+	// at the DuckDB bench's RSS peak from ~106 to ~83 MB at the same CPU per span and
+	// p99, but the null drain fell from 56–67% of the raw fetch to 41–56% (3 runs
+	// each, alternated): a consumer writing to an embedded DuckDB, memory-bound rather
+	// than fetch-bound, can set it. A larger batch than this is still fetched whole.
+	// Default 4 MiB.
 	FetchMaxBytes int32 `yaml:"fetch_max_bytes"`
 	// FetchMaxPartitionBytes bounds the bytes of one partition in a fetch response
 	// (compressed; a larger batch is still fetched whole, so no partition is stuck).
@@ -82,7 +83,7 @@ func DefaultConfig() Config {
 		Group:                  "spanpipe",
 		ClientID:               "spanpipe",
 		MaxPollRecords:         10000,
-		FetchMaxBytes:          1 << 20,
+		FetchMaxBytes:          4 << 20,
 		FetchMaxPartitionBytes: 1 << 20,
 		SessionTimeout:         45 * time.Second,
 		RebalanceTimeout:       60 * time.Second,

@@ -30,10 +30,10 @@ type Config struct {
 	MaxBatchWait time.Duration `yaml:"max_batch_wait"`
 	// MaxBufferSize bounds the records held in memory, in the open buffer and in
 	// batches waiting for the sink together. At the limit the consumer flushes and
-	// pauses fetching: Kafka holds the rest. 4000 took the Go side of `spanpipe bench
-	// --sink duckdb` at its RSS peak from 83 to 46–54 MB, but the pauses during the
-	// sink's checkpoints made its p50 latency at half the drain rate 3.3 s instead of
-	// 0.3 s. Default 10000.
+	// pauses fetching: Kafka holds the rest. 4000 (with 1 MiB fetches) took the Go
+	// side of `spanpipe bench --sink duckdb` at its RSS peak from ~83 to 46–54 MB, but
+	// the pauses during the sink's checkpoints made its p50 latency at half the drain
+	// rate 3.3 s instead of 0.3 s. Default 10000.
 	MaxBufferSize int `yaml:"max_buffer_size"`
 	// MaxBufferBytes bounds the record bytes held the same way: with 100 KB LLM spans,
 	// MaxBufferSize alone would allow a gigabyte. Default 64 MiB.
@@ -44,7 +44,7 @@ type Config struct {
 	// heap grow to twice what is live (GOGC's default): at 200k 1 KB spans the Go side
 	// held 186 MB at peak for a live heap of 88 MB. It bounds the Go heap only, not an
 	// embedded DuckDB's memory. 0 derives it from what the consumer may hold:
-	// max_buffer_bytes + 4 × kafka.fetch_max_bytes + 32 MiB (100 MiB with the
+	// max_buffer_bytes + 4 × kafka.fetch_max_bytes + 32 MiB (112 MiB with the
 	// defaults), plus max_bytes_per_insert with the ClickHouse sink; -1 sets none. A
 	// set value must be at least max_buffer_bytes, or a full buffer would keep the
 	// collector running. Default 0.

@@ -431,13 +431,13 @@ func TestGoMemoryLimit(t *testing.T) {
 		edit func(*Config)
 		want int64
 	}{
-		{"derived from the defaults", func(*Config) {}, 64<<20 + 4*1<<20 + 32<<20},
+		{"derived from the defaults", func(*Config) {}, 64<<20 + 4*4<<20 + 32<<20},
 		{"derived from larger buffers", func(c *Config) { c.Pipeline.MaxBufferBytes, c.Kafka.FetchMaxBytes = 256<<20, 16<<20 },
 			256<<20 + 4*16<<20 + 32<<20},
 		{"set", func(c *Config) { c.Pipeline.GoMemoryLimitBytes = 500 << 20 }, 500 << 20},
 		{"none", func(c *Config) { c.Pipeline.GoMemoryLimitBytes = -1 }, 0},
 		{"derived for ClickHouse: an insert's columns too", func(c *Config) { c.Sink.Type = SinkClickHouse },
-			64<<20 + 4*1<<20 + 32<<20 + 64<<20},
+			64<<20 + 4*4<<20 + 32<<20 + 64<<20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()
