@@ -32,8 +32,9 @@ type Config struct {
 	// batches waiting for the sink together. At the limit the consumer flushes and
 	// pauses fetching: Kafka holds the rest. 4000 (with 1 MiB fetches) took the Go
 	// side of `spanpipe bench --sink duckdb` at its RSS peak from ~83 to 46–54 MB, but
-	// the pauses during the sink's checkpoints made its p50 latency at half the drain
-	// rate 3.3 s instead of 0.3 s. Default 10000.
+	// its p50 latency at half the drain rate was 3.3–5.2 s instead of 0.2–0.5 s: with
+	// less slack, a write that stalled 6.6 s kept fetching paused (a pause itself cost
+	// little: records came 1–180 ms after each resume). Default 10000.
 	MaxBufferSize int `yaml:"max_buffer_size"`
 	// MaxBufferBytes bounds the record bytes held the same way: with 100 KB LLM spans,
 	// MaxBufferSize alone would allow a gigabyte. Default 64 MiB.
