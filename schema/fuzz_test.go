@@ -174,24 +174,28 @@ func FuzzFastDecode(f *testing.F) {
 	for _, s := range fastSeeds {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		fast, err := schema.DecodeFast(data)
-		if err != nil {
-			return
-		}
-		ref, err := schema.DecodeReflect(data)
-		if err != nil {
-			t.Fatalf("fast decoder accepted what the reflection decoder rejects (%v):\n%s", err, data)
-		}
-		// The fast decoder also promotes context ids from metadata, which Decode
-		// otherwise does after validation: do it the way promote used to.
-		if s := ref.Span; s != nil && len(s.Metadata) > 0 && s.Metadata.Kind() == '{' {
-			schema.PromoteReflect(&s.Correlation, s.Metadata)
-		}
-		if !reflect.DeepEqual(fast, ref) {
-			t.Fatalf("fast and reflection decoders differ:\nfast %#v\nref  %#v\n%s\ninput: %s", fast, ref, diffEvents(fast, ref), data)
-		}
-	})
+	f.Fuzz(func(t *testing.T, data []byte) { sameAsReflect(t, "fast", schema.DecodeFast, data) })
+}
+
+// sameAsReflect fails t when decode, a faster decoder named name, accepts data and
+// the reflection decoder rejects it or decodes another event. The faster decoders
+// also promote context ids from metadata, which Decode otherwise does after
+// validation: the reflection event gets them the way promote used to.
+func sameAsReflect(t *testing.T, name string, decode func([]byte) (*schema.Event, error), data []byte) {
+	got, err := decode(data)
+	if err != nil {
+		return
+	}
+	ref, err := schema.DecodeReflect(data)
+	if err != nil {
+		t.Fatalf("%s decoder accepted what the reflection decoder rejects (%v):\n%q", name, err, data)
+	}
+	if s := ref.Span; s != nil && len(s.Metadata) > 0 && s.Metadata.Kind() == '{' {
+		schema.PromoteReflect(&s.Correlation, s.Metadata)
+	}
+	if !reflect.DeepEqual(got, ref) {
+		t.Fatalf("%s and reflection decoders differ:\n%s %#v\nref  %#v\n%s\ninput: %q", name, name, got, ref, diffEvents(got, ref), data)
+	}
 }
 
 // FuzzScanDecode is FuzzFastDecode for the scan decoder, the first of Decode's
@@ -206,22 +210,7 @@ func FuzzScanDecode(f *testing.F) {
 	for _, s := range scanSeeds {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		scan, err := schema.DecodeScan(data)
-		if err != nil {
-			return
-		}
-		ref, err := schema.DecodeReflect(data)
-		if err != nil {
-			t.Fatalf("scan decoder accepted what the reflection decoder rejects (%v):\n%q", err, data)
-		}
-		if s := ref.Span; s != nil && len(s.Metadata) > 0 && s.Metadata.Kind() == '{' {
-			schema.PromoteReflect(&s.Correlation, s.Metadata)
-		}
-		if !reflect.DeepEqual(scan, ref) {
-			t.Fatalf("scan and reflection decoders differ:\nscan %#v\nref  %#v\n%s\ninput: %q", scan, ref, diffEvents(scan, ref), data)
-		}
-	})
+	f.Fuzz(func(t *testing.T, data []byte) { sameAsReflect(t, "scan", schema.DecodeScan, data) })
 }
 
 // FuzzDecodeTiers checks Decode, with its scan and fast paths, against Decode by the
