@@ -51,6 +51,13 @@ func Decode(codec string, data []byte) (*Event, error) {
 			return nil, err
 		}
 	}
+	return validated(ev, promoted)
+}
+
+// validated validates a decoded event and normalises it (see normalize: promoted
+// says whether its decoder already promoted context ids from the metadata): the
+// last step of every decoder, so that all report the same errors.
+func validated(ev *Event, promoted bool) (*Event, error) {
 	if err := ev.Validate(); err != nil {
 		return nil, &DecodeError{Signal: ev.Signal(), Err: err}
 	}
@@ -72,11 +79,7 @@ func decodeBinaryEvent(data []byte) (*Event, error) {
 		}
 		return nil, &DecodeError{Signal: sig, Err: err}
 	}
-	if err := ev.Validate(); err != nil {
-		return nil, &DecodeError{Signal: ev.Signal(), Err: err}
-	}
-	ev.normalize(false)
-	return ev, nil
+	return validated(ev, false)
 }
 
 // decodeReflect is the reference decoder, by json.Unmarshal's reflection: what the

@@ -5,8 +5,9 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 )
 
-// DecodeFast and DecodeReflect are the two decoders behind Decode, compared by
-// FuzzFastDecode; Promote is compared with PromoteReflect by FuzzPromote.
+// DecodeScan, DecodeFast and DecodeReflect are the three decoders behind Decode,
+// the first two compared with the last by FuzzScanDecode and FuzzFastDecode;
+// Promote is compared with PromoteReflect by FuzzPromote.
 var (
 	DecodeScan    = decodeScan
 	PlainPrefix   = plainPrefix
@@ -24,11 +25,7 @@ func DecodeReference(data []byte) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ev.Validate(); err != nil {
-		return nil, &DecodeError{Signal: ev.Signal(), Err: err}
-	}
-	ev.normalize(false)
-	return ev, nil
+	return validated(ev, false)
 }
 
 // PromoteReflect is the reflection-driven promotion promote replaced: the reference
