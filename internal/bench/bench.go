@@ -148,7 +148,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// Produce everything first, so that the drains measure the consumer alone and the
 	// producers are "10x ahead of the sink" (all of it ahead).
-	records, bytes, dur, err := produce(ctx, o, topic, o.Spans, 0)
+	records, bytes, dur, err := produce(ctx, o, topic, drainStream, o.Spans, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +230,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		rate := min(res.DrainSpansPerSec, res.ProduceSpansPerSec) / 2
 		n := int(rate * float64(o.LatencySeconds))
 		cs.lat.reset()
-		if _, _, _, err := produce(ctx, o, topic, n, rate); err != nil {
+		if _, _, _, err := produce(ctx, o, topic, latencyStream, n, rate); err != nil {
 			return nil, err
 		}
 		if err := waitDrained(ctx, adm, cs.group, io.Discard, 0, nil); err != nil {

@@ -19,7 +19,7 @@ import (
 // tables look like.
 func TestAppendCeilingStoresTheDrainRows(t *testing.T) {
 	const n = 300
-	gen := newSpanGen(1024)
+	gen := newSpanGen(1024, drainStream)
 	spans := make([]*schema.Span, n)
 	for i := range spans {
 		s, _ := gen.next()
@@ -155,6 +155,30 @@ func TestWriteTableUnknownServerCPU(t *testing.T) {
 	for _, want := range []string{"ClickHouse server CPU  unknown", "total CPU              unknown"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// The latency phase writes spans of its own: a span id the drain already stored
+// would be an update, and compaction and the checkpoint's rewrite of the older
+// version's row group would be what its percentiles measure.
+func TestLatencyPhaseSpansAreNew(t *testing.T) {
+	const n = 20000
+	ids := func(stream uint64) map[[2]string]bool {
+		gen, seen := newSpanGen(64, stream), make(map[[2]string]bool, n)
+		for range n {
+			s, _ := gen.next()
+			seen[[2]string{s.TraceID, s.SpanID}] = true
+		}
+		return seen
+	}
+	drained, latency := ids(drainStream), ids(latencyStream)
+	if len(drained) != n || len(latency) != n {
+		t.Fatalf("a stream repeats its own ids: %d and %d distinct of %d", len(drained), len(latency), n)
+	}
+	for id := range latency {
+		if drained[id] {
+			t.Fatalf("span %v is in both the drain's and the latency phase's streams", id)
 		}
 	}
 }

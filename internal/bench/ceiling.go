@@ -39,7 +39,7 @@ func appendCeiling(ctx context.Context, o Options, name string) (rate, cpuMs flo
 		_ = os.Remove(cfg.Path + ".wal")
 	}()
 	batchSize := app.DefaultConfig().Pipeline.MaxBatchSize
-	gen := newSpanGen(o.PayloadAvg)
+	gen := newSpanGen(o.PayloadAvg, drainStream)
 	spans := make([]*schema.Span, 0, ceilingChunk)
 	var took time.Duration
 	var cpu float64

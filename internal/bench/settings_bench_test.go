@@ -61,7 +61,7 @@ func BenchmarkDuckDBSettings(b *testing.B) {
 			wg.Go(func() { sampleRSS(ctx, &peak, &peakGo, nil) })
 			defer func() { stop(); wg.Wait() }()
 
-			gen := newSpanGen(1024)
+			gen := newSpanGen(1024, drainStream)
 			size := app.DefaultConfig().Pipeline.MaxBatchSize
 			batch := &pipeline.Batch{Strategy: pipeline.InsertOnly, Spans: make([]*schema.Span, size)}
 			var cpu float64
