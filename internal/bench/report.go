@@ -54,7 +54,8 @@ func (r *Result) WriteTable(out io.Writer) error {
 		p("rows written per span\t%.2f (spans stored: not counted)", r.RowsPerSpan)
 	}
 	if r.DuckDBBytes > 0 {
-		p("DuckDB on disk\t%.1f MB after CHECKPOINT, %.0f B per span", float64(r.DuckDBBytes)/1e6, r.DuckDBBytesPerSpan)
+		p("DuckDB on disk\t%.1f MB after CHECKPOINT for %d spans (drain and latency phase), %.0f B per span",
+			float64(r.DuckDBBytes)/1e6, r.DuckDBSpans, r.DuckDBBytesPerSpan)
 	}
 	if r.LatencyRate > 0 {
 		p("latency @ %.0f spans/s\tp50 %.0f ms, p95 %.0f ms, p99 %.0f ms", r.LatencyRate, r.LatencyP50ms, r.LatencyP95ms, r.LatencyP99ms)
