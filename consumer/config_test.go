@@ -34,3 +34,18 @@ func TestConfigValidateFetchBounds(t *testing.T) {
 		})
 	}
 }
+
+// A poll never takes more than the buffer has room for (what does not fit would wait
+// decoded beside a full buffer), and always at least one record.
+func TestPollSize(t *testing.T) {
+	for _, c := range []struct{ maxPoll, room, want int }{
+		{10000, 10000, 10000},
+		{10000, 2500, 2500},
+		{500, 2500, 500},
+		{10000, 0, 1},
+	} {
+		if got := pollSize(c.maxPoll, c.room); got != c.want {
+			t.Errorf("pollSize(%d, %d) = %d, want %d", c.maxPoll, c.room, got, c.want)
+		}
+	}
+}

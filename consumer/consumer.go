@@ -35,8 +35,9 @@ type Config struct {
 	// ClientID names this member in broker logs. Default "spanpipe".
 	ClientID string `yaml:"client_id"`
 	// MaxPollRecords bounds the records taken from the client per poll. Taking a whole
-	// fetch at once lets the client fetch the next one while this one is decoded.
-	// Default 10000.
+	// fetch at once lets the client fetch the next one while this one is decoded. A
+	// poll takes no more than pipeline.max_buffer_size has room for: what does not
+	// fit stays in the client, undecoded. Default 10000.
 	MaxPollRecords int `yaml:"max_poll_records"`
 	// FetchMaxBytes bounds one fetch response (compressed). The client holds up to one
 	// response per broker (see MaxConcurrentFetches) beside the one being decoded, each
@@ -139,6 +140,8 @@ type Batcher interface {
 	Seal(t pipeline.Trigger) *pipeline.Unit
 	// Full reports that fetching must pause until a unit is Done.
 	Full() bool
+	// Room is how many more records fit before Full; a poll takes no more.
+	Room() int
 	Done(u *pipeline.Unit)
 }
 
@@ -370,6 +373,14 @@ func (c *Consumer) setErr(err error) {
 	}
 }
 
+// pollSize is how many records a poll takes: MaxPollRecords, but no more than the
+// buffer has room for. A polled record is decoded at once, and one that does not fit
+// would wait beside the full buffer, its value and its decoded event both on the
+// heap, while in the client it waits as fetched bytes only (fetching resumes before
+// the next poll, which takes it from there). At least one, so that a poll still
+// notices a closed client.
+func pollSize(maxPoll, room int) int { return max(min(maxPoll, room), 1) }
+
 // pollOnce runs one poll cycle; false means the client is closed or failed fatally.
 func (c *Consumer) pollOnce(ctx context.Context) bool {
 	c.tick()
@@ -385,7 +396,7 @@ func (c *Consumer) pollOnce(ctx context.Context) bool {
 	pollCtx, cancel := context.WithDeadline(ctx, at)
 	defer cancel()
 
-	fetches := c.cl.PollRecords(pollCtx, c.cfg.MaxPollRecords)
+	fetches := c.cl.PollRecords(pollCtx, pollSize(c.cfg.MaxPollRecords, c.b.Room()))
 	if fetches.IsClientClosed() {
 		return false
 	}

@@ -3,6 +3,7 @@ package consumer_test
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -222,6 +223,47 @@ func TestSinkOutageThenRecoveryLosesNothingAndBoundsMemory(t *testing.T) {
 		t.Fatalf("%v records dropped under the block policy, want 0", v)
 	}
 	t.Logf("%d failed writes during the outage, peak buffer %d records", e.sink.fails.Load(), maxBuffered)
+}
+
+// polledRecords counts the records the Kafka client hands out to polls.
+type polledRecords struct{ n atomic.Int64 }
+
+func (p *polledRecords) OnFetchRecordUnbuffered(_ *kgo.Record, polled bool) {
+	if polled {
+		p.n.Add(1)
+	}
+}
+
+// While the sink is down the consumer takes no more records from the client than its
+// buffer holds, though a poll may take ten times that: the rest waits in the client
+// as fetched bytes, not decoded beside the full buffer.
+func TestSinkOutageTakesNoMoreThanTheBufferHolds(t *testing.T) {
+	e := newOutageEnv(t)
+	var polled polledRecords
+	e.kopts = append(e.kopts, kgo.WithHooks(&polled))
+	if e.kafka.MaxPollRecords < 5*e.pipe.MaxBufferSize {
+		t.Fatalf("max_poll_records %d: the test needs polls larger than the buffer (%d)", e.kafka.MaxPollRecords, e.pipe.MaxBufferSize)
+	}
+	m := e.start()
+	emitted := produceDemo(t, e.producer(), 600)
+	if emitted < 3*e.pipe.MaxBufferSize {
+		t.Fatalf("emitted %d records: the test needs several buffers' worth", emitted)
+	}
+	kafkatest.Eventually(t, 30*time.Second, "fetching paused", func() bool {
+		return sumMetric(e.reg, "spanpipe_consumer_paused_partitions") > 0
+	})
+	for range 20 {
+		if n := polled.n.Load(); n > int64(e.pipe.MaxBufferSize) {
+			t.Fatalf("the consumer took %d records from the client while the sink was down, its buffer holds %d", n, e.pipe.MaxBufferSize)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.sink.down.Store(false)
+	e.waitCommitted()
+	m.stop()
+	if got := e.spans(); got != int64(emitted) {
+		t.Fatalf("stored %d spans after recovery, emitted %d", got, emitted)
+	}
 }
 
 func TestSinkThatKeepsFailingIsDeadLetteredAndOffsetsMoveOn(t *testing.T) {

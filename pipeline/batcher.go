@@ -139,6 +139,11 @@ func (b *Batcher) Strategy() Strategy { return b.strategy }
 // not yet Done.
 func (b *Batcher) Buffered() int { return int(b.held.Load()) }
 
+// Room is how many more records the buffer takes before it is Full by count (0 when
+// it is): a consumer polls no more than that, so that what does not fit waits in
+// the Kafka client as fetched bytes rather than decoded beside a full buffer.
+func (b *Batcher) Room() int { return max(b.cfg.MaxBufferSize-b.Buffered(), 0) }
+
 // Full reports whether the caller should stop fetching until a unit is Done.
 func (b *Batcher) Full() bool {
 	return b.Buffered() >= b.cfg.MaxBufferSize || b.heldBytes.Load() >= b.cfg.MaxBufferBytes
