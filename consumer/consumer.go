@@ -44,11 +44,13 @@ type Config struct {
 	// several times this size once decompressed, and a record's value stays in memory
 	// until its batch is written: at 16 MiB the fetched data was 70% of the Go heap at
 	// half of `spanpipe bench --sink duckdb` (200k 1 KB spans), while a fetch of 4 MiB
-	// still carries several batches of max_batch_size records. 1 MiB took the Go side
-	// at the DuckDB bench's RSS peak from ~106 to ~83 MB at the same CPU per span and
-	// p99, but the null drain fell from 56–67% of the raw fetch to 41–56% (3 runs
-	// each, alternated): a consumer writing to an embedded DuckDB, memory-bound rather
-	// than fetch-bound, can set it. A larger batch than this is still fetched whole.
+	// still carries several batches of max_batch_size records. A consumer writing to
+	// an embedded DuckDB, memory-bound rather than fetch-bound, can lower it: with the
+	// 4000-record buffer derived for DuckDB, 2 MiB took the Go side at the DuckDB
+	// bench's RSS peak from 73 to 53–55 MB (peak RSS 274 → 241–269 MB, 2 runs each),
+	// but the null drain from 85k to 79k records/s on average (4 runs each,
+	// alternated); an earlier session measured 1 MiB against 4 MiB at 41–56% against
+	// 56–67% of the raw fetch. A larger batch than this is still fetched whole.
 	// Default 4 MiB.
 	FetchMaxBytes int32 `yaml:"fetch_max_bytes"`
 	// FetchMaxPartitionBytes bounds the bytes of one partition in a fetch response

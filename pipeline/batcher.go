@@ -106,6 +106,7 @@ func NewBatcher(cfg Config, caps Capabilities, opts ...Option) (*Batcher, error)
 		return nil, fmt.Errorf("pipeline: invalid config: %w", err)
 	}
 	o := buildOptions(opts)
+	cfg.MaxBufferSize = cfg.BufferSize(caps)
 	b := &Batcher{cfg: cfg, caps: caps, log: o.log.With("component", "batcher"), now: o.now}
 	var warn bool
 	b.strategy, warn = Resolve(cfg.Strategy, caps)
@@ -131,6 +132,9 @@ func Resolve(requested Strategy, caps Capabilities) (s Strategy, fallback bool) 
 	}
 	return caps.Preferred, true
 }
+
+// BufferSize is the buffer's limit in records: the configured or derived one.
+func (b *Batcher) BufferSize() int { return b.cfg.MaxBufferSize }
 
 // Strategy returns the resolved strategy.
 func (b *Batcher) Strategy() Strategy { return b.strategy }

@@ -29,12 +29,16 @@ type Config struct {
 	// Default 5s.
 	MaxBatchWait time.Duration `yaml:"max_batch_wait"`
 	// MaxBufferSize bounds the records held in memory, in the open buffer and in
-	// batches waiting for the sink together. At the limit the consumer flushes and
-	// pauses fetching: Kafka holds the rest. 4000 (with 1 MiB fetches) took the Go
-	// side of `spanpipe bench --sink duckdb` at its RSS peak from ~83 to 46–54 MB, but
-	// its p50 latency at half the drain rate was 3.3–5.2 s instead of 0.2–0.5 s: with
-	// less slack, a write that stalled 6.6 s kept fetching paused (a pause itself cost
-	// little: records came 1–180 ms after each resume). Default 10000.
+	// batches waiting for the sink together; a poll takes no more than the room left.
+	// At the limit the consumer flushes and pauses fetching: Kafka holds the rest. 0
+	// (the default) derives it from the sink: 4 × max_batch_size for a sink that
+	// stores in this process (DuckDB), whose memory adds up with the buffer's in one
+	// RSS, and 10 × max_batch_size otherwise, because a write takes every batch
+	// queued and a larger buffer makes larger inserts under a backlog. Measured with
+	// `spanpipe bench` (200k 1 KB spans, 2 runs each): DuckDB with 4000 instead of
+	// 10000 held 73 instead of 93–98 MB on the Go side at its RSS peak (peak RSS 274
+	// against 305 MB), at the same drain and p99, while ClickHouse with 4000 drained
+	// 8.6–8.8k instead of 10.2–14.3k spans/s and missed its p99 (6.2–7.1 s).
 	MaxBufferSize int `yaml:"max_buffer_size"`
 	// MaxBufferBytes bounds the record bytes held the same way: with 100 KB LLM spans,
 	// MaxBufferSize alone would allow a gigabyte. Default 64 MiB.
@@ -70,13 +74,24 @@ func DefaultConfig() Config {
 		MaxBatchSize:     1000,
 		MaxBatchBytes:    16 << 20,
 		MaxBatchWait:     5 * time.Second,
-		MaxBufferSize:    10000,
 		MaxBufferBytes:   64 << 20,
 		MaxRecordBytes:   4 << 20,
 		MaxRetries:       4,
 		RetryDelay:       500 * time.Millisecond,
 		MaxRetryDelay:    30 * time.Second,
 		OnRetryExhausted: OnExhaustedDeadLetter,
+	}
+}
+
+// BufferSize is MaxBufferSize, or when it is 0 the size derived for a sink of caps.
+func (c Config) BufferSize(caps Capabilities) int {
+	switch {
+	case c.MaxBufferSize > 0:
+		return c.MaxBufferSize
+	case caps.InProcess:
+		return 4 * c.MaxBatchSize
+	default:
+		return 10 * c.MaxBatchSize
 	}
 }
 
@@ -96,7 +111,10 @@ func (c Config) Validate() error {
 	if c.MaxBatchWait <= 0 {
 		bad("pipeline.max_batch_wait must be > 0, got %s", c.MaxBatchWait)
 	}
-	if c.MaxBufferSize < c.MaxBatchSize {
+	switch {
+	case c.MaxBufferSize < 0:
+		bad("pipeline.max_buffer_size must be 0 (derived from the sink) or >= pipeline.max_batch_size, got %d", c.MaxBufferSize)
+	case c.MaxBufferSize > 0 && c.MaxBufferSize < c.MaxBatchSize:
 		bad("pipeline.max_buffer_size (%d) must be >= pipeline.max_batch_size (%d)", c.MaxBufferSize, c.MaxBatchSize)
 	}
 	if c.MaxBufferBytes < c.MaxBatchBytes {

@@ -705,3 +705,40 @@ func TestConfigValidateGoMemoryLimit(t *testing.T) {
 		}
 	}
 }
+
+// max_buffer_size 0 derives the buffer from the sink: smaller for one that stores in
+// this process, whose memory adds up with the buffer's; a set size wins.
+func TestBufferSizeDerivedFromTheSink(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		set       int
+		inProcess bool
+		want      int
+	}{
+		{"derived, in process", 0, true, 4000},
+		{"derived, remote", 0, false, 10000},
+		{"set, in process", 2500, true, 2500},
+		{"set, remote", 2500, false, 2500},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := pipeline.DefaultConfig()
+			cfg.MaxBufferSize = c.set
+			caps := pipeline.Capabilities{Preferred: pipeline.InsertOnly, Supported: []pipeline.Strategy{pipeline.InsertOnly}, InProcess: c.inProcess}
+			b, err := pipeline.NewBatcher(cfg, caps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := b.BufferSize(); got != c.want {
+				t.Fatalf("buffer size %d, want %d", got, c.want)
+			}
+			if got := b.Room(); got != c.want {
+				t.Fatalf("room of an empty buffer %d, want %d", got, c.want)
+			}
+		})
+	}
+	cfg := pipeline.DefaultConfig()
+	cfg.MaxBufferSize = -1
+	if err := cfg.Validate(); err == nil || !contains(err.Error(), "pipeline.max_buffer_size") {
+		t.Errorf("max_buffer_size -1: got %v, want an error naming the key", err)
+	}
+}

@@ -46,6 +46,10 @@ type Capabilities struct {
 	// Signals lists what the sink stores; events of other signals are dropped with
 	// reason unsupported-storage.
 	Signals []schema.Signal
+	// InProcess says the sink keeps its data in this process's memory (an embedded
+	// database), so that a smaller buffer is derived for it (see
+	// Config.MaxBufferSize).
+	InProcess bool
 }
 
 // Supports reports whether the sink declares strategy s.

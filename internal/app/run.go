@@ -151,7 +151,7 @@ func NewConsumer(cfg Config, sink pipeline.Sink, log *slog.Logger, reg prometheu
 		_ = drops.Close(context.Background())
 		return nil, err
 	}
-	log.Info("pipeline", "strategy", b.Strategy(), "sink", sink.Name())
+	log.Info("pipeline", "strategy", b.Strategy(), "sink", sink.Name(), "max_buffer_size", b.BufferSize())
 	c := &Consumer{Batcher: b, Member: member, writer: w, drops: drops, log: log}
 	c.health = &health{cfg: cfg.Metrics, c: c, start: time.Now(), now: time.Now}
 	registerReady(reg, c.health)

@@ -99,12 +99,14 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 func (w *Writer) Name() string { return "duckdb" }
 
 // Capabilities declares batch-with-updates as preferred (readers see one row per
-// span, the newest snapshot), realtime and insert-only as supported, and every signal.
+// span, the newest snapshot), realtime and insert-only as supported, every signal,
+// and that DuckDB's memory is this process's.
 func (w *Writer) Capabilities() pipeline.Capabilities {
 	return pipeline.Capabilities{
 		Preferred: pipeline.BatchWithUpdates,
 		Supported: []pipeline.Strategy{pipeline.Realtime, pipeline.BatchWithUpdates, pipeline.InsertOnly},
 		Signals:   slices.Clone(schema.AllSignals),
+		InProcess: true,
 	}
 }
 
