@@ -59,6 +59,7 @@ type Result struct {
 	Codec              string  `json:"codec"`
 	Sink               string  `json:"sink"`
 	Strategy           string  `json:"strategy"`
+	BufferSize         int     `json:"max_buffer_size"`
 	Consumers          int     `json:"consumers"`
 	Partitions         int     `json:"partitions"`
 	ProduceSpansPerSec float64 `json:"produce_spans_per_s"`
@@ -213,7 +214,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.RSSMB[i] = mb(v)
 	}
 	res.RowsPerSpan = cs.rows() / float64(o.Spans)
-	res.Strategy = string(cs.strategy)
+	res.Strategy, res.BufferSize = string(cs.strategy), cs.buffer
 	res.Stored = cs.stored(ctx)
 	fmt.Fprintf(o.Progress, "bench: drained in %s (first fetch after %s): %.0f spans/s, %.4f ms consumer CPU per span, peak RSS %.0f MB\n",
 		d.dur.Round(time.Millisecond), d.firstFetch.Round(time.Millisecond), res.DrainSpansPerSec, res.ConsumerCPUMs, res.PeakRSSMB)

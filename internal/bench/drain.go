@@ -162,6 +162,7 @@ func serverCPU(srv *chlocal.Server) (float64, error) {
 type consumers struct {
 	group    string
 	strategy pipeline.Strategy
+	buffer   int                // the batchers' max_buffer_size, configured or derived
 	ch       *clickhouse.Writer // one database holds every consumer's rows
 	duck     []*duckdb.Writer
 	duckPath []string
@@ -220,7 +221,7 @@ func startConsumers(ctx context.Context, o Options, sink, topic, drops, group st
 			cs.stop()
 			return nil, err
 		}
-		cs.strategy = c.Batcher.Strategy()
+		cs.strategy, cs.buffer = c.Batcher.Strategy(), c.Batcher.BufferSize()
 		cs.wg.Go(func() { _ = c.Run(cctx) })
 	}
 	return cs, nil
