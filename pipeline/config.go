@@ -37,8 +37,10 @@ type Config struct {
 	// queued and a larger buffer makes larger inserts under a backlog. Measured with
 	// `spanpipe bench` (200k 1 KB spans, 2 runs each): DuckDB with 4000 instead of
 	// 10000 held 73 instead of 93–98 MB on the Go side at its RSS peak (peak RSS 274
-	// against 305 MB), at the same drain and p99, while ClickHouse with 4000 drained
-	// 8.6–8.8k instead of 10.2–14.3k spans/s and missed its p99 (6.2–7.1 s).
+	// against 305 MB) for less drain (81–83% of its append ceiling against 94–97%;
+	// with updates 55–76% against 80%: writes merge fewer batches), p99 the same,
+	// while ClickHouse with 4000 drained 8.6–8.8k instead of 10.2–14.3k spans/s and
+	// missed its p99 (6.2–7.1 s). Set 10000 for DuckDB where memory is plentiful.
 	MaxBufferSize int `yaml:"max_buffer_size"`
 	// MaxBufferBytes bounds the record bytes held the same way: with 100 KB LLM spans,
 	// MaxBufferSize alone would allow a gigabyte. Default 64 MiB.
