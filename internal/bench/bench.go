@@ -225,7 +225,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		// be measured instead of the consumer (its queue between Emit and Kafka).
 		rate := min(res.DrainSpansPerSec, res.ProduceSpansPerSec) / 2
 		n := int(rate * float64(o.LatencySeconds))
-		cs.lat.reset()
+		cs.lat.start()
 		if _, _, _, err := produce(ctx, o, topic, latencyStream, n, rate); err != nil {
 			return nil, err
 		}
