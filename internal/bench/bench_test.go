@@ -160,8 +160,8 @@ func TestWriteTableUnknownServerCPU(t *testing.T) {
 }
 
 // The latency phase writes spans of its own: a span id the drain already stored
-// would be an update, and compaction and the checkpoint's rewrite of the older
-// version's row group would be what its percentiles measure.
+// would be an update, whose older version compaction deletes while the phase is
+// measured.
 func TestLatencyPhaseSpansAreNew(t *testing.T) {
 	const n = 20000
 	ids := func(stream uint64) map[[2]string]bool {

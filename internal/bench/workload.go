@@ -57,9 +57,8 @@ type spanGen struct {
 
 // The phases' span streams. The drain and the ceiling share one, so that the
 // ceiling stores the drain's rows; the latency phase has its own, so that its spans
-// are new rather than newer versions of the drain's first spans: a re-sent span
-// id makes compaction delete the older version and the next checkpoint rewrite
-// its row group, which the latency figure would then measure.
+// are new rather than newer versions of the drain's first spans, whose older
+// versions compaction would delete while the latency phase is measured.
 const (
 	drainStream   uint64 = 2
 	latencyStream uint64 = 3
