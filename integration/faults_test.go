@@ -14,6 +14,7 @@ import (
 	"github.com/spanpipe/spanpipe/dropalerts"
 	"github.com/spanpipe/spanpipe/producer"
 	"github.com/spanpipe/spanpipe/schema"
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // Helpers of the fault scenarios (consumer kill, broker restart, broker loss, sink
@@ -153,16 +154,28 @@ func (s *scenario) lag(ctx context.Context) (lag, end, committed int64, err erro
 	return lag, sum(ends), sum(com), nil
 }
 
-// mustLag is lag that fails the test on error.
+// mustLag is lag that fails the test on an error that is not retriable, or on one
+// that lasts 30 s. A broker that has not learned of a new topic yet, or one whose
+// partition leader just moved, answers with a retriable error (on a new 3-broker
+// cluster: UNKNOWN_TOPIC_OR_PARTITION), which a client retries too.
 func (s *scenario) mustLag() (lag, end, committed int64) {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(s.t.Context(), 30*time.Second)
 	defer cancel()
-	lag, end, committed, err := s.lag(ctx)
-	if err != nil {
-		s.t.Fatalf("offsets of %s: %v", s.topic, err)
+	for {
+		lag, end, committed, err := s.lag(ctx)
+		if err == nil {
+			return lag, end, committed
+		}
+		if !kerr.IsRetriable(err) || ctx.Err() != nil {
+			s.t.Fatalf("offsets of %s: %v", s.topic, err)
+		}
+		select {
+		case <-ctx.Done():
+			s.t.Fatalf("offsets of %s: still failing after 30s: %v", s.topic, err)
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
-	return lag, end, committed
 }
 
 // faultFile is a sink fault switch (SPANPIPE_FAULT_FILE) for the scenario's consumers.
