@@ -106,7 +106,7 @@ func NewBatcher(cfg Config, caps Capabilities, opts ...Option) (*Batcher, error)
 		return nil, fmt.Errorf("pipeline: invalid config: %w", err)
 	}
 	o := buildOptions(opts)
-	cfg.MaxBufferSize = cfg.BufferSize(caps)
+	cfg.MaxBufferSize = cfg.bufferSize(caps)
 	b := &Batcher{cfg: cfg, caps: caps, log: o.log.With("component", "batcher"), now: o.now}
 	var warn bool
 	b.strategy, warn = Resolve(cfg.Strategy, caps)

@@ -85,8 +85,8 @@ func DefaultConfig() Config {
 	}
 }
 
-// BufferSize is MaxBufferSize, or when it is 0 the size derived for a sink of caps.
-func (c Config) BufferSize(caps Capabilities) int {
+// bufferSize is MaxBufferSize, or when it is 0 the size derived for a sink of caps.
+func (c Config) bufferSize(caps Capabilities) int {
 	switch {
 	case c.MaxBufferSize > 0:
 		return c.MaxBufferSize

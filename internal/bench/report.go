@@ -54,7 +54,7 @@ func (r *Result) WriteTable(out io.Writer) error {
 		p("rows written per span\t%.2f (spans stored: not counted)", r.RowsPerSpan)
 	}
 	if r.DuckDBBytes > 0 {
-		p("DuckDB on disk\t%.1f MB after CHECKPOINT for %d spans (drain and latency phase), %.0f B per span",
+		p("DuckDB on disk\t%.1f MB after CHECKPOINT for the %d spans stored, %.0f B per span",
 			float64(r.DuckDBBytes)/1e6, r.DuckDBSpans, r.DuckDBBytesPerSpan)
 	}
 	if r.LatencyRate > 0 {
