@@ -12,12 +12,14 @@ func TestConfigValidateFetchBounds(t *testing.T) {
 		want string // "" = valid
 	}{
 		{"defaults", func(*Config) {}, ""},
-		{"partition bytes equal to fetch bytes", func(c *Config) { c.FetchMaxPartitionBytes = c.FetchMaxBytes }, ""},
+		{"partition bytes equal to fetch bytes", func(c *Config) { c.FetchMaxBytes, c.FetchMaxPartitionBytes = 2<<20, 2<<20 }, ""},
 		{"concurrent fetches bounded", func(c *Config) { c.MaxConcurrentFetches = 1 }, ""},
 		{"concurrent fetches per broker", func(c *Config) { c.MaxConcurrentFetches = -1 }, ""},
-		{"zero fetch bytes", func(c *Config) { c.FetchMaxBytes = 0 }, "kafka.fetch_max_bytes must be > 0"},
+		{"negative fetch bytes", func(c *Config) { c.FetchMaxBytes = -1 }, "kafka.fetch_max_bytes must be 0 (derived) or > 0, got -1"},
 		{"zero partition bytes", func(c *Config) { c.FetchMaxPartitionBytes = 0 }, "kafka.fetch_max_partition_bytes must be > 0"},
-		{"partition bytes above fetch bytes", func(c *Config) { c.FetchMaxPartitionBytes = c.FetchMaxBytes + 1 },
+		{"partition bytes above fetch bytes", func(c *Config) { c.FetchMaxBytes, c.FetchMaxPartitionBytes = 2<<20, 2<<20+1 },
+			"kafka.fetch_max_partition_bytes (2097153) must be <= kafka.fetch_max_bytes (2097152)"},
+		{"partition bytes above the fetch bytes 0 stands for", func(c *Config) { c.FetchMaxPartitionBytes = DefaultFetchMaxBytes + 1 },
 			"kafka.fetch_max_partition_bytes (4194305) must be <= kafka.fetch_max_bytes (4194304)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -44,14 +44,10 @@ type Config struct {
 	// several times this size once decompressed, and a record's value stays in memory
 	// until its batch is written: at 16 MiB the fetched data was 70% of the Go heap at
 	// half of `spanpipe bench --sink duckdb` (200k 1 KB spans), while a fetch of 4 MiB
-	// still carries several batches of max_batch_size records. A consumer writing to
-	// an embedded DuckDB, memory-bound rather than fetch-bound, can lower it: with the
-	// 4000-record buffer derived for DuckDB, 2 MiB took the Go side at the DuckDB
-	// bench's RSS peak from 73 to 53–55 MB (peak RSS 274 → 241–269 MB, 2 runs each),
-	// but the null drain from 85k to 79k records/s on average (4 runs each,
-	// alternated); an earlier session measured 1 MiB against 4 MiB at 41–56% against
-	// 56–67% of the raw fetch. A larger batch than this is still fetched whole.
-	// Default 4 MiB.
+	// still carries several batches of max_batch_size records. A larger batch than
+	// this is still fetched whole. 0, the default, means 4 MiB here; `spanpipe
+	// consume` derives it from the sink instead (2 MiB for an embedded DuckDB, see
+	// app.FetchMaxBytes).
 	FetchMaxBytes int32 `yaml:"fetch_max_bytes"`
 	// FetchMaxPartitionBytes bounds the bytes of one partition in a fetch response
 	// (compressed; a larger batch is still fetched whole, so no partition is stuck).
@@ -86,12 +82,22 @@ func DefaultConfig() Config {
 		Group:                  "spanpipe",
 		ClientID:               "spanpipe",
 		MaxPollRecords:         10000,
-		FetchMaxBytes:          4 << 20,
 		FetchMaxPartitionBytes: 1 << 20,
 		SessionTimeout:         45 * time.Second,
 		RebalanceTimeout:       60 * time.Second,
 		ShutdownTimeout:        30 * time.Second,
 	}
+}
+
+// DefaultFetchMaxBytes is the fetch size a FetchMaxBytes of 0 stands for.
+const DefaultFetchMaxBytes int32 = 4 << 20
+
+// fetchMaxBytes is FetchMaxBytes, or DefaultFetchMaxBytes when it is 0.
+func (c Config) fetchMaxBytes() int32 {
+	if c.FetchMaxBytes > 0 {
+		return c.FetchMaxBytes
+	}
+	return DefaultFetchMaxBytes
 }
 
 // Validate reports every problem, each naming its key.
@@ -110,14 +116,14 @@ func (c Config) Validate() error {
 	if c.MaxPollRecords <= 0 {
 		bad("kafka.max_poll_records must be > 0, got %d", c.MaxPollRecords)
 	}
-	if c.FetchMaxBytes <= 0 {
-		bad("kafka.fetch_max_bytes must be > 0, got %d", c.FetchMaxBytes)
+	if c.FetchMaxBytes < 0 {
+		bad("kafka.fetch_max_bytes must be 0 (derived) or > 0, got %d", c.FetchMaxBytes)
 	}
 	switch {
 	case c.FetchMaxPartitionBytes <= 0:
 		bad("kafka.fetch_max_partition_bytes must be > 0, got %d", c.FetchMaxPartitionBytes)
-	case c.FetchMaxBytes > 0 && c.FetchMaxPartitionBytes > c.FetchMaxBytes:
-		bad("kafka.fetch_max_partition_bytes (%d) must be <= kafka.fetch_max_bytes (%d)", c.FetchMaxPartitionBytes, c.FetchMaxBytes)
+	case c.FetchMaxPartitionBytes > c.fetchMaxBytes():
+		bad("kafka.fetch_max_partition_bytes (%d) must be <= kafka.fetch_max_bytes (%d)", c.FetchMaxPartitionBytes, c.fetchMaxBytes())
 	}
 	if c.SessionTimeout <= 0 {
 		bad("kafka.session_timeout must be > 0, got %s", c.SessionTimeout)
@@ -289,7 +295,7 @@ func New(cfg Config, b Batcher, w Writer, drops DropPublisher, opts ...Option) (
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(reset),
-		kgo.FetchMaxBytes(cfg.FetchMaxBytes),
+		kgo.FetchMaxBytes(cfg.fetchMaxBytes()),
 		kgo.FetchMaxPartitionBytes(cfg.FetchMaxPartitionBytes),
 		kgo.SessionTimeout(cfg.SessionTimeout),
 		kgo.RebalanceTimeout(cfg.RebalanceTimeout),

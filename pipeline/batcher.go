@@ -118,6 +118,7 @@ func NewBatcher(cfg Config, caps Capabilities, opts ...Option) (*Batcher, error)
 		b.unended = newUnendedTracker(unendedMaxSpans, unendedMaxAge)
 	}
 	b.m = newBatcherMetrics(o.reg, b.oldestAge)
+	b.m.bufferLimit.Set(float64(cfg.MaxBufferSize))
 	return b, nil
 }
 

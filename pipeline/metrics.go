@@ -22,6 +22,9 @@ type batcherMetrics struct {
 	flushes    *prometheus.CounterVec
 	batchSize  prometheus.Histogram
 	buffered   prometheus.Gauge
+	// bufferLimit is max_buffer_size as resolved, so that a full buffer (fetching
+	// paused: backpressure) shows as buffered_records / buffer_limit_records near 1.
+	bufferLimit prometheus.Gauge
 }
 
 // newBatcherMetrics registers the batcher's metrics; age reports the oldest unwritten
@@ -65,6 +68,10 @@ func newBatcherMetrics(reg prometheus.Registerer, age func() float64) *batcherMe
 		buffered: promx.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "spanpipe_pipeline_buffered_records",
 			Help: "Records held in memory: the open buffer plus batches waiting for or in the sink.",
+		})),
+		bufferLimit: promx.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spanpipe_pipeline_buffer_limit_records",
+			Help: "pipeline.max_buffer_size in force (derived from the sink when set to 0): at spanpipe_pipeline_buffered_records, fetching pauses until the sink catches up.",
 		})),
 	}
 	promx.Register(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{

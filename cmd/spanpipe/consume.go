@@ -85,7 +85,6 @@ func runConsume(ctx context.Context, args []string) error {
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
-	app.ApplyGoMemoryLimit(cfg, log)
 	reg := app.NewRegistry()
 	sec, err := kafkaSecurityOpts(ctx, cfg.Kafka.Security, cfg.Kafka.Brokers)
 	if err != nil {
@@ -110,6 +109,7 @@ func runConsume(ctx context.Context, args []string) error {
 			log.Error("closing sink", "err", err)
 		}
 	}()
+	app.ApplyGoRuntime(cfg, sink.Capabilities(), log)
 	c, err := app.NewConsumer(cfg, app.WithFault(sink, app.FaultInjector(os.Environ(), log)), log, reg, sec)
 	if err != nil {
 		return err

@@ -42,3 +42,32 @@ func TestConsumeMissingTopicWarnsAndWaits(t *testing.T) {
 		t.Fatalf("exit status %d after SIGTERM, want 0; stderr:\n%s", code, p.stderrText())
 	}
 }
+
+// TestConsumeDerivesGoRuntimeFromTheSink: with an embedded DuckDB, consume fetches
+// 2 MiB and collects at 50% heap growth, and says so at start; GOGC still wins.
+func TestConsumeDerivesGoRuntimeFromTheSink(t *testing.T) {
+	for _, tc := range []struct {
+		name, gogc string
+		want       []string
+	}{
+		{"derived", "", []string{`msg="Go runtime" memory_limit_bytes=\d+ gc_percent=50`, `msg=pipeline .*fetch_max_bytes=2097152`}},
+		{"GOGC wins", "80", []string{`Go GC target from GOGC; pipeline.go_gc_percent ignored" percent=80`, `msg="Go runtime" .*gc_percent=80`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("GOGC", tc.gogc)
+			c := kafkatest.Cluster(t, 1, "spanpipe.spans", "spanpipe.drops")
+			p := start(t, "consume", "--brokers", c.ListenAddrs()[0], "--db", filepath.Join(t.TempDir(), "c.duckdb"),
+				"--metrics-addr", "127.0.0.1:0")
+			for _, w := range tc.want {
+				re := regexp.MustCompile(w)
+				kafkatest.Eventually(t, 30*time.Second, "a start line matching "+w, func() bool { return p.stderrMatch(re) != "" })
+			}
+			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if code := p.wait(t, 30*time.Second); code != 0 {
+				t.Fatalf("exit status %d after SIGTERM, want 0; stderr:\n%s", code, p.stderrText())
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/sinks/clickhouse"
 )
 
@@ -426,24 +427,81 @@ func TestValidateNamesEachKeyOnce(t *testing.T) {
 }
 
 func TestGoMemoryLimit(t *testing.T) {
+	duck := pipeline.Capabilities{InProcess: true}
 	for _, tc := range []struct {
 		name string
 		edit func(*Config)
+		caps pipeline.Capabilities
 		want int64
 	}{
-		{"derived from the defaults", func(*Config) {}, 64<<20 + 4*4<<20 + 32<<20},
-		{"derived from larger buffers", func(c *Config) { c.Pipeline.MaxBufferBytes, c.Kafka.FetchMaxBytes = 256<<20, 16<<20 },
+		{"derived from the defaults", func(*Config) {}, pipeline.Capabilities{}, 64<<20 + 4*4<<20 + 32<<20},
+		{"derived for an in-process sink: its smaller fetches", func(*Config) {}, duck, 64<<20 + 4*2<<20 + 32<<20},
+		{"derived from larger buffers", func(c *Config) { c.Pipeline.MaxBufferBytes, c.Kafka.FetchMaxBytes = 256<<20, 16<<20 }, duck,
 			256<<20 + 4*16<<20 + 32<<20},
-		{"set", func(c *Config) { c.Pipeline.GoMemoryLimitBytes = 500 << 20 }, 500 << 20},
-		{"none", func(c *Config) { c.Pipeline.GoMemoryLimitBytes = -1 }, 0},
-		{"derived for ClickHouse: an insert's columns too", func(c *Config) { c.Sink.Type = SinkClickHouse },
+		{"set", func(c *Config) { c.Pipeline.GoMemoryLimitBytes = 500 << 20 }, duck, 500 << 20},
+		{"none", func(c *Config) { c.Pipeline.GoMemoryLimitBytes = -1 }, duck, 0},
+		{"derived for ClickHouse: an insert's columns too", func(c *Config) { c.Sink.Type = SinkClickHouse }, pipeline.Capabilities{},
 			64<<20 + 4*4<<20 + 32<<20 + 64<<20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()
 			tc.edit(&cfg)
-			if got := GoMemoryLimit(cfg); got != tc.want {
+			if got := GoMemoryLimit(cfg, tc.caps); got != tc.want {
 				t.Fatalf("got %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestGoRuntimeDerivedFromTheSink: an unset fetch size and collector target are
+// derived from the sink, a set one wins, and the fetch never drops below one
+// partition's bytes (which Validate allows up to 4 MiB when the size is unset).
+func TestGoRuntimeDerivedFromTheSink(t *testing.T) {
+	duck := pipeline.Capabilities{InProcess: true}
+	for _, tc := range []struct {
+		name      string
+		edit      func(*Config)
+		caps      pipeline.Capabilities
+		wantFetch int32
+		wantGC    int
+	}{
+		{"remote sink", func(*Config) {}, pipeline.Capabilities{}, 4 << 20, 100},
+		{"in-process sink", func(*Config) {}, duck, 2 << 20, 50},
+		{"in-process sink, large partition fetches", func(c *Config) { c.Kafka.FetchMaxPartitionBytes = 3 << 20 }, duck, 3 << 20, 50},
+		{"set values win", func(c *Config) { c.Kafka.FetchMaxBytes, c.Pipeline.GoGCPercent = 8<<20, 200 }, duck, 8 << 20, 200},
+		{"collector off", func(c *Config) { c.Pipeline.GoGCPercent = -1 }, pipeline.Capabilities{}, 4 << 20, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			tc.edit(&cfg)
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			if got := FetchMaxBytes(cfg, tc.caps); got != tc.wantFetch {
+				t.Errorf("FetchMaxBytes = %d, want %d", got, tc.wantFetch)
+			}
+			if got := GoGCPercent(cfg, tc.caps); got != tc.wantGC {
+				t.Errorf("GoGCPercent = %d, want %d", got, tc.wantGC)
+			}
+		})
+	}
+}
+
+func TestGoGCPercentValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name, env, want string
+	}{
+		{"below -1", "SPANPIPE_PIPELINE_GO_GC_PERCENT=-2", "pipeline.go_gc_percent must be -1 (off), 0 (derived from the sink) or a percentage, got -2"},
+		{"off without a limit", "SPANPIPE_PIPELINE_GO_GC_PERCENT=-1,SPANPIPE_PIPELINE_GO_MEMORY_LIMIT_BYTES=-1", "the heap would never be collected"},
+		{"not a number", "SPANPIPE_PIPELINE_GO_GC_PERCENT=half", `SPANPIPE_PIPELINE_GO_GC_PERCENT: want a whole number, got "half"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Load("", strings.Split(tc.env, ","))
+			if err == nil {
+				err = cfg.Validate()
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
 		})
 	}
@@ -478,7 +536,7 @@ func TestGoMemoryLimitNoneIsWritable(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := GoMemoryLimit(cfg); got != 0 {
+			if got := GoMemoryLimit(cfg, pipeline.Capabilities{InProcess: true}); got != 0 {
 				t.Fatalf("GoMemoryLimit = %d, want 0 (none) from -1", got)
 			}
 		})

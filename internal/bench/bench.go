@@ -225,8 +225,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		// be measured instead of the consumer (its queue between Emit and Kafka).
 		rate := min(res.DrainSpansPerSec, res.ProduceSpansPerSec) / 2
 		n := int(rate * float64(o.LatencySeconds))
-		cs.lat.start()
-		if _, _, _, err := produce(ctx, o, topic, latencyStream, n, rate); err != nil {
+		// The stream goes on, unmeasured, for max_batch_wait and a second past the
+		// measured window: its last spans would otherwise wait for a batch that only
+		// the end of the stream leaves unfilled, which is shutdown, not the steady
+		// state at this rate.
+		tail := int(rate * (app.DefaultConfig().Pipeline.MaxBatchWait + time.Second).Seconds())
+		cs.lat.start(time.Now().Add(time.Duration(o.LatencySeconds) * time.Second))
+		if _, _, _, err := produce(ctx, o, topic, latencyStream, n+tail, rate); err != nil {
 			return nil, err
 		}
 		if err := waitDrained(ctx, adm, cs.group, io.Discard, 0, nil); err != nil {

@@ -182,3 +182,27 @@ func TestLatencyPhaseSpansAreNew(t *testing.T) {
 		}
 	}
 }
+
+// TestLatencyWindow: the latency phase measures the spans that ended in its window,
+// not the unmeasured tail that keeps the stream going past it, nor spans without an
+// end (started snapshots).
+func TestLatencyWindow(t *testing.T) {
+	until := time.Now()
+	lat := &latencies{}
+	sink := timed{nullSink{}, lat}
+	in, after := until.Add(-time.Second), until.Add(time.Millisecond)
+	spans := []*schema.Span{{EndTime: in}, {EndTime: in}, {EndTime: after}, {}}
+	if err := sink.Write(t.Context(), &pipeline.Batch{Strategy: pipeline.InsertOnly, Spans: spans}); err != nil {
+		t.Fatal(err)
+	}
+	if len(lat.d) != 0 {
+		t.Fatalf("recorded %d latencies before start, want 0", len(lat.d))
+	}
+	lat.start(until)
+	if err := sink.Write(t.Context(), &pipeline.Batch{Strategy: pipeline.InsertOnly, Spans: spans}); err != nil {
+		t.Fatal(err)
+	}
+	if len(lat.d) != 2 {
+		t.Fatalf("recorded %d latencies, want the 2 spans that ended before the window's end", len(lat.d))
+	}
+}

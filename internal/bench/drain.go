@@ -186,7 +186,6 @@ func startConsumers(ctx context.Context, o Options, sink, topic, drops, group st
 		if sink == app.SinkDuckDB || sink == app.SinkClickHouse {
 			cfg.Sink.Type = sink
 		}
-		app.ApplyGoMemoryLimit(cfg, log) // as `spanpipe consume` does
 		var s pipeline.Sink
 		switch sink {
 		case "null":
@@ -216,6 +215,7 @@ func startConsumers(ctx context.Context, o Options, sink, topic, drops, group st
 			cs.closers = append(cs.closers, w.Close)
 			s = w
 		}
+		app.ApplyGoRuntime(cfg, s.Capabilities(), log) // as `spanpipe consume` does
 		c, err := app.NewConsumer(cfg, timed{s, cs.lat}, log, cs.reg, []kgo.Opt{kgo.WithHooks(hook)})
 		if err != nil {
 			cs.stop()
@@ -347,7 +347,7 @@ func (t timed) Write(ctx context.Context, b *pipeline.Batch) error {
 		return nil
 	}
 	for _, s := range b.Spans {
-		if !s.EndTime.IsZero() {
+		if !s.EndTime.IsZero() && s.EndTime.Before(t.lat.until) {
 			t.lat.d = append(t.lat.d, now.Sub(s.EndTime))
 		}
 	}
@@ -357,13 +357,19 @@ func (t timed) Write(ctx context.Context, b *pipeline.Batch) error {
 
 // latencies are recorded only once start is called, for the latency phase: over the
 // drain they would be the bench's own memory, 16 MB at 2M spans, in the RSS measured.
+// Only spans that ended before until are: the phase's stream goes on past it.
 type latencies struct {
-	mu sync.Mutex
-	on bool
-	d  []time.Duration
+	mu    sync.Mutex
+	on    bool
+	until time.Time
+	d     []time.Duration
 }
 
-func (l *latencies) start() { l.mu.Lock(); l.on, l.d = true, l.d[:0]; l.mu.Unlock() }
+func (l *latencies) start(until time.Time) {
+	l.mu.Lock()
+	l.on, l.until, l.d = true, until, l.d[:0]
+	l.mu.Unlock()
+}
 
 func (l *latencies) percentiles() (p50, p95, p99 float64) {
 	l.mu.Lock()

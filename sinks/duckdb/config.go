@@ -48,12 +48,16 @@ type Config struct {
 	// (internal/bench, 150k spans, load average 5–7 on 2 cores), checkpoint threshold
 	// / row group size: 128MB / 122,880 → 32MB / 32,768: longest write 1.5 → 0.9 s,
 	// peak RSS 319 → 235 MB, CPU per span 0.058 → 0.053 ms, file 689 → 766 B per span
-	// (32MB / 122,880: 3.7 s, 339 MB, 0.093 ms, 862 B). 16,384 held less during a
-	// checkpoint (writer alone: peak RSS 203 against 229 MB, same CPU per span, 785
-	// against 746 B per span) but `spanpipe bench --sink duckdb` then missed its p99
-	// at half the drain rate in 3 runs of 3 (7.0–8.8 s, against 2.2–3.3 s): not
-	// changed. DuckDB takes multiples of 2048 up to 122,880. Ignored for ":memory:".
-	// Default 32768.
+	// (32MB / 122,880: 3.7 s, 339 MB, 0.093 ms, 862 B). 16,384 holds less during a
+	// checkpoint, whose memory is the peak of the process: writer alone, peak RSS 203
+	// against 229 MB at the same CPU per span, 785 against 746 B per span; `spanpipe
+	// bench --sink duckdb` (200k spans, 4 runs each, alternated) peaked at 221–233
+	// against 235–257 MB, drain 74–111% against 83–94% of the append ceiling, 746–812
+	// against 727–776 B per span, p99 1.1–1.4 s against 0.9–1.4 s. (An earlier
+	// session measured a p99 of 7.0–8.8 s with 16,384, with a bench that still caused a
+	// write stall of its own.) A file keeps the row groups it has when the size
+	// changes. DuckDB takes multiples of 2048 up to 122,880. Ignored for
+	// ":memory:". Default 16384.
 	RowGroupSize int `yaml:"row_group_size"`
 
 	// Threads is the number of threads DuckDB runs queries with. 0 leaves DuckDB's
@@ -68,7 +72,7 @@ type Config struct {
 
 // DefaultConfig returns the configuration used when nothing is set.
 func DefaultConfig() Config {
-	return Config{Path: "spanpipe.duckdb", MemoryLimit: "96MB", CheckpointThreshold: "32MB", RowGroupSize: 32768, Threads: 1}
+	return Config{Path: "spanpipe.duckdb", MemoryLimit: "96MB", CheckpointThreshold: "32MB", RowGroupSize: 16384, Threads: 1}
 }
 
 // memoryLimitRE matches the sizes DuckDB's memory_limit setting accepts.

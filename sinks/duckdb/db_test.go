@@ -89,3 +89,44 @@ func countAfterClose(t *testing.T, w *duckdb.Writer, path, query string) int64 {
 	}
 	return n
 }
+
+// A file written with one row_group_size opens, takes writes and checkpoints with
+// another: the default changed (32,768 → 16,384), and files written before it stay.
+func TestRowGroupSizeChangedOnAnExistingFile(t *testing.T) {
+	for _, sizes := range [][2]int{{32768, 16384}, {4096, 16384}, {16384, 4096}} {
+		t.Run(fmt.Sprintf("%d then %d", sizes[0], sizes[1]), func(t *testing.T) {
+			path := dbPath(t)
+			write := func(size, from, n int) {
+				cfg := duckdb.DefaultConfig()
+				cfg.Path, cfg.RowGroupSize = path, size
+				w, err := duckdb.Open(t.Context(), cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				spans := make([]*schema.Span, n)
+				for i := range spans {
+					spans[i] = span(fmt.Sprintf("%032x", from+i+1), "0000000000000001", 1)
+				}
+				if err := w.Write(t.Context(), &pipeline.Batch{Spans: spans}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := w.DB().ExecContext(t.Context(), "CHECKPOINT"); err != nil {
+					t.Fatalf("CHECKPOINT with row_group_size %d: %v", size, err)
+				}
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write(sizes[0], 0, 40000)
+			write(sizes[1], 40000, 40000)
+			w := openWriter(t, path)
+			var n int64
+			if err := w.DB().QueryRowContext(t.Context(), "SELECT count(*) FROM spans").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 80000 {
+				t.Fatalf("%d spans after writes with row_group_size %d then %d, want 80000", n, sizes[0], sizes[1])
+			}
+		})
+	}
+}
