@@ -732,7 +732,7 @@ func TestBufferSizeDerivedFromTheSink(t *testing.T) {
 			if got := b.BufferSize(); got != c.want {
 				t.Fatalf("buffer size %d, want %d", got, c.want)
 			}
-			if got := gaugeValue(t, reg, "spanpipe_pipeline_buffer_limit_records"); got != float64(c.want) {
+			if got := unlabelled(t, reg, "spanpipe_pipeline_buffer_limit_records"); got != float64(c.want) {
 				t.Fatalf("spanpipe_pipeline_buffer_limit_records %v, want %d", got, c.want)
 			}
 			if got := b.Room(); got != c.want {
@@ -745,20 +745,4 @@ func TestBufferSizeDerivedFromTheSink(t *testing.T) {
 	if err := cfg.Validate(); err == nil || !contains(err.Error(), "pipeline.max_buffer_size") {
 		t.Errorf("max_buffer_size -1: got %v, want an error naming the key", err)
 	}
-}
-
-// gaugeValue is the value of the unlabelled gauge name in reg.
-func gaugeValue(t *testing.T, reg prometheus.Gatherer, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("no gauge %s", name)
-	return 0
 }
