@@ -51,8 +51,9 @@ type Config struct {
 	// heap grow to twice what is live (GOGC's default): at 200k 1 KB spans the Go side
 	// held 186 MB at peak for a live heap of 88 MB. It bounds the Go heap only, not an
 	// embedded DuckDB's memory. 0 derives it from what the consumer may hold:
-	// max_buffer_bytes + 4 × kafka.fetch_max_bytes + 32 MiB (112 MiB with the
-	// defaults), plus max_bytes_per_insert with the ClickHouse sink; -1 sets none. A
+	// max_buffer_bytes + 4 × kafka.fetch_max_bytes (as derived) + 32 MiB (with the
+	// defaults 104 MiB for DuckDB, 112 MiB otherwise), plus max_bytes_per_insert with
+	// the ClickHouse sink; -1 sets none. A
 	// set value must be at least max_buffer_bytes, or a full buffer would keep the
 	// collector running. Default 0.
 	GoMemoryLimitBytes int64 `yaml:"go_memory_limit_bytes"`

@@ -51,7 +51,8 @@ func TestConsumeDerivesGoRuntimeFromTheSink(t *testing.T) {
 		want       []string
 	}{
 		{"derived", "", []string{`msg="Go runtime" memory_limit_bytes=\d+ gc_percent=50`, `msg=pipeline .*fetch_max_bytes=2097152`}},
-		{"GOGC wins", "80", []string{`Go GC target from GOGC; pipeline.go_gc_percent ignored" percent=80`, `msg="Go runtime" .*gc_percent=80`}},
+		{"GOGC wins", "80", []string{`Go GC target from GOGC; pipeline.go_gc_percent ignored`, `msg="Go runtime" .*gc_percent=80`}},
+		{"GOGC off", "off", []string{`Go GC target from GOGC`, `msg="Go runtime" .*gc_percent=-1`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("GOGC", tc.gogc)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
 	"sync"
 	"time"
 
@@ -233,37 +234,26 @@ func GoMemoryLimit(cfg Config, caps pipeline.Capabilities) int64 {
 	return l
 }
 
-// GoRuntime is what ApplyGoRuntime set: the memory limit (math.MaxInt64: none) and
-// the collector's target (-1: off), each from its environment variable when set.
-type GoRuntime struct {
-	MemoryLimit int64
-	GCPercent   int
-}
-
 // ApplyGoRuntime sets the process's Go memory limit to [GoMemoryLimit] and the
 // collector's target to [GoGCPercent] for a sink of caps, except where the GOMEMLIMIT
 // or GOGC environment variable set one (the runtime read them at start), and logs
 // what is in force. Call it once the sink is open: both depend on it.
-func ApplyGoRuntime(cfg Config, caps pipeline.Capabilities, log *slog.Logger) GoRuntime {
-	var r GoRuntime
+func ApplyGoRuntime(cfg Config, caps pipeline.Capabilities, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
-		r.MemoryLimit = debug.SetMemoryLimit(-1)
-		log.Info("Go memory limit from GOMEMLIMIT; pipeline.go_memory_limit_bytes ignored", "bytes", r.MemoryLimit)
+		log.Info("Go memory limit from GOMEMLIMIT; pipeline.go_memory_limit_bytes ignored")
 	} else if l := GoMemoryLimit(cfg, caps); l > 0 {
 		debug.SetMemoryLimit(l)
-		r.MemoryLimit = l
 	} else {
 		debug.SetMemoryLimit(math.MaxInt64)
-		r.MemoryLimit = math.MaxInt64
 	}
 	if os.Getenv("GOGC") != "" {
-		r.GCPercent = debug.SetGCPercent(-1)
-		debug.SetGCPercent(r.GCPercent)
-		log.Info("Go GC target from GOGC; pipeline.go_gc_percent ignored", "percent", r.GCPercent)
+		log.Info("Go GC target from GOGC; pipeline.go_gc_percent ignored")
 	} else {
-		r.GCPercent = GoGCPercent(cfg, caps)
-		debug.SetGCPercent(r.GCPercent)
+		debug.SetGCPercent(GoGCPercent(cfg, caps))
 	}
-	log.Info("Go runtime", "memory_limit_bytes", r.MemoryLimit, "gc_percent", r.GCPercent)
-	return r
+	// Read back rather than derived, so that the line shows what the environment set
+	// too; the runtime reports an off target as the largest uint64, logged as -1.
+	m := []metrics.Sample{{Name: "/gc/gomemlimit:bytes"}, {Name: "/gc/gogc:percent"}}
+	metrics.Read(m)
+	log.Info("Go runtime", "memory_limit_bytes", int64(m[0].Value.Uint64()), "gc_percent", int64(m[1].Value.Uint64()))
 }
