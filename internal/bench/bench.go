@@ -106,18 +106,29 @@ type Result struct {
 	AtPeakDuckDBTags   string  `json:"at_peak_duckdb_pool_tags,omitempty"`
 	// RSSMB is the process's RSS when a quarter, half and all of the drain's records
 	// were committed.
-	RSSMB              [3]float64 `json:"rss_mb_at_25_50_100_pct"`
-	RowsPerSpan        float64    `json:"rows_written_per_span"`
-	Stored             int64      `json:"spans_stored"`
-	DuckDBBytes        int64      `json:"duckdb_bytes_on_disk,omitempty"`
-	DuckDBSpans        int64      `json:"duckdb_spans_on_disk,omitempty"` // the drain's and the latency phase's
-	DuckDBBytesPerSpan float64    `json:"duckdb_bytes_per_span,omitempty"`
-	LatencyRate        float64    `json:"latency_phase_spans_per_s"`
-	LatencyP50ms       float64    `json:"latency_p50_ms"`
-	LatencyP95ms       float64    `json:"latency_p95_ms"`
-	LatencyP99ms       float64    `json:"latency_p99_ms"`
-	LatencyBoundMs     float64    `json:"latency_p99_bound_ms"`
-	Targets            []Target   `json:"targets"`
+	RSSMB [3]float64 `json:"rss_mb_at_25_50_100_pct"`
+	// RSSPeakByQuarterMB is the highest RSS sampled during each quarter of the drain
+	// (by records committed; 0 for a quarter too short to be sampled), and
+	// GoMBAtQuarterPeaks and DuckDBPoolMBAtQuarterPeaks what Go and DuckDB's buffer
+	// pool (-1 without DuckDB) held then: what grows with the table shows here.
+	RSSPeakByQuarterMB         [4]float64 `json:"rss_peak_mb_by_quarter"`
+	GoMBAtQuarterPeaks         [4]float64 `json:"go_runtime_mb_at_quarter_peaks"`
+	DuckDBPoolMBAtQuarterPeaks [4]float64 `json:"duckdb_pool_mb_at_quarter_peaks"`
+	// RSSP90ByHalfMB is the 90th percentile of the RSS samples (every 100 ms) of each
+	// half of the drain, what the flatness target compares.
+	RSSP90ByHalfMB [2]float64 `json:"rss_p90_mb_by_half"`
+
+	RowsPerSpan        float64  `json:"rows_written_per_span"`
+	Stored             int64    `json:"spans_stored"`
+	DuckDBBytes        int64    `json:"duckdb_bytes_on_disk,omitempty"`
+	DuckDBSpans        int64    `json:"duckdb_spans_on_disk,omitempty"` // the drain's and the latency phase's
+	DuckDBBytesPerSpan float64  `json:"duckdb_bytes_per_span,omitempty"`
+	LatencyRate        float64  `json:"latency_phase_spans_per_s"`
+	LatencyP50ms       float64  `json:"latency_p50_ms"`
+	LatencyP95ms       float64  `json:"latency_p95_ms"`
+	LatencyP99ms       float64  `json:"latency_p99_ms"`
+	LatencyBoundMs     float64  `json:"latency_p99_bound_ms"`
+	Targets            []Target `json:"targets"`
 }
 
 // Run executes the benchmark.
@@ -212,6 +223,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	for i, v := range d.rssAt {
 		res.RSSMB[i] = mb(v)
+	}
+	res.RSSP90ByHalfMB = [2]float64{mb(d.halfP90[0]), mb(d.halfP90[1])}
+	for q, v := range d.quarterPeak {
+		at := d.atQuarterPeak[q]
+		res.RSSPeakByQuarterMB[q], res.GoMBAtQuarterPeaks[q], res.DuckDBPoolMBAtQuarterPeaks[q] = mb(v), mb(at.goBytes), -1
+		if at.duckPool >= 0 {
+			res.DuckDBPoolMBAtQuarterPeaks[q] = mb(at.duckPool)
+		}
 	}
 	res.RowsPerSpan = cs.rows() / float64(o.Spans)
 	res.Strategy, res.BufferSize = string(cs.strategy), cs.buffer

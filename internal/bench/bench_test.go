@@ -98,6 +98,7 @@ func TestAppendCeilingMeasures(t *testing.T) {
 }
 
 func TestTargets(t *testing.T) {
+	const rssGrowth = "RSS growth, p90 of 2nd half / 1st"
 	pass := func(r Result, name string) (bool, bool) {
 		for _, tg := range targets(&r) {
 			if tg.Name == name {
@@ -122,8 +123,10 @@ func TestTargets(t *testing.T) {
 		{"clickhouse CPU", Result{Sink: "clickhouse", ConsumerCPUMs: 0.012}, "consumer CPU per span", true, false},
 		{"duckdb bytes per span", Result{Sink: "duckdb", DuckDBBytesPerSpan: 1151}, "DuckDB bytes on disk per span", false, false},
 		{"peak RSS", Result{Sink: "clickhouse", PeakRSSMB: 250}, "peak RSS", true, false},
-		{"RSS flat", Result{Sink: "null", RSSMB: [3]float64{100, 200, 210}}, "RSS growth, half to all of the drain", true, false},
-		{"RSS growing", Result{Sink: "null", RSSMB: [3]float64{100, 200, 230}}, "RSS growth, half to all of the drain", false, false},
+		// The sample at half the drain fell on a low of the sawtooth; the sawtooth did not move.
+		{"RSS sawtooth", Result{Sink: "duckdb", RSSMB: [3]float64{200, 140, 240}, RSSP90ByHalfMB: [2]float64{240, 250}}, rssGrowth, true, false},
+		{"RSS growing", Result{Sink: "null", RSSP90ByHalfMB: [2]float64{200, 221}}, rssGrowth, false, false},
+		{"RSS not sampled", Result{Sink: "null"}, rssGrowth, false, true},
 		{"p99 within the bound", Result{Sink: "null", LatencyRate: 1, LatencyP99ms: 5400, LatencyBoundMs: 5500}, "p99 latency at half the drain rate", true, false},
 		{"p99 over the bound", Result{Sink: "null", LatencyRate: 1, LatencyP99ms: 5600, LatencyBoundMs: 5500}, "p99 latency at half the drain rate", false, false},
 		{"no latency phase", Result{Sink: "null"}, "p99 latency at half the drain rate", false, true},
@@ -204,5 +207,59 @@ func TestLatencyWindow(t *testing.T) {
 	}
 	if len(lat.d) != 2 {
 		t.Fatalf("recorded %d latencies, want the 2 spans that ended before the window's end", len(lat.d))
+	}
+}
+
+// The sampler files each sample under the quarter of the drain it was taken in.
+func TestRSSSamplerQuarters(t *testing.T) {
+	rs := &rssSampler{}
+	var seen []int
+	rs.onPeak = func(q int, overall bool) { seen = append(seen, q) }
+	rs.quarter.Store(2)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); rs.run(ctx) }()
+	for rs.quarterPeak[2].Load() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	for q := range rs.quarterPeak {
+		if got := rs.quarterPeak[q].Load(); (got > 0) != (q == 2) {
+			t.Errorf("quarter %d: peak %d bytes, want a peak only in quarter 2", q, got)
+		}
+	}
+	if rs.peak.Load() != rs.quarterPeak[2].Load() || len(seen) == 0 || seen[0] != 2 {
+		t.Errorf("overall peak %d, quarter 2's %d, onPeak saw quarters %v", rs.peak.Load(), rs.quarterPeak[2].Load(), seen)
+	}
+}
+
+// A sawtooth whose one tooth spikes higher is flat; one that rises is not.
+func TestHalfP90(t *testing.T) {
+	saw := func(n int, lo, hi int64) []int64 {
+		var s []int64
+		for i := range n {
+			s = append(s, lo+(hi-lo)*int64(i%10)/9)
+		}
+		return s
+	}
+	spiked := append(saw(50, 100, 200), 300)
+	cases := []struct {
+		name    string
+		samples [4][]int64
+		want    [2]int64
+	}{
+		{"flat", [4][]int64{saw(50, 100, 200), saw(50, 100, 200), saw(50, 100, 200), saw(50, 100, 200)}, [2]int64{200, 200}},
+		{"one spike", [4][]int64{saw(50, 100, 200), saw(50, 100, 200), spiked, saw(50, 100, 200)}, [2]int64{200, 200}},
+		{"rising", [4][]int64{saw(50, 100, 200), saw(50, 100, 200), saw(50, 130, 230), saw(50, 130, 230)}, [2]int64{200, 230}},
+		{"second half unsampled", [4][]int64{saw(50, 100, 200), nil, nil, nil}, [2]int64{200, 0}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rs := &rssSampler{samples: c.samples}
+			if got := rs.halfP90(); got != c.want {
+				t.Errorf("got %v, want %v", got, c.want)
+			}
+		})
 	}
 }

@@ -52,6 +52,12 @@ type drained struct {
 	// rssAt is the process's RSS when a quarter, half and all of the records were
 	// committed.
 	rssAt [3]int64
+	// quarterPeak is the highest RSS sampled while each quarter of the records was
+	// being committed (0 for a quarter too short to be sampled), and atQuarterPeak
+	// what held it.
+	quarterPeak   [4]int64
+	atQuarterPeak [4]memoryAtPeak
+	halfP90       [2]int64 // see rssSampler.halfP90
 }
 
 // drain starts o.Consumers consumers of sink on topic and waits until they committed
@@ -78,21 +84,25 @@ func drain(ctx context.Context, o Options, adm *kgo.Client, sink, topic, drops, 
 	start := time.Now()
 	cpu0 := cpuSeconds()
 	srv0, srvErr := serverCPU(server)
-	var peak, peakGo atomic.Int64
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	var sw sync.WaitGroup
 	var atPeak memoryAtPeak
-	sw.Go(func() {
-		sampleRSS(sampleCtx, &peak, &peakGo, func() {
-			atPeak = memoryAtPeak{goBytes: goMemory(), duckPool: -1}
-			if len(cs.duck) > 0 {
-				atPeak.duckPool, atPeak.duckTags = duckDBPool(sampleCtx, cs.duck)
-			}
-		})
-	})
+	var atQuarterPeak [4]memoryAtPeak
+	rs := &rssSampler{onPeak: func(q int, overall bool) {
+		m := memoryAtPeak{goBytes: goMemory(), duckPool: -1}
+		if len(cs.duck) > 0 {
+			m.duckPool, m.duckTags = duckDBPool(sampleCtx, cs.duck)
+		}
+		atQuarterPeak[q] = m
+		if overall {
+			atPeak = m
+		}
+	}}
+	sw.Go(func() { rs.run(sampleCtx) })
 	quarter := 0
 	var heapErr error
 	err = waitDrained(ctx, adm, group, o.Progress, records, func(lag int64) {
+		rs.quarter.Store(int32(min(3, 4*(int64(records)-lag)/int64(max(records, 1)))))
 		for quarter < 2 && float64(int64(records)-lag) >= float64(records)*float64(quarter+1)/4 {
 			d.rssAt[quarter] = readRSS()
 			if quarter == 1 && heapProfile != nil {
@@ -122,9 +132,15 @@ func drain(ctx context.Context, o Options, adm *kgo.Client, sink, topic, drops, 
 		d.rssAt[quarter] = d.rssAt[2]
 		quarter++
 	}
-	d.peakRSS = max(peak.Load(), slices.Max(d.rssAt[:]))
+	d.peakRSS = max(rs.peak.Load(), slices.Max(d.rssAt[:]))
 	d.atPeak = atPeak
-	d.peakGo = max(peakGo.Load(), goMemory())
+	d.peakGo = max(rs.peakGo.Load(), goMemory())
+	for q := range d.quarterPeak {
+		d.quarterPeak[q] = rs.quarterPeak[q].Load()
+		d.atQuarterPeak[q] = atQuarterPeak[q]
+	}
+	d.quarterPeak[3] = max(d.quarterPeak[3], d.rssAt[2])
+	d.halfP90 = rs.halfP90()
 	return cs, d, nil
 }
 
@@ -401,22 +417,45 @@ func cpuSeconds() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
-// sampleRSS records the highest resident set size seen while the drain runs (VmHWM
-// would include the produce phase of this same process), and the highest memory the
-// Go runtime held, which tells the Go side's share of it from an embedded DuckDB's.
-// onPeak (when set) is called on every new peak, by the sampling goroutine.
-func sampleRSS(ctx context.Context, peak, peakGo *atomic.Int64, onPeak func()) {
+// rssSampler records the resident set size while the drain runs (VmHWM would include
+// the produce phase of this same process): its highest, overall and per quarter of
+// the drain, every sample per quarter, and the highest memory the Go runtime held,
+// which tells the Go side's share of it from an embedded DuckDB's. The samples are
+// for the flatness check (see halfP90).
+type rssSampler struct {
+	peak, peakGo atomic.Int64
+	// quarter is the quarter of the records committed so far (0–3), set by whoever
+	// follows the drain's progress.
+	quarter     atomic.Int32
+	quarterPeak [4]atomic.Int64
+	// samples are every RSS sample of each quarter; the goroutine of run owns them
+	// until it returns.
+	samples [4][]int64
+	// onPeak (when set) is called by the sampling goroutine on every new peak of
+	// quarter q, overall telling whether it is also the highest so far.
+	onPeak func(q int, overall bool)
+}
+
+// run samples every 100 ms until ctx ends.
+func (s *rssSampler) run(ctx context.Context) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if rss := readRSS(); rss > peak.Load() {
-			peak.Store(rss)
-			if onPeak != nil {
-				onPeak()
+		rss := readRSS()
+		q := int(s.quarter.Load())
+		s.samples[q] = append(s.samples[q], rss)
+		if rss > s.quarterPeak[q].Load() {
+			s.quarterPeak[q].Store(rss)
+			overall := rss > s.peak.Load()
+			if overall {
+				s.peak.Store(rss)
+			}
+			if s.onPeak != nil {
+				s.onPeak(q, overall)
 			}
 		}
-		if g := goMemory(); g > peakGo.Load() {
-			peakGo.Store(g)
+		if g := goMemory(); g > s.peakGo.Load() {
+			s.peakGo.Store(g)
 		}
 		select {
 		case <-ctx.Done():
@@ -424,6 +463,26 @@ func sampleRSS(ctx context.Context, peak, peakGo *atomic.Int64, onPeak func()) {
 		case <-t.C:
 		}
 	}
+}
+
+// halfP90 is the 90th percentile of the RSS samples of each half of the drain, 0 for
+// a half without samples. This is what the flatness check compares: with DuckDB the
+// RSS is a sawtooth (rows pile up in memory until a checkpoint writes them out, and
+// the checkpoint itself spikes), so two single samples differ by up to a tooth, and
+// the highest of each half by however much one checkpoint's spike differs from
+// another's (a 200k-span drain has about four per half), while a percentile over a
+// hundred samples or more moves only when the whole sawtooth does.
+func (s *rssSampler) halfP90() [2]int64 {
+	var p [2]int64
+	for h := range p {
+		all := slices.Concat(s.samples[2*h], s.samples[2*h+1])
+		if len(all) == 0 {
+			continue
+		}
+		slices.Sort(all)
+		p[h] = all[(len(all)*9)/10]
+	}
+	return p
 }
 
 // memoryAtPeak is what held memory when the RSS peaked.

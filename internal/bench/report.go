@@ -42,6 +42,15 @@ func (r *Result) WriteTable(out io.Writer) error {
 		}
 	}
 	p("RSS\tpeak %.0f MB; at 25%% / 50%% / 100%% of the drain %.0f / %.0f / %.0f MB", r.PeakRSSMB, r.RSSMB[0], r.RSSMB[1], r.RSSMB[2])
+	q, g, pool := r.RSSPeakByQuarterMB, r.GoMBAtQuarterPeaks, r.DuckDBPoolMBAtQuarterPeaks
+	if r.Sink == "duckdb" && pool[0] >= 0 {
+		p("RSS by quarter\thighest in each quarter of the drain %.0f / %.0f / %.0f / %.0f MB; then Go %.0f / %.0f / %.0f / %.0f MB, DuckDB buffer pool %.0f / %.0f / %.0f / %.0f MB",
+			q[0], q[1], q[2], q[3], g[0], g[1], g[2], g[3], pool[0], pool[1], pool[2], pool[3])
+	} else {
+		p("RSS by quarter\thighest in each quarter of the drain %.0f / %.0f / %.0f / %.0f MB; then Go %.0f / %.0f / %.0f / %.0f MB",
+			q[0], q[1], q[2], q[3], g[0], g[1], g[2], g[3])
+	}
+	p("RSS by half\t90th percentile of the samples of each half of the drain %.0f / %.0f MB", r.RSSP90ByHalfMB[0], r.RSSP90ByHalfMB[1])
 	p("Go runtime memory\tpeak %.0f MB (the rest of the RSS is outside Go)", r.PeakGoMB)
 	if r.AtPeakDuckDBPoolMB >= 0 && r.Sink == "duckdb" {
 		p("at the RSS peak\tGo %.0f MB, DuckDB buffer pool %.0f MB (%s), the rest %.0f MB (DuckDB outside its pool: allocator caches, checkpoint buffers; code)",

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,10 +54,10 @@ func BenchmarkDuckDBSettings(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			var peak, peakGo atomic.Int64
+			rs := &rssSampler{}
 			ctx, stop := context.WithCancel(b.Context())
 			var wg sync.WaitGroup
-			wg.Go(func() { sampleRSS(ctx, &peak, &peakGo, nil) })
+			wg.Go(func() { rs.run(ctx) })
 			defer func() { stop(); wg.Wait() }()
 
 			gen := newSpanGen(1024, drainStream)
@@ -97,7 +96,7 @@ func BenchmarkDuckDBSettings(b *testing.B) {
 			}
 			b.ReportMetric(cpu*1000/float64(spans), "cpu_ms/span")
 			b.ReportMetric(float64(spans)/b.Elapsed().Seconds(), "spans/s")
-			b.ReportMetric(float64(peak.Load())/(1<<20), "peak_rss_MB")
+			b.ReportMetric(float64(rs.peak.Load())/(1<<20), "peak_rss_MB")
 			b.ReportMetric(float64(st.Size())/float64(spans), "B/span")
 			b.ReportMetric(float64(longest.Milliseconds()), "max_write_ms")
 		})
