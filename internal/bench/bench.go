@@ -114,9 +114,9 @@ type Result struct {
 	RSSPeakByQuarterMB         [4]float64 `json:"rss_peak_mb_by_quarter"`
 	GoMBAtQuarterPeaks         [4]float64 `json:"go_runtime_mb_at_quarter_peaks"`
 	DuckDBPoolMBAtQuarterPeaks [4]float64 `json:"duckdb_pool_mb_at_quarter_peaks"`
-	// RSSP90ByHalfMB is the 90th percentile of the RSS samples (every 100 ms) of each
-	// half of the drain, what the flatness target compares.
-	RSSP90ByHalfMB [2]float64 `json:"rss_p90_mb_by_half"`
+	// RSSP90ByQuarterMB is the 90th percentile of the RSS samples (every 100 ms) of
+	// each quarter of the drain: the flatness target compares the second and the last.
+	RSSP90ByQuarterMB [4]float64 `json:"rss_p90_mb_by_quarter"`
 
 	RowsPerSpan        float64  `json:"rows_written_per_span"`
 	Stored             int64    `json:"spans_stored"`
@@ -224,8 +224,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	for i, v := range d.rssAt {
 		res.RSSMB[i] = mb(v)
 	}
-	res.RSSP90ByHalfMB = [2]float64{mb(d.halfP90[0]), mb(d.halfP90[1])}
 	for q, v := range d.quarterPeak {
+		res.RSSP90ByQuarterMB[q] = mb(d.quarterP90[q])
 		at := d.atQuarterPeak[q]
 		res.RSSPeakByQuarterMB[q], res.GoMBAtQuarterPeaks[q], res.DuckDBPoolMBAtQuarterPeaks[q] = mb(v), mb(at.goBytes), -1
 		if at.duckPool >= 0 {

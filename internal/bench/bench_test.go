@@ -98,7 +98,7 @@ func TestAppendCeilingMeasures(t *testing.T) {
 }
 
 func TestTargets(t *testing.T) {
-	const rssGrowth = "RSS growth, p90 of 2nd half / 1st"
+	const rssGrowth = "RSS growth, p90 of 2nd to 4th quarter"
 	pass := func(r Result, name string) (bool, bool) {
 		for _, tg := range targets(&r) {
 			if tg.Name == name {
@@ -124,8 +124,10 @@ func TestTargets(t *testing.T) {
 		{"duckdb bytes per span", Result{Sink: "duckdb", DuckDBBytesPerSpan: 1151}, "DuckDB bytes on disk per span", false, false},
 		{"peak RSS", Result{Sink: "clickhouse", PeakRSSMB: 250}, "peak RSS", true, false},
 		// The sample at half the drain fell on a low of the sawtooth; the sawtooth did not move.
-		{"RSS sawtooth", Result{Sink: "duckdb", RSSMB: [3]float64{200, 140, 240}, RSSP90ByHalfMB: [2]float64{240, 250}}, rssGrowth, true, false},
-		{"RSS growing", Result{Sink: "null", RSSP90ByHalfMB: [2]float64{200, 221}}, rssGrowth, false, false},
+		{"RSS sawtooth", Result{Sink: "duckdb", RSSMB: [3]float64{200, 140, 240}, RSSP90ByQuarterMB: [4]float64{180, 240, 245, 250}}, rssGrowth, true, false},
+		// The first quarter fills the buffers: no growth to count.
+		{"RSS filling first", Result{Sink: "null", RSSP90ByQuarterMB: [4]float64{120, 200, 205, 210}}, rssGrowth, true, false},
+		{"RSS growing", Result{Sink: "null", RSSP90ByQuarterMB: [4]float64{200, 200, 210, 221}}, rssGrowth, false, false},
 		{"RSS not sampled", Result{Sink: "null"}, rssGrowth, false, true},
 		{"p99 within the bound", Result{Sink: "null", LatencyRate: 1, LatencyP99ms: 5400, LatencyBoundMs: 5500}, "p99 latency at half the drain rate", true, false},
 		{"p99 over the bound", Result{Sink: "null", LatencyRate: 1, LatencyP99ms: 5600, LatencyBoundMs: 5500}, "p99 latency at half the drain rate", false, false},
@@ -235,7 +237,7 @@ func TestRSSSamplerQuarters(t *testing.T) {
 }
 
 // A sawtooth whose one tooth spikes higher is flat; one that rises is not.
-func TestHalfP90(t *testing.T) {
+func TestQuarterP90(t *testing.T) {
 	saw := func(n int, lo, hi int64) []int64 {
 		var s []int64
 		for i := range n {
@@ -244,20 +246,21 @@ func TestHalfP90(t *testing.T) {
 		return s
 	}
 	spiked := append(saw(50, 100, 200), 300)
+	flat := saw(50, 100, 200)
 	cases := []struct {
 		name    string
 		samples [4][]int64
-		want    [2]int64
+		want    [4]int64
 	}{
-		{"flat", [4][]int64{saw(50, 100, 200), saw(50, 100, 200), saw(50, 100, 200), saw(50, 100, 200)}, [2]int64{200, 200}},
-		{"one spike", [4][]int64{saw(50, 100, 200), saw(50, 100, 200), spiked, saw(50, 100, 200)}, [2]int64{200, 200}},
-		{"rising", [4][]int64{saw(50, 100, 200), saw(50, 100, 200), saw(50, 130, 230), saw(50, 130, 230)}, [2]int64{200, 230}},
-		{"second half unsampled", [4][]int64{saw(50, 100, 200), nil, nil, nil}, [2]int64{200, 0}},
+		{"flat", [4][]int64{flat, flat, flat, flat}, [4]int64{200, 200, 200, 200}},
+		{"one spike", [4][]int64{flat, flat, flat, spiked}, [4]int64{200, 200, 200, 200}},
+		{"rising", [4][]int64{flat, flat, saw(50, 115, 215), saw(50, 130, 230)}, [4]int64{200, 200, 215, 230}},
+		{"unsampled quarters", [4][]int64{flat, nil, nil, flat}, [4]int64{200, 0, 0, 200}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			rs := &rssSampler{samples: c.samples}
-			if got := rs.halfP90(); got != c.want {
+			if got := rs.quarterP90(); got != c.want {
 				t.Errorf("got %v, want %v", got, c.want)
 			}
 		})

@@ -57,7 +57,7 @@ type drained struct {
 	// what held it.
 	quarterPeak   [4]int64
 	atQuarterPeak [4]memoryAtPeak
-	halfP90       [2]int64 // see rssSampler.halfP90
+	quarterP90    [4]int64 // see rssSampler.quarterP90
 }
 
 // drain starts o.Consumers consumers of sink on topic and waits until they committed
@@ -140,7 +140,7 @@ func drain(ctx context.Context, o Options, adm *kgo.Client, sink, topic, drops, 
 		d.atQuarterPeak[q] = atQuarterPeak[q]
 	}
 	d.quarterPeak[3] = max(d.quarterPeak[3], d.rssAt[2])
-	d.halfP90 = rs.halfP90()
+	d.quarterP90 = rs.quarterP90()
 	return cs, d, nil
 }
 
@@ -421,7 +421,7 @@ func cpuSeconds() float64 {
 // the produce phase of this same process): its highest, overall and per quarter of
 // the drain, every sample per quarter, and the highest memory the Go runtime held,
 // which tells the Go side's share of it from an embedded DuckDB's. The samples are
-// for the flatness check (see halfP90).
+// for the flatness check (see quarterP90).
 type rssSampler struct {
 	peak, peakGo atomic.Int64
 	// quarter is the quarter of the records committed so far (0–3), set by whoever
@@ -465,22 +465,24 @@ func (s *rssSampler) run(ctx context.Context) {
 	}
 }
 
-// halfP90 is the 90th percentile of the RSS samples of each half of the drain, 0 for
-// a half without samples. This is what the flatness check compares: with DuckDB the
-// RSS is a sawtooth (rows pile up in memory until a checkpoint writes them out, and
-// the checkpoint itself spikes), so two single samples differ by up to a tooth, and
-// the highest of each half by however much one checkpoint's spike differs from
-// another's (a 200k-span drain has about four per half), while a percentile over a
-// hundred samples or more moves only when the whole sawtooth does.
-func (s *rssSampler) halfP90() [2]int64 {
-	var p [2]int64
-	for h := range p {
-		all := slices.Concat(s.samples[2*h], s.samples[2*h+1])
-		if len(all) == 0 {
+// quarterP90 is the 90th percentile of the RSS samples of each quarter of the drain,
+// 0 for a quarter without samples. The flatness check compares the second quarter's
+// with the last's: the first is the consumer filling its buffers, and DuckDB's pool
+// filling up to its first checkpoint. A percentile because with DuckDB the RSS is a
+// sawtooth (rows pile up in memory until a checkpoint writes them out, and the
+// checkpoint itself spikes): two single samples differ by up to a tooth, and the
+// highest of each quarter by however much one checkpoint's spike differs from
+// another's, while the 90th percentile of dozens of samples or more moves with the
+// whole sawtooth.
+func (s *rssSampler) quarterP90() [4]int64 {
+	var p [4]int64
+	for q := range p {
+		if len(s.samples[q]) == 0 {
 			continue
 		}
+		all := slices.Clone(s.samples[q])
 		slices.Sort(all)
-		p[h] = all[(len(all)*9)/10]
+		p[q] = all[(len(all)*9)/10]
 	}
 	return p
 }

@@ -50,7 +50,8 @@ func (r *Result) WriteTable(out io.Writer) error {
 		p("RSS by quarter\thighest in each quarter of the drain %.0f / %.0f / %.0f / %.0f MB; then Go %.0f / %.0f / %.0f / %.0f MB",
 			q[0], q[1], q[2], q[3], g[0], g[1], g[2], g[3])
 	}
-	p("RSS by half\t90th percentile of the samples of each half of the drain %.0f / %.0f MB", r.RSSP90ByHalfMB[0], r.RSSP90ByHalfMB[1])
+	p90 := r.RSSP90ByQuarterMB
+	p("\t90th percentile of each quarter's samples %.0f / %.0f / %.0f / %.0f MB", p90[0], p90[1], p90[2], p90[3])
 	p("Go runtime memory\tpeak %.0f MB (the rest of the RSS is outside Go)", r.PeakGoMB)
 	if r.AtPeakDuckDBPoolMB >= 0 && r.Sink == "duckdb" {
 		p("at the RSS peak\tGo %.0f MB, DuckDB buffer pool %.0f MB (%s), the rest %.0f MB (DuckDB outside its pool: allocator caches, checkpoint buffers; code)",

@@ -17,9 +17,9 @@ type Target struct {
 	Pass   bool    `json:"pass"`
 }
 
-// rssGrowthMax is how much the RSS of the drain's second half may exceed its first
-// half's (the 90th percentile of each, see rssSampler.halfP90) and still count as
-// flat: a bounded consumer levels off once its buffers are full.
+// rssGrowthMax is how much the RSS of the drain's last quarter may exceed its second
+// quarter's (the 90th percentile of each, see rssSampler.quarterP90) and still count
+// as flat: a bounded consumer levels off once its buffers are full.
 const rssGrowthMax = 0.10
 
 // ceilingCPULimitMs is the consumer CPU per span allowed with DuckDB (issue 14); the
@@ -57,8 +57,8 @@ func targets(r *Result) []Target {
 		add("consumer CPU per span", r.ConsumerCPUMs, true, 0.012, "ms")
 	}
 	add("peak RSS", r.PeakRSSMB, true, 250, "MB")
-	if first, second := r.RSSP90ByHalfMB[0], r.RSSP90ByHalfMB[1]; first > 0 && second > 0 {
-		add("RSS growth, p90 of 2nd half / 1st", 100*(second/first-1), true, 100*rssGrowthMax, "%")
+	if from, to := r.RSSP90ByQuarterMB[1], r.RSSP90ByQuarterMB[3]; from > 0 && to > 0 {
+		add("RSS growth, p90 of 2nd to 4th quarter", 100*(to/from-1), true, 100*rssGrowthMax, "%")
 	}
 	if r.LatencyRate > 0 {
 		add("p99 latency at half the drain rate", r.LatencyP99ms, true, r.LatencyBoundMs, "ms")
