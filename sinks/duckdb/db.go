@@ -4,7 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -55,7 +58,8 @@ func openDB(ctx context.Context, cfg Config) (*sql.DB, func() error, error) {
 		return in.db, func() error { return releaseDB(key, in) }, nil
 	}
 	var initConn func(driver.ExecerContext) error
-	if attach := cfg.attach(); attach != "" {
+	_, statErr := os.Stat(cfg.Path)
+	if attach := cfg.attach(errors.Is(statErr, fs.ErrNotExist)); attach != "" {
 		initConn = func(e driver.ExecerContext) error {
 			if _, err := e.ExecContext(context.Background(), attach, nil); err != nil {
 				return fmt.Errorf("attach: %w", err)

@@ -130,3 +130,49 @@ func TestRowGroupSizeChangedOnAnExistingFile(t *testing.T) {
 		})
 	}
 }
+
+// block_size applies to the file it creates; a file keeps its own. DuckDB refuses to
+// attach a file with another block size, so a changed setting (or default) must not
+// stop an existing file from opening.
+func TestBlockSize(t *testing.T) {
+	for _, c := range []struct{ first, second, want int64 }{
+		{65536, 262144, 65536},
+		{0, 65536, 262144}, // DuckDB's default, then the new default on the old file
+		{16384, 0, 16384},
+	} {
+		t.Run(fmt.Sprintf("%d then %d", c.first, c.second), func(t *testing.T) {
+			path := dbPath(t)
+			for i, size := range []int64{c.first, c.second} {
+				cfg := duckdb.DefaultConfig()
+				cfg.Path, cfg.BlockSize = path, int(size)
+				w, err := duckdb.Open(t.Context(), cfg)
+				if err != nil {
+					t.Fatalf("open with block_size %d (write %d): %v", size, i+1, err)
+				}
+				spans := make([]*schema.Span, 3000)
+				for j := range spans {
+					spans[j] = span(fmt.Sprintf("%032x", i*3000+j+1), "0000000000000001", 1)
+				}
+				if err := w.Write(t.Context(), &pipeline.Batch{Spans: spans}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := w.DB().ExecContext(t.Context(), "CHECKPOINT"); err != nil {
+					t.Fatalf("CHECKPOINT with block_size %d: %v", size, err)
+				}
+				var got, n int64
+				if err := w.DB().QueryRowContext(t.Context(), "SELECT block_size FROM pragma_database_size() WHERE database_name = current_database()").Scan(&got); err != nil {
+					t.Fatal(err)
+				}
+				if err := w.DB().QueryRowContext(t.Context(), "SELECT count(*) FROM spans").Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				if got != c.want || n != int64(3000*(i+1)) {
+					t.Errorf("after write %d with block_size %d: file block size %d, %d spans; want %d, %d", i+1, size, got, n, c.want, 3000*(i+1))
+				}
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -639,6 +639,11 @@ func TestConfigValidate(t *testing.T) {
 		{name: "sizes", cfg: duckdb.Config{Path: "x.duckdb", MemoryLimit: "512 MiB"}},
 		{name: "empty path", cfg: duckdb.Config{}, want: []string{"path must not be empty"}},
 		{name: "dsn in path", cfg: duckdb.Config{Path: "x.duckdb?threads=1"}, want: []string{"must not contain '?'"}},
+		{name: "smallest block size", cfg: duckdb.Config{Path: "x.duckdb", BlockSize: 16384}},
+		{name: "block size not a power of two", cfg: duckdb.Config{Path: "x.duckdb", BlockSize: 65535}, want: []string{"block_size must be a power of two"}},
+		{name: "block size too small", cfg: duckdb.Config{Path: "x.duckdb", BlockSize: 8192}, want: []string{"block_size must be a power of two from 16384 to 262144"}},
+		{name: "block size too large", cfg: duckdb.Config{Path: "x.duckdb", BlockSize: 524288}, want: []string{"got 524288"}},
+		{name: "negative block size", cfg: duckdb.Config{Path: "x.duckdb", BlockSize: -65536}, want: []string{"got -65536"}},
 		{
 			name: "everything wrong",
 			cfg:  duckdb.Config{Path: " ", MemoryLimit: "lots", CheckpointThreshold: "often", Threads: -1},
