@@ -139,7 +139,6 @@ func drain(ctx context.Context, o Options, adm *kgo.Client, sink, topic, drops, 
 		d.quarterPeak[q] = rs.quarterPeak[q].Load()
 		d.atQuarterPeak[q] = atQuarterPeak[q]
 	}
-	d.quarterPeak[3] = max(d.quarterPeak[3], d.rssAt[2])
 	d.quarterP90 = rs.quarterP90()
 	return cs, d, nil
 }
