@@ -29,7 +29,7 @@ func (w *Writer) AppendSpans(ctx context.Context, spans []*schema.Span) error {
 	w.ceilingSeq += int64(len(spans))
 	first := w.ceilingSeq - int64(len(spans)) + 1
 	err = appendRows(ctx, w, conn, "", spanVersions, spans, spanRow, func(row []driver.Value, i int) []driver.Value {
-		return append(row, first+int64(i), now, now)
+		return append(row, first+int64(i), now, now, w.spanKeyHash(spans[i]))
 	})
 	if err != nil {
 		return fmt.Errorf("duckdb: append %d spans: %w", len(spans), err)

@@ -2,9 +2,13 @@ package duckdb
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/spanpipe/spanpipe/schema"
 )
 
 // Statements of compaction (migrations 0005, 0008 and 0009). A compaction covers the rows
@@ -18,16 +22,25 @@ const (
 	compactionBounds = `SELECT c.compacted_seq, s.next_seq - 1,
 		(SELECT count(*) FROM main.span_versions v WHERE v.seq > c.compacted_seq AND v.seq < s.next_seq)
 		FROM main.spanpipe_span_compaction c, main.spanpipe_span_state s`
-	// compactSpans deletes the versions up to $2 that a version up to $2 of the same
-	// span supersedes; only spans with a version after $1 (compacted_seq) can have
-	// one. The order is the spans view's. The tail's distinct keys are the join's
-	// build side: a correlated EXISTS made DuckDB hash every row of the table first
-	// (10x slower at 1M rows, see migration 0009).
+	// duplicateKeys looks, among the rows up to $2, for the key hashes (migration
+	// 0010) that a row of the tail (after $1) shares with another row, and returns
+	// how many there are and the oldest seq of their rows: every version of a span
+	// with more than one is at that seq or after it. It scans key_hash and seq alone,
+	// and the tail's hashes are its build side.
+	duplicateKeys = `SELECT count(*), coalesce(min(first), 0) FROM (
+		SELECT min(seq) AS first FROM main.span_versions
+		WHERE seq <= $2 AND key_hash IN (SELECT key_hash FROM main.span_versions WHERE seq > $1 AND seq <= $2)
+		GROUP BY key_hash HAVING count(*) > 1)`
+	// compactSpans deletes the versions from $1 (duplicateKeys' oldest seq) to $2
+	// that a version of the same span supersedes, in the spans view's order. Rows up
+	// to compacted_seq are one per span, so a hash with two rows in that range has
+	// one in the tail (or is a collision, which the ranking by keys sorts out); seq's
+	// zone maps keep the scans to the range.
 	compactSpans = `DELETE FROM main.span_versions WHERE seq IN (
 		SELECT v.seq FROM main.span_versions v
-		SEMI JOIN (SELECT DISTINCT trace_id, span_id FROM main.span_versions WHERE seq > $1 AND seq <= $2) t
-			ON t.trace_id = v.trace_id AND t.span_id = v.span_id
-		WHERE v.seq <= $2
+		SEMI JOIN (SELECT key_hash FROM main.span_versions WHERE seq >= $1 AND seq <= $2
+			GROUP BY key_hash HAVING count(*) > 1) d ON d.key_hash = v.key_hash
+		WHERE v.seq >= $1 AND v.seq <= $2
 		QUALIFY row_number() OVER (PARTITION BY v.trace_id, v.span_id ORDER BY v.version DESC, v.rank DESC, v.seq DESC) > 1)`
 	markCompacted = "UPDATE main.spanpipe_span_compaction SET compacted_seq = $1"
 	// compactionState counts the rows up to compacted_seq and after it (the tail).
@@ -36,7 +49,7 @@ const (
 )
 
 // compactEvery is the tail, in rows, that triggers a compaction. Compacting reads the
-// key columns of the whole table, so it runs once per this many rows rather than per
+// key hashes of the whole table, so it runs once per this many rows rather than per
 // batch; readers of the spans view rank the tail's spans instead, which stays cheap
 // at this size.
 const compactEvery = 100_000
@@ -173,12 +186,18 @@ func (w *Writer) compact(ctx context.Context) (res compaction, err error) {
 	if to <= from {
 		return res, tx.Rollback() // nothing written since the last compaction
 	}
-	r, err := tx.ExecContext(ctx, compactSpans, from, to)
-	if err != nil {
-		return res, fmt.Errorf("duckdb: compact spans %d to %d: %w", from+1, to, err)
+	var dups, oldest int64
+	if err := tx.QueryRowContext(ctx, duplicateKeys, from, to).Scan(&dups, &oldest); err != nil {
+		return res, fmt.Errorf("duckdb: compact spans %d to %d: find spans with versions: %w", from+1, to, err)
 	}
-	if res.deleted, err = r.RowsAffected(); err != nil {
-		return res, fmt.Errorf("duckdb: compact spans %d to %d: %w", from+1, to, err)
+	if dups > 0 {
+		r, err := tx.ExecContext(ctx, compactSpans, oldest, to)
+		if err != nil {
+			return res, fmt.Errorf("duckdb: compact spans %d to %d: %w", oldest, to, err)
+		}
+		if res.deleted, err = r.RowsAffected(); err != nil {
+			return res, fmt.Errorf("duckdb: compact spans %d to %d: %w", oldest, to, err)
+		}
 	}
 	if w.compactor.testHook != nil {
 		w.compactor.testHook()
@@ -205,4 +224,20 @@ func (w *Writer) compactOnClose() {
 	if _, err := w.compact(ctx); err != nil {
 		w.log.Warn("duckdb compaction on close failed", "err", err)
 	}
+}
+
+// spanKeyHash is s's key_hash (migration 0010), computed in w's reused buffer.
+func (w *Writer) spanKeyHash(s *schema.Span) uint64 {
+	var h uint64
+	w.key, h = keyHash(w.key, s.TraceID, s.SpanID)
+	return h
+}
+
+// keyHash returns the first 8 bytes, big-endian, of the MD5 of traceID, '/',
+// spanID: what migration 0010 computes in SQL for the rows before it. It builds the
+// input in buf and returns it for reuse.
+func keyHash(buf []byte, traceID, spanID string) ([]byte, uint64) {
+	buf = append(append(append(buf[:0], traceID...), '/'), spanID...)
+	sum := md5.Sum(buf)
+	return buf, binary.BigEndian.Uint64(sum[:8])
 }

@@ -2,6 +2,7 @@ package duckdb_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/schema"
+	"github.com/spanpipe/spanpipe/sinks/duckdb"
 )
 
 // TestCompactionDoesNotHoldWrites: a compaction runs in the background. While one is
@@ -141,5 +143,104 @@ func TestCompactionOfAnOldTail(t *testing.T) {
 			t.Fatalf("span_versions has %d rows, %d after compacted_seq, a minute after the writes; want 1 and 0", rows, tail)
 		}
 		time.Sleep(20 * time.Millisecond) // polling the store
+	}
+}
+
+// TestKeyHashMatchesTheMigration: the key_hash the writer appends is the value
+// migration 0010 computes in SQL for the rows before it; a row whose hash differed
+// would hide its span's older versions from compaction.
+func TestKeyHashMatchesTheMigration(t *testing.T) {
+	w := openWriter(t, dbPath(t))
+	keys := [][2]string{
+		{strings.Repeat("ab", 16), "0000000000000001"},
+		{strings.Repeat("ab", 16), "0000000000000002"},
+		{"trace/with/slashes", "span"},
+		{"träce-ünïcode-✓", "spän-😀"},
+		{strings.Repeat("x", 4096), strings.Repeat("y", 300)},
+	}
+	b := &pipeline.Batch{Strategy: pipeline.BatchWithUpdates}
+	for _, k := range keys {
+		b.Spans = append(b.Spans, span(k[0], k[1], 1))
+	}
+	write(t, w, b)
+	rows, err := w.DB().QueryContext(t.Context(), `SELECT trace_id, span_id, key_hash,
+		('0x' || left(md5(trace_id || '/' || span_id), 16))::UBIGINT FROM span_versions`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var traceID, spanID string
+		var stored, migrated uint64
+		if err := rows.Scan(&traceID, &spanID, &stored, &migrated); err != nil {
+			t.Fatal(err)
+		}
+		if want := duckdb.KeyHash(traceID, spanID); stored != want || migrated != want {
+			t.Errorf("key_hash of %.20q/%.20q: appended %x, migration's SQL %x, want %x", traceID, spanID, stored, migrated, want)
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil || n != len(keys) {
+		t.Fatalf("read %d rows (%v), want %d", n, err, len(keys))
+	}
+}
+
+// TestCompactionWithHashCollisions: compaction finds candidates by key_hash and
+// ranks them by their keys, so spans that share a hash (here all of them, set by
+// hand) keep their newest version each, and only superseded versions go.
+func TestCompactionWithHashCollisions(t *testing.T) {
+	path := dbPath(t)
+	w := openWriter(t, path)
+	w.SetCompactionAfter(0)
+	traceID := strings.Repeat("f7", 16)
+	first := &pipeline.Batch{Strategy: pipeline.BatchWithUpdates}
+	for _, id := range []string{"0000000000000001", "0000000000000002", "0000000000000003", "0000000000000004"} {
+		first.Spans = append(first.Spans, span(traceID, id, 1))
+	}
+	write(t, w, first)
+	write(t, w, &pipeline.Batch{Strategy: pipeline.BatchWithUpdates, Spans: []*schema.Span{
+		span(traceID, "0000000000000001", 2), // newer
+		span(traceID, "0000000000000002", 1), // redelivered
+	}})
+	if _, err := w.DB().ExecContext(t.Context(), "UPDATE span_versions SET key_hash = 42"); err != nil {
+		t.Fatal(err)
+	}
+	if n := countAfterClose(t, w, path, "SELECT count(*) FROM span_versions"); n != 4 {
+		t.Errorf("span_versions after Close: %d rows, want 4 (one per span)", n)
+	}
+	w = openWriter(t, path)
+	for id, want := range map[string]uint64{"0000000000000001": 2, "0000000000000002": 1, "0000000000000003": 1, "0000000000000004": 1} {
+		if got, err := w.Span(t.Context(), traceID, id); err != nil || got.Version != want {
+			t.Errorf("span %s: got %v, %v, want version %d", id, got, err, want)
+		}
+	}
+}
+
+// TestCompactionOfAVersionFarBack: a span's newer version arrives after many other
+// spans were written and compacted (a long-running span, a replay): compaction
+// reaches back to its first version, wherever it is, and deletes it.
+func TestCompactionOfAVersionFarBack(t *testing.T) {
+	path := dbPath(t)
+	w := openWriter(t, path)
+	w.SetCompaction(1000, nil)
+	w.SetCompactionAfter(0)
+	traceID := strings.Repeat("a8", 16)
+	write(t, w, &pipeline.Batch{Strategy: pipeline.BatchWithUpdates, Spans: []*schema.Span{span(traceID, "00000000000000ff", 1)}})
+	others := strings.Repeat("b9", 16)
+	for i := range 5 {
+		b := &pipeline.Batch{Strategy: pipeline.InsertOnly}
+		for j := range 1000 {
+			b.Spans = append(b.Spans, span(others, fmt.Sprintf("%016x", i*1000+j), 1))
+		}
+		write(t, w, b)
+	}
+	write(t, w, &pipeline.Batch{Strategy: pipeline.BatchWithUpdates, Spans: []*schema.Span{span(traceID, "00000000000000ff", 2)}})
+	if n := countAfterClose(t, w, path, "SELECT count(*) FROM span_versions"); n != 5001 {
+		t.Errorf("span_versions after Close: %d rows, want 5001 (one per span)", n)
+	}
+	w = openWriter(t, path)
+	if got, err := w.Span(t.Context(), traceID, "00000000000000ff"); err != nil || got.Version != 2 {
+		t.Errorf("span written first: got %v, %v, want version 2", got, err)
 	}
 }

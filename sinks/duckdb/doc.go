@@ -10,7 +10,10 @@
 // wins whatever the arrival order, and a redelivered one never shows twice. The
 // writer compacts span_versions (deletes the superseded snapshots) every 100k rows or
 // a tenth of the table, in the background, and on [Writer.Close]; the view only ranks
-// the spans written since (see migrations 0005 and 0008). Logs and metrics keep the
+// the spans written since (see migrations 0005 and 0008). Each row carries key_hash,
+// a hash of its key, so that compaction finds the spans with several versions by
+// scanning that one column: an insert-only table, where Kafka rarely redelivers,
+// mostly has none, and then nothing else is read (migration 0010). Logs and metrics keep the
 // first row per id; scores and feedback keep the one with the latest timestamp (the
 // last delivered on a tie). Payloads are stored as JSON text in VARCHAR columns, so
 // no DuckDB extension is needed.

@@ -1,6 +1,7 @@
 package duckdb
 
 import (
+	"context"
 	"database/sql/driver"
 	"testing"
 	"time"
@@ -12,7 +13,7 @@ import (
 // that benchmarks can append the same rows without the writer.
 func SpanVersionRow(s *schema.Span, seq int64, now any) ([]driver.Value, error) {
 	row, err := spanRow(nil, s)
-	return append(row, seq, now, now), err
+	return append(row, seq, now, now, keyHashOf(s)), err
 }
 
 // SetCompaction sets the tail that starts a background compaction and a function
@@ -51,4 +52,28 @@ func SetEvictHeadroom(t testing.TB, n int64) {
 	old := evictHeadroom
 	evictHeadroom = n
 	t.Cleanup(func() { evictHeadroom = old })
+}
+
+func keyHashOf(s *schema.Span) uint64 {
+	_, h := keyHash(nil, s.TraceID, s.SpanID)
+	return h
+}
+
+// KeyHash is the key_hash of a span's rows.
+func KeyHash(traceID, spanID string) uint64 {
+	_, h := keyHash(nil, traceID, spanID)
+	return h
+}
+
+// Compact runs a compaction now, on the caller's goroutine, and returns how many
+// rows it deleted. No background compaction must be running.
+func (w *Writer) Compact(ctx context.Context) (int64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	res, err := w.compact(ctx)
+	if err == nil {
+		w.compacted += res.tail - res.deleted
+		w.tail -= res.tail
+	}
+	return res.deleted, err
 }

@@ -153,7 +153,7 @@ func spansOf(a *args, traceID string) string {
 // only the spans with a version in the tail. where must match every version of a
 // span or none.
 func resolved(where func(alias string) string) string {
-	return `(SELECT v.* EXCLUDE (rank, seq, created_at, updated_at), v.created_at, v.updated_at, v.rank
+	return `(SELECT v.* EXCLUDE (rank, seq, created_at, updated_at, key_hash), v.created_at, v.updated_at, v.rank
 		FROM main.span_versions v ANTI JOIN (
 			SELECT o.seq FROM main.span_versions o SEMI JOIN (
 				SELECT trace_id, span_id FROM main.span_versions t

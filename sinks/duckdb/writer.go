@@ -38,6 +38,7 @@ type Writer struct {
 	// next Write.
 	conn *sql.Conn
 	row  []driver.Value // reused by every appended row
+	key  []byte         // reused by spanKeyHash
 
 	// compacted and tail count the rows of span_versions up to compacted_seq and
 	// after it, as this Writer knows them; they decide when to compact.
@@ -194,7 +195,7 @@ func (w *Writer) appendSpans(ctx context.Context, conn *sql.Conn, spans []*schem
 		return classify(ctx, fmt.Errorf("duckdb: reserve seq for spans batch of %d: %w", len(spans), err))
 	}
 	err := appendRows(ctx, w, conn, "", spanVersions, spans, spanRow, func(row []driver.Value, i int) []driver.Value {
-		return append(row, first+int64(i), now, now)
+		return append(row, first+int64(i), now, now, w.spanKeyHash(spans[i]))
 	})
 	if err != nil {
 		return classify(ctx, fmt.Errorf("duckdb: insert spans batch of %d: %w", len(spans), err))

@@ -535,7 +535,7 @@ func TestOpenSchemaMismatch(t *testing.T) {
 	path := prepareFile(t, recordInit+`
 		INSERT INTO spanpipe_migrations VALUES (2, '0002_rank_and_newest', TIMESTAMP '2026-01-01'),
 			(5, '0005_span_versions', TIMESTAMP '2026-01-01'), (8, '0008_compaction_mark', TIMESTAMP '2026-01-01'),
-			(9, '0009_superseded_semi_join', TIMESTAMP '2026-01-01');
+			(9, '0009_superseded_semi_join', TIMESTAMP '2026-01-01'), (10, '0010_span_key_hash', TIMESTAMP '2026-01-01');
 		CREATE TABLE span_versions (trace_id VARCHAR, span_id VARCHAR);`)
 	cfg := duckdb.Config{Path: path}
 	w, err := duckdb.Open(t.Context(), cfg)
