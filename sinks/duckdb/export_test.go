@@ -13,7 +13,7 @@ import (
 // that benchmarks can append the same rows without the writer.
 func SpanVersionRow(s *schema.Span, seq int64, now any) ([]driver.Value, error) {
 	row, err := spanRow(nil, s)
-	return append(row, seq, now, now, keyHashOf(s)), err
+	return append(row, seq, now, now, KeyHash(s.TraceID, s.SpanID)), err
 }
 
 // SetCompaction sets the tail that starts a background compaction and a function
@@ -52,11 +52,6 @@ func SetEvictHeadroom(t testing.TB, n int64) {
 	old := evictHeadroom
 	evictHeadroom = n
 	t.Cleanup(func() { evictHeadroom = old })
-}
-
-func keyHashOf(s *schema.Span) uint64 {
-	_, h := keyHash(nil, s.TraceID, s.SpanID)
-	return h
 }
 
 // KeyHash is the key_hash of a span's rows.
