@@ -3,7 +3,8 @@
 //
 // [Open] opens or creates the file and applies the embedded migrations
 // (migrations/NNNN_name.sql, recorded in the spanpipe_migrations table, each applied
-// at most once). There is one table per signal, except spans: every span snapshot is
+// at most once); it refuses a file that records a migration newer than it knows,
+// which a newer spanpipe wrote and this one cannot write into. There is one table per signal, except spans: every span snapshot is
 // appended, without a key or an index, to span_versions, and the spans view shows the
 // newest snapshot of every (trace_id, span_id), that of the highest version, then
 // rank (ended > updated > started), then the one written last; so the newest snapshot

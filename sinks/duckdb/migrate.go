@@ -75,20 +75,32 @@ func migrate(ctx context.Context, db *sql.DB) (int, error) {
 		return 0, fmt.Errorf("duckdb: migrate: create spanpipe_migrations: %w", err)
 	}
 	done := map[int]bool{}
-	rows, err := conn.QueryContext(ctx, "SELECT version FROM spanpipe_migrations")
+	rows, err := conn.QueryContext(ctx, "SELECT version, name FROM spanpipe_migrations ORDER BY version")
 	if err != nil {
 		return 0, fmt.Errorf("duckdb: migrate: read spanpipe_migrations: %w", err)
 	}
+	newest := all[len(all)-1]
+	var unknown string
 	for rows.Next() {
 		var v int
-		if err := rows.Scan(&v); err != nil {
+		var name string
+		if err := rows.Scan(&v, &name); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("duckdb: migrate: read spanpipe_migrations: %w", err)
 		}
 		done[v] = true
+		if v > newest.version && unknown == "" {
+			unknown = name
+		}
 	}
 	if err := rows.Close(); err != nil {
 		return 0, fmt.Errorf("duckdb: migrate: read spanpipe_migrations: %w", err)
+	}
+	// A newer spanpipe changed the tables in ways this one cannot write (a column it
+	// does not fill): every batch would be dead-lettered. Refusing to open says why.
+	if unknown != "" {
+		return 0, fmt.Errorf("duckdb: migrate: the file has migration %s, newer than this binary's newest (%s): "+
+			"a newer spanpipe wrote it; run that version or a later one", unknown, newest.name)
 	}
 
 	applied := 0

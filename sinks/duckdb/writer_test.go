@@ -676,3 +676,27 @@ func TestConfigValidate(t *testing.T) {
 		t.Error("Open with an invalid config: got nil error")
 	}
 }
+
+// TestOpenFileOfANewerVersion: a file that a newer spanpipe migrated further than
+// this binary knows is refused at Open, naming the migration, rather than taking
+// writes that would all be dead-lettered (the table has a column this one does not
+// fill).
+func TestOpenFileOfANewerVersion(t *testing.T) {
+	path := dbPath(t)
+	w := openWriter(t, path)
+	if _, err := w.DB().ExecContext(t.Context(),
+		"INSERT INTO spanpipe_migrations VALUES (9999, '9999_from_the_future', TIMESTAMP '2027-01-01')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w2, err := duckdb.Open(t.Context(), duckdb.Config{Path: path})
+	if err == nil {
+		w2.Close()
+		t.Fatal("Open of a file with an unknown newer migration: got nil error")
+	}
+	if !strings.Contains(err.Error(), "9999_from_the_future") || !strings.Contains(err.Error(), "newer") {
+		t.Errorf("error %q does not name the newer migration", err)
+	}
+}
