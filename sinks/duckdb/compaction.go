@@ -119,13 +119,19 @@ func (w *Writer) maybeCompact() {
 		c.last, c.took = time.Now(), time.Since(start)
 		switch {
 		case err == nil:
-			w.compacted += res.tail - res.deleted
-			w.tail -= res.tail
+			w.counted(res)
 		case ctx.Err() == nil:
 			// The view hides superseded versions either way; a later write tries again.
 			w.log.Warn("duckdb compaction failed", "err", err)
 		}
 	})
+}
+
+// counted moves what a compaction covered from w's tail count to its compacted
+// count. The caller holds w.mu.
+func (w *Writer) counted(res compaction) {
+	w.compacted += res.tail - res.deleted
+	w.tail -= res.tail
 }
 
 // startIdleCheck starts the goroutine that compacts an old tail when no writes come

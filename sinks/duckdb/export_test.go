@@ -67,8 +67,7 @@ func (w *Writer) Compact(ctx context.Context) (int64, error) {
 	defer w.mu.Unlock()
 	res, err := w.compact(ctx)
 	if err == nil {
-		w.compacted += res.tail - res.deleted
-		w.tail -= res.tail
+		w.counted(res)
 	}
 	return res.deleted, err
 }
