@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/spanpipe/spanpipe/internal/app"
 	"github.com/spanpipe/spanpipe/internal/bench"
 	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/producer"
@@ -35,8 +36,19 @@ func runBench(ctx context.Context, args []string) error {
 	dbDir := fs.String("db-dir", os.TempDir(), "directory for the DuckDB files")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the drain phase here (go tool pprof)")
 	heapProfile := fs.String("heapprofile", "", "write a heap profile taken at half of the drain here (go tool pprof)")
+	path := fs.String("config", os.Getenv("SPANPIPE_CONFIG"), "YAML config file of spanpipe consume whose pipeline and sink settings (sink.duckdb memory_limit and the like) the bench's consumers take; SPANPIPE_PIPELINE_* and SPANPIPE_SINK_* variables apply too (env SPANPIPE_CONFIG)")
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
+	}
+	cfg, loadErr := app.Load(*path, os.Environ())
+	var bad problems
+	bad.add(loadErr)
+	bad.add(cfg.Validate())
+	if err := bad.err(); err != nil {
+		return err
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(os.Stderr, "bench: warning:", w)
 	}
 	if *lifecycle != "insert-only" && *lifecycle != "updates" {
 		return exitError{2, fmt.Errorf("--lifecycle must be insert-only or updates, got %q", *lifecycle)}
@@ -81,7 +93,7 @@ func runBench(ctx context.Context, args []string) error {
 	res, err := bench.Run(ctx, bench.Options{
 		Brokers: strings.Split(*brokers, ","), Spans: *spans, PayloadAvg: *payload, Lifecycle: *lifecycle, Codec: *codec,
 		Consumers: *consumers, Sink: *sink, DSN: *dsn, Strategy: st, Partitions: *partitions, DBDir: *dbDir,
-		LatencySeconds: *latency, Progress: os.Stderr, CPUProfile: profile, HeapProfile: heap,
+		LatencySeconds: *latency, Progress: os.Stderr, CPUProfile: profile, HeapProfile: heap, Config: &cfg,
 	})
 	if err != nil {
 		return err

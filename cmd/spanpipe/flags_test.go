@@ -71,6 +71,7 @@ func TestNonsenseFlagsExit2(t *testing.T) {
 		{[]string{"topics", "create", "--partitions", "-3"}, []string{"--partitions must be >= 1, got -3"}},
 		{[]string{"offsets", "skip", "--partition", "0"}, []string{"--to-offset must be >= 0"}},
 		{[]string{"serve", "--db", "x.duckdb", "--log-level", "chatty"}, []string{"--log-level must be debug, info, warn or error"}},
+		{[]string{"bench", "--config", "/nonexistent-spanpipe-dir/c.yaml"}, []string{"config file: open /nonexistent-spanpipe-dir/c.yaml"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -48,6 +48,34 @@ type Options struct {
 	// HeapProfile, when set, receives a heap profile taken when half of the sink's
 	// drain is committed.
 	HeapProfile io.Writer
+	// Config, when set, is a consumer's configuration (as `spanpipe consume --config`
+	// loads it) whose pipeline and sink settings the drain's consumers take, and the
+	// append ceiling its sink.duckdb settings and max_batch_size. The bench sets the
+	// strategy, the sink type, the DuckDB path and the ClickHouse DSN itself, and
+	// the Kafka settings (its own broker, topics and group). Nil: the defaults.
+	Config *app.Config
+}
+
+// settingsOf names the settings of cfg that bear on a drain into sink.
+func settingsOf(cfg app.Config, sink string) string {
+	p := cfg.Pipeline
+	s := fmt.Sprintf("max_batch_size %d, max_batch_wait %s", p.MaxBatchSize, p.MaxBatchWait)
+	if sink == "duckdb" {
+		d := cfg.Sink.DuckDB
+		s += fmt.Sprintf("; duckdb memory_limit %s, checkpoint_threshold %s, row_group_size %d, block_size %d, threads %d",
+			cmp.Or(d.MemoryLimit, "DuckDB's default"), cmp.Or(d.CheckpointThreshold, "DuckDB's default"), d.RowGroupSize, d.BlockSize, d.Threads)
+	}
+	return s
+}
+
+// config is the consumers' base configuration: the defaults, with o.Config's
+// pipeline and sink settings.
+func (o Options) config() app.Config {
+	cfg := app.DefaultConfig()
+	if o.Config != nil {
+		cfg.Pipeline, cfg.Sink = o.Config.Pipeline, o.Config.Sink
+	}
+	return cfg
 }
 
 // Result is what a run measured. Ratios compare figures of this run.
@@ -60,6 +88,9 @@ type Result struct {
 	Sink               string  `json:"sink"`
 	Strategy           string  `json:"strategy"`
 	BufferSize         int     `json:"max_buffer_size"`
+	// Settings are the consumers' settings that a config can change and the bench
+	// measures with (see Options.Config).
+	Settings string `json:"settings"`
 	Consumers          int     `json:"consumers"`
 	Partitions         int     `json:"partitions"`
 	ProduceSpansPerSec float64 `json:"produce_spans_per_s"`
@@ -138,7 +169,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res := &Result{Spans: o.Spans, PayloadAvgBytes: o.PayloadAvg, Lifecycle: o.Lifecycle, Codec: cmp.Or(o.Codec, producer.DefaultConfig().Codec), Sink: o.Sink,
 		Consumers: o.Consumers, Partitions: o.Partitions,
-		LatencyBoundMs: float64(latencyBound(app.DefaultConfig().Pipeline.MaxBatchWait)) / float64(time.Millisecond)}
+		LatencyBoundMs: float64(latencyBound(o.config().Pipeline.MaxBatchWait)) / float64(time.Millisecond)}
+	res.Settings = settingsOf(o.config(), o.Sink)
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	topic, drops := "bench.spans."+run, "bench.drops."+run
 	var server *chlocal.Server
@@ -248,7 +280,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		// measured window: its last spans would otherwise wait for a batch that only
 		// the end of the stream leaves unfilled, which is shutdown, not the steady
 		// state at this rate.
-		tail := int(rate * (app.DefaultConfig().Pipeline.MaxBatchWait + time.Second).Seconds())
+		tail := int(rate * (o.config().Pipeline.MaxBatchWait + time.Second).Seconds())
 		cs.lat.start(time.Now().Add(time.Duration(o.LatencySeconds) * time.Second))
 		if _, _, _, err := produce(ctx, o, topic, latencyStream, n+tail, rate); err != nil {
 			return nil, err

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spanpipe/spanpipe/internal/app"
 	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/schema"
 	"github.com/spanpipe/spanpipe/sinks/duckdb"
@@ -94,6 +95,24 @@ func TestAppendCeilingMeasures(t *testing.T) {
 	}
 	if rate <= 0 || cpu <= 0 {
 		t.Fatalf("got %v spans/s at %v ms CPU per span", rate, cpu)
+	}
+}
+
+// TestOptionsConfig: the sink settings of Options.Config reach the append ceiling
+// (a row group size that DuckDB's Open refuses fails it) and the settings line.
+func TestOptionsConfig(t *testing.T) {
+	cfg := app.DefaultConfig()
+	cfg.Sink.DuckDB.MemoryLimit, cfg.Sink.DuckDB.RowGroupSize = "80MB", 7
+	_, _, err := appendCeiling(t.Context(), Options{Spans: 10, PayloadAvg: 256, DBDir: t.TempDir(), Config: &cfg}, "ceiling")
+	if err == nil || !strings.Contains(err.Error(), "row_group_size") {
+		t.Errorf("ceiling with row_group_size 7: got %v, want Open's refusal", err)
+	}
+	o := Options{Config: &cfg}
+	if got := settingsOf(o.config(), "duckdb"); !strings.Contains(got, "memory_limit 80MB") || !strings.Contains(got, "row_group_size 7") {
+		t.Errorf("settings: %s", got)
+	}
+	if got := settingsOf(Options{}.config(), "duckdb"); !strings.Contains(got, "memory_limit "+duckdb.DefaultConfig().MemoryLimit) {
+		t.Errorf("default settings: %s", got)
 	}
 }
 

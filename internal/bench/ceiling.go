@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/spanpipe/spanpipe/internal/app"
 	"github.com/spanpipe/spanpipe/schema"
 	"github.com/spanpipe/spanpipe/sinks/duckdb"
 )
@@ -27,7 +26,7 @@ const ceilingChunk = 10000
 // per second and the process's CPU milliseconds per span during the appends
 // (DuckDB's threads included): the CPU floor of any drain into the same file.
 func appendCeiling(ctx context.Context, o Options, name string) (rate, cpuMs float64, err error) {
-	cfg := duckdb.DefaultConfig()
+	cfg := o.config().Sink.DuckDB
 	cfg.Path = filepath.Join(o.DBDir, name+".duckdb")
 	w, err := duckdb.Open(ctx, cfg)
 	if err != nil {
@@ -38,7 +37,7 @@ func appendCeiling(ctx context.Context, o Options, name string) (rate, cpuMs flo
 		_ = os.Remove(cfg.Path)
 		_ = os.Remove(cfg.Path + ".wal")
 	}()
-	batchSize := app.DefaultConfig().Pipeline.MaxBatchSize
+	batchSize := o.config().Pipeline.MaxBatchSize
 	gen := newSpanGen(o.PayloadAvg, drainStream)
 	spans := make([]*schema.Span, 0, ceilingChunk)
 	var took time.Duration

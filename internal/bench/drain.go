@@ -194,7 +194,7 @@ func startConsumers(ctx context.Context, o Options, sink, topic, drops, group st
 	cs.cancel = cancel
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	for i := range o.Consumers {
-		cfg := app.DefaultConfig()
+		cfg := o.config()
 		cfg.Kafka.Brokers, cfg.Kafka.Topics, cfg.Kafka.Group = o.Brokers, []string{topic}, group
 		cfg.Drops.Topic = drops
 		cfg.Pipeline.Strategy = o.Strategy
@@ -206,7 +206,7 @@ func startConsumers(ctx context.Context, o Options, sink, topic, drops, group st
 		case "null":
 			s = nullSink{}
 		case "clickhouse":
-			ccfg := clickhouse.DefaultConfig()
+			ccfg := cfg.Sink.ClickHouse
 			ccfg.DSN = o.DSN
 			w, err := clickhouse.Open(ctx, ccfg)
 			if err != nil {
@@ -219,7 +219,7 @@ func startConsumers(ctx context.Context, o Options, sink, topic, drops, group st
 			cs.closers = append(cs.closers, w.Close)
 			s = w
 		default:
-			dcfg := duckdb.DefaultConfig()
+			dcfg := cfg.Sink.DuckDB
 			dcfg.Path = filepath.Join(o.DBDir, fmt.Sprintf("%s-%d.duckdb", group, i))
 			w, err := duckdb.Open(ctx, dcfg)
 			if err != nil {

@@ -12,6 +12,7 @@ func (r *Result) WriteTable(out io.Writer) error {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	p := func(format string, a ...any) { fmt.Fprintf(tw, format+"\n", a...) }
 	p("sink\t%s (%s, %s, %d consumer(s), %d partitions, max_buffer_size %d)", r.Sink, r.Strategy, r.Lifecycle, r.Consumers, r.Partitions, r.BufferSize)
+	p("settings\t%s", r.Settings)
 	p("workload\t%d spans, %d records, %d B average payload, codec %s", r.Spans, r.Records, r.PayloadAvgBytes, r.Codec)
 	p("produce\t%.0f spans/s, %.1f MB/s", r.ProduceSpansPerSec, r.ProduceMBPerSec)
 	p("raw fetch\t%.0f records/s", r.RawRecordsPerSec)
