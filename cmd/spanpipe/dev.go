@@ -105,6 +105,9 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	defer sink.Close()
+	// No app.ApplyGoRuntime, unlike consume: the in-process broker keeps every record
+	// produced in this heap, and a Go memory limit sized for a consumer's buffers
+	// would have the collector run without end once the topics outgrew it.
 	c, err := app.NewConsumer(cfg, sink, log, reg, nil)
 	if err != nil {
 		return err

@@ -80,17 +80,17 @@ func (o Options) config() app.Config {
 
 // Result is what a run measured. Ratios compare figures of this run.
 type Result struct {
-	Spans              int     `json:"spans"`
-	Records            int     `json:"records"`
-	PayloadAvgBytes    int     `json:"payload_avg_bytes"`
-	Lifecycle          string  `json:"lifecycle"`
-	Codec              string  `json:"codec"`
-	Sink               string  `json:"sink"`
-	Strategy           string  `json:"strategy"`
-	BufferSize         int     `json:"max_buffer_size"`
+	Spans           int    `json:"spans"`
+	Records         int    `json:"records"`
+	PayloadAvgBytes int    `json:"payload_avg_bytes"`
+	Lifecycle       string `json:"lifecycle"`
+	Codec           string `json:"codec"`
+	Sink            string `json:"sink"`
+	Strategy        string `json:"strategy"`
+	BufferSize      int    `json:"max_buffer_size"`
 	// Settings are the consumers' settings that a config can change and the bench
 	// measures with (see Options.Config).
-	Settings string `json:"settings"`
+	Settings           string  `json:"settings"`
 	Consumers          int     `json:"consumers"`
 	Partitions         int     `json:"partitions"`
 	ProduceSpansPerSec float64 `json:"produce_spans_per_s"`

@@ -120,6 +120,7 @@ func (w *Writer) maybeCompact() {
 		switch {
 		case err == nil:
 			w.counted(res)
+			w.flush.compacted = true
 		case ctx.Err() == nil:
 			// The view hides superseded versions either way; a later write tries again.
 			w.log.Warn("duckdb compaction failed", "err", err)

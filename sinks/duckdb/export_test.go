@@ -54,6 +54,22 @@ func SetEvictHeadroom(t testing.TB, n int64) {
 	t.Cleanup(func() { evictHeadroom = old })
 }
 
+// SetEvictAbove sets the cached size below which no eviction is made, until the test
+// ends.
+func SetEvictAbove(t testing.TB, n int64) {
+	old := evictAbove
+	evictAbove = n
+	t.Cleanup(func() { evictAbove = old })
+}
+
+// CompactedSinceFlush tells whether a background compaction ended since the last
+// flush of the allocators.
+func (w *Writer) CompactedSinceFlush() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.flush.compacted
+}
+
 // KeyHash is the key_hash of a span's rows.
 func KeyHash(traceID, spanID string) uint64 {
 	_, h := keyHash(nil, traceID, spanID)

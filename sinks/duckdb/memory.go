@@ -22,6 +22,10 @@ type allocatorFlush struct {
 	last    time.Time
 	done    int // flushes so far, for tests
 	evicted int // evictWritten's evictions so far, for tests
+	// compacted says a background compaction finished since the last flush: it read
+	// span_versions' key_hash and seq columns (and, when it found versions, the keys),
+	// whose blocks stay cached like those a checkpoint writes.
+	compacted bool
 }
 
 // readMemoryLimit notes the memory_limit in force, which flushAllocator sets again.
@@ -58,12 +62,14 @@ func (w *Writer) flushAllocator(ctx context.Context, conn *sql.Conn) {
 			checkpointed, w.flush.walSize = w.flush.walSize > 0, 0 // DuckDB removes an empty log
 		}
 	}
-	if !checkpointed && time.Since(w.flush.last) < allocatorFlushEvery {
+	evict := checkpointed || w.flush.compacted
+	if !evict && time.Since(w.flush.last) < allocatorFlushEvery {
 		return
 	}
 	w.flush.last = time.Now()
 	w.flush.done++
-	if checkpointed {
+	if evict {
+		w.flush.compacted = false
 		w.evictWritten(ctx, conn)
 	}
 	if _, err := conn.ExecContext(ctx, "SET memory_limit = '"+w.flush.limit+"'"); err != nil {
@@ -76,6 +82,10 @@ func (w *Writer) flushAllocator(ctx context.Context, conn *sql.Conn) {
 // the same process at that moment still finds room. A variable for tests.
 var evictHeadroom int64 = 8 << 20
 
+// evictAbove is the cached size of the file below which an eviction is not worth its
+// statements. A variable for tests.
+var evictAbove int64 = 4 << 20
+
 // evictWritten drops the blocks of the database file that DuckDB's buffer pool keeps
 // cached after a checkpoint (tag BASE_TABLE): the blocks the checkpoint just wrote.
 // The writer only appends, so it never reads them, yet they kept the pool filled up
@@ -87,7 +97,10 @@ var evictHeadroom int64 = 8 << 20
 // checkpoint, barely moved. The explorer and the compaction read the blocks again
 // from the file, which the operating system caches; a statement of theirs that
 // needs more than the headroom in that instant fails like any other and is retried.
-// A failure here is only logged.
+// A compaction leaves the blocks it scanned cached the same way (key_hash and seq of
+// the whole table: 15 MB of a 2M-span file), so the next write evicts after one too:
+// the writer alone, 2M spans, then grew from 161–163 to 197–204 MB instead of
+// 161–164 to 220–231 MB. A failure here is only logged.
 func (w *Writer) evictWritten(ctx context.Context, conn *sql.Conn) {
 	var other, cached int64
 	err := conn.QueryRowContext(ctx, `SELECT
@@ -98,8 +111,8 @@ func (w *Writer) evictWritten(ctx context.Context, conn *sql.Conn) {
 		w.log.Warn("duckdb: reading the buffer pool's usage failed", "err", err)
 		return
 	}
-	if cached < 4<<20 {
-		return // not worth a statement
+	if cached < evictAbove {
+		return
 	}
 	w.flush.evicted++
 	if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET memory_limit = '%dB'", other+evictHeadroom)); err != nil {

@@ -151,14 +151,16 @@ func spansOf(a *args, traceID string) string {
 // resolved shows the rows of span_versions that match where (given a table alias
 // with its dot), less those that a newer version of their span supersedes, ranking
 // only the spans with a version in the tail. where must match every version of a
-// span or none.
+// span or none. The rows of the range are matched with the tail by key_hash, one
+// 8-byte column, rather than by both key strings; a hash that two spans share only
+// ranks both, since the ranking partitions by the keys.
 func resolved(where func(alias string) string) string {
 	return `(SELECT v.* EXCLUDE (rank, seq, created_at, updated_at, key_hash), v.created_at, v.updated_at, v.rank
 		FROM main.span_versions v ANTI JOIN (
 			SELECT o.seq FROM main.span_versions o SEMI JOIN (
-				SELECT trace_id, span_id FROM main.span_versions t
+				SELECT key_hash FROM main.span_versions t
 				WHERE ` + where("t.") + ` AND t.seq > (SELECT compacted_seq FROM main.spanpipe_span_compaction)
-			) t ON o.trace_id = t.trace_id AND o.span_id = t.span_id
+			) t ON o.key_hash = t.key_hash
 			WHERE ` + where("o.") + `
 			QUALIFY row_number() OVER (PARTITION BY o.trace_id, o.span_id ORDER BY o.version DESC, o.rank DESC, o.seq DESC) > 1
 		) s ON s.seq = v.seq

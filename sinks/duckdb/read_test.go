@@ -136,8 +136,16 @@ func checkStatuses(t *testing.T, r *duckdb.Reader, from time.Time, want map[quer
 // split between compacted rows and the tail written since, in both orders: a newer
 // version in the tail hides the compacted one, and an older version arriving late
 // (in the tail) stays hidden behind the compacted one. Each span counts once, as
-// its newest version, in lists, stats and the trace.
+// its newest version, in lists, stats and the trace. Reads match the tail by
+// key_hash: with every row's hash the same (set by hand), they still rank each
+// span's versions apart.
 func TestReadsResolveCompactedAndTail(t *testing.T) {
+	for _, collide := range []bool{false, true} {
+		t.Run(fmt.Sprintf("collide=%v", collide), func(t *testing.T) { readsResolveCompactedAndTail(t, collide) })
+	}
+}
+
+func readsResolveCompactedAndTail(t *testing.T, collide bool) {
 	path := dbPath(t)
 	start := time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)
 	trace := fmt.Sprintf("%032x", 9)
@@ -166,6 +174,11 @@ func TestReadsResolveCompactedAndTail(t *testing.T) {
 	// Tail: late started snapshots of the root and span 2, span 3 ended and failed.
 	write(t, w, &pipeline.Batch{Strategy: pipeline.BatchWithUpdates, Spans: []*schema.Span{
 		span("0000000000000001", 1, false, false), span("0000000000000002", 1, false, false), span("0000000000000003", 2, true, true)}})
+	if collide {
+		if _, err := w.DB().ExecContext(t.Context(), "UPDATE span_versions SET key_hash = 42"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	r := duckdb.NewReader(w.DB())
 
 	checkStatuses(t, r, time.Time{}, map[query.Status]string{

@@ -442,6 +442,41 @@ func TestCheckpointedBlocksEvicted(t *testing.T) {
 	}
 }
 
+// TestCompactedBlocksEvicted: the write after a background compaction evicts the
+// blocks the compaction read, as after a checkpoint, and only once.
+func TestCompactedBlocksEvicted(t *testing.T) {
+	duckdb.SetEvictAbove(t, 0)
+	cfg := duckdb.DefaultConfig()
+	cfg.Path, cfg.CheckpointThreshold = dbPath(t), "1GB"
+	w, err := duckdb.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.SetCompaction(100, nil)
+	w.SetCompactionAfter(0)
+	if err := w.Write(t.Context(), benchBatch(200, strings.Repeat("c1", 16))); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !w.CompactedSinceFlush() {
+		if time.Now().After(deadline) {
+			t.Fatal("no compaction ended within 30 s of a 200-span tail (every 100)")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := w.Evictions()
+	if err := w.Write(t.Context(), benchBatch(1, strings.Repeat("c2", 16))); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Evictions(); got != before+1 {
+		t.Errorf("evictions: %d after the write that followed a compaction, want %d", got, before+1)
+	}
+	if w.CompactedSinceFlush() {
+		t.Error("the compaction is still pending after the write that evicted")
+	}
+}
+
 func TestReopen(t *testing.T) {
 	path := dbPath(t)
 	for i := range 3 {
