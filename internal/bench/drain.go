@@ -198,6 +198,9 @@ func startConsumers(ctx context.Context, o Options, sink, topic, drops, group st
 		cfg.Kafka.Brokers, cfg.Kafka.Topics, cfg.Kafka.Group = o.Brokers, []string{topic}, group
 		cfg.Drops.Topic = drops
 		cfg.Pipeline.Strategy = o.Strategy
+		// The null sink keeps the default type, whatever the config names: the type
+		// sizes the Go memory limit (a ClickHouse insert's columns).
+		cfg.Sink.Type = app.DefaultConfig().Sink.Type
 		if sink == app.SinkDuckDB || sink == app.SinkClickHouse {
 			cfg.Sink.Type = sink
 		}
