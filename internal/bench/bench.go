@@ -80,17 +80,15 @@ func (o Options) config() app.Config {
 
 // Result is what a run measured. Ratios compare figures of this run.
 type Result struct {
-	Spans           int    `json:"spans"`
-	Records         int    `json:"records"`
-	PayloadAvgBytes int    `json:"payload_avg_bytes"`
-	Lifecycle       string `json:"lifecycle"`
-	Codec           string `json:"codec"`
-	Sink            string `json:"sink"`
-	Strategy        string `json:"strategy"`
-	BufferSize      int    `json:"max_buffer_size"`
-	// Settings are the consumers' settings that a config can change and the bench
-	// measures with (see Options.Config).
-	Settings           string  `json:"settings"`
+	Spans              int     `json:"spans"`
+	Records            int     `json:"records"`
+	PayloadAvgBytes    int     `json:"payload_avg_bytes"`
+	Lifecycle          string  `json:"lifecycle"`
+	Codec              string  `json:"codec"`
+	Sink               string  `json:"sink"`
+	Strategy           string  `json:"strategy"`
+	BufferSize         int     `json:"max_buffer_size"`
+	Settings           string  `json:"settings"` // what the consumers ran with that a config changes (Options.Config)
 	Consumers          int     `json:"consumers"`
 	Partitions         int     `json:"partitions"`
 	ProduceSpansPerSec float64 `json:"produce_spans_per_s"`

@@ -3,21 +3,21 @@
 //
 // [Open] opens or creates the file and applies the embedded migrations
 // (migrations/NNNN_name.sql, recorded in the spanpipe_migrations table, each applied
-// at most once); it refuses a file that records a migration newer than it knows,
-// which a newer spanpipe wrote and this one cannot write into. There is one table per signal, except spans: every span snapshot is
-// appended, without a key or an index, to span_versions, and the spans view shows the
-// newest snapshot of every (trace_id, span_id), that of the highest version, then
-// rank (ended > updated > started), then the one written last; so the newest snapshot
-// wins whatever the arrival order, and a redelivered one never shows twice. The
-// writer compacts span_versions (deletes the superseded snapshots) every 100k rows or
-// a tenth of the table, in the background, and on [Writer.Close]; the view only ranks
-// the spans written since (see migrations 0005 and 0008). Each row carries key_hash,
-// a hash of its key, so that compaction finds the spans with several versions by
-// scanning that one column: an insert-only table, where Kafka rarely redelivers,
-// mostly has none, and then nothing else is read (migration 0010). Logs and metrics keep the
-// first row per id; scores and feedback keep the one with the latest timestamp (the
-// last delivered on a tie). Payloads are stored as JSON text in VARCHAR columns, so
-// no DuckDB extension is needed.
+// at most once); it refuses a file that records a migration newer than it knows, which
+// a newer spanpipe wrote and this one cannot write into. There is one table per
+// signal, except spans: every span snapshot is appended, without a key or an index, to
+// span_versions, and the spans view shows the newest snapshot of every (trace_id,
+// span_id), that of the highest version, then rank (ended > updated > started), then
+// the one written last; so the newest snapshot wins whatever the arrival order, and a
+// redelivered one never shows twice. The writer compacts span_versions (deletes the
+// superseded snapshots) every 100k rows or a tenth of the table, in the background,
+// and on [Writer.Close]; the view only ranks the spans written since (see migrations
+// 0005 and 0008). Each row carries key_hash, a hash of its key, so that compaction
+// finds the spans with several versions by scanning that one column: an insert-only
+// table, where Kafka rarely redelivers, mostly has none, and then nothing else is read
+// (migration 0010). Logs and metrics keep the first row per id; scores and feedback
+// keep the one with the latest timestamp (the last delivered on a tie). Payloads are
+// stored as JSON text in VARCHAR columns, so no DuckDB extension is needed.
 //
 // [Writer.Write] appends a batch's spans through DuckDB's appender straight into
 // span_versions, and the other signals into per-connection TEMP stage tables merged
