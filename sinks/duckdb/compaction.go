@@ -17,11 +17,11 @@ import (
 // row up to that seq is in the compaction's snapshot, and rows written while it runs
 // are after it (the next compaction's tail).
 const (
-	// compactionBounds returns compacted_seq, the last seq handed out, and the rows
-	// between them: the tail that this compaction covers.
-	compactionBounds = `SELECT c.compacted_seq, s.next_seq - 1,
-		(SELECT count(*) FROM main.span_versions v WHERE v.seq > c.compacted_seq AND v.seq < s.next_seq)
-		FROM main.spanpipe_span_compaction c, main.spanpipe_span_state s`
+	// compactionBounds returns compacted_seq and the rows between it and $1, the last
+	// seq committed: the tail that this compaction covers.
+	compactionBounds = `SELECT c.compacted_seq,
+		(SELECT count(*) FROM main.span_versions v WHERE v.seq > c.compacted_seq AND v.seq <= $1)
+		FROM main.spanpipe_span_compaction c`
 	// duplicateKeys looks, among the rows up to $2, for the key hashes (migration
 	// 0010) that a row of the tail (after $1) shares with another row, and returns
 	// how many there are and the oldest seq of their rows: every version of a span
@@ -43,6 +43,9 @@ const (
 		WHERE v.seq >= $1 AND v.seq <= $2
 		QUALIFY row_number() OVER (PARTITION BY v.trace_id, v.span_id ORDER BY v.version DESC, v.rank DESC, v.seq DESC) > 1)`
 	markCompacted = "UPDATE main.spanpipe_span_compaction SET compacted_seq = $1"
+	// markHandedOut keeps spanpipe_span_state's next_seq, which writes no longer
+	// update (see seqCounter), up to date as of the compaction, for readers of the file.
+	markHandedOut = "UPDATE main.spanpipe_span_state SET next_seq = greatest(next_seq, $1 + 1)"
 	// compactionState counts the rows up to compacted_seq and after it (the tail).
 	compactionState = `SELECT count(*) FILTER (v.seq <= c.compacted_seq), count(*) FILTER (v.seq > c.compacted_seq)
 		FROM main.span_versions v, main.spanpipe_span_compaction c`
@@ -177,6 +180,11 @@ func (w *Writer) stopCompaction() {
 // of its own. It does not touch w's counters.
 func (w *Writer) compact(ctx context.Context) (res compaction, err error) {
 	start := time.Now()
+	// Every seq up to the counter's next-1 is committed (see seqCounter), so it is in
+	// the snapshot of the transaction, which begins after.
+	w.seq.mu.Lock()
+	to := w.seq.next - 1
+	w.seq.mu.Unlock()
 	tx, err := w.db.BeginTx(ctx, nil)
 	if err != nil {
 		return res, fmt.Errorf("duckdb: compact spans: begin: %w", err)
@@ -186,8 +194,8 @@ func (w *Writer) compact(ctx context.Context) (res compaction, err error) {
 			_ = tx.Rollback()
 		}
 	}()
-	var from, to int64
-	if err := tx.QueryRowContext(ctx, compactionBounds).Scan(&from, &to, &res.tail); err != nil {
+	var from int64
+	if err := tx.QueryRowContext(ctx, compactionBounds, to).Scan(&from, &res.tail); err != nil {
 		return res, fmt.Errorf("duckdb: compact spans: read bounds: %w", err)
 	}
 	if to <= from {
@@ -211,6 +219,9 @@ func (w *Writer) compact(ctx context.Context) (res compaction, err error) {
 	}
 	if _, err := tx.ExecContext(ctx, markCompacted, to); err != nil {
 		return res, fmt.Errorf("duckdb: compact spans %d to %d: record: %w", from+1, to, err)
+	}
+	if _, err := tx.ExecContext(ctx, markHandedOut, to); err != nil {
+		return res, fmt.Errorf("duckdb: compact spans %d to %d: record next seq: %w", from+1, to, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return res, fmt.Errorf("duckdb: compact spans %d to %d: commit: %w", from+1, to, err)

@@ -37,7 +37,14 @@ type Config struct {
 	// last checkpoint are held in memory (within MemoryLimit, spilling beyond it), and a
 	// larger log means a longer replay after a crash. A smaller one costs CPU and bytes
 	// on disk only with large row groups: every checkpoint compresses the table's last,
-	// partly filled row group again (see RowGroupSize). Default "32MB".
+	// partly filled row group again (see RowGroupSize). `spanpipe bench --sink duckdb
+	// --spans 2000000` (one sitting, peak RSS as the kernel's high-water mark over the
+	// drain): 16MB peaked at 244 MB with DuckDB's allocator as DuckDB builds it and 231
+	// / 233 MB with the one configureAllocator sets, against 282 and 255 / 258 MB with
+	// 32MB, at about the same consumer CPU per span (0.030 against 0.028; 0.034–0.036 against
+	// 0.036–0.037 ms). 16MB pays since writes stopped holding checkpoints back while
+	// a compaction ran (see seqCounter): before that, it peaked no lower than 32MB
+	// (288–293 MB, another machine). Default "16MB".
 	CheckpointThreshold string `yaml:"checkpoint_threshold"`
 
 	// RowGroupSize is the number of rows per row group of the database file, set
@@ -70,8 +77,13 @@ type Config struct {
 	// bench --sink duckdb`, 200k spans, 3 runs each alternated: peak RSS 221–226 against
 	// 225–243 MB, 702–744 against 787–814 B per span on disk, consumer CPU 0.080–0.082
 	// against 0.060–0.084 ms per span; with updates (2 runs each) it costs CPU: 0.123
-	// against 0.110–0.111 ms per span, peak 217–218 against 234–236 MB. Ignored for
-	// ":memory:". Default 65536.
+	// against 0.110–0.111 ms per span, peak 217–218 against 234–236 MB. DuckDB keeps
+	// objects for every segment of the file in memory, and a segment is at most a
+	// block: writing 2M spans alone, glibc's share of them grew by 34 MB with 64 KiB
+	// blocks, 18 MB with 128 or 256 KiB; the bench at 2M spans (16MB checkpoints)
+	// peaked at 236 / 244 MB with 131072, its RSS rising 4.6% / 9.0% from the second
+	// quarter to the last, against 231 / 233 MB and 13–15% with 65536, 746–757 against
+	// 729–732 B per span. Ignored for ":memory:". Default 131072.
 	BlockSize int `yaml:"block_size"`
 
 	// Threads is the number of threads DuckDB runs queries with. 0 leaves DuckDB's
@@ -86,7 +98,7 @@ type Config struct {
 
 // DefaultConfig returns the configuration used when nothing is set.
 func DefaultConfig() Config {
-	return Config{Path: "spanpipe.duckdb", MemoryLimit: "96MB", CheckpointThreshold: "32MB", RowGroupSize: 16384, BlockSize: 65536, Threads: 1}
+	return Config{Path: "spanpipe.duckdb", MemoryLimit: "96MB", CheckpointThreshold: "16MB", RowGroupSize: 16384, BlockSize: 131072, Threads: 1}
 }
 
 // memoryLimitRE matches the sizes DuckDB's memory_limit setting accepts.

@@ -35,6 +35,24 @@ var instances = struct {
 type instance struct {
 	db   *sql.DB
 	refs int
+	seq  seqCounter
+}
+
+// seqCounter numbers span_versions rows for every Writer of one instance. Writes
+// used to reserve their numbers with an UPDATE of spanpipe_span_state, and DuckDB
+// does not checkpoint on the commit of a transaction that updated rows while another
+// transaction is open: during a background compaction or a query of the explorer,
+// no write checkpointed, and the write-ahead log (with the rows DuckDB holds in
+// memory until a checkpoint writes them) grew past checkpoint_threshold, to 10 times
+// it in TestCheckpointWhileAnotherTransactionRuns. Writes now only append.
+//
+// mu is held from a write's first number to its commit, so Writers sharing the
+// instance commit their ranges in order: every seq up to next-1 is committed, which
+// is what a compaction relies on when it takes next-1 as its bound.
+type seqCounter struct {
+	mu     sync.Mutex
+	next   int64 // the first seq not committed yet
+	loaded bool  // next has been read from the file
 }
 
 // openDB returns the handle of the database cfg names, opening it (an in-memory
@@ -42,7 +60,8 @@ type instance struct {
 // Writer of this process has it open, and the function that releases it: the last
 // release closes the instance, which checkpoints the file. A second Writer on a path
 // gets the instance of the first, with the first one's settings.
-func openDB(ctx context.Context, cfg Config) (*sql.DB, func() error, error) {
+func openDB(ctx context.Context, cfg Config) (*instance, func() error, error) {
+	configureAllocator()
 	key := cfg.Path
 	if key != ":memory:" {
 		abs, err := filepath.Abs(key)
@@ -55,7 +74,7 @@ func openDB(ctx context.Context, cfg Config) (*sql.DB, func() error, error) {
 	defer instances.Unlock()
 	if in, ok := instances.m[key]; ok && key != ":memory:" {
 		in.refs++
-		return in.db, func() error { return releaseDB(key, in) }, nil
+		return in, func() error { return releaseDB(key, in) }, nil
 	}
 	var initConn func(driver.ExecerContext) error
 	_, statErr := os.Stat(cfg.Path)
@@ -77,12 +96,12 @@ func openDB(ctx context.Context, cfg Config) (*sql.DB, func() error, error) {
 		_ = db.Close()
 		return nil, nil, fmt.Errorf("duckdb: open %s: %w", cfg.Path, err)
 	}
-	if key == ":memory:" {
-		return db, db.Close, nil
-	}
 	in := &instance{db: db, refs: 1}
+	if key == ":memory:" {
+		return in, db.Close, nil
+	}
 	instances.m[key] = in
-	return db, func() error { return releaseDB(key, in) }, nil
+	return in, func() error { return releaseDB(key, in) }, nil
 }
 
 func releaseDB(key string, in *instance) error {

@@ -87,3 +87,7 @@ func (w *Writer) Compact(ctx context.Context) (int64, error) {
 	}
 	return res.deleted, err
 }
+
+// JemallocDecay is the dirty decay of DuckDB's jemalloc, for new arenas and the
+// first one, in milliseconds; -2 where there is none.
+func JemallocDecay() (newArenas, arena0 int) { return jemallocDecay() }

@@ -70,6 +70,7 @@ func OpenReadOnly(ctx context.Context, path string) (*sql.DB, error) {
 	if path == "" || path == ":memory:" || strings.Contains(path, "?") {
 		return nil, fmt.Errorf("duckdb: open read-only: invalid path %q", path)
 	}
+	configureAllocator()
 	connector, err := duckdbdriver.NewConnector(path+"?"+url.Values{"access_mode": {"READ_ONLY"}}.Encode(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb: open read-only %s: %w", path, err)

@@ -121,13 +121,13 @@ func quoteAll(idents []string) string {
 // spanVersions is the table that holds every stored snapshot of a span.
 const spanVersions = "span_versions"
 
-// Statements on span_versions and its bookkeeping row (migration 0005); compaction.go
-// has compaction's.
-const (
-	// reserveSeq hands out %d numbers and returns the first. DuckDB cannot prepare an
-	// UPDATE … RETURNING with parameters: the count is formatted in.
-	reserveSeq = "UPDATE main.spanpipe_span_state SET next_seq = next_seq + %[1]d RETURNING next_seq - %[1]d"
-)
+// loadNextSeq reads the first seq not handed out: spanpipe_span_state's next_seq
+// (migration 0005) is only brought up to date by compactions (see seqCounter), so
+// the rows after it count too. A compaction deletes only rows up to compacted_seq,
+// so a deleted row's seq is never handed out again.
+const loadNextSeq = `SELECT greatest(s.next_seq, c.compacted_seq + 1,
+		(SELECT coalesce(max(seq), 0) + 1 FROM main.span_versions))
+	FROM main.spanpipe_span_state s, main.spanpipe_span_compaction c`
 
 // newVersionTable describes a signal appended without a key to versions: the
 // appender fills its columns in the order of columns then extra. Preparing the

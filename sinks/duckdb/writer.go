@@ -27,6 +27,7 @@ var ErrClosed = errors.New("duckdb: writer closed")
 type Writer struct {
 	cfg     Config
 	db      *sql.DB
+	seq     *seqCounter  // numbers span_versions rows; shared by the Writers of db
 	release func() error // releases db (see openDB)
 	log     *slog.Logger
 
@@ -63,13 +64,15 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	db, release, err := openDB(ctx, cfg)
+	in, release, err := openDB(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	db := in.db
 	w := &Writer{
 		cfg:     cfg,
 		db:      db,
+		seq:     &in.seq,
 		release: release,
 		log:     o.logger.With("component", "duckdb"),
 	}
@@ -80,6 +83,9 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 	}
 	if err == nil {
 		err = w.readMemoryLimit(ctx)
+	}
+	if err == nil {
+		err = w.loadSeq(ctx)
 	}
 	if err == nil {
 		err = db.QueryRowContext(ctx, compactionState).Scan(&w.compacted, &w.tail)
@@ -94,6 +100,21 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 	w.startIdleCheck()
 	w.log.Info("duckdb sink open", "path", cfg.Path, "migrations_applied", applied)
 	return w, nil
+}
+
+// loadSeq reads the seq counter's start from the file, unless another Writer of the
+// instance already has.
+func (w *Writer) loadSeq(ctx context.Context) error {
+	w.seq.mu.Lock()
+	defer w.seq.mu.Unlock()
+	if w.seq.loaded {
+		return nil
+	}
+	if err := w.db.QueryRowContext(ctx, loadNextSeq).Scan(&w.seq.next); err != nil {
+		return fmt.Errorf("duckdb: read next span seq: %w", err)
+	}
+	w.seq.loaded = true
+	return nil
 }
 
 // Name returns "duckdb".
@@ -147,6 +168,8 @@ func (w *Writer) Write(ctx context.Context, b *pipeline.Batch) error {
 }
 
 func (w *Writer) write(ctx context.Context, b *pipeline.Batch) (err error) {
+	w.seq.mu.Lock()
+	defer w.seq.mu.Unlock()
 	conn, err := w.writeConn(ctx)
 	if err != nil {
 		return classify(ctx, err)
@@ -179,21 +202,19 @@ func (w *Writer) write(ctx context.Context, b *pipeline.Batch) (err error) {
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return classify(ctx, fmt.Errorf("duckdb: commit batch of %d rows: %w", b.Len(), err))
 	}
+	w.seq.next += int64(len(b.Spans))
 	w.tail += int64(len(b.Spans))
 	return nil
 }
 
-// appendSpans appends the snapshots to span_versions, numbered in batch order by a
-// range of seq reserved in spanpipe_span_state within the batch's transaction (two
-// Writers on one file conflict there and retry, rather than share numbers).
+// appendSpans appends the snapshots to span_versions, numbered in batch order from
+// the seq counter's next; the caller holds w.seq.mu and advances next when the
+// transaction commits.
 func (w *Writer) appendSpans(ctx context.Context, conn *sql.Conn, spans []*schema.Span, now time.Time) error {
 	if len(spans) == 0 {
 		return nil
 	}
-	var first int64
-	if err := conn.QueryRowContext(ctx, fmt.Sprintf(reserveSeq, len(spans))).Scan(&first); err != nil {
-		return classify(ctx, fmt.Errorf("duckdb: reserve seq for spans batch of %d: %w", len(spans), err))
-	}
+	first := w.seq.next
 	err := appendRows(ctx, w, conn, "", spanVersions, spans, spanRow, func(row []driver.Value, i int) []driver.Value {
 		return append(row, first+int64(i), now, now, w.spanKeyHash(spans[i]))
 	})

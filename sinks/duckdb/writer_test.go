@@ -442,6 +442,59 @@ func TestCheckpointedBlocksEvicted(t *testing.T) {
 	}
 }
 
+// TestCheckpointWhileAnotherTransactionRuns: writes checkpoint the file when its
+// write-ahead log passes checkpoint_threshold even while another transaction is open
+// (a background compaction, a query of the explorer). DuckDB does not checkpoint on
+// the commit of a transaction that updated rows while another one is active: a write
+// that reserved its seq numbers with an UPDATE never checkpointed during a
+// compaction, and the log and the rows held in memory grew until it ended.
+func TestCheckpointWhileAnotherTransactionRuns(t *testing.T) {
+	cfg := duckdb.DefaultConfig()
+	cfg.Path, cfg.CheckpointThreshold = dbPath(t), "2MB"
+	w, err := duckdb.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.SetCompaction(1<<40, nil)
+	w.SetCompactionAfter(0)
+	write(t, w, benchBatch(10, strings.Repeat("0f", 16)))
+	reader, err := w.DB().Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	var n int64
+	if _, err := reader.ExecContext(t.Context(), "BEGIN TRANSACTION"); err != nil {
+		t.Fatal(err)
+	}
+	if err := reader.QueryRowContext(t.Context(), "SELECT count(*) FROM span_versions").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	defer reader.ExecContext(context.WithoutCancel(t.Context()), "ROLLBACK")
+	walSize := func() int64 {
+		st, err := os.Stat(cfg.Path + ".wal")
+		if err != nil {
+			return 0
+		}
+		return st.Size()
+	}
+	var grew int64
+	for i := range 20 {
+		b := benchBatch(500, fmt.Sprintf("%032x", i+1))
+		for _, s := range b.Spans {
+			s.Output = jsontext.Value(fmt.Sprintf("%q", rand.Text()+strings.Repeat("x", 1000)))
+		}
+		write(t, w, b)
+		size := walSize()
+		if size < grew {
+			return // checkpointed
+		}
+		grew = size
+	}
+	t.Fatalf("the write-ahead log grew to %d bytes over 20 writes of 500 spans while a read transaction was open; want a checkpoint at 2MB", grew)
+}
+
 // TestCompactedBlocksEvicted: the write after a background compaction evicts the
 // blocks the compaction read, as after a checkpoint, and only once.
 func TestCompactedBlocksEvicted(t *testing.T) {
@@ -512,6 +565,84 @@ func TestReopen(t *testing.T) {
 	if err := db.QueryRowContext(t.Context(), "SELECT name FROM spanpipe_migrations WHERE version = 1").Scan(&name); err != nil || name != "0001_init" {
 		t.Errorf("migration 1: got %q, %v, want 0001_init", name, err)
 	}
+}
+
+// seq numbers span_versions rows in commit order, across the Writers of one file and
+// across reopenings: two Writers of one process write versions of the same spans at
+// once while compactions run, and a reopened file whose bookkeeping lags its rows
+// (a process killed before a compaction recorded them) goes on after its last row.
+func TestSeqAcrossWritersAndReopens(t *testing.T) {
+	path := dbPath(t)
+	const spansPerBatch, batches = 40, 30
+	ids := make([]string, spansPerBatch)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%032x", i+1)
+	}
+	w1, w2 := openWriter(t, path), openWriter(t, path)
+	errs := make(chan error, 2)
+	for n, w := range []*duckdb.Writer{w1, w2} {
+		w.SetCompaction(100, nil)
+		go func() {
+			for b := range batches {
+				batch := &pipeline.Batch{Strategy: pipeline.BatchWithUpdates}
+				for _, id := range ids {
+					batch.Spans = append(batch.Spans, span(id, "0000000000000001", uint64(2*b+n+1)))
+				}
+				if err := w.Write(t.Context(), batch); err != nil {
+					errs <- fmt.Errorf("writer %d, batch %d: %w", n+1, b, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	seqs := func(stage string, db *sql.DB) (rows, distinct, maxSeq int64) {
+		t.Helper()
+		if err := db.QueryRowContext(t.Context(), "SELECT count(*), count(DISTINCT seq), max(seq) FROM span_versions").Scan(&rows, &distinct, &maxSeq); err != nil {
+			t.Fatalf("%s: %v", stage, err)
+		}
+		if rows != distinct {
+			t.Fatalf("%s: span_versions has %d rows and %d distinct seq", stage, rows, distinct)
+		}
+		return rows, distinct, maxSeq
+	}
+	seqs("two writers", w1.DB())
+	var newest int64
+	if err := w1.DB().QueryRowContext(t.Context(), "SELECT min(version) FROM spans").Scan(&newest); err != nil || newest != 2*batches {
+		t.Fatalf("oldest version in the spans view: %d, %v; want %d (every span's newest)", newest, err, 2*batches)
+	}
+	if err := errors.Join(w1.Close(), w2.Close()); err != nil {
+		t.Fatal(err)
+	}
+	// The compaction on Close leaves one row per span only if no row committed after
+	// a compaction had a seq at or below its bound.
+	w := openWriter(t, path)
+	rows, _, last := seqs("after close", w.DB())
+	if rows != spansPerBatch {
+		t.Fatalf("span_versions has %d rows after the writers closed, want %d (one per span)", rows, spansPerBatch)
+	}
+	if _, err := w.DB().ExecContext(t.Context(), `UPDATE spanpipe_span_state SET next_seq = 1;
+		UPDATE spanpipe_span_compaction SET compacted_seq = 0`); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w = openWriter(t, path)
+	write(t, w, &pipeline.Batch{Spans: []*schema.Span{span(strings.Repeat("ab", 16), "0000000000000001", 1)}})
+	var first int64
+	if err := w.DB().QueryRowContext(t.Context(), "SELECT min(seq) FROM span_versions WHERE version = 1").Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	if first != last+1 {
+		t.Errorf("the first row written after reopening a file whose next_seq is 1 has seq %d, want %d (after its last row)", first, last+1)
+	}
+	seqs("reopened", w.DB())
 }
 
 func TestInMemory(t *testing.T) {
