@@ -121,7 +121,11 @@ type Result struct {
 	// the server's share is unknown), the figure to compare with Mastra's.
 	ServerCPUMs *float64 `json:"clickhouse_server_cpu_ms_per_span,omitempty"`
 	TotalCPUMs  *float64 `json:"total_cpu_ms_per_span"`
-	PeakRSSMB   float64  `json:"peak_rss_mb"`
+	// PeakRSSMB is the kernel's high-water mark of the process's RSS over the drain
+	// (Linux; elsewhere the highest sample); SampledPeakRSSMB the highest of the
+	// samples taken every 100 ms, the moment the at-peak figures describe.
+	PeakRSSMB        float64 `json:"peak_rss_mb"`
+	SampledPeakRSSMB float64 `json:"sampled_peak_rss_mb"`
 	// PeakGoMB is the most memory the Go runtime held during the drain (heap, stacks
 	// and its own structures, without what it returned to the OS); the rest of the
 	// RSS is outside Go: an embedded DuckDB's.
@@ -245,7 +249,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		total += srv
 		res.ServerCPUMs, res.TotalCPUMs = &srv, &total
 	}
-	res.PeakRSSMB = mb(d.peakRSS)
+	res.PeakRSSMB, res.SampledPeakRSSMB = mb(d.peakRSS), mb(d.sampledPeak)
 	res.PeakGoMB = mb(d.peakGo)
 	res.AtPeakGoMB, res.AtPeakDuckDBPoolMB, res.AtPeakDuckDBTags = mb(d.atPeak.goBytes), -1, d.atPeak.duckTags
 	if d.atPeak.duckPool >= 0 {

@@ -44,8 +44,11 @@ type drained struct {
 	// serverCPU is the ClickHouse server's CPU seconds; -1 when unknown (a server
 	// the bench did not start).
 	serverCPU float64
-	peakRSS   int64
-	peakGo    int64 // the most memory the Go runtime held (see goMemory)
+	// peakRSS is the kernel's high-water mark of the RSS over the drain where it can
+	// be reset at its start (Linux), else sampledPeak; sampledPeak is the highest
+	// sample, the one atPeak describes. A checkpoint's spike can fall between samples.
+	peakRSS, sampledPeak int64
+	peakGo               int64 // the most memory the Go runtime held (see goMemory)
 	// atPeak is what held the RSS when it peaked (DuckDB's buffer pool only with
 	// the DuckDB sink).
 	atPeak memoryAtPeak
@@ -84,6 +87,7 @@ func drain(ctx context.Context, o Options, adm *kgo.Client, sink, topic, drops, 
 	start := time.Now()
 	cpu0 := cpuSeconds()
 	srv0, srvErr := serverCPU(server)
+	hwm := resetPeakRSS()
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	var sw sync.WaitGroup
 	var atPeak memoryAtPeak
@@ -132,7 +136,11 @@ func drain(ctx context.Context, o Options, adm *kgo.Client, sink, topic, drops, 
 		d.rssAt[quarter] = d.rssAt[2]
 		quarter++
 	}
-	d.peakRSS = max(rs.peak.Load(), slices.Max(d.rssAt[:]))
+	d.sampledPeak = max(rs.peak.Load(), slices.Max(d.rssAt[:]))
+	d.peakRSS = d.sampledPeak
+	if hwm {
+		d.peakRSS = max(d.peakRSS, readStatus("VmHWM:"))
+	}
 	d.atPeak = atPeak
 	d.peakGo = max(rs.peakGo.Load(), goMemory())
 	for q := range d.quarterPeak {
@@ -419,8 +427,7 @@ func cpuSeconds() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
-// rssSampler records the resident set size while the drain runs (VmHWM would include
-// the produce phase of this same process): its highest, overall and per quarter of
+// rssSampler records the resident set size while the drain runs: its highest, overall and per quarter of
 // the drain, every sample per quarter, and the highest memory the Go runtime held,
 // which tells the Go side's share of it from an embedded DuckDB's. The samples are
 // for the flatness check (see quarterP90).
@@ -541,13 +548,24 @@ func goMemory() int64 {
 	return int64(s[0].Value.Uint64() - s[1].Value.Uint64())
 }
 
-func readRSS() int64 {
+func readRSS() int64 { return readStatus("VmRSS:") }
+
+// resetPeakRSS resets the kernel's high-water mark of this process's RSS (VmHWM), so
+// that it covers the drain rather than the produce phase before it, and tells
+// whether it could (Linux 4.0 and later).
+func resetPeakRSS() bool {
+	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil && readStatus("VmHWM:") > 0
+}
+
+// readStatus returns a size field of /proc/self/status ("VmRSS:") in bytes, 0 when
+// it cannot.
+func readStatus(field string) int64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			return kb << 10
 		}

@@ -42,7 +42,8 @@ func (r *Result) WriteTable(out io.Writer) error {
 			p("total CPU\tunknown")
 		}
 	}
-	p("RSS\tpeak %.0f MB; at 25%% / 50%% / 100%% of the drain %.0f / %.0f / %.0f MB", r.PeakRSSMB, r.RSSMB[0], r.RSSMB[1], r.RSSMB[2])
+	p("RSS\tpeak %.0f MB (highest 100 ms sample %.0f MB); at 25%% / 50%% / 100%% of the drain %.0f / %.0f / %.0f MB",
+		r.PeakRSSMB, r.SampledPeakRSSMB, r.RSSMB[0], r.RSSMB[1], r.RSSMB[2])
 	q, g, pool := r.RSSPeakByQuarterMB, r.GoMBAtQuarterPeaks, r.DuckDBPoolMBAtQuarterPeaks
 	if r.Sink == "duckdb" && pool[0] >= 0 {
 		p("RSS by quarter\thighest in each quarter of the drain %.0f / %.0f / %.0f / %.0f MB; then Go %.0f / %.0f / %.0f / %.0f MB, DuckDB buffer pool %.0f / %.0f / %.0f / %.0f MB",
@@ -55,8 +56,8 @@ func (r *Result) WriteTable(out io.Writer) error {
 	p("\t90th percentile of each quarter's samples %.0f / %.0f / %.0f / %.0f MB", p90[0], p90[1], p90[2], p90[3])
 	p("Go runtime memory\tpeak %.0f MB (the rest of the RSS is outside Go)", r.PeakGoMB)
 	if r.AtPeakDuckDBPoolMB >= 0 && r.Sink == "duckdb" {
-		p("at the RSS peak\tGo %.0f MB, DuckDB buffer pool %.0f MB (%s), the rest %.0f MB (DuckDB outside its pool: allocator caches, checkpoint buffers; code)",
-			r.AtPeakGoMB, r.AtPeakDuckDBPoolMB, r.AtPeakDuckDBTags, r.PeakRSSMB-r.AtPeakGoMB-r.AtPeakDuckDBPoolMB)
+		p("at the highest sample\tGo %.0f MB, DuckDB buffer pool %.0f MB (%s), the rest %.0f MB (DuckDB outside its pool: allocator caches, checkpoint buffers; code)",
+			r.AtPeakGoMB, r.AtPeakDuckDBPoolMB, r.AtPeakDuckDBTags, r.SampledPeakRSSMB-r.AtPeakGoMB-r.AtPeakDuckDBPoolMB)
 	}
 	if r.Stored >= 0 {
 		p("rows written per span\t%.2f (stored %d)", r.RowsPerSpan, r.Stored)
