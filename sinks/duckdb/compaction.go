@@ -12,10 +12,10 @@ import (
 )
 
 // Statements of compaction (migrations 0005, 0008 and 0009). A compaction covers the rows
-// up to the last seq handed out when it starts: seq ranges are reserved in the
-// transactions that append the rows, and one Writer commits them in order, so every
-// row up to that seq is in the compaction's snapshot, and rows written while it runs
-// are after it (the next compaction's tail).
+// up to the last seq committed when it starts: the Writers of a database commit their
+// seq ranges in order (see seqCounter), so every row up to that seq is in the
+// compaction's snapshot, and rows written while it runs are after it (the next
+// compaction's tail).
 const (
 	// compactionBounds returns compacted_seq and the rows between it and $1, the last
 	// seq committed: the tail that this compaction covers.
