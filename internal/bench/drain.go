@@ -427,10 +427,10 @@ func cpuSeconds() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
-// rssSampler records the resident set size while the drain runs: its highest, overall and per quarter of
-// the drain, every sample per quarter, and the highest memory the Go runtime held,
-// which tells the Go side's share of it from an embedded DuckDB's. The samples are
-// for the flatness check (see quarterP90).
+// rssSampler records the resident set size while the drain runs: its highest, overall
+// and per quarter of the drain, every sample per quarter, and the highest memory the
+// Go runtime held, which tells the Go side's share of it from an embedded DuckDB's.
+// The samples are for the flatness check (see quarterP90).
 type rssSampler struct {
 	peak, peakGo atomic.Int64
 	// quarter is the quarter of the records committed so far (0–3), set by whoever

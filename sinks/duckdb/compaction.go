@@ -44,7 +44,9 @@ const (
 		QUALIFY row_number() OVER (PARTITION BY v.trace_id, v.span_id ORDER BY v.version DESC, v.rank DESC, v.seq DESC) > 1)`
 	markCompacted = "UPDATE main.spanpipe_span_compaction SET compacted_seq = $1"
 	// markHandedOut keeps spanpipe_span_state's next_seq, which writes no longer
-	// update (see seqCounter), up to date as of the compaction, for readers of the file.
+	// update (see seqCounter), up to date as of the compaction: after a Close, which
+	// compacts the whole tail, it is exact again, and the previous spanpipe version,
+	// which hands out numbers from it, can open the file without reusing one.
 	markHandedOut = "UPDATE main.spanpipe_span_state SET next_seq = greatest(next_seq, $1 + 1)"
 	// compactionState counts the rows up to compacted_seq and after it (the tail).
 	compactionState = `SELECT count(*) FILTER (v.seq <= c.compacted_seq), count(*) FILTER (v.seq > c.compacted_seq)

@@ -244,3 +244,62 @@ func TestCompactionOfAVersionFarBack(t *testing.T) {
 		t.Errorf("span written first: got %v, %v, want version 2", got, err)
 	}
 }
+
+// TestCompactionWaitsForAWriteInFlight: a compaction takes as its bound the last seq
+// committed, never one that a write of another Writer on the file holds in an open
+// transaction. Otherwise that write commits rows at or below compacted_seq that the
+// compaction never saw, and a span keeps two versions there that no later compaction
+// looks at: readers would see both.
+func TestCompactionWaitsForAWriteInFlight(t *testing.T) {
+	path := dbPath(t)
+	w1, w2 := openWriter(t, path), openWriter(t, path)
+	for _, w := range []*duckdb.Writer{w1, w2} {
+		w.SetCompaction(1<<40, nil)
+		w.SetCompactionAfter(0)
+	}
+	traceID := strings.Repeat("d0", 16)
+	write(t, w1, &pipeline.Batch{Spans: []*schema.Span{span(traceID, "0000000000000001", 1)}})
+	if _, err := w1.Compact(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	inTx, release := make(chan struct{}), make(chan struct{})
+	w1.SetBeforeCommit(func() {
+		close(inTx)
+		<-release
+	})
+	wrote := make(chan error, 1)
+	go func() {
+		wrote <- w1.Write(t.Context(), &pipeline.Batch{Spans: []*schema.Span{span(traceID, "0000000000000001", 2)}})
+	}()
+	<-inTx
+	compacted := make(chan error, 1)
+	go func() {
+		_, err := w2.Compact(t.Context())
+		compacted <- err
+	}()
+	// A compaction that does not wait ends while the write is held; one that waits
+	// ends only after the release, whichever comes first.
+	select {
+	case err := <-compacted:
+		close(release)
+		compacted <- err
+	case <-time.After(500 * time.Millisecond):
+		close(release)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-compacted; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w2.Compact(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var n, newest int64
+	if err := w1.DB().QueryRowContext(t.Context(), "SELECT count(*), max(version) FROM spans WHERE trace_id = $1", traceID).Scan(&n, &newest); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || newest != 2 {
+		t.Errorf("spans shows %d rows of the span (newest version %d) after compactions around a write in flight, want 1 (version 2)", n, newest)
+	}
+}

@@ -50,9 +50,8 @@ type instance struct {
 // instance commit their ranges in order: every seq up to next-1 is committed, which
 // is what a compaction relies on when it takes next-1 as its bound.
 type seqCounter struct {
-	mu     sync.Mutex
-	next   int64 // the first seq not committed yet
-	loaded bool  // next has been read from the file
+	mu   sync.Mutex
+	next int64 // the first seq not committed yet; 0 until read from the file
 }
 
 // openDB returns the handle of the database cfg names, opening it (an in-memory

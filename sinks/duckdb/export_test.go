@@ -25,6 +25,14 @@ func (w *Writer) SetCompaction(every int64, hook func()) {
 	w.compactor.every, w.compactor.testHook = every, hook
 }
 
+// SetBeforeCommit sets a function that each write runs in its transaction, before
+// its COMMIT. Call it before the first Write.
+func (w *Writer) SetBeforeCommit(f func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.beforeCommit = f
+}
+
 // SetCompactionAfter sets the age of the last compaction after which any tail is
 // compacted (0: never).
 func (w *Writer) SetCompactionAfter(d time.Duration) {

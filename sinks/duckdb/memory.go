@@ -68,10 +68,10 @@ func (w *Writer) readMemoryLimit(ctx context.Context) error {
 // otherwise. DuckDB frees through its bundled jemalloc, which as DuckDB builds it
 // keeps freed pages for a second before returning them (configureAllocator changes
 // that unless the user set its options), and glibc's malloc, which keeps freed
-// memory below its trim threshold: a checkpoint every 25k spans or so frees the rows it wrote
-// out and its compression buffers, and the process's RSS kept what they had used
-// (the writer alone, 150k spans: 257 MB peak, of which jemalloc held ~100 MB
-// freed and glibc ~45 MB). Setting memory_limit again, to the same value, is
+// memory below its trim threshold: a checkpoint every 25k spans or so frees the rows
+// it wrote out and its compression buffers, and the process's RSS kept what they
+// had used (the writer alone, 150k spans: 257 MB peak, of which jemalloc held
+// ~100 MB freed and glibc ~45 MB). Setting memory_limit again, to the same value, is
 // DuckDB's way to flush both (BufferPool::SetLimit evicts to the limit, which is
 // already met, then calls Allocator::FlushAll: jemalloc's purge of every arena and
 // malloc_trim). It costs ~3 ms on a loaded machine, hence not after every batch.

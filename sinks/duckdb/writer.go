@@ -47,6 +47,8 @@ type Writer struct {
 	compactor       compactor
 	ceilingSeq      int64 // seq handed out by AppendSpans (the bench's ceiling)
 	flush           allocatorFlush
+	// beforeCommit, when set (tests), runs in a write's transaction before its COMMIT.
+	beforeCommit func()
 }
 
 // Open opens (creating if needed) the database named by cfg, applies the pending
@@ -107,13 +109,12 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 func (w *Writer) loadSeq(ctx context.Context) error {
 	w.seq.mu.Lock()
 	defer w.seq.mu.Unlock()
-	if w.seq.loaded {
+	if w.seq.next > 0 {
 		return nil
 	}
 	if err := w.db.QueryRowContext(ctx, loadNextSeq).Scan(&w.seq.next); err != nil {
 		return fmt.Errorf("duckdb: read next span seq: %w", err)
 	}
-	w.seq.loaded = true
 	return nil
 }
 
@@ -198,6 +199,9 @@ func (w *Writer) write(ctx context.Context, b *pipeline.Batch) (err error) {
 	}
 	if err := writeTable(ctx, w, conn, feedbackTable, b.Feedback, feedbackRow, now); err != nil {
 		return err
+	}
+	if w.beforeCommit != nil {
+		w.beforeCommit()
 	}
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return classify(ctx, fmt.Errorf("duckdb: commit batch of %d rows: %w", b.Len(), err))
