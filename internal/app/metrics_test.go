@@ -58,6 +58,10 @@ func TestMetricsEndpoint(t *testing.T) {
 		body = get(t, "http://"+ms.Addr+"/metrics")
 		return strings.Contains(body, `spanpipe_sink_rows_written_total{signal="tracing",sink="duckdb"} 1`)
 	})
+	// A scrape is no snapshot: the registry collects each family on its own goroutine, so
+	// the scrape that first shows the row may predate the write's other metrics, which the
+	// writer sets just before it counts the row. Every one of them is set by now.
+	body = get(t, "http://"+ms.Addr+"/metrics")
 	for _, want := range []string{
 		"spanpipe_build_info", "spanpipe_pipeline_records_consumed_total", "spanpipe_dropped_records_total",
 		"spanpipe_consumer_lag_records", "spanpipe_producer_records_sent_total", "spanpipe_kafka_",
