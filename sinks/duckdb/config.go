@@ -160,9 +160,16 @@ const (
 	maxBlockSize = 262144
 )
 
+// newFileStorageVersion is the storage version of the files this creates: the oldest
+// with zstd for strings (see zstdMarker). DuckDB creates v1.0.0 files unless told, for
+// the sake of DuckDB releases before 1.2 (February 2025), which cannot open later ones;
+// a file keeps the version it was created with.
+const newFileStorageVersion = "v1.2.0"
+
 // attach returns the statement that attaches the database file to a connection's
 // instance as the catalog [catalogName], or "" for ":memory:". newFile tells whether
-// the file does not exist yet: only then does it name the block size.
+// the file does not exist yet: only then does it name the block size and the
+// storage version.
 func (c Config) attach(newFile bool) string {
 	if c.Path == ":memory:" {
 		return ""
@@ -173,6 +180,9 @@ func (c Config) attach(newFile bool) string {
 	}
 	if newFile && c.BlockSize > 0 {
 		opts = append(opts, fmt.Sprintf("BLOCK_SIZE %d", c.BlockSize))
+	}
+	if newFile {
+		opts = append(opts, "STORAGE_VERSION '"+newFileStorageVersion+"'")
 	}
 	with := ""
 	if len(opts) > 0 {

@@ -99,3 +99,6 @@ func (w *Writer) Compact(ctx context.Context) (int64, error) {
 // JemallocDecay is the dirty decay of DuckDB's jemalloc, for new arenas and the
 // first one, in milliseconds; -2 where there is none.
 func JemallocDecay() (newArenas, arena0 int) { return jemallocDecay() }
+
+// StorageAtLeast is storageAtLeast, for its table test.
+var StorageAtLeast = storageAtLeast
