@@ -98,6 +98,23 @@ func TestAppendCeilingMeasures(t *testing.T) {
 	}
 }
 
+// TestChunkOfHoldsWholeBatches: the ceiling never commits a batch smaller than the
+// drain's because its chunk of generated spans ended mid-batch.
+func TestChunkOfHoldsWholeBatches(t *testing.T) {
+	for _, tc := range []struct{ batch, want int }{
+		{1, ceilingChunk},
+		{1000, 10000},
+		{3000, 12000},
+		{ceilingChunk, ceilingChunk},
+		{16384, 16384},
+		{25000, 25000},
+	} {
+		if got := chunkOf(tc.batch); got != tc.want {
+			t.Errorf("chunkOf(%d) = %d, want %d", tc.batch, got, tc.want)
+		}
+	}
+}
+
 // TestOptionsConfig: the sink settings of Options.Config reach the append ceiling
 // (a row group size that DuckDB's Open refuses fails it) and the settings line.
 func TestOptionsConfig(t *testing.T) {

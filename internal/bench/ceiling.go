@@ -12,8 +12,16 @@ import (
 	"github.com/spanpipe/spanpipe/sinks/duckdb"
 )
 
-// ceilingChunk is how many spans are generated, then appended, at a time.
+// ceilingChunk is about how many spans are generated, then appended, at a time.
 const ceilingChunk = 10000
+
+// chunkOf is how many spans the ceiling generates at a time for batches of
+// batchSize: whole batches, at least ceilingChunk spans. A batch cut short by its
+// chunk would commit fewer rows than the drain's, and DuckDB's cost per row depends
+// on the commit's size (a commit of a row group or more skips the WAL).
+func chunkOf(batchSize int) int {
+	return batchSize * max(1, (ceilingChunk+batchSize-1)/batchSize)
+}
 
 // appendCeiling measures DuckDB's append ceiling on the drain's own rows: the
 // workload's spans (the same generator, no Kafka; the wire round trip that makes
@@ -39,12 +47,13 @@ func appendCeiling(ctx context.Context, o Options, name string) (rate, cpuMs flo
 	}()
 	batchSize := o.config().Pipeline.MaxBatchSize
 	gen := newSpanGen(o.PayloadAvg, drainStream)
-	spans := make([]*schema.Span, 0, ceilingChunk)
+	chunk := chunkOf(batchSize)
+	spans := make([]*schema.Span, 0, chunk)
 	var took time.Duration
 	var cpu float64
 	for done := 0; done < o.Spans; done += len(spans) {
 		spans = spans[:0]
-		for range min(ceilingChunk, o.Spans-done) {
+		for range min(chunk, o.Spans-done) {
 			s, _ := gen.next()
 			row, err := stored(s, o.Lifecycle == "updates")
 			if err != nil {
