@@ -150,6 +150,8 @@ type Result struct {
 	// RSSP90ByQuarterMB is the 90th percentile of the RSS samples (every 100 ms) of
 	// each quarter of the drain: the flatness target compares the second and the last.
 	RSSP90ByQuarterMB [4]float64 `json:"rss_p90_mb_by_quarter"`
+	// RSSSamplesByQuarter is how many samples each quarter holds.
+	RSSSamplesByQuarter [4]int `json:"rss_samples_by_quarter"`
 
 	RowsPerSpan        float64  `json:"rows_written_per_span"`
 	Stored             int64    `json:"spans_stored"`
@@ -259,7 +261,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.RSSMB[i] = mb(v)
 	}
 	for q, v := range d.quarterPeak {
-		res.RSSP90ByQuarterMB[q] = mb(d.quarterP90[q])
+		res.RSSP90ByQuarterMB[q], res.RSSSamplesByQuarter[q] = mb(d.quarterP90[q]), d.quarterSamples[q]
 		at := d.atQuarterPeak[q]
 		res.RSSPeakByQuarterMB[q], res.GoMBAtQuarterPeaks[q], res.DuckDBPoolMBAtQuarterPeaks[q] = mb(v), mb(at.goBytes), -1
 		if at.duckPool >= 0 {

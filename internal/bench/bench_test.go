@@ -135,6 +135,7 @@ func TestOptionsConfig(t *testing.T) {
 
 func TestTargets(t *testing.T) {
 	const rssGrowth = "RSS growth, p90 of 2nd to 4th quarter"
+	enough := [4]int{minQuarterSamples, minQuarterSamples, minQuarterSamples, minQuarterSamples}
 	pass := func(r Result, name string) (bool, bool) {
 		for _, tg := range targets(&r) {
 			if tg.Name == name {
@@ -160,10 +161,13 @@ func TestTargets(t *testing.T) {
 		{"duckdb bytes per span", Result{Sink: "duckdb", DuckDBBytesPerSpan: 1151}, "DuckDB bytes on disk per span", false, false},
 		{"peak RSS", Result{Sink: "clickhouse", PeakRSSMB: 250}, "peak RSS", true, false},
 		// The sample at half the drain fell on a low of the sawtooth; the sawtooth did not move.
-		{"RSS sawtooth", Result{Sink: "duckdb", RSSMB: [3]float64{200, 140, 240}, RSSP90ByQuarterMB: [4]float64{180, 240, 245, 250}}, rssGrowth, true, false},
+		{"RSS sawtooth", Result{Sink: "duckdb", RSSMB: [3]float64{200, 140, 240}, RSSP90ByQuarterMB: [4]float64{180, 240, 245, 250}, RSSSamplesByQuarter: enough}, rssGrowth, true, false},
 		// The first quarter fills the buffers: no growth to count.
-		{"RSS filling first", Result{Sink: "null", RSSP90ByQuarterMB: [4]float64{120, 200, 205, 210}}, rssGrowth, true, false},
-		{"RSS growing", Result{Sink: "null", RSSP90ByQuarterMB: [4]float64{200, 200, 210, 221}}, rssGrowth, false, false},
+		{"RSS filling first", Result{Sink: "null", RSSP90ByQuarterMB: [4]float64{120, 200, 205, 210}, RSSSamplesByQuarter: enough}, rssGrowth, true, false},
+		{"RSS growing", Result{Sink: "null", RSSP90ByQuarterMB: [4]float64{200, 200, 210, 221}, RSSSamplesByQuarter: enough}, rssGrowth, false, false},
+		// Two samples a quarter: one tooth of the sawtooth against another.
+		{"RSS quarters too short", Result{Sink: "null", RSSP90ByQuarterMB: [4]float64{200, 200, 210, 260}, RSSSamplesByQuarter: [4]int{2, 2, 2, 2}}, rssGrowth, false, true},
+		{"RSS last quarter too short", Result{Sink: "null", RSSP90ByQuarterMB: [4]float64{200, 200, 210, 260}, RSSSamplesByQuarter: [4]int{8, 8, 8, 7}}, rssGrowth, false, true},
 		{"RSS not sampled", Result{Sink: "null"}, rssGrowth, false, true},
 		{"p99 within the bound", Result{Sink: "null", LatencyRate: 1, LatencyP99ms: 5400, LatencyBoundMs: 5500}, "p99 latency at half the drain rate", true, false},
 		{"p99 over the bound", Result{Sink: "null", LatencyRate: 1, LatencyP99ms: 5600, LatencyBoundMs: 5500}, "p99 latency at half the drain rate", false, false},
@@ -182,6 +186,28 @@ func TestTargets(t *testing.T) {
 func TestLatencyBound(t *testing.T) {
 	if got := latencyBound(5 * time.Second); got != 5500*time.Millisecond {
 		t.Fatalf("got %s, want 5.5s", got)
+	}
+}
+
+// A drain too short to judge flatness says so, with its sample counts, rather than
+// printing a growth that is one sample against another; a long enough one judges.
+func TestWriteTableRSSGrowthJudgedOnEnoughSamples(t *testing.T) {
+	for _, c := range []struct {
+		samples [4]int
+		want    string
+	}{
+		{[4]int{2, 2, 2, 2}, "not judged: 2 / 2 samples in the 2nd / 4th quarter, 8 needed"},
+		{[4]int{9, 9, 9, 9}, "PASS  4.762 %"},
+	} {
+		var b strings.Builder
+		r := &Result{Sink: "null", RSSP90ByQuarterMB: [4]float64{100, 105, 108, 110}, RSSSamplesByQuarter: c.samples}
+		r.Targets = targets(r)
+		if err := r.WriteTable(&b); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), c.want) {
+			t.Errorf("samples %v: the table lacks %q:\n%s", c.samples, c.want, b.String())
+		}
 	}
 }
 

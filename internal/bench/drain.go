@@ -61,6 +61,8 @@ type drained struct {
 	quarterPeak   [4]int64
 	atQuarterPeak [4]memoryAtPeak
 	quarterP90    [4]int64 // see rssSampler.quarterP90
+	// quarterSamples counts the RSS samples of each quarter.
+	quarterSamples [4]int
 }
 
 // drain starts o.Consumers consumers of sink on topic and waits until they committed
@@ -148,6 +150,9 @@ func drain(ctx context.Context, o Options, adm *kgo.Client, sink, topic, drops, 
 		d.atQuarterPeak[q] = atQuarterPeak[q]
 	}
 	d.quarterP90 = rs.quarterP90()
+	for q := range d.quarterSamples {
+		d.quarterSamples[q] = len(rs.samples[q])
+	}
 	return cs, d, nil
 }
 

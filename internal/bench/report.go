@@ -52,8 +52,9 @@ func (r *Result) WriteTable(out io.Writer) error {
 		p("RSS by quarter\thighest in each quarter of the drain %.0f / %.0f / %.0f / %.0f MB; then Go %.0f / %.0f / %.0f / %.0f MB",
 			q[0], q[1], q[2], q[3], g[0], g[1], g[2], g[3])
 	}
-	p90 := r.RSSP90ByQuarterMB
-	p("\t90th percentile of each quarter's samples %.0f / %.0f / %.0f / %.0f MB", p90[0], p90[1], p90[2], p90[3])
+	p90, n := r.RSSP90ByQuarterMB, r.RSSSamplesByQuarter
+	p("\t90th percentile of each quarter's samples %.0f / %.0f / %.0f / %.0f MB (%d / %d / %d / %d samples)",
+		p90[0], p90[1], p90[2], p90[3], n[0], n[1], n[2], n[3])
 	p("Go runtime memory\tpeak %.0f MB (the rest of the RSS is outside Go)", r.PeakGoMB)
 	if r.AtPeakDuckDBPoolMB >= 0 && r.Sink == "duckdb" {
 		p("at the highest sample\tGo %.0f MB, DuckDB buffer pool %.0f MB (%s), the rest %.0f MB (DuckDB outside its pool: allocator caches, checkpoint buffers; code)",
@@ -81,6 +82,10 @@ func (r *Result) WriteTable(out io.Writer) error {
 			verdict = "PASS"
 		}
 		p("target: %s\t%s  %.4g %s (want %s %g %s)", t.Name, verdict, t.Got, t.Unit, op, t.Limit, t.Unit)
+	}
+	if !rssGrowthJudged(r) && n != [4]int{} {
+		p("target: %s\tnot judged: %d / %d samples in the 2nd / 4th quarter, %d needed (a longer drain, such as --spans 2000000, has them)",
+			rssGrowthName, n[1], n[3], minQuarterSamples)
 	}
 	return tw.Flush()
 }
