@@ -44,25 +44,27 @@ func runBench(ctx context.Context, args []string) error {
 	var bad problems
 	bad.add(loadErr)
 	bad.add(cfg.Validate())
+	// Every value is checked before a broker or server starts: --spans -5 used to
+	// start Kafka, produce nothing and fail counting the spans stored.
+	bad.check(*spans >= 1, "--spans must be >= 1, got %d", *spans)
+	bad.check(*payload >= 0, "--payload must be >= 0, got %d", *payload)
+	bad.check(*consumers >= 1, "--consumers must be >= 1, got %d", *consumers)
+	bad.check(*partitions >= 1, "--partitions must be >= 1, got %d", *partitions)
+	bad.check(*latency >= 0, "--latency-seconds must be >= 0 (0: no latency phase), got %d", *latency)
+	bad.check(*lifecycle == "insert-only" || *lifecycle == "updates", "--lifecycle must be insert-only or updates, got %q", *lifecycle)
+	bad.check(*sink == "duckdb" || *sink == "null" || *sink == "clickhouse", "--sink must be duckdb, clickhouse or null, got %q", *sink)
+	bad.check(*codec == schema.CodecJSON || *codec == schema.CodecBinary, "--codec must be %s or %s, got %q", schema.CodecJSON, schema.CodecBinary, *codec)
+	st, err := pipeline.ParseStrategy(*strategy)
+	bad.add(err)
+	if *brokers != "" {
+		_, err := parseBrokers(*brokers)
+		bad.add(err)
+	}
 	if err := bad.err(); err != nil {
 		return err
 	}
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(os.Stderr, "bench: warning:", w)
-	}
-	if *lifecycle != "insert-only" && *lifecycle != "updates" {
-		return exitError{2, fmt.Errorf("--lifecycle must be insert-only or updates, got %q", *lifecycle)}
-	}
-	switch {
-	case *sink != "duckdb" && *sink != "null" && *sink != "clickhouse":
-		return exitError{2, fmt.Errorf("--sink must be duckdb, clickhouse or null, got %q", *sink)}
-	}
-	if *codec != schema.CodecJSON && *codec != schema.CodecBinary {
-		return exitError{2, fmt.Errorf("--codec must be %s or %s, got %q", schema.CodecJSON, schema.CodecBinary, *codec)}
-	}
-	st, err := pipeline.ParseStrategy(*strategy)
-	if err != nil {
-		return exitError{2, err}
 	}
 	var profile io.Writer
 	if *cpuProfile != "" {

@@ -48,7 +48,8 @@ func spanpipe(t *testing.T, env []string, args ...string) (string, string, int) 
 // anything starts, with exit status 2 and a message naming the flag (they used to be
 // accepted: --traces -5 published nothing and exited 0, --partitions -3 reached the
 // broker, --brokers "" dialled nothing, --check passed a DuckDB file in a directory
-// that does not exist).
+// that does not exist, bench --spans -5 started Kafka and failed after producing
+// nothing).
 func TestNonsenseFlagsExit2(t *testing.T) {
 	tests := []struct {
 		args []string
@@ -72,6 +73,11 @@ func TestNonsenseFlagsExit2(t *testing.T) {
 		{[]string{"offsets", "skip", "--partition", "0"}, []string{"--to-offset must be >= 0"}},
 		{[]string{"serve", "--db", "x.duckdb", "--log-level", "chatty"}, []string{"--log-level must be debug, info, warn or error"}},
 		{[]string{"bench", "--config", "/nonexistent-spanpipe-dir/c.yaml"}, []string{"config file: open /nonexistent-spanpipe-dir/c.yaml"}},
+		{[]string{"bench", "--spans", "-5", "--payload", "-1", "--consumers", "0", "--partitions", "0", "--latency-seconds", "-1"},
+			[]string{"--spans must be >= 1, got -5", "--payload must be >= 0, got -1", "--consumers must be >= 1, got 0", "--partitions must be >= 1, got 0", "--latency-seconds must be >= 0", "(5 problems)"}},
+		{[]string{"bench", "--sink", "mysql", "--lifecycle", "twice", "--codec", "protobuf", "--strategy", "fast", "--brokers", "localhost"},
+			[]string{`--sink must be duckdb, clickhouse or null, got "mysql"`, `--lifecycle must be insert-only or updates, got "twice"`,
+				`--codec must be json or spanpipe-bin/v1, got "protobuf"`, `unknown strategy "fast"`, `--brokers: "localhost" is not host:port`, "(5 problems)"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
