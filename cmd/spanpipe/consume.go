@@ -70,6 +70,7 @@ func runConsume(ctx context.Context, args []string) error {
 	if *metricsAddr != "" {
 		cfg.Metrics.Listen = *metricsAddr
 	}
+	bad.check(*connectTimeout >= 0, "--connect-timeout must be >= 0 (0: wait forever), got %s", *connectTimeout)
 	bad.add(cfg.Validate())
 	if *check {
 		bad.add(checkPaths(cfg))

@@ -65,6 +65,8 @@ func TestNonsenseFlagsExit2(t *testing.T) {
 		{[]string{"dev", "--log-format", "xml"}, []string{"--log-format must be text or json"}},
 		{[]string{"consume", "--brokers", "", "--check"}, []string{"--brokers must list at least one host:port"}},
 		{[]string{"consume", "--topic", ",", "--check"}, []string{"--topic must name at least one topic"}},
+		{[]string{"consume", "--connect-timeout", "-1s", "--check"}, []string{"--connect-timeout must be >= 0 (0: wait forever), got -1s"}},
+		{[]string{"healthcheck", "--timeout", "-1s"}, []string{"--timeout must be > 0, got -1s"}},
 		{[]string{"consume", "--check", "--db", "/nonexistent-spanpipe-dir/x.duckdb"}, []string{"sink.duckdb.path /nonexistent-spanpipe-dir/x.duckdb: directory /nonexistent-spanpipe-dir: no such file or directory"}},
 		{[]string{"drops", "tail", "--brokers", "", "--exit-after", "-1"}, []string{"--brokers must list", "--exit-after must be >= 0"}},
 		{[]string{"alert", "--brokers", "", "--check"}, []string{"--brokers must list"}},

@@ -19,6 +19,11 @@ func runHealthcheck(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
 	}
+	var bad problems
+	bad.check(*timeout > 0, "--timeout must be > 0, got %s", *timeout)
+	if err := bad.err(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
