@@ -40,7 +40,13 @@ type Config struct {
 	// against 305 MB) for less drain (81–83% of its append ceiling against 94–97%;
 	// with updates 55–76% against 80%: writes merge fewer batches), p99 the same,
 	// while ClickHouse with 4000 drained 8.6–8.8k instead of 10.2–14.3k spans/s and
-	// missed its p99 (6.2–7.1 s). Set 10000 for DuckDB where memory is plentiful.
+	// missed its p99 (6.2–7.1 s). Since then DuckDB's writes got cheaper and its
+	// checkpoints more frequent, and 10000 no longer pays for DuckDB: on 2026-12-02
+	// (200k 1 KB spans) it drained 92% / 75% of the ceiling at 0.028 / 0.034 ms per
+	// span, peak RSS 246 / 253 MB, against 4000's 90%, 0.028 ms and 170 MB. Merged
+	// writes that large cross a cliff: past about a third of
+	// sink.duckdb.checkpoint_threshold in span bytes, a commit costs DuckDB twice the
+	// CPU per span (README, Performance, "Larger spans").
 	MaxBufferSize int `yaml:"max_buffer_size"`
 	// MaxBufferBytes bounds the record bytes held the same way: with 100 KB LLM spans,
 	// MaxBufferSize alone would allow a gigabyte. Default 64 MiB.
