@@ -56,8 +56,9 @@ func runBench(ctx context.Context, args []string) error {
 	bad.check(*codec == schema.CodecJSON || *codec == schema.CodecBinary, "--codec must be %s or %s, got %q", schema.CodecJSON, schema.CodecBinary, *codec)
 	st, err := pipeline.ParseStrategy(*strategy)
 	bad.add(err)
+	var seeds []string // empty: start a local Kafka
 	if *brokers != "" {
-		_, err := parseBrokers(*brokers)
+		seeds, err = parseBrokers(*brokers)
 		bad.add(err)
 	}
 	if err := bad.err(); err != nil {
@@ -84,16 +85,16 @@ func runBench(ctx context.Context, args []string) error {
 		defer f.Close()
 		heap = f
 	}
-	if *brokers == "" {
+	if len(seeds) == 0 {
 		addr, stop, err := startLocalKafka(ctx)
 		if err != nil {
 			return err
 		}
 		defer stop()
-		*brokers = addr
+		seeds = []string{addr}
 	}
 	res, err := bench.Run(ctx, bench.Options{
-		Brokers: strings.Split(*brokers, ","), Spans: *spans, PayloadAvg: *payload, Lifecycle: *lifecycle, Codec: *codec,
+		Brokers: seeds, Spans: *spans, PayloadAvg: *payload, Lifecycle: *lifecycle, Codec: *codec,
 		Consumers: *consumers, Sink: *sink, DSN: *dsn, Strategy: st, Partitions: *partitions, DBDir: *dbDir,
 		LatencySeconds: *latency, Progress: os.Stderr, CPUProfile: profile, HeapProfile: heap, Config: &cfg,
 	})

@@ -21,7 +21,7 @@ const ceilingChunk = 10000
 // on the commit's size (a commit of a whole row group or more took a third less CPU
 // per row; README, Performance).
 func chunkOf(batchSize int) int {
-	return batchSize * max(1, (ceilingChunk+batchSize-1)/batchSize)
+	return batchSize * ((ceilingChunk + batchSize - 1) / batchSize)
 }
 
 // appendCeiling measures DuckDB's append ceiling on the drain's own rows: the

@@ -79,9 +79,10 @@ type Config struct {
 	// against 0.060–0.084 ms per span; with updates (2 runs each) it costs CPU: 0.123
 	// against 0.110–0.111 ms per span, peak 217–218 against 234–236 MB. DuckDB keeps
 	// objects for every segment of the file in memory, and a segment is at most a
-	// block (but for zstd's, one per row group: a span's input and output in a file
-	// this creates, see zstdMarker; the figures here are from before): writing 2M spans alone, glibc's share of them grew by 34 MB with 64 KiB
-	// blocks, 18 MB with 128 or 256 KiB; the bench at 2M spans (16MB checkpoints)
+	// block (a zstd segment, since: a span's input and output in a file this creates,
+	// see zstdMarker, is one per row group; the figures here predate it): writing 2M
+	// spans alone, glibc's share of them grew by 34 MB with 64 KiB blocks, 18 MB with
+	// 128 or 256 KiB; the bench at 2M spans (16MB checkpoints)
 	// peaked at 236 / 244 MB with 131072, its RSS rising 4.6% / 9.0% from the second
 	// quarter to the last, against 231 / 233 MB and 13–15% with 65536, 746–757 against
 	// 729–732 B per span. Ignored for ":memory:". Default 131072.
