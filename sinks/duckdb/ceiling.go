@@ -26,13 +26,20 @@ func (w *Writer) AppendSpans(ctx context.Context, spans []*schema.Span) error {
 		return err
 	}
 	now := time.Now().UTC()
-	w.ceilingSeq += int64(len(spans))
-	first := w.ceilingSeq - int64(len(spans)) + 1
-	err = appendRows(ctx, w, conn, "", spanVersions, spans, spanRow, func(row []driver.Value, i int) []driver.Value {
-		return append(row, first+int64(i), now, now, w.spanKeyHash(spans[i]))
-	})
-	if err != nil {
-		return fmt.Errorf("duckdb: append %d spans: %w", len(spans), err)
+	// Commits and checkpoints fall where the drain's do (see rowGroups).
+	for len(spans) > 0 {
+		n := w.groups.take(len(spans))
+		part := spans[:n]
+		w.ceilingSeq += int64(n)
+		first := w.ceilingSeq - int64(n) + 1
+		err = appendRows(ctx, w, conn, "", spanVersions, part, spanRow, func(row []driver.Value, i int) []driver.Value {
+			return append(row, first+int64(i), now, now, w.spanKeyHash(part[i]))
+		})
+		if err != nil {
+			return fmt.Errorf("duckdb: append %d spans: %w", n, err)
+		}
+		w.appended(ctx, conn, n)
+		spans = spans[n:]
 	}
 	return nil
 }

@@ -32,39 +32,37 @@ type Config struct {
 	MemoryLimit string `yaml:"memory_limit"`
 
 	// CheckpointThreshold is how much write-ahead log DuckDB accumulates before it
-	// checkpoints into the database file. The checkpoint runs inside the COMMIT of the
-	// batch that crossed it, so it is that write's stall; the rows written since the
-	// last checkpoint are held in memory (within MemoryLimit, spilling beyond it), and a
-	// larger log means a longer replay after a crash. A smaller one costs CPU and bytes
-	// on disk only with large row groups: every checkpoint compresses the table's last,
-	// partly filled row group again (see RowGroupSize). `spanpipe bench --sink duckdb
-	// --spans 2000000` (one sitting, peak RSS as the kernel's high-water mark over the
-	// drain): 16MB peaked at 244 MB with DuckDB's allocator as DuckDB builds it and 231
-	// / 233 MB with the one configureAllocator sets, against 282 and 255 / 258 MB with
-	// 32MB, at about the same consumer CPU per span (0.030 against 0.028; 0.034–0.036 against
-	// 0.036–0.037 ms). 16MB pays since writes stopped holding checkpoints back while
-	// a compaction ran (see seqCounter): before that, it peaked no lower than 32MB
-	// (288–293 MB, another machine). Default "16MB".
+	// checkpoints into the database file on its own, inside the COMMIT of the write
+	// that crossed it. The writer checkpoints sooner, whenever a write fills a row group
+	// of span_versions (see RowGroupSize): a checkpoint inside a row group compresses
+	// the rows already in it again at the next one, so the threshold is the bound, for
+	// rows too large to fill a row group below it (logged as a warning), and the most
+	// log a crash leaves to replay. Rows written since the last checkpoint are held in
+	// memory within MemoryLimit and spill to disk beyond it. With a 16MB threshold,
+	// which DuckDB reached every 12,000 1 KB spans or so, commit sizes decided the cost
+	// (the writer alone, commits of 3,000 spans: 0.040 ms per span at 16MB against
+	// 0.019 at 32MB and 64MB), and larger spans paid most: `spanpipe bench --sink
+	// duckdb --payload P` (one sitting, 16MB / checkpoints at row groups and 256MB):
+	// 2 KB spans 0.081 / 0.043 ms per span, peak RSS 255 / 196 MB, p99 1.6 / 0.5 s;
+	// 4 KB 0.207 / 0.095 ms, p99 4.5 / 1.3 s; 8 KB 0.277 / 0.181 ms, p99 9.3 / 2.3 s.
+	// 1 KB spans are unchanged (0.028 / 0.028–0.030 ms). 256MB holds a row group of
+	// 16,384 spans of up to about 14 KB. Default "256MB".
 	CheckpointThreshold string `yaml:"checkpoint_threshold"`
 
 	// RowGroupSize is the number of rows per row group of the database file, set
 	// when the file is opened (DuckDB's ATTACH option ROW_GROUP_SIZE); 0 leaves
-	// DuckDB's default, 122,880. With DuckDB's default, a 32MB CheckpointThreshold
-	// (about 25k spans of 1 KB) compressed each span several times, and 128MB made
-	// each checkpoint longer and larger in memory. BenchmarkDuckDBSettings
-	// (internal/bench, 150k spans, load average 5–7 on 2 cores), checkpoint threshold
-	// / row group size: 128MB / 122,880 → 32MB / 32,768: longest write 1.5 → 0.9 s,
-	// peak RSS 319 → 235 MB, CPU per span 0.058 → 0.053 ms, file 689 → 766 B per span
-	// (32MB / 122,880: 3.7 s, 339 MB, 0.093 ms, 862 B). 16,384 holds less during a
-	// checkpoint, whose memory is the peak of the process: writer alone, peak RSS 203
-	// against 229 MB at the same CPU per span, 785 against 746 B per span; `spanpipe
-	// bench --sink duckdb` (200k spans, 4 runs each, alternated) peaked at 221–233
-	// against 235–257 MB, drain 74–111% against 83–94% of the append ceiling, 746–812
-	// against 727–776 B per span, p99 1.1–1.4 s against 0.9–1.4 s. (An earlier
-	// session measured a p99 of 7.0–8.8 s with 16,384, with a bench that still caused a
-	// write stall of its own.) A file keeps the row groups it has when the size
-	// changes. DuckDB takes multiples of 2048 up to 122,880. Ignored for
-	// ":memory:". Default 16384.
+	// DuckDB's default, 122,880. The writer checkpoints whenever a row group of
+	// span_versions fills, so it holds a row group of spans until then: 16,384 1 KB
+	// spans are ~21 MB of write-ahead log, 16,384 8 KB spans ~135 MB. `spanpipe bench
+	// --sink duckdb --payload P` (one sitting): with 1 KB spans (200k), 16,384 / 8,192
+	// / 4,096 spent 0.030 / 0.032 / 0.037 ms per span, 440 / 465 / 494 B on disk, peak
+	// RSS 168 / 158 / 158 MB; with 8 KB spans (50k), 16,384 / 8,192 / 4,096 spent
+	// 0.181 / 0.140 / 0.129 ms, peak RSS 260 / 255 / 233 MB, p99 2.3 / 1.1 / 0.6 s.
+	// Set 4096 for spans of 4 KB and more. Before the writer aligned its checkpoints
+	// with row groups, smaller groups held less during a checkpoint (16,384 against
+	// DuckDB's default 122,880, 32MB threshold: peak RSS 221–233 against 235–257 MB).
+	// A file keeps the row groups it has when the size changes. DuckDB takes multiples
+	// of 2048 up to 122,880. Ignored for ":memory:". Default 16384.
 	RowGroupSize int `yaml:"row_group_size"`
 
 	// BlockSize is the size of the blocks of a database file this creates (DuckDB's
@@ -100,7 +98,7 @@ type Config struct {
 
 // DefaultConfig returns the configuration used when nothing is set.
 func DefaultConfig() Config {
-	return Config{Path: "spanpipe.duckdb", MemoryLimit: "96MB", CheckpointThreshold: "16MB", RowGroupSize: 16384, BlockSize: 131072, Threads: 1}
+	return Config{Path: "spanpipe.duckdb", MemoryLimit: "96MB", CheckpointThreshold: "256MB", RowGroupSize: 16384, BlockSize: 131072, Threads: 1}
 }
 
 // memoryLimitRE matches the sizes DuckDB's memory_limit setting accepts.

@@ -1,6 +1,7 @@
 package duckdb
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -45,6 +46,7 @@ type Writer struct {
 	// after it, as this Writer knows them; they decide when to compact.
 	compacted, tail int64
 	compactor       compactor
+	groups          rowGroups
 	ceilingSeq      int64 // seq handed out by AppendSpans (the bench's ceiling)
 	flush           allocatorFlush
 	// beforeCommit, when set (tests), runs in a write's transaction before its COMMIT.
@@ -88,6 +90,10 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 	}
 	if err == nil {
 		err = w.loadSeq(ctx)
+	}
+	if err == nil && cfg.Path != ":memory:" {
+		w.groups.size, w.groups.wal = cmp.Or(cfg.RowGroupSize, duckDBRowGroupSize), cfg.Path+".wal"
+		err = w.loadRowGroups(ctx, w.conn)
 	}
 	if err == nil {
 		err = db.QueryRowContext(ctx, compactionState).Scan(&w.compacted, &w.tail)
@@ -168,46 +174,72 @@ func (w *Writer) Write(ctx context.Context, b *pipeline.Batch) error {
 	return nil
 }
 
-func (w *Writer) write(ctx context.Context, b *pipeline.Batch) (err error) {
+func (w *Writer) write(ctx context.Context, b *pipeline.Batch) error {
 	w.seq.mu.Lock()
 	defer w.seq.mu.Unlock()
 	conn, err := w.writeConn(ctx)
 	if err != nil {
 		return classify(ctx, err)
 	}
+	// The spans that fill the last row group end a commit of their own, so that
+	// the checkpoint after it compresses whole row groups (see rowGroups). A write
+	// that fails after such a commit leaves it committed: the retry appends those
+	// spans again, which the spans view and compaction resolve like any redelivery.
+	now := time.Now().UTC()
+	spans, rest := b.Spans, b
+	for {
+		n := w.groups.take(len(spans))
+		if err := w.commit(ctx, conn, spans[:n], rest, now); err != nil {
+			return err
+		}
+		w.appended(ctx, conn, n)
+		spans, rest = spans[n:], nil
+		if len(spans) == 0 {
+			return nil
+		}
+	}
+}
+
+// commit appends spans and stores the other signals of rest (when not nil) in one
+// transaction.
+func (w *Writer) commit(ctx context.Context, conn *sql.Conn, spans []*schema.Span, rest *pipeline.Batch, now time.Time) (err error) {
+	rows := len(spans)
+	if rest != nil {
+		rows += len(rest.Logs) + len(rest.Metrics) + len(rest.Scores) + len(rest.Feedback)
+	}
 	if _, err := conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
-		return classify(ctx, fmt.Errorf("duckdb: begin batch of %d rows: %w", b.Len(), err))
+		return classify(ctx, fmt.Errorf("duckdb: begin batch of %d rows: %w", rows, err))
 	}
 	defer func() {
 		if err != nil {
 			w.rollback(ctx, conn)
 		}
 	}()
-
-	now := time.Now().UTC()
-	if err := w.appendSpans(ctx, conn, b.Spans, now); err != nil {
+	if err := w.appendSpans(ctx, conn, spans, now); err != nil {
 		return err
 	}
-	if err := writeTable(ctx, w, conn, logsTable, b.Logs, logRow, now); err != nil {
-		return err
-	}
-	if err := writeTable(ctx, w, conn, metricsTable, b.Metrics, metricRow, now); err != nil {
-		return err
-	}
-	if err := writeTable(ctx, w, conn, scoresTable, b.Scores, scoreRow, now); err != nil {
-		return err
-	}
-	if err := writeTable(ctx, w, conn, feedbackTable, b.Feedback, feedbackRow, now); err != nil {
-		return err
+	if rest != nil {
+		if err := writeTable(ctx, w, conn, logsTable, rest.Logs, logRow, now); err != nil {
+			return err
+		}
+		if err := writeTable(ctx, w, conn, metricsTable, rest.Metrics, metricRow, now); err != nil {
+			return err
+		}
+		if err := writeTable(ctx, w, conn, scoresTable, rest.Scores, scoreRow, now); err != nil {
+			return err
+		}
+		if err := writeTable(ctx, w, conn, feedbackTable, rest.Feedback, feedbackRow, now); err != nil {
+			return err
+		}
 	}
 	if w.beforeCommit != nil {
 		w.beforeCommit()
 	}
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
-		return classify(ctx, fmt.Errorf("duckdb: commit batch of %d rows: %w", b.Len(), err))
+		return classify(ctx, fmt.Errorf("duckdb: commit batch of %d rows: %w", rows, err))
 	}
-	w.seq.next += int64(len(b.Spans))
-	w.tail += int64(len(b.Spans))
+	w.seq.next += int64(len(spans))
+	w.tail += int64(len(spans))
 	return nil
 }
 

@@ -1,0 +1,163 @@
+package duckdb_test
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/spanpipe/spanpipe/sinks/duckdb"
+)
+
+// rowGroup is one row group of span_versions as the file's storage shows it.
+type rowGroup struct {
+	rows       int64
+	persistent bool // checkpointed: written to the file, not held in memory
+}
+
+func rowGroups(t *testing.T, w *duckdb.Writer) []rowGroup {
+	t.Helper()
+	rs, err := w.DB().QueryContext(t.Context(), `
+		SELECT sum(count), bool_and(persistent) FROM pragma_storage_info('span_versions')
+		WHERE column_id = 0 AND column_path = '[0]' GROUP BY row_group_id ORDER BY row_group_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	var out []rowGroup
+	for rs.Next() {
+		var g rowGroup
+		if err := rs.Scan(&g.rows, &g.persistent); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, g)
+	}
+	if err := rs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// countCommits makes w count its commits into *n.
+func countCommits(w *duckdb.Writer, n *int) { w.SetBeforeCommit(func() { *n++ }) }
+
+// TestCheckpointAtRowGroupBoundaries: a write whose spans fill span_versions' last row
+// group commits them in two parts, the first ending where the group fills, and the
+// writer checkpoints between them; DuckDB's own threshold is far away. Each filled
+// row group is then in the file, and the rows after it are not yet.
+func TestCheckpointAtRowGroupBoundaries(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		batches []int
+		commits int
+		groups  []rowGroup
+	}{
+		{"below a group", []int{1000, 1000}, 2, []rowGroup{{2000, false}}},
+		{"exactly a group", []int{2048}, 1, []rowGroup{{2048, true}}},
+		{"across a boundary", []int{1500, 1500}, 3, []rowGroup{{2048, true}, {952, false}}},
+		{"across two boundaries", []int{5000}, 3, []rowGroup{{2048, true}, {2048, true}, {904, false}}},
+		{"odd sizes", []int{700, 700, 700, 3000, 100}, 7,
+			[]rowGroup{{2048, true}, {2048, true}, {1104, false}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := duckdb.DefaultConfig()
+			cfg.Path, cfg.RowGroupSize, cfg.CheckpointThreshold = dbPath(t), 2048, "1GB"
+			w := openConfig(t, cfg)
+			w.SetCompaction(1<<40, nil)
+			commits := 0
+			countCommits(w, &commits)
+			for i, n := range tt.batches {
+				write(t, w, benchBatch(n, fmt.Sprintf("%032x", i+1)))
+			}
+			if commits != tt.commits {
+				t.Errorf("commits = %d, want %d", commits, tt.commits)
+			}
+			if got := rowGroups(t, w); fmt.Sprint(got) != fmt.Sprint(tt.groups) {
+				t.Errorf("row groups (rows, checkpointed) = %v, want %v", got, tt.groups)
+			}
+			total := 0
+			for _, n := range tt.batches {
+				total += n
+			}
+			if n, err := w.CountSpans(t.Context()); err != nil || n != int64(total) {
+				t.Errorf("CountSpans = %d, %v; want %d", n, err, total)
+			}
+		})
+	}
+}
+
+// TestCheckpointBoundaryAfterReopen: a reopened file's partly filled row group is
+// filled before the next checkpoint, not a whole row group more.
+func TestCheckpointBoundaryAfterReopen(t *testing.T) {
+	cfg := duckdb.DefaultConfig()
+	cfg.Path, cfg.RowGroupSize, cfg.CheckpointThreshold = dbPath(t), 2048, "1GB"
+	w, err := duckdb.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, w, benchBatch(1000, strings.Repeat("1", 32)))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w = openConfig(t, cfg)
+	commits := 0
+	countCommits(w, &commits)
+	write(t, w, benchBatch(1500, strings.Repeat("2", 32)))
+	if commits != 2 {
+		t.Errorf("commits of 1,500 spans after 1,000 of a 2,048-row group = %d, want 2", commits)
+	}
+	want := []rowGroup{{2048, true}, {452, false}}
+	if got := rowGroups(t, w); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("row groups (rows, checkpointed) = %v, want %v", got, want)
+	}
+}
+
+// TestCheckpointBesideATransactionThatDeletes: a compaction's open transaction
+// (it deletes rows) does not keep the writer from checkpointing a filled row group.
+func TestCheckpointBesideATransactionThatDeletes(t *testing.T) {
+	cfg := duckdb.DefaultConfig()
+	cfg.Path, cfg.RowGroupSize, cfg.CheckpointThreshold = dbPath(t), 2048, "1GB"
+	w := openConfig(t, cfg)
+	w.SetCompaction(1<<40, nil)
+	write(t, w, benchBatch(100, strings.Repeat("1", 32)))
+	other, err := w.DB().Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for _, q := range []string{"BEGIN TRANSACTION", "DELETE FROM span_versions WHERE seq = (SELECT min(seq) FROM span_versions)"} {
+		if _, err := other.ExecContext(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	write(t, w, benchBatch(2000, strings.Repeat("2", 32)))
+	if got := rowGroups(t, w); len(got) != 2 || !got[0].persistent || got[0].rows != 2048 {
+		t.Errorf("row groups (rows, checkpointed) = %v, want the first full and checkpointed", got)
+	}
+	if _, err := other.ExecContext(t.Context(), "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := w.CountSpans(t.Context()); err != nil || n != 2100 {
+		t.Errorf("CountSpans = %d, %v; want 2100", n, err)
+	}
+}
+
+// TestWarnsWhenDuckDBCheckpointsInsideARowGroup: rows so large that
+// checkpoint_threshold fills before a row group are logged once, with what to change.
+func TestWarnsWhenDuckDBCheckpointsInsideARowGroup(t *testing.T) {
+	var logs bytes.Buffer
+	cfg := duckdb.DefaultConfig()
+	cfg.Path, cfg.CheckpointThreshold = dbPath(t), "1MB"
+	w := openConfig(t, cfg, duckdb.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	w.SetCompaction(1<<40, nil)
+	for i := range 8 {
+		write(t, w, benchBatch(1000, fmt.Sprintf("%032x", i+1)))
+	}
+	if got := strings.Count(logs.String(), "checkpointed inside a row group"); got != 1 {
+		t.Errorf("warnings about DuckDB's own checkpoints = %d, want 1; logs:\n%s", got, logs.String())
+	}
+	if !strings.Contains(logs.String(), "row_group_size=16384") {
+		t.Errorf("the warning does not name the row group size; logs:\n%s", logs.String())
+	}
+}
