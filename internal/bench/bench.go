@@ -10,6 +10,7 @@ package bench
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spanpipe/spanpipe/internal/app"
@@ -194,6 +196,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if _, err := kadm.NewClient(adm).CreateTopic(ctx, int32(o.Partitions), -1, nil, topic); err != nil {
 		return nil, fmt.Errorf("bench: create topic %s: %w", topic, err)
 	}
+	// Deferred before the consumers' stop, so that it runs after it.
+	defer removeRun(ctx, adm, o.Progress, []string{topic, drops}, []string{"bench-" + run, "bench-" + run + "-null"})
 
 	// Produce everything first, so that the drains measure the consumer alone and the
 	// producers are "10x ahead of the sink" (all of it ahead).
@@ -323,6 +327,34 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res.Targets = targets(res)
 	return res, nil
+}
+
+// removeRun deletes a run's topics and consumer groups: each run writes its spans
+// anew (250 MB of log at the default size), and a broker that runs the bench now and
+// then filled its disk with them (54 GB here). A failure is reported, not returned:
+// the figures stand.
+func removeRun(ctx context.Context, cl *kgo.Client, progress io.Writer, topics, groups []string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(cl)
+	var errs []error
+	gs, err := adm.DeleteGroups(ctx, groups...)
+	errs = append(errs, err)
+	for _, g := range gs {
+		if g.Err != nil && !errors.Is(g.Err, kerr.GroupIDNotFound) {
+			errs = append(errs, fmt.Errorf("group %s: %w", g.Group, g.Err))
+		}
+	}
+	ts, err := adm.DeleteTopics(ctx, topics...)
+	errs = append(errs, err)
+	for _, t := range ts {
+		if t.Err != nil && !errors.Is(t.Err, kerr.UnknownTopicOrPartition) {
+			errs = append(errs, fmt.Errorf("topic %s: %w", t.Topic, t.Err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		fmt.Fprintf(progress, "bench: could not delete the run's topics %v and groups %v: %v\n", topics, groups, err)
+	}
 }
 
 func mb(b int64) float64 { return float64(b) / (1 << 20) }
