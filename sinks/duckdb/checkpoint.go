@@ -80,8 +80,9 @@ func (w *Writer) appended(ctx context.Context, conn *sql.Conn, n int) {
 	}
 	w.groups.filled %= w.groups.size
 	if _, err := conn.ExecContext(ctx, "CHECKPOINT"); err != nil {
-		// Another transaction that deleted rows (a compaction) is open: DuckDB refuses.
-		if !w.groups.pending {
+		if invalidatedDB(err) || diskFull(err) {
+			_ = w.storeDown(err) // the rows are committed: the log holds them
+		} else if !w.groups.pending {
 			w.log.Debug("duckdb: checkpoint of a filled row group deferred", "err", err)
 		}
 		w.groups.pending = true

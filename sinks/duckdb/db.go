@@ -33,9 +33,10 @@ var instances = struct {
 }{m: map[string]*instance{}}
 
 type instance struct {
-	db   *sql.DB
-	refs int
-	seq  seqCounter
+	db        *sql.DB
+	connector driver.Connector // makes connections outside db's pool (see reattachOn)
+	refs      int
+	seq       seqCounter
 }
 
 // seqCounter numbers span_versions rows for every Writer of one instance. Writes
@@ -78,11 +79,19 @@ func openDB(ctx context.Context, cfg Config) (*instance, func() error, error) {
 	var initConn func(driver.ExecerContext) error
 	_, statErr := os.Stat(cfg.Path)
 	if attach := cfg.attach(errors.Is(statErr, fs.ErrNotExist)); attach != "" {
+		again := cfg.attach(false)
 		initConn = func(e driver.ExecerContext) error {
 			if _, err := e.ExecContext(context.Background(), attach, nil); err != nil {
 				return fmt.Errorf("attach: %w", err)
 			}
 			_, err := e.ExecContext(context.Background(), "USE "+catalogName, nil)
+			if invalidatedDB(err) {
+				// A failed checkpoint invalidated the file's database, and every
+				// statement of a connection that USEs it fails, DETACH included. This new
+				// one is still on the in-memory catalog: it attaches the file again,
+				// which replays its log, and the other connections work again.
+				err = reattachOn(e, again)
+			}
 			return err
 		}
 	}
@@ -95,7 +104,7 @@ func openDB(ctx context.Context, cfg Config) (*instance, func() error, error) {
 		_ = db.Close()
 		return nil, nil, fmt.Errorf("duckdb: open %s: %w", cfg.Path, err)
 	}
-	in := &instance{db: db, refs: 1}
+	in := &instance{db: db, connector: connector, refs: 1}
 	if key == ":memory:" {
 		return in, db.Close, nil
 	}

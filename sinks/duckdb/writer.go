@@ -26,11 +26,14 @@ var ErrClosed = errors.New("duckdb: writer closed")
 // every span snapshot (read as the newest per span, through the spans view) and one
 // row per log, metric, score and feedback id. Create it with [Open].
 type Writer struct {
-	cfg     Config
-	db      *sql.DB
-	seq     *seqCounter  // numbers span_versions rows; shared by the Writers of db
-	release func() error // releases db (see openDB)
-	log     *slog.Logger
+	cfg Config
+	db  *sql.DB
+	seq *seqCounter // numbers span_versions rows; shared by the Writers of db
+	// connector makes connections outside db's pool; a new one attaches the file
+	// again when DuckDB invalidated it (see reattach).
+	connector driver.Connector
+	release   func() error // releases db (see openDB)
+	log       *slog.Logger
 
 	closing sync.Mutex // serialises Close
 	mu      sync.Mutex // serialises Write and Close
@@ -47,6 +50,7 @@ type Writer struct {
 	compacted, tail int64
 	compactor       compactor
 	groups          rowGroups
+	invalid         bool  // DuckDB invalidated the database; the next write attaches it again
 	ceilingSeq      int64 // seq handed out by AppendSpans (the bench's ceiling)
 	flush           allocatorFlush
 	// beforeCommit, when set (tests), runs in a write's transaction before its COMMIT.
@@ -74,11 +78,12 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 	}
 	db := in.db
 	w := &Writer{
-		cfg:     cfg,
-		db:      db,
-		seq:     &in.seq,
-		release: release,
-		log:     o.logger.With("component", "duckdb"),
+		cfg:       cfg,
+		db:        db,
+		seq:       &in.seq,
+		connector: in.connector,
+		release:   release,
+		log:       o.logger.With("component", "duckdb"),
 	}
 	w.compactor.every, w.compactor.after = compactEvery, compactAfter
 	applied, err := migrate(ctx, db)
@@ -177,9 +182,14 @@ func (w *Writer) Write(ctx context.Context, b *pipeline.Batch) error {
 func (w *Writer) write(ctx context.Context, b *pipeline.Batch) error {
 	w.seq.mu.Lock()
 	defer w.seq.mu.Unlock()
+	if w.invalid {
+		if err := w.reattach(ctx); err != nil {
+			return w.storeDown(err)
+		}
+	}
 	conn, err := w.writeConn(ctx)
 	if err != nil {
-		return classify(ctx, err)
+		return w.storeDown(classify(ctx, err))
 	}
 	// The spans that fill the last row group end a commit of their own, so that
 	// the checkpoint after it compresses whole row groups (see rowGroups). A write
@@ -190,7 +200,7 @@ func (w *Writer) write(ctx context.Context, b *pipeline.Batch) error {
 	for {
 		n := w.groups.take(len(spans))
 		if err := w.commit(ctx, conn, spans[:n], rest, now); err != nil {
-			return err
+			return w.storeDown(err)
 		}
 		w.appended(ctx, conn, n)
 		spans, rest = spans[n:], nil
