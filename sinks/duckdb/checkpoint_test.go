@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/sinks/duckdb"
 )
 
@@ -159,5 +160,52 @@ func TestWarnsWhenDuckDBCheckpointsInsideARowGroup(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "row_group_size=16384") {
 		t.Errorf("the warning does not name the row group size; logs:\n%s", logs.String())
+	}
+}
+
+// TestRowGroupFillFollowsCompactions: rows a compaction deletes let a checkpoint
+// merge row groups (here three into two: 1,348 and 2,048 rows; DuckDB left the last
+// one full); the writer's count of the last group's rows stays the file's, so that
+// its commits go on ending where a group fills.
+func TestRowGroupFillFollowsCompactions(t *testing.T) {
+	cfg := duckdb.DefaultConfig()
+	cfg.Path, cfg.RowGroupSize, cfg.CheckpointThreshold = dbPath(t), 2048, "1GB"
+	w := openConfig(t, cfg)
+	w.SetCompaction(1<<40, nil)
+	check := func(step string) {
+		t.Helper()
+		gs := rowGroups(t, w)
+		last := gs[len(gs)-1].rows % 2048
+		if got := w.RowGroupFill(); int64(got) != last {
+			t.Fatalf("%s: the writer counts %d rows in the last row group, the file has %d (row groups %v)", step, got, last, gs)
+		}
+	}
+	// Version v of the first n spans of one trace.
+	versions := func(n int, v uint64) *pipeline.Batch {
+		b := benchBatch(n, strings.Repeat("a", 32))
+		for _, s := range b.Spans {
+			s.Version = v
+		}
+		return b
+	}
+	compact := func() {
+		t.Helper()
+		if _, err := w.Compact(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(t, w, versions(2048, 1)) // the first row group
+	write(t, w, versions(1400, 2))
+	write(t, w, versions(648, 3)) // the second
+	compact()
+	write(t, w, versions(700, 4))
+	write(t, w, versions(700, 5))
+	compact() // deletes rows of the third group, still being filled
+	write(t, w, benchBatch(648, strings.Repeat("b", 32)))
+	// That filled the third group: its checkpoint merged the three into fewer.
+	check("the checkpoint after the compactions")
+	for i := range 3 {
+		write(t, w, benchBatch(1500, fmt.Sprintf("%032x", i+1)))
+		check(fmt.Sprintf("write %d after it", i+1))
 	}
 }

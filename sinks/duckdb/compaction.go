@@ -138,6 +138,7 @@ func (w *Writer) maybeCompact() {
 func (w *Writer) counted(res compaction) {
 	w.compacted += res.tail - res.deleted
 	w.tail -= res.tail
+	w.groups.deleted = w.groups.deleted || res.deleted > 0
 }
 
 // startIdleCheck starts the goroutine that compacts an old tail when no writes come

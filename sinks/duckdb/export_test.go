@@ -102,3 +102,10 @@ func JemallocDecay() (newArenas, arena0 int) { return jemallocDecay() }
 
 // StorageAtLeast is storageAtLeast, for its table test.
 var StorageAtLeast = storageAtLeast
+
+// RowGroupFill is how many rows the writer counts in span_versions' last row group.
+func (w *Writer) RowGroupFill() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.groups.filled
+}
