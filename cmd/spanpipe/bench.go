@@ -21,7 +21,7 @@ import (
 
 func runBench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	brokers := fs.String("brokers", os.Getenv("KAFKA_BROKERS"), "seed brokers; empty starts a local Apache Kafka with deploy/local/kafka.sh")
+	brokers := fs.String("brokers", os.Getenv("KAFKA_BROKERS"), "seed brokers; empty starts a local Apache Kafka with deploy/local/kafka.sh (the run creates topics bench.spans.RUN and bench.drops.RUN and deletes them, and its groups, at the end)")
 	spans := fs.Int("spans", 200000, "spans in the drain workload")
 	payload := fs.Int("payload", 1024, "average payload bytes per span (input + output)")
 	lifecycle := fs.String("lifecycle", "insert-only", "insert-only (one ended snapshot per span) or updates (started, updated, ended)")

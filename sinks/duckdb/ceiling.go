@@ -38,7 +38,7 @@ func (w *Writer) AppendSpans(ctx context.Context, spans []*schema.Span) error {
 		if err != nil {
 			return fmt.Errorf("duckdb: append %d spans: %w", n, err)
 		}
-		w.appended(ctx, conn, n)
+		w.appended(ctx, conn, part)
 		spans = spans[n:]
 	}
 	return nil

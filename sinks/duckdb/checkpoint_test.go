@@ -3,6 +3,7 @@ package duckdb_test
 import (
 	"bytes"
 	"fmt"
+	"github.com/go-json-experiment/json/jsontext"
 	"log/slog"
 	"strings"
 	"testing"
@@ -207,5 +208,66 @@ func TestRowGroupFillFollowsCompactions(t *testing.T) {
 	for i := range 3 {
 		write(t, w, benchBatch(1500, fmt.Sprintf("%032x", i+1)))
 		check(fmt.Sprintf("write %d after it", i+1))
+	}
+}
+
+// TestRowGroupSizeHint: spans so large that a row group of them holds more than half
+// of memory_limit until its checkpoint are logged once, with a row_group_size that
+// fits; 1 KB spans under the defaults are not.
+func TestRowGroupSizeHint(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		memory      string
+		rowGroup    int
+		output      int // bytes of each span's output
+		want        int // warnings
+		wantSuggest string
+	}{
+		{"1 KB spans, defaults", "96MB", 16384, 1000, 0, ""},
+		{"3 KB spans, row groups of 8192 in 32MB", "32MB", 8192, 2000, 1, "suggested_row_group_size=4096"},
+		{"20 KB spans, row groups of 2048 in 64MB", "64MB", 2048, 19000, 1, "raise sink.duckdb.memory_limit"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			cfg := duckdb.DefaultConfig()
+			cfg.Path, cfg.MemoryLimit, cfg.RowGroupSize = dbPath(t), tt.memory, tt.rowGroup
+			w := openConfig(t, cfg, duckdb.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			w.SetCompaction(1<<40, nil)
+			for i := range 3 * tt.rowGroup / 1000 {
+				b := benchBatch(1000, fmt.Sprintf("%032x", i+1))
+				for _, s := range b.Spans {
+					s.Output = jsontext.Value(`"` + strings.Repeat("x", tt.output) + `"`)
+				}
+				write(t, w, b)
+			}
+			out := logs.String()
+			if got := strings.Count(out, "holds more than half of memory_limit"); got != tt.want {
+				t.Fatalf("row group size warnings = %d, want %d; logs:\n%s", got, tt.want, out)
+			}
+			if !strings.Contains(out, tt.wantSuggest) {
+				t.Errorf("the warning does not say %q; logs:\n%s", tt.wantSuggest, out)
+			}
+		})
+	}
+}
+
+// TestWriteOutOfMemoryCheckpointsAndRetries: rows not yet checkpointed that fill
+// memory_limit (large spans in a row group that is far from full) make a write fail
+// with "failed to pin block"; the writer checkpoints and writes again instead.
+func TestWriteOutOfMemoryCheckpointsAndRetries(t *testing.T) {
+	cfg := duckdb.DefaultConfig()
+	cfg.Path, cfg.MemoryLimit = dbPath(t), "48MB"
+	w := openConfig(t, cfg)
+	w.SetCompaction(1<<40, nil)
+	const batches = 12
+	for i := range batches {
+		b := benchBatch(500, fmt.Sprintf("%032x", i+1))
+		for _, s := range b.Spans {
+			s.Output = jsontext.Value(`"` + strings.Repeat(fmt.Sprintf("%x", i), 20000) + `"`)
+		}
+		write(t, w, b)
+	}
+	if n, err := w.CountSpans(t.Context()); err != nil || n != batches*500 {
+		t.Errorf("CountSpans = %d, %v; want %d", n, err, batches*500)
 	}
 }

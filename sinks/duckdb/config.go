@@ -58,7 +58,8 @@ type Config struct {
 	// / 4,096 spent 0.030 / 0.032 / 0.037 ms per span, 440 / 465 / 494 B on disk, peak
 	// RSS 168 / 158 / 158 MB; with 8 KB spans (50k), 16,384 / 8,192 / 4,096 spent
 	// 0.181 / 0.140 / 0.129 ms, peak RSS 260 / 255 / 233 MB, p99 2.3 / 1.1 / 0.6 s.
-	// Set 4096 for spans of 4 KB and more. Before the writer aligned its checkpoints
+	// Set 4096 for spans of 4 KB and more; the writer logs a warning, with the size
+	// that fits, when a row group holds more than half of MemoryLimit. Before the writer aligned its checkpoints
 	// with row groups, smaller groups held less during a checkpoint (16,384 against
 	// DuckDB's default 122,880, 32MB threshold: peak RSS 221–233 against 235–257 MB).
 	// A file keeps the row groups it has when the size changes. DuckDB takes multiples

@@ -30,6 +30,16 @@ func diskFull(err error) bool {
 		strings.Contains(msg, "Disk quota exceeded")
 }
 
+// outOfMemory reports whether err is DuckDB running out of its memory_limit.
+func outOfMemory(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "Out of Memory") || strings.Contains(msg, "failed to pin block") ||
+		strings.Contains(msg, "could not allocate block")
+}
+
 // storeDown wraps errors that say the file cannot be written at all (a full disk, an
 // invalidated database) with [pipeline.Unavailable]: the batch waits in Kafka, with
 // backpressure, instead of being retried a few times and dead-lettered. It marks the

@@ -98,6 +98,10 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 	}
 	if err == nil && cfg.Path != ":memory:" {
 		w.groups.size, w.groups.wal = cmp.Or(cfg.RowGroupSize, duckDBRowGroupSize), cfg.Path+".wal"
+		w.groups.budget = 48 << 20 // half of the default memory_limit, should DuckDB print it otherwise
+		if limit, ok := duckDBSize(w.flush.limit); ok {
+			w.groups.budget = limit / 2
+		}
 		err = w.loadRowGroups(ctx, w.conn)
 	}
 	if err == nil {
@@ -199,10 +203,20 @@ func (w *Writer) write(ctx context.Context, b *pipeline.Batch) error {
 	spans, rest := b.Spans, b
 	for {
 		n := w.groups.take(len(spans))
-		if err := w.commit(ctx, conn, spans[:n], rest, now); err != nil {
+		err := w.commit(ctx, conn, spans[:n], rest, now)
+		if outOfMemory(err) && w.groups.size > 0 {
+			// The rows not yet checkpointed fill memory_limit: write them out and
+			// try again, rather than fail the batch (40 KB spans did).
+			w.log.Debug("duckdb: out of memory in a write; checkpointing, then writing again", "err", err)
+			if _, cerr := conn.ExecContext(ctx, "CHECKPOINT"); cerr == nil {
+				w.groups.walSize = 0
+				err = w.commit(ctx, conn, spans[:n], rest, now)
+			}
+		}
+		if err != nil {
 			return w.storeDown(err)
 		}
-		w.appended(ctx, conn, n)
+		w.appended(ctx, conn, spans[:n])
 		spans, rest = spans[n:], nil
 		if len(spans) == 0 {
 			return nil
