@@ -19,35 +19,27 @@ func TestBenchRemovesItsTopics(t *testing.T) {
 	adm := kadm.NewClient(newClient(t, brokers))
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	benchTopics := func() []string {
+	withPrefix := func(names []string, err error, prefix string) []string {
 		t.Helper()
-		ts, err := adm.ListTopics(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var out []string
-		for _, n := range ts.Names() {
-			if strings.HasPrefix(n, "bench.") {
+		for _, n := range names {
+			if strings.HasPrefix(n, prefix) {
 				out = append(out, n)
 			}
 		}
 		slices.Sort(out)
 		return out
 	}
+	benchTopics := func() []string {
+		ts, err := adm.ListTopics(ctx)
+		return withPrefix(ts.Names(), err, "bench.")
+	}
 	benchGroups := func() []string {
-		t.Helper()
 		gs, err := adm.ListGroups(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, g := range gs.Groups() {
-			if strings.HasPrefix(g, "bench-") {
-				out = append(out, g)
-			}
-		}
-		slices.Sort(out)
-		return out
+		return withPrefix(gs.Groups(), err, "bench-")
 	}
 	topicsBefore, groupsBefore := benchTopics(), benchGroups()
 
