@@ -83,7 +83,7 @@ func (w *Writer) loadRowGroups(ctx context.Context, conn *sql.Conn) error {
 	return nil
 }
 
-// appended records that a commit appended n span rows, and checkpoints when they
+// appended records that a commit appended spans, and checkpoints when they
 // filled the last row group (or when an earlier such checkpoint failed). A failed
 // checkpoint is logged, not returned: the rows are committed, and DuckDB still
 // checkpoints on its own past checkpoint_threshold.

@@ -271,3 +271,28 @@ func TestWriteOutOfMemoryCheckpointsAndRetries(t *testing.T) {
 		t.Errorf("CountSpans = %d, %v; want %d", n, err, batches*500)
 	}
 }
+
+// TestDuckDBSize: sizes as current_setting('memory_limit') prints them.
+func TestDuckDBSize(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"91.5 MiB", 95944704, true},
+		{"1.0 GiB", 1 << 30, true},
+		{"512 bytes", 512, true},
+		{"16 MB", 16e6, true},
+		{"  2 KiB ", 2048, true},
+		{"91.5MiB", 0, false},
+		{"lots MiB", 0, false},
+		{"1 parsecs", 0, false},
+		{"-1 MiB", 0, false},
+		{"", 0, false},
+	} {
+		got, ok := duckdb.DuckDBSize(tt.in)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("duckDBSize(%q) = %d, %v; want %d, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}

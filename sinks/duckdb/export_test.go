@@ -109,3 +109,6 @@ func (w *Writer) RowGroupFill() int {
 	defer w.mu.Unlock()
 	return w.groups.filled
 }
+
+// DuckDBSize is duckDBSize, for its table test.
+var DuckDBSize = duckDBSize
