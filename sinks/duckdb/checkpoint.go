@@ -105,9 +105,8 @@ func (w *Writer) appended(ctx context.Context, conn *sql.Conn, spans []*schema.S
 	}
 	w.groups.filled %= w.groups.size
 	if _, err := conn.ExecContext(ctx, "CHECKPOINT"); err != nil {
-		if invalidatedDB(err) || diskFull(err) {
-			_ = w.storeDown(err) // the rows are committed: the log holds them
-		} else if !w.groups.pending {
+		w.noteInvalidated(err) // the rows are committed: the log holds them
+		if !w.groups.pending {
 			w.log.Debug("duckdb: checkpoint of a filled row group deferred", "err", err)
 		}
 		w.groups.pending = true

@@ -5,8 +5,6 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"strings"
-
-	"github.com/spanpipe/spanpipe/pipeline"
 )
 
 // A checkpoint that fails (a full disk) invalidates the attached database: DuckDB
@@ -40,20 +38,15 @@ func outOfMemory(err error) bool {
 		strings.Contains(msg, "could not allocate block")
 }
 
-// storeDown wraps errors that say the file cannot be written at all (a full disk, an
-// invalidated database) with [pipeline.Unavailable]: the batch waits in Kafka, with
-// backpressure, instead of being retried a few times and dead-lettered. It marks the
-// database for reattaching when DuckDB invalidated it. The caller holds w.mu.
-func (w *Writer) storeDown(err error) error {
-	if !invalidatedDB(err) && !diskFull(err) {
-		return err
+// noteInvalidated marks the database for attaching again when err says DuckDB
+// invalidated it. The caller holds w.mu.
+func (w *Writer) noteInvalidated(err error) {
+	if w.invalid || !invalidatedDB(err) {
+		return
 	}
-	if invalidatedDB(err) && !w.invalid {
-		w.invalid = true
-		w.log.Error("duckdb: the database was invalidated (a checkpoint failed); writes wait, and each one "+
-			"attaches it again first, until that succeeds", "path", w.cfg.Path, "err", err)
-	}
-	return pipeline.Unavailable(err)
+	w.invalid = true
+	w.log.Error("duckdb: the database was invalidated (a checkpoint failed); writes wait, and each one "+
+		"attaches it again first, until that succeeds", "path", w.cfg.Path, "err", err)
 }
 
 // reattachOn detaches the invalidated database and attaches it again (statement

@@ -187,13 +187,14 @@ func (w *Writer) write(ctx context.Context, b *pipeline.Batch) error {
 	w.seq.mu.Lock()
 	defer w.seq.mu.Unlock()
 	if w.invalid {
+		// Until the file is attached again, nothing can be stored: the batch waits.
 		if err := w.reattach(ctx); err != nil {
-			return w.storeDown(err)
+			return pipeline.Unavailable(err)
 		}
 	}
 	conn, err := w.writeConn(ctx)
 	if err != nil {
-		return w.storeDown(classify(ctx, err))
+		return classify(ctx, err)
 	}
 	// The spans that fill the last row group end a commit of their own, so that
 	// the checkpoint after it compresses whole row groups (see rowGroups). A write
@@ -214,7 +215,8 @@ func (w *Writer) write(ctx context.Context, b *pipeline.Batch) error {
 			}
 		}
 		if err != nil {
-			return w.storeDown(err)
+			w.noteInvalidated(err)
+			return err
 		}
 		w.appended(ctx, conn, spans[:n])
 		spans, rest = spans[n:], nil
@@ -428,6 +430,11 @@ func (w *Writer) Close() error {
 func classify(ctx context.Context, err error) error {
 	if err == nil || ctx.Err() != nil || errors.Is(err, pipeline.ErrPermanent) {
 		return err
+	}
+	// The file cannot be written at all: the batch waits in Kafka, with backpressure,
+	// instead of being retried a few times and dead-lettered (see recover.go).
+	if diskFull(err) || invalidatedDB(err) {
+		return pipeline.Unavailable(err)
 	}
 	var de *duckdbdriver.Error
 	if !errors.As(err, &de) {
