@@ -224,7 +224,7 @@ func startConsumers(ctx context.Context, o Options, sink, topic, drops, group st
 		case "clickhouse":
 			ccfg := cfg.Sink.ClickHouse
 			ccfg.DSN = o.DSN
-			w, err := clickhouse.Open(ctx, ccfg)
+			w, err := clickhouse.Open(ctx, ccfg, clickhouse.WithLogger(log))
 			if err != nil {
 				cs.stop()
 				return nil, err
@@ -237,7 +237,7 @@ func startConsumers(ctx context.Context, o Options, sink, topic, drops, group st
 		default:
 			dcfg := cfg.Sink.DuckDB
 			dcfg.Path = filepath.Join(o.DBDir, fmt.Sprintf("%s-%d.duckdb", group, i))
-			w, err := duckdb.Open(ctx, dcfg)
+			w, err := duckdb.Open(ctx, dcfg, duckdb.WithLogger(log))
 			if err != nil {
 				cs.stop()
 				return nil, err

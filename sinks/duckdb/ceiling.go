@@ -32,8 +32,13 @@ func (w *Writer) AppendSpans(ctx context.Context, spans []*schema.Span) error {
 		part := spans[:n]
 		w.ceilingSeq += int64(n)
 		first := w.ceilingSeq - int64(n) + 1
-		err = appendRows(ctx, w, conn, "", spanVersions, part, spanRow, func(row []driver.Value, i int) []driver.Value {
-			return append(row, first+int64(i), now, now, w.spanKeyHash(part[i]))
+		// Like a write, and for the same spans (40 KB ones), it checkpoints when the
+		// rows not yet checkpointed fill memory_limit: the appender commits on
+		// close, and a failed commit leaves nothing behind.
+		err = w.checkpointOnOOM(ctx, conn, func() error {
+			return appendRows(ctx, w, conn, "", spanVersions, part, spanRow, func(row []driver.Value, i int) []driver.Value {
+				return append(row, first+int64(i), now, now, w.spanKeyHash(part[i]))
+			})
 		})
 		if err != nil {
 			return fmt.Errorf("duckdb: append %d spans: %w", n, err)

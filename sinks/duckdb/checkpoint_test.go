@@ -255,20 +255,36 @@ func TestRowGroupSizeHint(t *testing.T) {
 // memory_limit (large spans in a row group that is far from full) make a write fail
 // with "failed to pin block"; the writer checkpoints and writes again instead.
 func TestWriteOutOfMemoryCheckpointsAndRetries(t *testing.T) {
-	cfg := duckdb.DefaultConfig()
-	cfg.Path, cfg.MemoryLimit = dbPath(t), "48MB"
-	w := openConfig(t, cfg)
-	w.SetCompaction(1<<40, nil)
-	const batches = 12
-	for i := range batches {
-		b := benchBatch(500, fmt.Sprintf("%032x", i+1))
-		for _, s := range b.Spans {
-			s.Output = jsontext.Value(`"` + strings.Repeat(fmt.Sprintf("%x", i), 20000) + `"`)
-		}
-		write(t, w, b)
-	}
-	if n, err := w.CountSpans(t.Context()); err != nil || n != batches*500 {
-		t.Errorf("CountSpans = %d, %v; want %d", n, err, batches*500)
+	// The bench's append ceiling takes the same path as a write: with 40 KB spans it
+	// failed the run where the drain had succeeded.
+	for _, tt := range []struct {
+		name  string
+		write func(*testing.T, *duckdb.Writer, *pipeline.Batch)
+	}{
+		{"Write", func(t *testing.T, w *duckdb.Writer, b *pipeline.Batch) { write(t, w, b) }},
+		{"AppendSpans", func(t *testing.T, w *duckdb.Writer, b *pipeline.Batch) {
+			if err := w.AppendSpans(t.Context(), b.Spans); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := duckdb.DefaultConfig()
+			cfg.Path, cfg.MemoryLimit = dbPath(t), "48MB"
+			w := openConfig(t, cfg)
+			w.SetCompaction(1<<40, nil)
+			const batches = 12
+			for i := range batches {
+				b := benchBatch(500, fmt.Sprintf("%032x", i+1))
+				for _, s := range b.Spans {
+					s.Output = jsontext.Value(`"` + strings.Repeat(fmt.Sprintf("%x", i), 20000) + `"`)
+				}
+				tt.write(t, w, b)
+			}
+			if n, err := w.CountSpans(t.Context()); err != nil || n != batches*500 {
+				t.Errorf("CountSpans = %d, %v; want %d", n, err, batches*500)
+			}
+		})
 	}
 }
 

@@ -204,16 +204,7 @@ func (w *Writer) write(ctx context.Context, b *pipeline.Batch) error {
 	spans, rest := b.Spans, b
 	for {
 		n := w.groups.take(len(spans))
-		err := w.commit(ctx, conn, spans[:n], rest, now)
-		if outOfMemory(err) && w.groups.size > 0 {
-			// The rows not yet checkpointed fill memory_limit: write them out and
-			// try again, rather than fail the batch (40 KB spans did).
-			w.log.Debug("duckdb: out of memory in a write; checkpointing, then writing again", "err", err)
-			if _, cerr := conn.ExecContext(ctx, "CHECKPOINT"); cerr == nil {
-				w.groups.walSize = 0
-				err = w.commit(ctx, conn, spans[:n], rest, now)
-			}
-		}
+		err := w.checkpointOnOOM(ctx, conn, func() error { return w.commit(ctx, conn, spans[:n], rest, now) })
 		if err != nil {
 			w.noteInvalidated(err)
 			return err
@@ -224,6 +215,23 @@ func (w *Writer) write(ctx context.Context, b *pipeline.Batch) error {
 			return nil
 		}
 	}
+}
+
+// checkpointOnOOM runs write, and when it runs out of memory_limit because the rows
+// not yet checkpointed fill it, checkpoints to write them out and runs it once more,
+// rather than fail the batch (40 KB spans did). write must leave nothing behind when
+// it fails (a rolled-back transaction).
+func (w *Writer) checkpointOnOOM(ctx context.Context, conn *sql.Conn, write func() error) error {
+	err := write()
+	if !outOfMemory(err) || w.groups.size == 0 {
+		return err
+	}
+	w.log.Debug("duckdb: out of memory in a write; checkpointing, then writing again", "err", err)
+	if _, cerr := conn.ExecContext(ctx, "CHECKPOINT"); cerr != nil {
+		return err
+	}
+	w.groups.walSize = 0
+	return write()
 }
 
 // commit appends spans and stores the other signals of rest (when not nil) in one
