@@ -168,12 +168,12 @@ func (w *Writer) hintRowGroupSize() {
 	if fit >= g.size {
 		w.log.Warn("duckdb: a row group of span_versions holds more than half of memory_limit before its checkpoint; "+
 			"raise sink.duckdb.memory_limit", "row_group_size", g.size, "row_group_mb", g.bytes>>20,
-			"memory_limit", w.flush.limit, "avg_span_bytes", g.bytes/int64(g.size))
+			"memory_limit", w.limit.get(), "avg_span_bytes", g.bytes/int64(g.size))
 		return
 	}
 	w.log.Warn("duckdb: a row group of span_versions holds more than half of memory_limit before its checkpoint; "+
 		"set sink.duckdb.row_group_size to the suggested size (a file takes it on the next start)",
-		"row_group_size", g.size, "row_group_mb", g.bytes>>20, "memory_limit", w.flush.limit,
+		"row_group_size", g.size, "row_group_mb", g.bytes>>20, "memory_limit", w.limit.get(),
 		"avg_span_bytes", g.bytes/int64(g.size), "suggested_row_group_size", fit)
 }
 

@@ -288,6 +288,75 @@ func TestWriteOutOfMemoryCheckpointsAndRetries(t *testing.T) {
 	}
 }
 
+// TestWriteOutgrowingMemoryLimitRaisesIt: spans whose values outgrow what a
+// checkpoint can hold in memory_limit (it holds a column's values for 2,048 rows at
+// once) failed every write after a few hundred of them, checkpoint or not, until the
+// batches were dead-lettered; the writer raises the limit instead, up to its ceiling.
+func TestWriteOutgrowingMemoryLimitRaisesIt(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		ceiling int64
+		stored  bool
+	}{
+		{"ceiling above the limit", 1 << 30, true},
+		{"ceiling below the limit", 40 << 20, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			cfg := duckdb.DefaultConfig()
+			cfg.Path, cfg.MemoryLimit = dbPath(t), "48MB"
+			w := openConfig(t, cfg, duckdb.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			w.SetCompaction(1<<40, nil)
+			w.SetMemoryCeiling(tt.ceiling)
+			const batches, spans = 16, 20
+			var failed error
+			for i := range batches {
+				b := benchBatch(spans, fmt.Sprintf("%032x", i+1))
+				for _, s := range b.Spans {
+					s.Output = jsontext.Value(`"` + strings.Repeat(fmt.Sprintf("%x", i), 200000) + `"`)
+				}
+				// A checkpoint that failed invalidates the database: that write fails,
+				// and the pipeline's retry attaches it again.
+				var err error
+				for range 3 {
+					if err = w.Write(t.Context(), b); err == nil {
+						break
+					}
+				}
+				if err != nil {
+					failed = err
+					break
+				}
+			}
+			if !tt.stored {
+				if failed == nil {
+					t.Fatal("every write succeeded at a memory_limit of 48MB; the test needs larger spans")
+				}
+				if !strings.Contains(logs.String(), "at its ceiling") {
+					t.Errorf("no error says memory_limit is at its ceiling; logs:\n%s", logs.String())
+				}
+				return
+			}
+			if failed != nil {
+				t.Fatalf("write: %v", failed)
+			}
+			var limit string
+			if err := w.DB().QueryRowContext(t.Context(), "SELECT current_setting('memory_limit')").Scan(&limit); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := w.CountSpans(t.Context()); err != nil || n != batches*spans {
+				t.Errorf("CountSpans = %d, %v; want %d", n, err, batches*spans)
+			}
+			if got, ok := duckdb.DuckDBSize(limit); !ok || got <= 48e6 {
+				t.Errorf("memory_limit = %s, want it raised above 48MB", limit)
+			}
+			if !strings.Contains(logs.String(), "raised memory_limit") {
+				t.Errorf("no warning names the raised memory_limit; logs:\n%s", logs.String())
+			}
+		})
+	}
+}
+
 // TestDuckDBSize: sizes as current_setting('memory_limit') prints them.
 func TestDuckDBSize(t *testing.T) {
 	for _, tt := range []struct {

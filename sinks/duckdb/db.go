@@ -37,6 +37,27 @@ type instance struct {
 	connector driver.Connector // makes connections outside db's pool (see reattachOn)
 	refs      int
 	seq       seqCounter
+	limit     memoryLimit
+}
+
+// memoryLimit is the memory_limit in force for an instance, shared by its Writers:
+// each one's flushAllocator sets it again, and must not set back a limit that
+// another raised (raiseMemoryLimit).
+type memoryLimit struct {
+	mu    sync.Mutex
+	value string // as DuckDB prints it ("91.5 MiB"); "" until read
+}
+
+func (l *memoryLimit) get() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.value
+}
+
+func (l *memoryLimit) set(v string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.value = v
 }
 
 // seqCounter numbers span_versions rows for every Writer of one instance. Writes

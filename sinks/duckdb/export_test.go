@@ -112,3 +112,11 @@ func (w *Writer) RowGroupFill() int {
 
 // DuckDBSize is duckDBSize, for its table test.
 var DuckDBSize = duckDBSize
+
+// SetMemoryCeiling sets how far the writer may raise memory_limit. Call it before the
+// first Write.
+func (w *Writer) SetMemoryCeiling(n int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.memCeiling = n
+}

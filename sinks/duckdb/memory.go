@@ -37,9 +37,6 @@ const allocatorFlushEvery = 250 * time.Millisecond
 
 // allocatorFlush decides when a Write flushes DuckDB's allocators.
 type allocatorFlush struct {
-	// limit is the memory_limit setting in force, as DuckDB reports it: setting it
-	// again is the flush.
-	limit   string
 	wal     string // the database file's write-ahead log; "" for ":memory:"
 	walSize int64
 	last    time.Time
@@ -51,10 +48,17 @@ type allocatorFlush struct {
 	compacted bool
 }
 
-// readMemoryLimit notes the memory_limit in force, which flushAllocator sets again.
+// readMemoryLimit notes the memory_limit in force, which flushAllocator sets again,
+// unless another Writer of the instance has, and the ceiling raiseMemoryLimit takes
+// it to.
 func (w *Writer) readMemoryLimit(ctx context.Context) error {
-	if err := w.db.QueryRowContext(ctx, "SELECT current_setting('memory_limit')").Scan(&w.flush.limit); err != nil {
-		return fmt.Errorf("duckdb: read memory_limit: %w", err)
+	w.memCeiling = memoryCeiling()
+	if w.limit.get() == "" {
+		var limit string
+		if err := w.db.QueryRowContext(ctx, "SELECT current_setting('memory_limit')").Scan(&limit); err != nil {
+			return fmt.Errorf("duckdb: read memory_limit: %w", err)
+		}
+		w.limit.set(limit)
 	}
 	if w.cfg.Path != ":memory:" {
 		w.flush.wal = w.cfg.Path + ".wal"
@@ -96,7 +100,7 @@ func (w *Writer) flushAllocator(ctx context.Context, conn *sql.Conn) {
 		w.flush.compacted = false
 		w.evictWritten(ctx, conn)
 	}
-	if _, err := conn.ExecContext(ctx, "SET memory_limit = '"+w.flush.limit+"'"); err != nil {
+	if _, err := conn.ExecContext(ctx, "SET memory_limit = '"+w.limit.get()+"'"); err != nil {
 		w.log.Warn("duckdb: returning freed memory failed", "err", err)
 	}
 }

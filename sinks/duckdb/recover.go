@@ -2,8 +2,11 @@ package duckdb
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 )
 
@@ -44,7 +47,7 @@ func (w *Writer) noteInvalidated(err error) {
 	if w.invalid || !invalidatedDB(err) {
 		return
 	}
-	w.invalid = true
+	w.invalid, w.invalidOOM = true, outOfMemory(err)
 	w.log.Error("duckdb: the database was invalidated (a checkpoint failed); writes wait, and each one "+
 		"attaches it again first, until that succeeds", "path", w.cfg.Path, "err", err)
 }
@@ -88,5 +91,79 @@ func (w *Writer) reattach(ctx context.Context) error {
 	}
 	w.invalid = false
 	w.log.Info("duckdb: database attached again after it was invalidated", "path", w.cfg.Path)
+	if w.invalidOOM {
+		// The checkpoint that failed runs again at the next one, on the same rows.
+		w.invalidOOM = false
+		w.raiseMemoryLimit(ctx, conn, nil)
+	}
 	return nil
+}
+
+// raiseMemoryLimit doubles DuckDB's memory_limit, up to w.memCeiling, and reports
+// whether it rose. A checkpoint holds the values of a column for 2,048 rows in memory
+// at once, so spans whose input or output are tens of KB need more than a memory_limit
+// sized for ordinary ones: 2,048 outputs of 60 KB filled 96MB, and 270 spans of
+// 500 KB did. Checkpointing first does not help there, and a checkpoint that failed
+// invalidated the database. Before the writer raised the limit, such spans were
+// retried, then dead-lettered, batch after batch (8,220 of 10,000 spans of 40 KB).
+// The warning names the limit to configure; the raised one stays until the process
+// ends. cause is the write's error, nil after a failed checkpoint.
+func (w *Writer) raiseMemoryLimit(ctx context.Context, conn *sql.Conn, cause error) bool {
+	from := w.limit.get()
+	cur, ok := duckDBSize(from)
+	if !ok || cur >= w.memCeiling {
+		w.log.Error("duckdb: out of memory_limit, which is at its ceiling (half of the memory of the machine or "+
+			"cgroup): a checkpoint holds 2,048 values of a column at once, and these spans' are too large",
+			"memory_limit", from, "ceiling_bytes", w.memCeiling)
+		return false
+	}
+	next := min(2*cur, w.memCeiling)
+	var to string
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET memory_limit = '%dKiB'", next>>10)); err != nil {
+		w.log.Warn("duckdb: raise memory_limit", "err", err)
+		return false
+	}
+	if err := conn.QueryRowContext(ctx, "SELECT current_setting('memory_limit')").Scan(&to); err != nil {
+		w.log.Warn("duckdb: read memory_limit", "err", err)
+		return false
+	}
+	w.limit.set(to)
+	w.groups.budget = next / 2
+	args := []any{"from", from, "to", to, "ceiling_bytes", w.memCeiling}
+	if cause != nil {
+		args = append(args, "err", cause)
+	}
+	w.log.Warn("duckdb: raised memory_limit: writing these spans ran out of it, checkpoint or not (a checkpoint "+
+		"holds 2,048 values of a column at once); set sink.duckdb.memory_limit to the new value to start there", args...)
+	return true
+}
+
+// memoryCeiling is half of the memory this process may use: the machine's, or its
+// cgroup's limit when lower (a container), so that a raised memory_limit leaves the
+// rest to the Go heap and the operating system. 2 GiB when neither can be read.
+func memoryCeiling() int64 {
+	total := int64(0)
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				if err == nil {
+					total = kb << 10
+				}
+			}
+		}
+	}
+	for _, f := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 && (total == 0 || n < total) {
+			total = n
+		}
+	}
+	if total == 0 {
+		return 2 << 30
+	}
+	return total / 2
 }

@@ -53,6 +53,12 @@ type Writer struct {
 	invalid         bool  // DuckDB invalidated the database; the next write attaches it again
 	ceilingSeq      int64 // seq handed out by AppendSpans (the bench's ceiling)
 	flush           allocatorFlush
+	limit           *memoryLimit // the instance's memory_limit
+	// memCeiling is as far as raiseMemoryLimit takes memory_limit: half of the
+	// machine's or the cgroup's memory. invalidOOM says the database was invalidated
+	// by a checkpoint that ran out of memory: the limit rises once it is attached again.
+	memCeiling int64
+	invalidOOM bool
 	// beforeCommit, when set (tests), runs in a write's transaction before its COMMIT.
 	beforeCommit func()
 }
@@ -81,6 +87,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 		cfg:       cfg,
 		db:        db,
 		seq:       &in.seq,
+		limit:     &in.limit,
 		connector: in.connector,
 		release:   release,
 		log:       o.logger.With("component", "duckdb"),
@@ -99,7 +106,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 	if err == nil && cfg.Path != ":memory:" {
 		w.groups.size, w.groups.wal = cmp.Or(cfg.RowGroupSize, duckDBRowGroupSize), cfg.Path+".wal"
 		w.groups.budget = 48 << 20 // half of the default memory_limit, should DuckDB print it otherwise
-		if limit, ok := duckDBSize(w.flush.limit); ok {
+		if limit, ok := duckDBSize(w.limit.get()); ok {
 			w.groups.budget = limit / 2
 		}
 		err = w.loadRowGroups(ctx, w.conn)
@@ -217,21 +224,27 @@ func (w *Writer) write(ctx context.Context, b *pipeline.Batch) error {
 	}
 }
 
-// checkpointOnOOM runs write, and when it runs out of memory_limit because the rows
-// not yet checkpointed fill it, checkpoints to write them out and runs it once more,
-// rather than fail the batch (40 KB spans did). write must leave nothing behind when
-// it fails (a rolled-back transaction).
+// checkpointOnOOM runs write, which must leave nothing behind when it fails (a
+// rolled-back transaction, an appender's failed commit). When it runs out of
+// memory_limit, the rows not yet checkpointed may be what fills it: the writer
+// checkpoints and runs it again (40 KB spans needed it). When it still runs out, the
+// rows need more than memory_limit (see raiseMemoryLimit): the limit rises, up to
+// its ceiling, before each further checkpoint and attempt.
 func (w *Writer) checkpointOnOOM(ctx context.Context, conn *sql.Conn, write func() error) error {
 	err := write()
-	if !outOfMemory(err) || w.groups.size == 0 {
-		return err
+	for round := 0; outOfMemory(err) && w.groups.size > 0; round++ {
+		if round > 0 && !w.raiseMemoryLimit(ctx, conn, err) {
+			return err
+		}
+		w.log.Debug("duckdb: out of memory in a write; checkpointing, then writing again", "err", err)
+		if _, cerr := conn.ExecContext(ctx, "CHECKPOINT"); cerr != nil {
+			w.noteInvalidated(cerr)
+			return err
+		}
+		w.groups.walSize = 0
+		err = write()
 	}
-	w.log.Debug("duckdb: out of memory in a write; checkpointing, then writing again", "err", err)
-	if _, cerr := conn.ExecContext(ctx, "CHECKPOINT"); cerr != nil {
-		return err
-	}
-	w.groups.walSize = 0
-	return write()
+	return err
 }
 
 // commit appends spans and stores the other signals of rest (when not nil) in one
