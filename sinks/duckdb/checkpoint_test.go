@@ -3,10 +3,13 @@ package duckdb_test
 import (
 	"bytes"
 	"fmt"
-	"github.com/go-json-experiment/json/jsontext"
+	"math"
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/sinks/duckdb"
@@ -305,7 +308,8 @@ func TestWriteOutgrowingMemoryLimitRaisesIt(t *testing.T) {
 			var logs bytes.Buffer
 			cfg := duckdb.DefaultConfig()
 			cfg.Path, cfg.MemoryLimit = dbPath(t), "48MB"
-			w := openConfig(t, cfg, duckdb.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			reg := prometheus.NewRegistry()
+			w := openConfig(t, cfg, duckdb.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))), duckdb.WithRegisterer(reg))
 			w.SetCompaction(1<<40, nil)
 			w.SetMemoryCeiling(tt.ceiling)
 			const batches, spans = 16, 20
@@ -347,14 +351,35 @@ func TestWriteOutgrowingMemoryLimitRaisesIt(t *testing.T) {
 			if n, err := w.CountSpans(t.Context()); err != nil || n != batches*spans {
 				t.Errorf("CountSpans = %d, %v; want %d", n, err, batches*spans)
 			}
-			if got, ok := duckdb.DuckDBSize(limit); !ok || got <= 48e6 {
+			got, ok := duckdb.DuckDBSize(limit)
+			if !ok || got <= 48e6 {
 				t.Errorf("memory_limit = %s, want it raised above 48MB", limit)
+			}
+			if g := memoryLimitMetric(t, reg); math.Abs(g-float64(got)) > 0.1*(1<<20) { // DuckDB prints it rounded
+				t.Errorf("spanpipe_duckdb_memory_limit_bytes = %v, want %d", g, got)
 			}
 			if !strings.Contains(logs.String(), "raised memory_limit") {
 				t.Errorf("no warning names the raised memory_limit; logs:\n%s", logs.String())
 			}
 		})
 	}
+}
+
+// memoryLimitMetric returns the value of the one series of
+// spanpipe_duckdb_memory_limit_bytes in reg.
+func memoryLimitMetric(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "spanpipe_duckdb_memory_limit_bytes" && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("spanpipe_duckdb_memory_limit_bytes: not one series in %v", mfs)
+	return 0
 }
 
 // TestDuckDBSize: sizes as current_setting('memory_limit') prints them.

@@ -29,9 +29,9 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithRegisterer sets the Prometheus registerer. The writer registers no metrics
-// today: the pipeline counts rows, batches, durations and errors per sink. The option
-// exists so that callers can pass one registerer to every component. Default nil.
+// WithRegisterer sets the Prometheus registerer. The writer registers one metric,
+// spanpipe_duckdb_memory_limit_bytes (see [Config.MemoryLimit]); the pipeline counts
+// rows, batches, durations and errors per sink. Default nil: no metrics.
 func WithRegisterer(reg prometheus.Registerer) Option {
 	return func(o *options) { o.reg = reg }
 }

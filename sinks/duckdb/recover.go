@@ -111,25 +111,24 @@ func (w *Writer) reattach(ctx context.Context) error {
 func (w *Writer) raiseMemoryLimit(ctx context.Context, conn *sql.Conn, cause error) bool {
 	from := w.limit.get()
 	cur, ok := duckDBSize(from)
-	if !ok || cur >= w.memCeiling {
+	next := min(2*cur, w.memCeiling) >> 10 << 10
+	if !ok || next <= cur {
 		w.log.Error("duckdb: out of memory_limit, which is at its ceiling (half of the memory of the machine or "+
 			"cgroup): a checkpoint holds 2,048 values of a column at once, and these spans' are too large",
 			"memory_limit", from, "ceiling_bytes", w.memCeiling)
 		return false
 	}
-	next := min(2*cur, w.memCeiling)
-	var to string
-	if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET memory_limit = '%dKiB'", next>>10)); err != nil {
+	// Set (and set again by flushAllocator) exactly as requested: DuckDB prints it
+	// rounded.
+	to := fmt.Sprintf("%d KiB", next>>10)
+	if _, err := conn.ExecContext(ctx, "SET memory_limit = '"+to+"'"); err != nil {
 		w.log.Warn("duckdb: raise memory_limit", "err", err)
-		return false
-	}
-	if err := conn.QueryRowContext(ctx, "SELECT current_setting('memory_limit')").Scan(&to); err != nil {
-		w.log.Warn("duckdb: read memory_limit", "err", err)
 		return false
 	}
 	w.limit.set(to)
 	w.groups.budget = next / 2
-	args := []any{"from", from, "to", to, "ceiling_bytes", w.memCeiling}
+	w.memGauge.Set(float64(next))
+	args := []any{"from", from, "to", fmt.Sprintf("%.1f MiB", float64(next)/(1<<20)), "ceiling_bytes", w.memCeiling}
 	if cause != nil {
 		args = append(args, "err", cause)
 	}

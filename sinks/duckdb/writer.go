@@ -14,7 +14,9 @@ import (
 	"time"
 
 	duckdbdriver "github.com/duckdb/duckdb-go/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/spanpipe/spanpipe/internal/promx"
 	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/schema"
 )
@@ -59,6 +61,7 @@ type Writer struct {
 	// by a checkpoint that ran out of memory: the limit rises once it is attached again.
 	memCeiling int64
 	invalidOOM bool
+	memGauge   prometheus.Gauge // spanpipe_duckdb_memory_limit_bytes of this file
 	// beforeCommit, when set (tests), runs in a write's transaction before its COMMIT.
 	beforeCommit func()
 }
@@ -99,6 +102,15 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 	}
 	if err == nil {
 		err = w.readMemoryLimit(ctx)
+	}
+	if err == nil {
+		w.memGauge = promx.Register(o.reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "spanpipe_duckdb_memory_limit_bytes",
+			Help: "DuckDB's memory_limit in force for the database file: above sink.duckdb.memory_limit when the writer raised it because spans outgrew it (logged as a warning).",
+		}, []string{"path"})).WithLabelValues(cfg.Path)
+		if limit, ok := duckDBSize(w.limit.get()); ok {
+			w.memGauge.Set(float64(limit))
+		}
 	}
 	if err == nil {
 		err = w.loadSeq(ctx)
