@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/spanpipe/spanpipe/pipeline"
 	"github.com/spanpipe/spanpipe/schema"
 )
 
@@ -24,6 +25,9 @@ func (w *Writer) AppendSpans(ctx context.Context, spans []*schema.Span) error {
 	conn, err := w.writeConn(ctx)
 	if err != nil {
 		return err
+	}
+	if w.groups.size > 0 {
+		w.fitMemoryLimit(ctx, conn, &pipeline.Batch{Spans: spans})
 	}
 	now := time.Now().UTC()
 	// Commits and checkpoints fall where the drain's do (see rowGroups).

@@ -28,12 +28,13 @@ type Config struct {
 	// 225 / 192 / 166 MB with 128MB / 96MB / 64MB (150k spans). 64MB was enough for
 	// writing but not for the explorer's queries over a million spans (served from
 	// the same process): one failed with Out of Memory (BenchmarkReader). A
-	// checkpoint holds a column's values for 2,048 rows in memory at once: spans
-	// whose input or output are tens of KB need more (2,048 outputs of 60 KB filled
-	// 96MB). When a write still runs out of memory after a checkpoint, the writer
-	// doubles the limit, up to half of the machine's or cgroup's memory, and logs a
-	// warning with the new value: set that here to start with it. Empty leaves
-	// DuckDB's default. Default "96MB".
+	// checkpoint holds a column's values for 2,048 rows in memory at once: spans and
+	// logs whose values are tens of KB need more (2,048 outputs of 60 KB filled 96MB).
+	// Before a batch whose largest value needs more, and when a write still runs out
+	// of memory after a checkpoint, the writer raises the limit (at least doubling it),
+	// up to half of the machine's or cgroup's memory, and logs a warning with the new
+	// value: set that here to start with it. Empty leaves DuckDB's default. Default
+	// "96MB".
 	MemoryLimit string `yaml:"memory_limit"`
 
 	// CheckpointThreshold is how much write-ahead log DuckDB accumulates before it

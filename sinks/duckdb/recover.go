@@ -8,6 +8,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/spanpipe/spanpipe/pipeline"
 )
 
 // A checkpoint that fails (a full disk) invalidates the attached database: DuckDB
@@ -48,6 +50,13 @@ func (w *Writer) noteInvalidated(err error) {
 		return
 	}
 	w.invalid, w.invalidOOM = true, outOfMemory(err)
+	if strings.Contains(err.Error(), "must be restarted") {
+		// A FATAL error (a rollback that failed, for memory) ends the DuckDB instance,
+		// not only the attached file: attaching again cannot help, a new process can.
+		w.log.Error("duckdb: DuckDB stopped after a fatal error; restart spanpipe: writes wait until then, and "+
+			"the records stay in Kafka, uncommitted", "path", w.cfg.Path, "err", err)
+		return
+	}
 	w.log.Error("duckdb: the database was invalidated (a checkpoint failed); writes wait, and each one "+
 		"attaches it again first, until that succeeds", "path", w.cfg.Path, "err", err)
 }
@@ -94,28 +103,30 @@ func (w *Writer) reattach(ctx context.Context) error {
 	if w.invalidOOM {
 		// The checkpoint that failed runs again at the next one, on the same rows.
 		w.invalidOOM = false
-		w.raiseMemoryLimit(ctx, conn, nil)
+		w.raiseMemoryLimit(ctx, conn, 0, "a checkpoint ran out of it")
 	}
 	return nil
 }
 
-// raiseMemoryLimit doubles DuckDB's memory_limit, up to w.memCeiling, and reports
-// whether it rose. A checkpoint holds the values of a column for 2,048 rows in memory
-// at once, so spans whose input or output are tens of KB need more than a memory_limit
-// sized for ordinary ones: 2,048 outputs of 60 KB filled 96MB, and 270 spans of
-// 500 KB did. Checkpointing first does not help there, and a checkpoint that failed
-// invalidated the database. Before the writer raised the limit, such spans were
-// retried, then dead-lettered, batch after batch (8,220 of 10,000 spans of 40 KB).
-// The warning names the limit to configure; the raised one stays until the process
-// ends. cause is the write's error, nil after a failed checkpoint.
-func (w *Writer) raiseMemoryLimit(ctx context.Context, conn *sql.Conn, cause error) bool {
+// raiseMemoryLimit raises DuckDB's memory_limit to at least twice what it is and
+// at least need, up to w.memCeiling, and reports whether it rose. A checkpoint holds
+// the values of a column for 2,048 rows in memory at once, so spans or logs whose
+// values are tens of KB need more than a memory_limit sized for ordinary ones: 2,048
+// outputs of 60 KB filled 96MB, and 270 spans of 500 KB did. Checkpointing sooner
+// does not help there, a checkpoint that failed invalidated the database, and a
+// rollback that failed for memory ended DuckDB altogether ("FATAL Error", until the
+// process restarts). Before the writer raised the limit, such spans were retried,
+// then dead-lettered, batch after batch (20,000 spans of 40 KB took 13 minutes to
+// drain, mostly into dead letters). The warning names the limit to configure; the
+// raised one stays until the process ends. why says what asked for it.
+func (w *Writer) raiseMemoryLimit(ctx context.Context, conn *sql.Conn, need int64, why string, args ...any) bool {
 	from := w.limit.get()
 	cur, ok := duckDBSize(from)
-	next := min(2*cur, w.memCeiling) >> 10 << 10
+	next := min(max(2*cur, need), w.memCeiling) >> 10 << 10
 	if !ok || next <= cur {
-		w.log.Error("duckdb: out of memory_limit, which is at its ceiling (half of the memory of the machine or "+
-			"cgroup): a checkpoint holds 2,048 values of a column at once, and these spans' are too large",
-			"memory_limit", from, "ceiling_bytes", w.memCeiling)
+		w.log.Error("duckdb: memory_limit is at its ceiling (half of the memory of the machine or cgroup), and "+
+			why+"; a checkpoint holds 2,048 values of a column at once", append(args, "memory_limit", from,
+			"ceiling_bytes", w.memCeiling)...)
 		return false
 	}
 	// Set (and set again by flushAllocator) exactly as requested: DuckDB prints it
@@ -128,13 +139,37 @@ func (w *Writer) raiseMemoryLimit(ctx context.Context, conn *sql.Conn, cause err
 	w.limit.set(to)
 	w.groups.budget = next / 2
 	w.memGauge.Set(float64(next))
-	args := []any{"from", from, "to", fmt.Sprintf("%.1f MiB", float64(next)/(1<<20)), "ceiling_bytes", w.memCeiling}
-	if cause != nil {
-		args = append(args, "err", cause)
-	}
-	w.log.Warn("duckdb: raised memory_limit: writing these spans ran out of it, checkpoint or not (a checkpoint "+
-		"holds 2,048 values of a column at once); set sink.duckdb.memory_limit to the new value to start there", args...)
+	w.log.Warn("duckdb: raised memory_limit: "+why+" (a checkpoint holds 2,048 values of a column at once); "+
+		"set sink.duckdb.memory_limit to the new value to start there", append(args, "from", from,
+		"to", fmt.Sprintf("%.1f MiB", float64(next)/(1<<20)), "ceiling_bytes", w.memCeiling)...)
 	return true
+}
+
+// checkpointValues is how many values of a column a checkpoint holds in memory at
+// once (DuckDB's vector size), and checkpointMargin what memory_limit allows beyond
+// them, in percent.
+const (
+	checkpointValues = 2048
+	checkpointMargin = 125
+)
+
+// fitMemoryLimit raises memory_limit before a write whose largest value needs it:
+// 2,048 such values, with a margin. Raising only when a write failed cost a failed
+// checkpoint (an invalidated database) per doubling, and for logs a FATAL error.
+func (w *Writer) fitMemoryLimit(ctx context.Context, conn *sql.Conn, b *pipeline.Batch) {
+	largest := 0
+	for _, s := range b.Spans {
+		largest = max(largest, len(s.Input), len(s.Output), len(s.Attributes), len(s.Metadata), len(s.RequestContext))
+	}
+	for _, l := range b.Logs {
+		largest = max(largest, len(l.Message), len(l.Data), len(l.Metadata))
+	}
+	need := int64(largest) * checkpointValues * checkpointMargin / 100
+	if cur, ok := duckDBSize(w.limit.get()); !ok || need <= cur || cur >= w.memCeiling {
+		return
+	}
+	w.raiseMemoryLimit(ctx, conn, need, "the batch holds a value that 2,048 of would not fit",
+		"largest_value_bytes", largest)
 }
 
 // memoryCeiling is half of the memory this process may use: the machine's, or its

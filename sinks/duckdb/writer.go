@@ -215,6 +215,9 @@ func (w *Writer) write(ctx context.Context, b *pipeline.Batch) error {
 	if err != nil {
 		return classify(ctx, err)
 	}
+	if w.groups.size > 0 {
+		w.fitMemoryLimit(ctx, conn, b)
+	}
 	// The spans that fill the last row group end a commit of their own, so that
 	// the checkpoint after it compresses whole row groups (see rowGroups). A write
 	// that fails after such a commit leaves it committed: the retry appends those
@@ -245,7 +248,7 @@ func (w *Writer) write(ctx context.Context, b *pipeline.Batch) error {
 func (w *Writer) checkpointOnOOM(ctx context.Context, conn *sql.Conn, write func() error) error {
 	err := write()
 	for round := 0; outOfMemory(err) && w.groups.size > 0; round++ {
-		if round > 0 && !w.raiseMemoryLimit(ctx, conn, err) {
+		if round > 0 && !w.raiseMemoryLimit(ctx, conn, 0, "a write ran out of it after a checkpoint", "err", err) {
 			return err
 		}
 		w.log.Debug("duckdb: out of memory in a write; checkpointing, then writing again", "err", err)
