@@ -103,13 +103,15 @@ func (w *Writer) reattach(ctx context.Context) error {
 	if w.invalidOOM {
 		// The checkpoint that failed runs again at the next one, on the same rows.
 		w.invalidOOM = false
-		w.raiseMemoryLimit(ctx, conn, 0, "a checkpoint ran out of it")
+		if cur, ok := duckDBSize(w.limit.get()); ok {
+			w.raiseMemoryLimit(ctx, conn, 2*cur, "a checkpoint ran out of it")
+		}
 	}
 	return nil
 }
 
-// raiseMemoryLimit raises DuckDB's memory_limit to at least twice what it is and
-// at least need, up to w.memCeiling, and reports whether it rose. A checkpoint holds
+// raiseMemoryLimit raises DuckDB's memory_limit to to, or w.memCeiling when lower,
+// and reports whether it rose. A checkpoint holds
 // the values of a column for 2,048 rows in memory at once, so spans or logs whose
 // values are tens of KB need more than a memory_limit sized for ordinary ones: 2,048
 // outputs of 60 KB filled 96MB, and 270 spans of 500 KB did. Checkpointing sooner
@@ -119,29 +121,31 @@ func (w *Writer) reattach(ctx context.Context) error {
 // then dead-lettered, batch after batch (20,000 spans of 40 KB took 13 minutes to
 // drain, mostly into dead letters). The warning names the limit to configure; the
 // raised one stays until the process ends. why says what asked for it.
-func (w *Writer) raiseMemoryLimit(ctx context.Context, conn *sql.Conn, need int64, why string, args ...any) bool {
+func (w *Writer) raiseMemoryLimit(ctx context.Context, conn *sql.Conn, to int64, why string, args ...any) bool {
 	from := w.limit.get()
 	cur, ok := duckDBSize(from)
-	next := min(max(2*cur, need), w.memCeiling) >> 10 << 10
+	next := min(to, w.memCeiling) >> 10 << 10
 	if !ok || next <= cur {
-		w.log.Error("duckdb: memory_limit is at its ceiling (half of the memory of the machine or cgroup), and "+
+		w.log.Error("duckdb: memory_limit is at or above the ceiling the writer raises it to (half of the memory "+
+			"of the machine or cgroup), and "+
 			why+"; a checkpoint holds 2,048 values of a column at once", append(args, "memory_limit", from,
 			"ceiling_bytes", w.memCeiling)...)
 		return false
 	}
 	// Set (and set again by flushAllocator) exactly as requested: DuckDB prints it
 	// rounded.
-	to := fmt.Sprintf("%d KiB", next>>10)
-	if _, err := conn.ExecContext(ctx, "SET memory_limit = '"+to+"'"); err != nil {
+	set := fmt.Sprintf("%d KiB", next>>10)
+	if _, err := conn.ExecContext(ctx, "SET memory_limit = '"+set+"'"); err != nil {
 		w.log.Warn("duckdb: raise memory_limit", "err", err)
 		return false
 	}
-	w.limit.set(to)
+	w.limit.set(set)
 	w.groups.budget = next / 2
 	w.memGauge.Set(float64(next))
 	w.log.Warn("duckdb: raised memory_limit: "+why+" (a checkpoint holds 2,048 values of a column at once); "+
-		"set sink.duckdb.memory_limit to the new value to start there", append(args, "from", from,
-		"to", fmt.Sprintf("%.1f MiB", float64(next)/(1<<20)), "ceiling_bytes", w.memCeiling)...)
+		"set sink.duckdb.memory_limit to the new value to start there", append(args,
+		"from", fmt.Sprintf("%.1f MiB", float64(cur)/(1<<20)), "to", fmt.Sprintf("%.1f MiB", float64(next)/(1<<20)),
+		"ceiling_bytes", w.memCeiling)...)
 	return true
 }
 
@@ -168,7 +172,9 @@ func (w *Writer) fitMemoryLimit(ctx context.Context, conn *sql.Conn, b *pipeline
 	if cur, ok := duckDBSize(w.limit.get()); !ok || need <= cur || cur >= w.memCeiling {
 		return
 	}
-	w.raiseMemoryLimit(ctx, conn, need, "the batch holds a value that 2,048 of would not fit",
+	// A quarter more again, so that the next batch's largest value, a little larger,
+	// does not ask for another raise.
+	w.raiseMemoryLimit(ctx, conn, need*checkpointMargin/100, "the batch holds a value that 2,048 of would not fit",
 		"largest_value_bytes", largest)
 }
 

@@ -248,8 +248,11 @@ func (w *Writer) write(ctx context.Context, b *pipeline.Batch) error {
 func (w *Writer) checkpointOnOOM(ctx context.Context, conn *sql.Conn, write func() error) error {
 	err := write()
 	for round := 0; outOfMemory(err) && w.groups.size > 0; round++ {
-		if round > 0 && !w.raiseMemoryLimit(ctx, conn, 0, "a write ran out of it after a checkpoint", "err", err) {
-			return err
+		if round > 0 {
+			cur, _ := duckDBSize(w.limit.get())
+			if !w.raiseMemoryLimit(ctx, conn, 2*cur, "a write ran out of it after a checkpoint", "err", err) {
+				return err
+			}
 		}
 		w.log.Debug("duckdb: out of memory in a write; checkpointing, then writing again", "err", err)
 		if _, cerr := conn.ExecContext(ctx, "CHECKPOINT"); cerr != nil {
