@@ -301,34 +301,30 @@ func TestWriteOutOfMemoryCheckpointsAndRetries(t *testing.T) {
 // to its ceiling.
 func TestWriteOutgrowingMemoryLimitRaisesIt(t *testing.T) {
 	big := func(i int) string { return strings.Repeat(fmt.Sprintf("%x", i%16), 200000) }
+	spanBatch := func(i int) *pipeline.Batch {
+		b := benchBatch(20, fmt.Sprintf("%032x", i+1))
+		for _, s := range b.Spans {
+			s.Output = jsontext.Value(`"` + big(i) + `"`)
+		}
+		return b
+	}
+	logBatch := func(i int) *pipeline.Batch {
+		b := &pipeline.Batch{}
+		for j := range 20 {
+			b.Logs = append(b.Logs, &schema.Log{LogID: fmt.Sprintf("log-%d-%d", i, j), Timestamp: time.Now(),
+				Level: "info", Message: big(i + j)})
+		}
+		return b
+	}
 	for _, tt := range []struct {
 		name    string
 		batch   func(i int) *pipeline.Batch
 		ceiling int64
 		stored  bool
 	}{
-		{"spans", func(i int) *pipeline.Batch {
-			b := benchBatch(20, fmt.Sprintf("%032x", i+1))
-			for _, s := range b.Spans {
-				s.Output = jsontext.Value(`"` + big(i) + `"`)
-			}
-			return b
-		}, 1 << 30, true},
-		{"logs", func(i int) *pipeline.Batch {
-			b := &pipeline.Batch{}
-			for j := range 20 {
-				b.Logs = append(b.Logs, &schema.Log{LogID: fmt.Sprintf("log-%d-%d", i, j), Timestamp: time.Now(),
-					Level: "info", Message: big(i + j)})
-			}
-			return b
-		}, 1 << 30, true},
-		{"spans, ceiling below the limit", func(i int) *pipeline.Batch {
-			b := benchBatch(20, fmt.Sprintf("%032x", i+1))
-			for _, s := range b.Spans {
-				s.Output = jsontext.Value(`"` + big(i) + `"`)
-			}
-			return b
-		}, 40 << 20, false},
+		{"spans", spanBatch, 1 << 30, true},
+		{"logs", logBatch, 1 << 30, true},
+		{"spans, ceiling below the limit", spanBatch, 40 << 20, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs bytes.Buffer
