@@ -111,10 +111,10 @@ func (w *Writer) reattach(ctx context.Context) error {
 }
 
 // raiseMemoryLimit raises DuckDB's memory_limit to to, or w.memCeiling when lower,
-// and reports whether it rose. A checkpoint holds
-// the values of a column for 2,048 rows in memory at once, so spans or logs whose
-// values are tens of KB need more than a memory_limit sized for ordinary ones: 2,048
-// outputs of 60 KB filled 96MB, and 270 spans of 500 KB did. Checkpointing sooner
+// and reports whether it rose. A checkpoint holds the values of a column for 2,048
+// rows in memory at once, so spans or logs whose values are tens of KB need more
+// than a memory_limit sized for ordinary ones: 2,048 outputs of 60 KB filled 96MB,
+// and 270 spans of 500 KB did. Checkpointing sooner
 // does not help there, a checkpoint that failed invalidated the database, and a
 // rollback that failed for memory ended DuckDB altogether ("FATAL Error", until the
 // process restarts). Before the writer raised the limit, such spans were retried,
