@@ -308,6 +308,13 @@ func TestWriteOutgrowingMemoryLimitRaisesIt(t *testing.T) {
 		}
 		return b
 	}
+	nameBatch := func(i int) *pipeline.Batch {
+		b := benchBatch(20, fmt.Sprintf("%032x", i+1))
+		for _, s := range b.Spans {
+			s.Name = big(i)
+		}
+		return b
+	}
 	logBatch := func(i int) *pipeline.Batch {
 		b := &pipeline.Batch{}
 		for j := range 20 {
@@ -323,6 +330,7 @@ func TestWriteOutgrowingMemoryLimitRaisesIt(t *testing.T) {
 		stored  bool
 	}{
 		{"spans", spanBatch, 1 << 30, true},
+		{"span names", nameBatch, 1 << 30, true},
 		{"logs", logBatch, 1 << 30, true},
 		{"spans, ceiling below the limit", spanBatch, 40 << 20, false},
 	} {

@@ -163,7 +163,11 @@ const (
 func (w *Writer) fitMemoryLimit(ctx context.Context, conn *sql.Conn, b *pipeline.Batch) {
 	largest := 0
 	for _, s := range b.Spans {
-		largest = max(largest, len(s.Input), len(s.Output), len(s.Attributes), len(s.Metadata), len(s.RequestContext))
+		largest = max(largest, len(s.Input), len(s.Output), len(s.Attributes), len(s.Metadata), len(s.RequestContext),
+			len(s.Name))
+		if e := s.ErrorInfo; e != nil {
+			largest = max(largest, len(e.Message)+len(e.Stack)+len(e.Details)) // one JSON column
+		}
 	}
 	for _, l := range b.Logs {
 		largest = max(largest, len(l.Message), len(l.Data), len(l.Metadata))
