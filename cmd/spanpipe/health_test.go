@@ -84,8 +84,9 @@ func TestDevServesLivezAndReadyz(t *testing.T) {
 		}
 	}
 	for _, path := range []string{"/livez", "/healthz"} {
-		if code, body := get(path); code != http.StatusOK || !strings.Contains(body, "ok poll-loop: ") || !strings.Contains(body, "ok writer: ") {
-			t.Errorf("%s = %d %q, want 200 with the poll-loop and writer checks", path, code, body)
+		if code, body := get(path); code != http.StatusOK || !strings.Contains(body, "ok poll-loop: ") || !strings.Contains(body, "ok writer: ") ||
+			!strings.Contains(body, "ok sink-state: ") {
+			t.Errorf("%s = %d %q, want 200 with the poll-loop, writer and sink-state (DuckDB) checks", path, code, body)
 		}
 	}
 	if _, body := get("/metrics"); !strings.Contains(body, "\nspanpipe_consumer_ready 1\n") {

@@ -53,3 +53,11 @@ func (f faultySink) Write(ctx context.Context, b *pipeline.Batch) error {
 	}
 	return f.Sink.Write(ctx, b)
 }
+
+// Broken passes on the wrapped sink's (see brokenSink).
+func (f faultySink) Broken() error {
+	if b, ok := f.Sink.(brokenSink); ok {
+		return b.Broken()
+	}
+	return nil
+}

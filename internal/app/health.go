@@ -61,9 +61,10 @@ type health struct {
 	now   func() time.Time
 }
 
-// Live: the poll loop goes round and no sink call hangs. Failing it gets the process
-// restarted, so it tests only what a restart can fix: a sink outage or a drop topic
-// that cannot be written keeps /livez green (the loops still tick) and shows on /readyz.
+// Live: the poll loop goes round, no sink call hangs, and the sink does not say only
+// a restart repairs it (brokenSink). Failing it gets the process restarted, so it
+// tests only what a restart can fix: a sink outage or a drop topic that cannot be
+// written keeps /livez green (the loops still tick) and shows on /readyz.
 func (h *health) Live() []Check {
 	now := h.now()
 	mh := h.c.Member.Health()
@@ -85,7 +86,22 @@ func (h *health) Live() []Check {
 			writer.OK, writer.Detail = false, fmt.Sprintf("sink call hung for %s (metrics.live_max_sink_call %s)", d.Round(time.Second), h.cfg.LiveMaxSinkCall)
 		}
 	}
-	return []Check{poll, writer}
+	checks := []Check{poll, writer}
+	if b, ok := h.c.sink.(brokenSink); ok {
+		state := Check{Name: "sink-state", OK: true, Detail: "the sink can recover by itself"}
+		if err := b.Broken(); err != nil {
+			state.OK, state.Detail = false, "only a restart repairs the sink: "+oneLine(err)
+		}
+		checks = append(checks, state)
+	}
+	return checks
+}
+
+// brokenSink is a sink that can tell when it is in a state only a new process
+// repairs: DuckDB after a FATAL error ends its database instance, and every write
+// then waits (the records stay in Kafka, uncommitted) until the process restarts.
+type brokenSink interface {
+	Broken() error
 }
 
 // Ready: partitions held (or a legitimate wait for them), the writer keeping up, the

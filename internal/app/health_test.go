@@ -227,6 +227,33 @@ func TestHealthSinkUnavailable(t *testing.T) {
 	r.waitProbe(t, "/readyz", http.StatusOK, "ok sink: last write ok")
 }
 
+// brokenHealthSink is a healthSink that says, once told, that only a restart repairs it.
+type brokenHealthSink struct {
+	*healthSink
+	broken atomic.Pointer[error]
+}
+
+func (s *brokenHealthSink) Broken() error {
+	if p := s.broken.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// A sink that says only a restart repairs it (DuckDB after a FATAL error) fails
+// /livez, so that an orchestrator restarts the process; its waiting writes alone
+// would keep /livez green.
+func TestLivezSinkBroken(t *testing.T) {
+	c := kafkatest.Cluster(t, 1, "spanpipe.spans", "spanpipe.drops")
+	sink := &brokenHealthSink{healthSink: newHealthSink("unavailable")}
+	r := startHealth(t, c, sink, nil)
+	r.run(t, nil)
+	r.waitProbe(t, "/livez", http.StatusOK, "ok sink-state: the sink can recover by itself")
+	err := errors.New("FATAL Error: Failed: database has been invalidated because of a previous fatal error")
+	sink.broken.Store(&err)
+	r.waitProbe(t, "/livez", http.StatusServiceUnavailable, "FAIL sink-state: only a restart repairs the sink: FATAL Error")
+}
+
 // A drop topic that refuses writes for good (here: not authorised) fails /readyz.
 func TestReadyzDropTopicNotWritable(t *testing.T) {
 	c := kafkatest.Cluster(t, 1, "spanpipe.spans", "spanpipe.drops")

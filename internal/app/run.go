@@ -117,6 +117,7 @@ type Consumer struct {
 	Batcher *pipeline.Batcher
 	Member  *consumer.Consumer
 	writer  *pipeline.Writer
+	sink    pipeline.Sink
 	drops   *trackedDrops
 	health  *health
 	log     *slog.Logger
@@ -157,6 +158,7 @@ func NewConsumer(cfg Config, sink pipeline.Sink, log *slog.Logger, reg prometheu
 	}
 	log.Info("pipeline", "strategy", b.Strategy(), "sink", sink.Name(), "max_buffer_size", b.BufferSize(), "fetch_max_bytes", kcfg.FetchMaxBytes)
 	c := &Consumer{Batcher: b, Member: member, writer: w, drops: drops, log: log}
+	c.sink = sink
 	c.health = &health{cfg: cfg.Metrics, c: c, start: time.Now(), now: time.Now}
 	registerReady(reg, c.health)
 	return c, nil

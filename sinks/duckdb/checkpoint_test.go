@@ -2,6 +2,7 @@ package duckdb_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -328,11 +329,13 @@ func TestWriteOutgrowingMemoryLimitRaisesIt(t *testing.T) {
 		batch   func(i int) *pipeline.Batch
 		ceiling int64
 		stored  bool
+		broken  bool // DuckDB ends with a FATAL error (a rollback out of memory)
 	}{
-		{"spans", spanBatch, 1 << 30, true},
-		{"span names", nameBatch, 1 << 30, true},
-		{"logs", logBatch, 1 << 30, true},
-		{"spans, ceiling below the limit", spanBatch, 40 << 20, false},
+		{"spans", spanBatch, 1 << 30, true, false},
+		{"span names", nameBatch, 1 << 30, true, false},
+		{"logs", logBatch, 1 << 30, true, false},
+		{"spans, ceiling below the limit", spanBatch, 40 << 20, false, false},
+		{"logs, ceiling below the limit", logBatch, 40 << 20, false, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs bytes.Buffer
@@ -364,6 +367,12 @@ func TestWriteOutgrowingMemoryLimitRaisesIt(t *testing.T) {
 			if !tt.stored {
 				if failed == nil {
 					t.Fatal("every write succeeded at a memory_limit of 48MB; the test needs larger values")
+				}
+				if err := w.Broken(); (err != nil) != tt.broken {
+					t.Fatalf("Broken() = %v, want broken %v; the write failed with %v", err, tt.broken, failed)
+				}
+				if tt.broken {
+					return
 				}
 				if !strings.Contains(logs.String(), "at or above the ceiling") {
 					t.Errorf("no error says memory_limit is at the ceiling; logs:\n%s", logs.String())
@@ -436,5 +445,36 @@ func TestDuckDBSize(t *testing.T) {
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("duckDBSize(%q) = %d, %v; want %d, %v", tt.in, got, ok, tt.want, tt.ok)
 		}
+	}
+}
+
+// TestBrokenAfterFatalError: DuckDB's FATAL error ends the instance, which attaching
+// the file again cannot repair; Broken says so (spanpipe consume's /livez fails on
+// it), and only for that error.
+func TestBrokenAfterFatalError(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		err    string
+		broken bool
+	}{
+		{"rollback out of memory", "duckdb: commit batch of 30 rows: FATAL Error: Failed to rollback transaction. Cannot continue operation.", true},
+		{"instance ended", `duckdb: prepare spans table: FATAL Error: Failed: database has been invalidated because of a previous fatal error. The database must be restarted prior to being used again.`, true},
+		{"checkpoint failed", `IO Error: Database "spanpipe" has been invalidated because checkpointing failed. Detach and reattach it before using it again.`, false},
+		{"out of memory", "Out of Memory Error: failed to pin block of size 256.0 KiB (45.6 MiB/45.7 MiB used)", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := openWriter(t, dbPath(t))
+			if err := w.Broken(); err != nil {
+				t.Fatalf("Broken() of a new writer = %v", err)
+			}
+			w.NoteInvalidated(errors.New(tt.err))
+			err := w.Broken()
+			if (err != nil) != tt.broken {
+				t.Fatalf("Broken() = %v, want broken %v", err, tt.broken)
+			}
+			if err != nil && !strings.Contains(err.Error(), "FATAL Error") {
+				t.Errorf("Broken() = %q does not carry DuckDB's error", err)
+			}
+		})
 	}
 }

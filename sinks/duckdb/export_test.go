@@ -120,3 +120,10 @@ func (w *Writer) SetMemoryCeiling(n int64) {
 	defer w.mu.Unlock()
 	w.memCeiling = n
 }
+
+// NoteInvalidated passes err to the writer as a failed statement's error.
+func (w *Writer) NoteInvalidated(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.noteInvalidated(err)
+}

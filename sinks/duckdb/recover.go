@@ -44,19 +44,26 @@ func outOfMemory(err error) bool {
 }
 
 // noteInvalidated marks the database for attaching again when err says DuckDB
-// invalidated it. The caller holds w.mu.
+// invalidated it, and the Writer broken (see Broken) when err is DuckDB's FATAL
+// error, which ends the whole instance. The caller holds w.mu.
 func (w *Writer) noteInvalidated(err error) {
+	if err == nil {
+		return
+	}
+	if msg := err.Error(); strings.Contains(msg, "FATAL Error") || strings.Contains(msg, "must be restarted") {
+		// Attaching again cannot help, a new process can.
+		w.invalid = true
+		if w.fatal.Load() == nil {
+			w.fatal.Store(&err)
+			w.log.Error("duckdb: DuckDB stopped after a fatal error; restart spanpipe (/livez fails): writes wait "+
+				"until then, and the records stay in Kafka, uncommitted", "path", w.cfg.Path, "err", err)
+		}
+		return
+	}
 	if w.invalid || !invalidatedDB(err) {
 		return
 	}
 	w.invalid, w.invalidOOM = true, outOfMemory(err)
-	if strings.Contains(err.Error(), "must be restarted") {
-		// A FATAL error (a rollback that failed, for memory) ends the DuckDB instance,
-		// not only the attached file: attaching again cannot help, a new process can.
-		w.log.Error("duckdb: DuckDB stopped after a fatal error; restart spanpipe: writes wait until then, and "+
-			"the records stay in Kafka, uncommitted", "path", w.cfg.Path, "err", err)
-		return
-	}
 	w.log.Error("duckdb: the database was invalidated (a checkpoint failed); writes wait, and each one "+
 		"attaches it again first, until that succeeds", "path", w.cfg.Path, "err", err)
 }
@@ -106,6 +113,17 @@ func (w *Writer) reattach(ctx context.Context) error {
 		if cur, ok := duckDBSize(w.limit.get()); ok {
 			w.raiseMemoryLimit(ctx, conn, 2*cur, "a checkpoint ran out of it")
 		}
+	}
+	return nil
+}
+
+// Broken returns DuckDB's FATAL error once one ended the database instance in this
+// process (a rollback that ran out of memory does): nothing can be written until the
+// process restarts, and a restart replays the write-ahead log. spanpipe consume's
+// /livez fails on it, so that an orchestrator restarts the process. nil otherwise.
+func (w *Writer) Broken() error {
+	if p := w.fatal.Load(); p != nil {
+		return fmt.Errorf("duckdb: %s: %w", w.cfg.Path, *p)
 	}
 	return nil
 }

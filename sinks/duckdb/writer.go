@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	duckdbdriver "github.com/duckdb/duckdb-go/v2"
@@ -62,6 +63,9 @@ type Writer struct {
 	memCeiling int64
 	invalidOOM bool
 	memGauge   prometheus.Gauge // spanpipe_duckdb_memory_limit_bytes of this file
+	// fatal is DuckDB's FATAL error, after which only a new process can write (see
+	// Broken); nil until then. Read without w.mu, which a waiting write holds.
+	fatal atomic.Pointer[error]
 	// beforeCommit, when set (tests), runs in a write's transaction before its COMMIT.
 	beforeCommit func()
 }
@@ -208,11 +212,13 @@ func (w *Writer) write(ctx context.Context, b *pipeline.Batch) error {
 	if w.invalid {
 		// Until the file is attached again, nothing can be stored: the batch waits.
 		if err := w.reattach(ctx); err != nil {
+			w.noteInvalidated(err)
 			return pipeline.Unavailable(err)
 		}
 	}
 	conn, err := w.writeConn(ctx)
 	if err != nil {
+		w.noteInvalidated(err)
 		return classify(ctx, err)
 	}
 	if w.groups.size > 0 {
@@ -334,6 +340,7 @@ func (w *Writer) rollback(ctx context.Context, conn *sql.Conn) {
 		return // rolled back, or DuckDB already did (a failed COMMIT)
 	}
 	w.log.Warn("duckdb rollback failed; replacing the write connection", "err", err)
+	w.noteInvalidated(err)
 	w.closeConn()
 }
 
