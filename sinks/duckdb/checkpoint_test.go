@@ -478,3 +478,28 @@ func TestBrokenAfterFatalError(t *testing.T) {
 		})
 	}
 }
+
+// TestOneLargeValueKeepsMemoryLimit: what a checkpoint holds at once is the values of
+// 2,048 rows, so one large value among small ones needs little, and the writer
+// leaves memory_limit as configured.
+func TestOneLargeValueKeepsMemoryLimit(t *testing.T) {
+	var logs bytes.Buffer
+	cfg := duckdb.DefaultConfig()
+	cfg.Path = dbPath(t)
+	w := openConfig(t, cfg, duckdb.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	for i := range 3 {
+		b := benchBatch(1000, fmt.Sprintf("%032x", i+1))
+		b.Spans[500].Output = jsontext.Value(`"` + strings.Repeat("x", 3<<20) + `"`)
+		write(t, w, b)
+	}
+	var limit string
+	if err := w.DB().QueryRowContext(t.Context(), "SELECT current_setting('memory_limit')").Scan(&limit); err != nil {
+		t.Fatal(err)
+	}
+	if limit != "91.5 MiB" || strings.Contains(logs.String(), "raised memory_limit") {
+		t.Errorf("memory_limit = %s, want the configured 96MB (91.5 MiB); logs:\n%s", limit, logs.String())
+	}
+	if n, err := w.CountSpans(t.Context()); err != nil || n != 3000 {
+		t.Errorf("CountSpans = %d, %v; want 3000", n, err)
+	}
+}

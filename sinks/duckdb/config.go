@@ -30,9 +30,9 @@ type Config struct {
 	// the same process): one failed with Out of Memory (BenchmarkReader). A
 	// checkpoint holds a column's values for 2,048 rows in memory at once: spans and
 	// logs whose values are tens of KB need more (2,048 outputs of 60 KB filled 96MB).
-	// Before a batch whose largest value needs more, and when a write still runs out
-	// of memory after a checkpoint, the writer raises the limit, up to half of the
-	// machine's or cgroup's memory, and logs a warning with the new
+	// Before a batch whose last 2,048 rows' values need more, and when a write still
+	// runs out of memory after a checkpoint, the writer raises the limit, up to half
+	// of the machine's or cgroup's memory, and logs a warning with the new
 	// value: set that here to start with it. Empty leaves DuckDB's default. Default
 	// "96MB".
 	MemoryLimit string `yaml:"memory_limit"`

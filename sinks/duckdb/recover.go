@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/spanpipe/spanpipe/pipeline"
+	"github.com/spanpipe/spanpipe/schema"
 )
 
 // A checkpoint that fails (a full disk) invalidates the attached database: DuckDB
@@ -167,37 +168,65 @@ func (w *Writer) raiseMemoryLimit(ctx context.Context, conn *sql.Conn, to int64,
 	return true
 }
 
-// checkpointValues is how many values of a column a checkpoint holds in memory at
-// once (DuckDB's vector size), and checkpointMargin what memory_limit allows beyond
-// them, in percent.
+// checkpointValues is how many rows' values a checkpoint holds in memory at once
+// (DuckDB's vector size). checkpointNeed is the memory_limit that fitMemoryLimit
+// asks for them, in percent of their bytes: besides the values it reads, the
+// checkpoint writes them compressed, and the rows not checkpointed yet share the
+// pool (logs of 200 KB at 125% still ended DuckDB with a FATAL error). checkpointMargin
+// is what a raise adds beyond that, so that slightly larger rows next do not ask
+// for another.
 const (
 	checkpointValues = 2048
+	checkpointNeed   = 200
 	checkpointMargin = 125
 )
 
-// fitMemoryLimit raises memory_limit before a write whose largest value needs it:
-// 2,048 such values, with a margin. Raising only when a write failed cost a failed
-// checkpoint (an invalidated database) per doubling, and for logs a FATAL error.
+// rowWindow sums the variable-length values of a table's last checkpointValues rows
+// written: what a checkpoint may hold of them at once. A write that fails leaves its
+// rows counted, and its retry counts them again: an estimate on the high side.
+type rowWindow struct {
+	sizes [checkpointValues]int64
+	next  int
+	sum   int64
+}
+
+func (r *rowWindow) add(n int) {
+	r.sum += int64(n) - r.sizes[r.next]
+	r.sizes[r.next] = int64(n)
+	r.next = (r.next + 1) % checkpointValues
+}
+
+// spanValueBytes is what a span's row holds in values of any length.
+func spanValueBytes(s *schema.Span) int {
+	n := len(s.Input) + len(s.Output) + len(s.Attributes) + len(s.Metadata) + len(s.RequestContext) + len(s.Name)
+	if e := s.ErrorInfo; e != nil {
+		n += len(e.Message) + len(e.Stack) + len(e.Details)
+	}
+	return n
+}
+
+// fitMemoryLimit raises memory_limit before a write whose rows, with those before
+// them, need it: the values of the last 2,048 rows of a table, with a margin.
+// Raising only when a write failed cost a failed checkpoint (an invalidated
+// database) per doubling, and for logs a FATAL error. One large value among small
+// ones needs little, and raises nothing.
 func (w *Writer) fitMemoryLimit(ctx context.Context, conn *sql.Conn, b *pipeline.Batch) {
-	largest := 0
 	for _, s := range b.Spans {
-		largest = max(largest, len(s.Input), len(s.Output), len(s.Attributes), len(s.Metadata), len(s.RequestContext),
-			len(s.Name))
-		if e := s.ErrorInfo; e != nil {
-			largest = max(largest, len(e.Message)+len(e.Stack)+len(e.Details)) // one JSON column
-		}
+		w.window.spans.add(spanValueBytes(s))
 	}
 	for _, l := range b.Logs {
-		largest = max(largest, len(l.Message), len(l.Data), len(l.Metadata))
+		w.window.logs.add(len(l.Message) + len(l.Data) + len(l.Metadata))
 	}
-	need := int64(largest) * checkpointValues * checkpointMargin / 100
-	if cur, ok := duckDBSize(w.limit.get()); !ok || need <= cur || cur >= w.memCeiling {
+	window := max(w.window.spans.sum, w.window.logs.sum)
+	need := window * checkpointNeed / 100
+	cur, ok := duckDBSize(w.limit.get())
+	if !ok || need <= cur || cur >= w.memCeiling {
 		return
 	}
-	// A quarter more again, so that the next batch's largest value, a little larger,
-	// does not ask for another raise.
-	w.raiseMemoryLimit(ctx, conn, need*checkpointMargin/100, "the batch holds a value that 2,048 of would not fit",
-		"largest_value_bytes", largest)
+	// A quarter more again, or twice the limit when more, so that the next
+	// batches' rows, larger or filling the window, ask for few more raises.
+	w.raiseMemoryLimit(ctx, conn, max(need*checkpointMargin/100, 2*cur),
+		"the values of the last 2,048 rows written to a table would not fit", "window_bytes", window)
 }
 
 // memoryCeiling is half of the memory this process may use: the machine's, or its

@@ -63,6 +63,7 @@ type Writer struct {
 	memCeiling int64
 	invalidOOM bool
 	memGauge   prometheus.Gauge // spanpipe_duckdb_memory_limit_bytes of this file
+	window     struct{ spans, logs rowWindow } // see fitMemoryLimit
 	// fatal is DuckDB's FATAL error, after which only a new process can write (see
 	// Broken); nil until then. Read without w.mu, which a waiting write holds.
 	fatal atomic.Pointer[error]
