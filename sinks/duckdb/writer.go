@@ -62,7 +62,7 @@ type Writer struct {
 	// by a checkpoint that ran out of memory: the limit rises once it is attached again.
 	memCeiling int64
 	invalidOOM bool
-	memGauge   prometheus.Gauge // spanpipe_duckdb_memory_limit_bytes of this file
+	memGauge   prometheus.Gauge                // spanpipe_duckdb_memory_limit_bytes of this file
 	window     struct{ spans, logs rowWindow } // see fitMemoryLimit
 	// fatal is DuckDB's FATAL error, after which only a new process can write (see
 	// Broken); nil until then. Read without w.mu, which a waiting write holds.
