@@ -111,9 +111,7 @@ func (w *Writer) reattach(ctx context.Context) error {
 	if w.invalidOOM {
 		// The checkpoint that failed runs again at the next one, on the same rows.
 		w.invalidOOM = false
-		if cur, ok := duckDBSize(w.limit.get()); ok {
-			w.raiseMemoryLimit(ctx, conn, 2*cur, "a checkpoint ran out of it")
-		}
+		w.doubleMemoryLimit(ctx, conn, "a checkpoint ran out of it")
 	}
 	return nil
 }
@@ -129,14 +127,20 @@ func (w *Writer) Broken() error {
 	return nil
 }
 
+// doubleMemoryLimit raises memory_limit to twice what it is (see raiseMemoryLimit),
+// for a write or checkpoint that ran out of it when nothing said how much it needs.
+func (w *Writer) doubleMemoryLimit(ctx context.Context, conn *sql.Conn, why string, args ...any) bool {
+	cur, _ := duckDBSize(w.limit.get()) // unreadable: 0, which raiseMemoryLimit refuses
+	return w.raiseMemoryLimit(ctx, conn, 2*cur, why, args...)
+}
+
 // raiseMemoryLimit raises DuckDB's memory_limit to to, or w.memCeiling when lower,
 // and reports whether it rose. A checkpoint holds the values of a column for 2,048
 // rows in memory at once, so spans or logs whose values are tens of KB need more
 // than a memory_limit sized for ordinary ones: 2,048 outputs of 60 KB filled 96MB,
-// and 270 spans of 500 KB did. Checkpointing sooner
-// does not help there, a checkpoint that failed invalidated the database, and a
-// rollback that failed for memory ended DuckDB altogether ("FATAL Error", until the
-// process restarts). Before the writer raised the limit, such spans were retried,
+// and 270 spans of 500 KB did. Checkpointing sooner does not help there, a
+// checkpoint that failed invalidated the database, and a rollback that failed for
+// memory ended DuckDB altogether ("FATAL Error", until the process restarts). Before the writer raised the limit, such spans were retried,
 // then dead-lettered, batch after batch (20,000 spans of 40 KB took 13 minutes to
 // drain, mostly into dead letters). The warning names the limit to configure; the
 // raised one stays until the process ends. why says what asked for it.

@@ -111,7 +111,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Writer, error) {
 	if err == nil {
 		w.memGauge = promx.Register(o.reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "spanpipe_duckdb_memory_limit_bytes",
-			Help: "DuckDB's memory_limit in force for the database file: above sink.duckdb.memory_limit when the writer raised it because spans outgrew it (logged as a warning).",
+			Help: "DuckDB's memory_limit in force for the database file: above sink.duckdb.memory_limit when the writer raised it because the values written outgrew it (logged as a warning).",
 		}, []string{"path"})).WithLabelValues(cfg.Path)
 		if limit, ok := duckDBSize(w.limit.get()); ok {
 			w.memGauge.Set(float64(limit))
@@ -255,11 +255,8 @@ func (w *Writer) write(ctx context.Context, b *pipeline.Batch) error {
 func (w *Writer) checkpointOnOOM(ctx context.Context, conn *sql.Conn, write func() error) error {
 	err := write()
 	for round := 0; outOfMemory(err) && w.groups.size > 0; round++ {
-		if round > 0 {
-			cur, _ := duckDBSize(w.limit.get())
-			if !w.raiseMemoryLimit(ctx, conn, 2*cur, "a write ran out of it after a checkpoint", "err", err) {
-				return err
-			}
+		if round > 0 && !w.doubleMemoryLimit(ctx, conn, "a write ran out of it after a checkpoint", "err", err) {
+			return err
 		}
 		w.log.Debug("duckdb: out of memory in a write; checkpointing, then writing again", "err", err)
 		if _, cerr := conn.ExecContext(ctx, "CHECKPOINT"); cerr != nil {
