@@ -36,7 +36,7 @@ func runBench(ctx context.Context, args []string) error {
 	dbDir := fs.String("db-dir", os.TempDir(), "directory for the DuckDB files")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the drain phase here (go tool pprof)")
 	heapProfile := fs.String("heapprofile", "", "write a heap profile taken at half of the drain here (go tool pprof)")
-	path := fs.String("config", os.Getenv("SPANPIPE_CONFIG"), "YAML config file of spanpipe consume whose pipeline and sink settings (sink.duckdb memory_limit and the like) the bench's consumers take; SPANPIPE_PIPELINE_* and SPANPIPE_SINK_* variables apply too (env SPANPIPE_CONFIG)")
+	path := fs.String("config", os.Getenv("SPANPIPE_CONFIG"), "YAML config file of spanpipe consume whose pipeline and sink settings (sink.duckdb memory_limit and the like) and kafka fetch_max_bytes, fetch_max_partition_bytes and max_poll_records the bench's consumers take; SPANPIPE_PIPELINE_*, SPANPIPE_SINK_* and those SPANPIPE_KAFKA_* variables apply too (env SPANPIPE_CONFIG)")
 	if err := fs.Parse(args); err != nil {
 		return exitError{2, err}
 	}

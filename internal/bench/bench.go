@@ -51,10 +51,11 @@ type Options struct {
 	// drain is committed.
 	HeapProfile io.Writer
 	// Config, when set, is a consumer's configuration (as `spanpipe consume --config`
-	// loads it) whose pipeline and sink settings the drain's consumers take, and the
-	// append ceiling its sink.duckdb settings and max_batch_size. The bench sets the
-	// strategy, the sink type, the DuckDB path and the ClickHouse DSN itself, and
-	// the Kafka settings (its own broker, topics and group). Nil: the defaults.
+	// loads it) whose pipeline and sink settings, and kafka fetch_max_bytes,
+	// fetch_max_partition_bytes and max_poll_records, the drain's consumers take, and
+	// the append ceiling its sink.duckdb settings and max_batch_size. The bench sets
+	// the strategy, the sink type, the DuckDB path and the ClickHouse DSN itself, and
+	// the other Kafka settings (its own broker, topics and group). Nil: the defaults.
 	Config *app.Config
 }
 
@@ -62,6 +63,11 @@ type Options struct {
 func settingsOf(cfg app.Config, sink string) string {
 	p := cfg.Pipeline
 	s := fmt.Sprintf("max_batch_size %d, max_batch_wait %s", p.MaxBatchSize, p.MaxBatchWait)
+	if k := cfg.Kafka; k.FetchMaxBytes > 0 || k.FetchMaxPartitionBytes != app.DefaultConfig().Kafka.FetchMaxPartitionBytes ||
+		k.MaxPollRecords != app.DefaultConfig().Kafka.MaxPollRecords {
+		s += fmt.Sprintf("; kafka fetch_max_bytes %d (0: derived from the sink), fetch_max_partition_bytes %d, max_poll_records %d",
+			k.FetchMaxBytes, k.FetchMaxPartitionBytes, k.MaxPollRecords)
+	}
 	if sink == "duckdb" {
 		d := cfg.Sink.DuckDB
 		s += fmt.Sprintf("; duckdb memory_limit %s, checkpoint_threshold %s, row_group_size %d, block_size %d, threads %d",
@@ -71,11 +77,14 @@ func settingsOf(cfg app.Config, sink string) string {
 }
 
 // config is the consumers' base configuration: the defaults, with o.Config's
-// pipeline and sink settings.
+// pipeline and sink settings and its fetch sizes (the null drain's share of the raw
+// fetch depends on them: the raw fetch asks for 32 MiB at a time).
 func (o Options) config() app.Config {
 	cfg := app.DefaultConfig()
 	if o.Config != nil {
 		cfg.Pipeline, cfg.Sink = o.Config.Pipeline, o.Config.Sink
+		k := o.Config.Kafka
+		cfg.Kafka.FetchMaxBytes, cfg.Kafka.FetchMaxPartitionBytes, cfg.Kafka.MaxPollRecords = k.FetchMaxBytes, k.FetchMaxPartitionBytes, k.MaxPollRecords
 	}
 	return cfg
 }

@@ -116,10 +116,12 @@ func TestChunkOfHoldsWholeBatches(t *testing.T) {
 }
 
 // TestOptionsConfig: the sink settings of Options.Config reach the append ceiling
-// (a row group size that DuckDB's Open refuses fails it) and the settings line.
+// (a row group size that DuckDB's Open refuses fails it) and the settings line, and
+// so do its fetch sizes.
 func TestOptionsConfig(t *testing.T) {
 	cfg := app.DefaultConfig()
 	cfg.Sink.DuckDB.MemoryLimit, cfg.Sink.DuckDB.RowGroupSize = "80MB", 7
+	cfg.Kafka.FetchMaxBytes, cfg.Kafka.MaxPollRecords = 16<<20, 20000
 	_, _, err := appendCeiling(t.Context(), Options{Spans: 10, PayloadAvg: 256, DBDir: t.TempDir(), Config: &cfg}, "ceiling")
 	if err == nil || !strings.Contains(err.Error(), "row_group_size") {
 		t.Errorf("ceiling with row_group_size 7: got %v, want Open's refusal", err)
@@ -128,7 +130,10 @@ func TestOptionsConfig(t *testing.T) {
 	if got := settingsOf(o.config(), "duckdb"); !strings.Contains(got, "memory_limit 80MB") || !strings.Contains(got, "row_group_size 7") {
 		t.Errorf("settings: %s", got)
 	}
-	if got := settingsOf(Options{}.config(), "duckdb"); !strings.Contains(got, "memory_limit "+duckdb.DefaultConfig().MemoryLimit) {
+	if got := settingsOf(o.config(), "null"); !strings.Contains(got, "fetch_max_bytes 16777216") || !strings.Contains(got, "max_poll_records 20000") {
+		t.Errorf("settings with fetch sizes: %s", got)
+	}
+	if got := settingsOf(Options{}.config(), "duckdb"); !strings.Contains(got, "memory_limit "+duckdb.DefaultConfig().MemoryLimit) || strings.Contains(got, "fetch_max_bytes") {
 		t.Errorf("default settings: %s", got)
 	}
 }
