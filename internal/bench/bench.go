@@ -63,8 +63,8 @@ type Options struct {
 func settingsOf(cfg app.Config, sink string) string {
 	p := cfg.Pipeline
 	s := fmt.Sprintf("max_batch_size %d, max_batch_wait %s", p.MaxBatchSize, p.MaxBatchWait)
-	if k := cfg.Kafka; k.FetchMaxBytes > 0 || k.FetchMaxPartitionBytes != app.DefaultConfig().Kafka.FetchMaxPartitionBytes ||
-		k.MaxPollRecords != app.DefaultConfig().Kafka.MaxPollRecords {
+	if k, def := cfg.Kafka, app.DefaultConfig().Kafka; k.FetchMaxBytes != def.FetchMaxBytes ||
+		k.FetchMaxPartitionBytes != def.FetchMaxPartitionBytes || k.MaxPollRecords != def.MaxPollRecords {
 		s += fmt.Sprintf("; kafka fetch_max_bytes %d (0: derived from the sink), fetch_max_partition_bytes %d, max_poll_records %d",
 			k.FetchMaxBytes, k.FetchMaxPartitionBytes, k.MaxPollRecords)
 	}
